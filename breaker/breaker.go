@@ -1,0 +1,412 @@
+// Package breaker is healproxy's health state machine for one provider
+// upstream or one model, built on github.com/sony/gobreaker/v2. It knows
+// nothing of HTTP: callers classify their own results.
+//
+// With threshold T, cooldown C and recovery count R (CONTRACT section 3):
+//
+//	unknown ──call──▶ healthy ◀─────────── R consecutive trial successes
+//	                    │ ▲ success: error_count −1           ▲
+//	          failure:  ▼ │                                    │
+//	        error_count+1 degraded (error_count ≥ max(1, T/2)) │
+//	                    │                                      │
+//	   error_count ≥ T  ▼                                      │
+//	              unavailable (cooldown C) ──C over──▶ half-open, shown degraded:
+//	                    ▲                              at most R trials at once
+//	                    └────────── a trial failure ───────────┘
+//
+// The open/half-open/closed part is a gobreaker.CircuitBreaker with
+// MaxRequests = R and Timeout = C; gobreaker admits at most R trial requests
+// in half-open and closes after R consecutive successes. error_count, which
+// gobreaker has no notion of (it never decrements), is kept here and drives
+// gobreaker's ReadyToTrip. A Reset (self-heal) swaps in a fresh gobreaker,
+// since gobreaker has no reset of its own.
+//
+// Every read (Status, Snapshot) is side-effect free: it never calls
+// gobreaker's State, which can change state and run callbacks.
+package breaker
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Status is the health of one entry as users see it.
+type Status int32
+
+// The statuses, in order of severity.
+const (
+	Unknown Status = iota
+	Healthy
+	Degraded
+	Unavailable
+)
+
+var statusNames = [...]string{"unknown", "healthy", "degraded", "unavailable"}
+
+func (s Status) String() string {
+	if s < 0 || int(s) >= len(statusNames) {
+		return fmt.Sprintf("Status(%d)", int32(s))
+	}
+	return statusNames[s]
+}
+
+// MarshalText makes a Status a JSON string.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Sentinel errors returned by Call when it refuses a call.
+var (
+	// ErrCooldown: the entry is unavailable and cooling down.
+	ErrCooldown = errors.New("in cooldown")
+	// ErrTrialsBusy: the entry is half-open and all R trial slots are taken.
+	ErrTrialsBusy = errors.New("recovery trials in progress")
+	// ErrHeld: the entry is held unavailable from outside (e.g. its plugin
+	// process is dead), see Hold.
+	ErrHeld = errors.New("held unavailable")
+)
+
+// Settings are the knobs of one entry.
+type Settings struct {
+	// ErrorThreshold is T: error_count at which the entry becomes
+	// unavailable. Values below 1 mean 1.
+	ErrorThreshold int
+	// Cooldown is C, how long an unavailable entry refuses calls. Values
+	// at or below 0 mean gobreaker's default of 60s.
+	Cooldown time.Duration
+	// RecoveryCount is R, the consecutive trial successes that end
+	// recovery, and the number of trials admitted at once. Below 1 means 1.
+	RecoveryCount int
+}
+
+func (s Settings) normalized() Settings {
+	if s.ErrorThreshold < 1 {
+		s.ErrorThreshold = 1
+	}
+	if s.Cooldown <= 0 {
+		s.Cooldown = 60 * time.Second
+	}
+	if s.RecoveryCount < 1 {
+		s.RecoveryCount = 1
+	}
+	return s
+}
+
+// degradedAt is max(1, T/2).
+func (s Settings) degradedAt() int64 { return int64(max(1, s.ErrorThreshold/2)) }
+
+// Kind says what sort of failure a call had.
+type Kind string
+
+// Failure kinds. Callers may use others.
+const (
+	KindConnect Kind = "connect" // could not reach the backend
+	KindTimeout Kind = "timeout" // no answer in time
+	KindStatus  Kind = "status"  // answered with a failure status (5xx, 429)
+	KindCrash   Kind = "crash"   // the backend process died
+	KindError   Kind = "error"   // any other failure
+)
+
+// Failure is a failed call: what the caller's function returns to Call
+// (as *Failure, an error) and what the entry remembers of it.
+type Failure struct {
+	Time       time.Time     `json:"time"`
+	Kind       Kind          `json:"kind"`
+	StatusCode int           `json:"status_code,omitempty"` // e.g. the HTTP status, when there is one
+	Latency    time.Duration `json:"-"`
+	LatencyMS  float64       `json:"latency_ms"`
+	Message    string        `json:"message"` // must already be free of secrets
+}
+
+func (f *Failure) Error() string { return f.Message }
+
+// Reason codes: which rule put an entry in its status.
+const (
+	reasonNone int32 = iota
+	reasonThreshold
+	reasonTrialFailed
+	reasonHeld
+)
+
+// Entry is the health of one provider upstream or model. Its methods are
+// safe for concurrent use; the request path (Call) takes no lock of its
+// own and allocates nothing on success.
+type Entry struct {
+	name     string
+	settings atomic.Pointer[Settings]
+	cb       atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
+
+	state         atomic.Int32 // mirror of the gobreaker state
+	cooldownUntil atomic.Int64 // unix ns; 0 when none
+	tripReason    atomic.Int32
+	called        atomic.Bool
+	errorCount    atomic.Int64
+	successCount  atomic.Int64
+	totalFailures atomic.Int64
+	lastSuccess   atomic.Int64 // unix ns
+	lastError     atomic.Int64 // unix ns
+	published     atomic.Int32 // last Status reported to onChange
+
+	held atomic.Pointer[string] // reason, when held unavailable
+
+	mu       sync.Mutex // guards the failure ring
+	failures [maxFailures]Failure
+	nFail    int // total failures written to the ring
+
+	onChange func(e *Entry, from, to Status)
+	stamp    func() int64 // unix ns for last_success/last_error
+}
+
+const maxFailures = 8
+
+// Options for New.
+type Options struct {
+	// OnChange, when set, is called after a call or an operation changes
+	// the entry's Status. It runs on the caller's goroutine (the request
+	// path), so it must be quick and must not block.
+	OnChange func(e *Entry, from, to Status)
+	// PreciseStamps makes last_success and last_error exact (time.Now)
+	// instead of up to 5 ms old. Tests in a synctest bubble need it, since
+	// the coarse clock's goroutine must not start inside a bubble.
+	PreciseStamps bool
+}
+
+// New returns an entry in the unknown state.
+func New(name string, s Settings, opts Options) *Entry {
+	e := &Entry{name: name, onChange: opts.OnChange, stamp: coarseNow}
+	if opts.PreciseStamps {
+		e.stamp = preciseNow
+	}
+	s = s.normalized()
+	e.settings.Store(&s)
+	e.cb.Store(e.newBreaker(s))
+	return e
+}
+
+func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
+	var cb *gobreaker.CircuitBreaker[struct{}]
+	cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        e.name,
+		MaxRequests: uint32(s.RecoveryCount),
+		Timeout:     s.Cooldown,
+		ReadyToTrip: func(gobreaker.Counts) bool {
+			return e.errorCount.Load() >= int64(s.ErrorThreshold)
+		},
+		// A call the client gave up on says nothing of the backend.
+		IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
+		// Runs under gobreaker's mutex: atomic stores only.
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if e.cb.Load() != cb { // a replaced breaker finishing old calls
+				return
+			}
+			e.state.Store(int32(to))
+			switch to {
+			case gobreaker.StateOpen:
+				if from == gobreaker.StateHalfOpen {
+					e.tripReason.Store(reasonTrialFailed)
+				} else {
+					e.tripReason.Store(reasonThreshold)
+				}
+				e.cooldownUntil.Store(time.Now().Add(s.Cooldown).UnixNano())
+			case gobreaker.StateClosed:
+				e.errorCount.Store(0)
+				e.cooldownUntil.Store(0)
+				e.tripReason.Store(reasonNone)
+			}
+		},
+	})
+	return cb
+}
+
+// Name is the entry's name, as given to New.
+func (e *Entry) Name() string { return e.name }
+
+// Settings returns the entry's current settings.
+func (e *Entry) Settings() Settings { return *e.settings.Load() }
+
+// errExcluded marks a result that must not count either way.
+var errExcluded = errors.New("excluded")
+
+// Excluded is what a call function returns when its result must count
+// neither as a success nor as a failure (the client went away).
+func Excluded() error { return errExcluded }
+
+// Call runs fn if the entry admits a call now and records its result: nil
+// is a success, a *Failure is a failure, Excluded() counts for nothing, any
+// other error is a failure of KindError. Call returns ErrCooldown,
+// ErrTrialsBusy or ErrHeld without running fn when the entry refuses, else
+// what fn returned.
+func (e *Entry) Call(fn func() error) error {
+	if e.held.Load() != nil {
+		return ErrHeld
+	}
+	cb := e.cb.Load()
+	_, err := cb.Execute(func() (struct{}, error) {
+		err := fn()
+		e.record(err)
+		return struct{}{}, err
+	})
+	switch err {
+	case gobreaker.ErrOpenState:
+		return ErrCooldown
+	case gobreaker.ErrTooManyRequests:
+		return ErrTrialsBusy
+	}
+	e.publish()
+	return err
+}
+
+// record updates the counters before gobreaker looks at the result, so
+// that ReadyToTrip sees the new error_count.
+func (e *Entry) record(err error) {
+	if err == errExcluded {
+		return
+	}
+	now := e.stamp()
+	e.called.Store(true)
+	if err == nil {
+		e.successCount.Add(1)
+		e.lastSuccess.Store(now)
+		if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
+			decrementFloor0(&e.errorCount)
+		}
+		return
+	}
+	f, ok := err.(*Failure)
+	if !ok {
+		f = &Failure{Kind: KindError, Message: err.Error()}
+	}
+	e.errorCount.Add(1)
+	e.totalFailures.Add(1)
+	e.lastError.Store(now)
+	rec := *f
+	rec.Time = time.Unix(0, now)
+	rec.LatencyMS = float64(rec.Latency.Microseconds()) / 1000
+	e.mu.Lock()
+	e.failures[e.nFail%maxFailures] = rec
+	e.nFail++
+	e.mu.Unlock()
+}
+
+func decrementFloor0(v *atomic.Int64) {
+	for {
+		old := v.Load()
+		if old <= 0 || v.CompareAndSwap(old, old-1) {
+			return
+		}
+	}
+}
+
+// Status is the entry's status now. It has no side effects.
+func (e *Entry) Status() Status { return e.statusAt(time.Time{}) }
+
+// statusAt is the status at now; a zero now means time.Now, read only when
+// needed (a cooldown), which keeps it off the request path.
+func (e *Entry) statusAt(now time.Time) Status {
+	if e.held.Load() != nil {
+		return Unavailable
+	}
+	switch gobreaker.State(e.state.Load()) {
+	case gobreaker.StateOpen:
+		if now.IsZero() {
+			now = time.Now()
+		}
+		// gobreaker ends the cooldown strictly after its expiry; ours is
+		// stored a moment after gobreaker's, so we never say "over" early.
+		if now.UnixNano() <= e.cooldownUntil.Load() {
+			return Unavailable
+		}
+		return Degraded // cooldown over: half-open on the next call
+	case gobreaker.StateHalfOpen:
+		return Degraded
+	}
+	if !e.called.Load() {
+		return Unknown
+	}
+	if e.errorCount.Load() >= e.settings.Load().degradedAt() {
+		return Degraded
+	}
+	return Healthy
+}
+
+// CooldownUntil is when the current cooldown ends, and whether the entry is
+// cooling down now.
+func (e *Entry) CooldownUntil() (time.Time, bool) {
+	if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
+		return time.Time{}, false
+	}
+	until := e.cooldownUntil.Load()
+	if time.Now().UnixNano() > until {
+		return time.Time{}, false
+	}
+	return time.Unix(0, until), true
+}
+
+// publish reports a status change to onChange, once per change.
+func (e *Entry) publish() {
+	now := e.Status()
+	old := Status(e.published.Swap(int32(now)))
+	if old != now && e.onChange != nil {
+		e.onChange(e, old, now)
+	}
+}
+
+// Poll re-reads the status and reports a change that time alone made (a
+// cooldown that ended). Call it now and then from a background loop.
+func (e *Entry) Poll() { e.publish() }
+
+// Reset clears counters and cooldown: the self-heal of CONTRACT section 3.
+// Calls in flight on the old state are not counted.
+func (e *Entry) Reset() {
+	s := e.settings.Load()
+	e.cb.Store(e.newBreaker(*s))
+	e.state.Store(int32(gobreaker.StateClosed))
+	e.cooldownUntil.Store(0)
+	e.tripReason.Store(reasonNone)
+	e.errorCount.Store(0)
+	e.held.Store(nil)
+	e.publish()
+}
+
+// Hold makes the entry unavailable, refusing every call, until Release or
+// Reset, whatever its counters say; reason says why (shown in Snapshot).
+// A model whose plugin process died is held: there is nothing to send
+// trials to.
+func (e *Entry) Hold(reason string) {
+	e.held.Store(&reason)
+	e.publish()
+}
+
+// Release ends a Hold. The counters are left as they were.
+func (e *Entry) Release() {
+	e.held.Store(nil)
+	e.publish()
+}
+
+// SetSettings applies new settings (a config reload) without losing the
+// entry's counters. A breaker that is not closed keeps its current trip
+// until it ends; the new cooldown and recovery count apply from then on.
+func (e *Entry) SetSettings(s Settings) {
+	s = s.normalized()
+	if *e.settings.Load() == s {
+		return
+	}
+	e.settings.Store(&s)
+	if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
+		e.cb.Store(e.newBreaker(s))
+	}
+	e.publish()
+}
+
+// Fail records a failure that did not come from Call (a plugin process
+// that exited on its own), through the breaker so that it can trip it.
+func (e *Entry) Fail(f *Failure) {
+	if e.held.Load() != nil {
+		e.record(f)
+		return
+	}
+	_ = e.Call(func() error { return f })
+}

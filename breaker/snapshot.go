@@ -1,0 +1,114 @@
+package breaker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Snapshot is a consistent-enough copy of an entry for diagnostics: each
+// field is read atomically, the whole is not (a call may land in between).
+type Snapshot struct {
+	Status       Status
+	Reason       string // which rule put the entry in Status, in words
+	ErrorCount   int64
+	SuccessCount int64
+	FailureTotal int64 // failures ever recorded (error_count decrements, this does not)
+	LastSuccess  time.Time
+	LastError    time.Time
+	// LastErrorMessage is the newest failure's message, "" when none.
+	LastErrorMessage string
+	CooldownUntil    time.Time // zero when not cooling down
+	InCooldown       bool
+	// NextTrialAt is when calls are admitted again (the end of the
+	// cooldown); zero when they are admitted now.
+	NextTrialAt time.Time
+	// HalfOpen: trials are being admitted; TrialSuccesses of TrialsNeeded
+	// have succeeded so far.
+	HalfOpen       bool
+	TrialSuccesses int
+	TrialsNeeded   int
+	// RecentFailures are the last failures, newest first.
+	RecentFailures []Failure
+	Settings       Settings
+}
+
+// Snapshot reads the entry. It has no side effects.
+func (e *Entry) Snapshot() Snapshot {
+	now := time.Now()
+	s := *e.settings.Load()
+	snap := Snapshot{
+		Status:       e.statusAt(now),
+		ErrorCount:   e.errorCount.Load(),
+		SuccessCount: e.successCount.Load(),
+		FailureTotal: e.totalFailures.Load(),
+		LastSuccess:  unixTime(e.lastSuccess.Load()),
+		LastError:    unixTime(e.lastError.Load()),
+		TrialsNeeded: s.RecoveryCount,
+		Settings:     s,
+	}
+	state := gobreaker.State(e.state.Load())
+	if until := e.cooldownUntil.Load(); state == gobreaker.StateOpen && now.UnixNano() <= until {
+		snap.CooldownUntil = time.Unix(0, until)
+		snap.InCooldown = true
+		snap.NextTrialAt = snap.CooldownUntil
+	}
+	if state == gobreaker.StateHalfOpen || (state == gobreaker.StateOpen && !snap.InCooldown) {
+		snap.HalfOpen = true
+		if state == gobreaker.StateHalfOpen {
+			snap.TrialSuccesses = int(e.cb.Load().Counts().ConsecutiveSuccesses)
+		}
+	}
+
+	e.mu.Lock()
+	n := min(e.nFail, maxFailures)
+	snap.RecentFailures = make([]Failure, 0, n)
+	for i := 1; i <= n; i++ {
+		snap.RecentFailures = append(snap.RecentFailures, e.failures[(e.nFail-i)%maxFailures])
+	}
+	e.mu.Unlock()
+	if n > 0 {
+		snap.LastErrorMessage = snap.RecentFailures[0].Message
+	}
+	snap.Reason = e.reason(snap)
+	return snap
+}
+
+func (e *Entry) reason(s Snapshot) string {
+	if h := e.held.Load(); h != nil {
+		return *h
+	}
+	t := s.Settings.ErrorThreshold
+	switch {
+	case s.InCooldown && e.tripReason.Load() == reasonTrialFailed:
+		return fmt.Sprintf("a recovery trial failed; cooling down for %s, trials again at %s",
+			s.Settings.Cooldown, s.CooldownUntil.UTC().Format(time.RFC3339))
+	case s.InCooldown:
+		return fmt.Sprintf("error_count reached error_threshold %d; cooling down for %s, trials again at %s",
+			t, s.Settings.Cooldown, s.CooldownUntil.UTC().Format(time.RFC3339))
+	case s.HalfOpen:
+		return fmt.Sprintf("cooldown over: recovering, %d of %d consecutive trial successes (at most %d trials at once)",
+			s.TrialSuccesses, s.TrialsNeeded, s.TrialsNeeded)
+	}
+	switch s.Status {
+	case Unknown:
+		return "no call yet"
+	case Degraded:
+		return fmt.Sprintf("error_count %d >= %d (half of error_threshold %d); unavailable at %d",
+			s.ErrorCount, s.Settings.degradedAt(), t, t)
+	case Healthy:
+		if s.ErrorCount > 0 {
+			return fmt.Sprintf("answering; error_count %d below the degraded mark %d", s.ErrorCount, s.Settings.degradedAt())
+		}
+		return "answering; no recent errors"
+	}
+	return ""
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
