@@ -1,0 +1,427 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/plugins"
+)
+
+// MaxPredictBody bounds a predict request body; larger ones get 413.
+const MaxPredictBody = 1 << 20
+
+// MaxPredictInputs bounds the inputs of one predict request.
+const MaxPredictInputs = 256
+
+// Model is one model backend: its plugin process, supervised, and its
+// health entry. The Model, not a request, owns the process: it notices an
+// exit, holds the entry unavailable, and respawns (reinit) on request or,
+// with auto_reinit, by itself at most once per reinit_cooldown.
+type Model struct {
+	Key, Name string
+	Health    *breaker.Entry
+
+	s        *Server
+	spec     plugins.Spec
+	timeout  time.Duration
+	fallback string
+	health   config.Health
+
+	proc atomic.Pointer[plugins.Process] // nil while not loaded
+
+	mu         sync.Mutex // guards the fields below
+	restarts   int
+	lastReinit time.Time     // start of the latest reinit attempt
+	reinitting chan struct{} // closed when the reinit in progress ends
+	reinitRes  healResult    // result of the latest reinit
+	autoTimer  *time.Timer   // pending automatic reinit
+	nextAuto   time.Time     // when autoTimer fires
+	closed     bool
+}
+
+func newModel(mc config.Model, cfg *config.Config, s *Server) *Model {
+	m := &Model{Key: mc.Key, Name: mc.Name, s: s, timeout: mc.Timeout, fallback: mc.Fallback, health: mc.Health}
+	cmd := mc.Command
+	if mc.Plugin != "" {
+		cmd = plugins.BuiltinCommand(mc.Plugin)
+	}
+	m.spec = plugins.Spec{Key: mc.Key, Command: cmd, Env: s.opts.PluginEnv}
+	m.Health = breaker.New("model/"+mc.Key, settingsOf(mc.Health), breaker.Options{
+		OnChange: func(e *breaker.Entry, from, to breaker.Status) {
+			s.changed(Change{Kind: KindModel, Key: mc.Key, From: from, To: to, entry: e})
+			if to == breaker.Unavailable {
+				m.scheduleAutoReinit()
+			}
+		},
+	})
+	m.reinitting = make(chan struct{}) // the first start, see start
+	m.Health.Hold("plugin starting")
+	return m
+}
+
+// start spawns the plugin for the first time, in the background. A first
+// start is not a reinit: it does not start the reinit cooldown.
+// Like a reinit, it holds m.reinitting, so nothing else spawns meanwhile.
+func (m *Model) start() {
+	go func() {
+		res := m.spawn("start")
+		m.mu.Lock()
+		done := m.reinitting
+		m.reinitRes, m.reinitting = res, nil
+		m.mu.Unlock()
+		close(done)
+		if res.Status != "success" {
+			m.scheduleAutoReinit()
+		}
+	}()
+}
+
+// spawn starts a fresh process and installs it. The caller has made sure
+// that no other spawn of this model runs and that the old process is gone.
+func (m *Model) spawn(why string) healResult {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p, err := plugins.Start(ctx, m.spec, m.s.log)
+	if err != nil {
+		msg := err.Error()
+		m.Health.Hold("plugin not running: " + msg)
+		m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: msg})
+		m.s.log.Warn("model plugin failed to start", "model", m.Key, "why", why, "error", msg)
+		return healResult{ModelKey: m.Key, Status: "failed", Message: msg}
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		p.Kill()
+		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
+	}
+	m.proc.Store(p)
+	m.mu.Unlock()
+	m.Health.Reset() // healthy, counters cleared: CONTRACT section 3
+	go m.watch(p)
+	pid := p.Pid()
+	m.s.log.Info("model plugin running", "model", m.Key, "pid", pid, "why", why)
+	return healResult{ModelKey: m.Key, Status: "success", Pid: &pid,
+		Message: fmt.Sprintf("plugin started (pid %d) and passed its health check", pid)}
+}
+
+// startTimeout bounds one plugin start: handshake plus health check.
+const startTimeout = 10 * time.Second
+
+// watch notices the process's end. An exit that the host did not ask for
+// makes the model unavailable at once.
+func (m *Model) watch(p *plugins.Process) {
+	<-p.Done()
+	if !m.proc.CompareAndSwap(p, nil) {
+		return // replaced or stopped by us
+	}
+	msg := p.ExitErr().Error()
+	m.Health.Hold("plugin process exited; waiting for a reinit")
+	m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: msg})
+	m.scheduleAutoReinit() // Hold publishes before Fail; make sure either way
+}
+
+// scheduleAutoReinit arms one automatic reinit, no earlier than
+// reinit_cooldown after the previous attempt, when auto_reinit is on.
+func (m *Model) scheduleAutoReinit() {
+	if !m.health.AutoReinit {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.autoTimer != nil || m.reinitting != nil {
+		return
+	}
+	wait := time.Duration(0)
+	if !m.lastReinit.IsZero() {
+		wait = max(0, time.Until(m.lastReinit.Add(m.health.ReinitCooldown)))
+	}
+	m.nextAuto = time.Now().Add(wait)
+	m.autoTimer = time.AfterFunc(wait, func() {
+		m.mu.Lock()
+		m.autoTimer = nil
+		m.mu.Unlock()
+		if m.Health.Status() != breaker.Unavailable && m.proc.Load() != nil {
+			return // recovered meanwhile (a manual self-heal)
+		}
+		m.s.reinit(context.Background(), m, "auto-reinit")
+	})
+}
+
+// reinit kills the model's process and starts a fresh one (CONTRACT
+// section 6). At most one runs per model: a concurrent caller waits for the
+// one in progress and gets its result, so two processes never exist for
+// one model. Every attempt starts the reinit cooldown.
+func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
+	}
+	if wait := m.reinitting; wait != nil {
+		m.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return healResult{ModelKey: m.Key, Status: "failed", Message: "gave up waiting for the reinit in progress"}
+		}
+		m.mu.Lock()
+		res := m.reinitRes
+		m.mu.Unlock()
+		return res
+	}
+	if !m.lastReinit.IsZero() {
+		if left := time.Until(m.lastReinit.Add(m.health.ReinitCooldown)); left > 0 {
+			m.mu.Unlock()
+			rem := seconds(left)
+			return healResult{ModelKey: m.Key, Status: "cooldown", CooldownRemaining: &rem,
+				Message: fmt.Sprintf("reinitialised %s ago; reinit_cooldown is %s", time.Since(m.lastReinit).Round(time.Second), m.health.ReinitCooldown)}
+		}
+	}
+	done := make(chan struct{})
+	m.reinitting = done
+	m.lastReinit = time.Now()
+	m.restarts++
+	if m.autoTimer != nil {
+		m.autoTimer.Stop()
+		m.autoTimer = nil
+	}
+	m.mu.Unlock()
+
+	if old := m.proc.Swap(nil); old != nil {
+		m.Health.Hold("reinitialising")
+		old.Kill() // reaped before the new one starts
+	}
+	res := m.spawn(why)
+	s.log.Info("model reinit", "model", m.Key, "why", why, "result", res.Status, "message", res.Message)
+
+	m.mu.Lock()
+	m.reinitRes = res
+	m.reinitting = nil
+	m.mu.Unlock()
+	close(done)
+	if res.Status != "success" {
+		m.scheduleAutoReinit()
+	}
+	return res
+}
+
+// healAll reinitialises every model that is unavailable or not loaded, at
+// most max_concurrent_reinit at once.
+func (s *Server) healAll(ctx context.Context, st *state) []healResult {
+	limit := max(1, st.cfg.Health.MaxConcurrentReinit)
+	sem := make(chan struct{}, limit)
+	var todo []*Model
+	for _, m := range st.modelList {
+		if m.proc.Load() == nil || m.Health.Status() == breaker.Unavailable {
+			todo = append(todo, m)
+		}
+	}
+	results := make([]healResult, len(todo))
+	var wg sync.WaitGroup
+	for i, m := range todo {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] = s.reinit(ctx, m, "self-heal")
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// close stops the model for good: no more reinits, process killed.
+func (m *Model) close() {
+	m.mu.Lock()
+	m.closed = true
+	if m.autoTimer != nil {
+		m.autoTimer.Stop()
+		m.autoTimer = nil
+	}
+	wait := m.reinitting
+	m.mu.Unlock()
+	if wait != nil {
+		<-wait // a start in progress installs nothing once closed
+	}
+	if p := m.proc.Swap(nil); p != nil {
+		p.Kill()
+	}
+}
+
+// retryAfter is when a refused call may succeed: the next automatic
+// reinit for a dead plugin (its cooldown when auto_reinit is off), else
+// the breaker's cooldown.
+func (m *Model) retryAfter() time.Duration {
+	if until, ok := m.Health.CooldownUntil(); ok && m.proc.Load() != nil {
+		return time.Until(until)
+	}
+	if m.health.AutoReinit {
+		m.mu.Lock()
+		next := m.nextAuto
+		m.mu.Unlock()
+		if d := time.Until(next); d > 0 {
+			return d
+		}
+		return time.Second
+	}
+	if until, ok := m.Health.CooldownUntil(); ok {
+		return time.Until(until)
+	}
+	return m.health.Cooldown
+}
+
+func (m *Model) document() modelDoc {
+	snap := m.Health.Snapshot()
+	d := modelDoc{ModelKey: m.Key, Name: m.Name, entryDoc: entryOf(snap), explainDoc: explainOf(snap),
+		Fallback: strOrNil(m.fallback)}
+	if p := m.proc.Load(); p != nil {
+		pid := p.Pid()
+		d.Loaded, d.Pid = true, &pid
+	}
+	m.mu.Lock()
+	d.Restarts = m.restarts
+	d.LastReinit = stamp(m.lastReinit)
+	if !m.nextAuto.IsZero() && m.autoTimer != nil {
+		d.NextTrialAt = stamp(m.nextAuto)
+	}
+	m.mu.Unlock()
+	return d
+}
+
+type predictRequest struct {
+	Inputs json.RawMessage `json:"inputs"`
+}
+
+// decodeInputs reads {"inputs": "text"} or {"inputs": ["text", ...]}.
+func decodeInputs(w http.ResponseWriter, r *http.Request) ([]string, int, string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxPredictBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxPredictBody)
+		}
+		return nil, http.StatusBadRequest, "cannot read body: " + err.Error()
+	}
+	var req predictRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, http.StatusBadRequest, "body is not a JSON object: " + err.Error()
+	}
+	if len(req.Inputs) == 0 || string(req.Inputs) == "null" {
+		return nil, http.StatusBadRequest, `missing "inputs": send {"inputs": "text"} or {"inputs": ["text", ...]}`
+	}
+	var one string
+	if err := json.Unmarshal(req.Inputs, &one); err == nil {
+		return []string{one}, 0, ""
+	}
+	var many []string
+	if err := json.Unmarshal(req.Inputs, &many); err != nil {
+		return nil, http.StatusBadRequest, `"inputs" must be a string or a list of strings`
+	}
+	if len(many) == 0 {
+		return nil, http.StatusBadRequest, `"inputs" is an empty list`
+	}
+	if len(many) > MaxPredictInputs {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("more than %d inputs", MaxPredictInputs)
+	}
+	return many, 0, ""
+}
+
+// servePredict is POST /models/{key}/predict (CONTRACT section 5). Client
+// errors stop before the model's breaker, so they never touch its health.
+func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
+	key := chi.URLParam(r, "key")
+	st := s.state.Load()
+	m := st.models[key]
+	if m == nil {
+		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
+		return
+	}
+	inputs, code, msg := decodeInputs(w, r)
+	if code != 0 {
+		writeJSON(w, code, errorBody{Status: "error", ModelKey: key, Error: msg})
+		return
+	}
+	data, err := m.predict(r.Context(), inputs)
+	if err == nil {
+		writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: key, Data: data})
+		return
+	}
+	if r.Context().Err() != nil {
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
+	// The model failed or refused: its fallback answers when it can.
+	if fb := st.models[m.fallback]; fb != nil {
+		if data, fbErr := fb.predict(r.Context(), inputs); fbErr == nil {
+			writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
+			return
+		}
+	}
+	var f *breaker.Failure
+	switch {
+	case errors.As(err, &f) && f.Kind == breaker.KindTimeout:
+		writeJSON(w, http.StatusGatewayTimeout, errorBody{Status: "error", ModelKey: key, Error: f.Message})
+	case errors.As(err, &f) && f.Kind == breaker.KindError:
+		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ModelKey: key, Error: f.Message})
+	default:
+		setRetryAfter(w, m.retryAfter())
+		msg := "model " + strconv.Quote(key) + " is unavailable: " + m.Health.Snapshot().Reason
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Status: "unavailable", ModelKey: key, Error: msg})
+	}
+}
+
+type predictDoc struct {
+	Status       string                 `json:"status"`
+	ModelKey     string                 `json:"model_key"`
+	FallbackFrom string                 `json:"fallback_from,omitempty"`
+	Data         [][]plugins.LabelScore `json:"data"`
+}
+
+// predict calls the model's plugin through its breaker with the model's
+// deadline. A refused call returns the breaker's sentinel error; a failed
+// one a *breaker.Failure.
+func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
+	var out [][]plugins.LabelScore
+	err := m.Health.Call(func() error {
+		p := m.proc.Load()
+		if p == nil {
+			return breaker.Excluded() // raced with an exit; the watcher records it
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.timeout)
+		defer cancel()
+		start := time.Now()
+		data, err := p.Model().Predict(cctx, inputs)
+		if err == nil {
+			out = data
+			return nil
+		}
+		latency := time.Since(start)
+		switch {
+		case ctx.Err() != nil:
+			return breaker.Excluded()
+		case errors.Is(err, context.DeadlineExceeded):
+			return &breaker.Failure{Kind: breaker.KindTimeout, Latency: latency,
+				Message: fmt.Sprintf("model did not answer within its timeout of %s", m.timeout)}
+		case errors.Is(err, plugins.ErrPluginUnavailable):
+			return &breaker.Failure{Kind: breaker.KindCrash, Latency: latency, Message: err.Error()}
+		default:
+			return &breaker.Failure{Kind: breaker.KindError, Latency: latency, Message: err.Error()}
+		}
+	})
+	if err == nil && out == nil {
+		return nil, breaker.ErrHeld
+	}
+	return out, err
+}

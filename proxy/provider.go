@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+)
+
+// Provider is one configured upstream API and its pool of equivalent
+// upstreams. It is immutable after newProvider except for health, which
+// lives in each Upstream's breaker entry.
+type Provider struct {
+	ID, Name  string
+	Upstreams []*Upstream
+	timeout   time.Duration
+	headers   http.Header // injected; values are secrets
+	rp        *httputil.ReverseProxy
+	rr        atomic.Uint32 // round-robin cursor
+}
+
+// Upstream is one endpoint of a provider with its own health.
+type Upstream struct {
+	provider *Provider
+	target   *url.URL // scheme, host, base path and query of the endpoint
+	// Display is the URL without query string or user info: the form
+	// shown in diagnostics, metrics and logs.
+	Display string
+	Health  *breaker.Entry
+	metrics *upstreamMetrics
+}
+
+func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m *metrics, errLog *slog.Logger) *Provider {
+	p := &Provider{
+		ID:      pc.ID,
+		Name:    pc.Name,
+		timeout: pc.Timeout,
+		headers: make(http.Header, len(pc.Headers)),
+	}
+	for k, v := range pc.Headers {
+		if v != "" { // an unset env("…") secret sends no header rather than an empty one
+			p.headers.Set(k, v)
+		}
+	}
+	for _, u := range pc.Upstreams {
+		up := &Upstream{provider: p, target: u, Display: redactURL(u)}
+		up.Health = breaker.New("provider/"+pc.ID+"/"+up.Display, settingsOf(pc.Health), breaker.Options{
+			OnChange: func(_ *breaker.Entry, from, to breaker.Status) {
+				hooks.changed(Change{Kind: KindProvider, Key: p.ID, Upstream: up.Display, From: from, To: to, entry: up.Health})
+			},
+		})
+		up.metrics = m.forUpstream(p.ID, up.Display)
+		p.Upstreams = append(p.Upstreams, up)
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    &providerTransport{p: p, base: base},
+		BufferPool:   bufferPool,
+		ErrorHandler: p.proxyError,
+		ErrorLog:     slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
+	}
+	return p
+}
+
+func settingsOf(h config.Health) breaker.Settings {
+	return breaker.Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount}
+}
+
+// redactURL drops the query string and user info, which may hold secrets.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.ForceQuery = false
+	c.Fragment = ""
+	return c.String()
+}
+
+// rewrite prepares the outgoing request. The upstream itself (scheme, host,
+// base path) is chosen per attempt by providerTransport; here the URL keeps
+// only the part after /providers/{id}, already checked by restPath.
+func (p *Provider) rewrite(pr *httputil.ProxyRequest) {
+	rest, _ := restPath(pr.In, p.ID)
+	out := pr.Out.URL
+	out.Scheme, out.Host, out.User = "", "", nil
+	out.RawPath = rest
+	out.Path, _ = url.PathUnescape(rest)
+	pr.Out.Host = "" // the Host header is the upstream's, never the client's
+	pr.SetXForwarded()
+	for k, v := range p.headers {
+		pr.Out.Header[k] = v
+	}
+}
+
+// restPath is the escaped path after /providers/{id}, starting with "/",
+// and false when it could leave the upstream's base path: a "." or ".."
+// segment (also percent-encoded), an encoded slash or backslash, a
+// backslash, or a NUL.
+func restPath(r *http.Request, id string) (string, bool) {
+	esc := r.URL.EscapedPath()
+	prefix := "/providers/" + id
+	if !strings.HasPrefix(esc, prefix) {
+		return "", false
+	}
+	rest := esc[len(prefix):]
+	if rest == "" {
+		return "/", true
+	}
+	if rest[0] != '/' {
+		return "", false
+	}
+	if strings.ContainsAny(rest, "\\\x00") {
+		return "", false
+	}
+	lower := strings.ToLower(rest)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") {
+		return "", false
+	}
+	for seg := range strings.SplitSeq(rest[1:], "/") {
+		if len(seg) > 6 { // the longest dot segment is "%2e%2e"
+			continue
+		}
+		if s, err := url.PathUnescape(seg); err != nil || s == "." || s == ".." {
+			return "", false
+		}
+	}
+	return rest, true
+}
+
+// targetURL is the upstream URL for an escaped rest path: the upstream's
+// base path joined with rest, and the upstream's own query (if any) joined
+// with the client's.
+func (u *Upstream) targetURL(in *url.URL) *url.URL {
+	t := u.target
+	out := &url.URL{Scheme: t.Scheme, Host: t.Host, User: t.User}
+	base := strings.TrimSuffix(t.EscapedPath(), "/")
+	out.RawPath = base + in.RawPath
+	out.Path, _ = url.PathUnescape(out.RawPath)
+	if out.RawPath == out.Path {
+		out.RawPath = ""
+	}
+	switch {
+	case t.RawQuery == "":
+		out.RawQuery = in.RawQuery
+	case in.RawQuery == "":
+		out.RawQuery = t.RawQuery
+	default:
+		out.RawQuery = t.RawQuery + "&" + in.RawQuery
+	}
+	return out
+}
+
+// Available is what selection asks: may this upstream be sent a request?
+func (u *Upstream) Available() bool { return u.Health.Status() != breaker.Unavailable }
+
+// bufferPool lends ReverseProxy its copy buffers instead of a new 32 KiB
+// one per request.
+// Buffers are pooled as array pointers so that Put does not allocate.
+var bufferPool = &syncBufferPool{pool: sync.Pool{New: func() any { return new([bufSize]byte) }}}
+
+const bufSize = 32 * 1024
+
+type syncBufferPool struct{ pool sync.Pool }
+
+func (b *syncBufferPool) Get() []byte { return b.pool.Get().(*[bufSize]byte)[:] }
+
+func (b *syncBufferPool) Put(p []byte) {
+	if cap(p) >= bufSize {
+		b.pool.Put((*[bufSize]byte)(p[:bufSize]))
+	}
+}
+
+// Interface guards
+var _ httputil.BufferPool = (*syncBufferPool)(nil)

@@ -1,0 +1,196 @@
+// Package proxy is healproxy's HTTP side: the chi router, the provider
+// reverse proxy with health-aware upstream selection and failover, the
+// model endpoints, the diagnostics and admin API, and metrics.
+//
+// A Server holds one registry of health: a breaker.Entry per provider
+// upstream and per model. Diagnostics, metrics and logs all read those
+// entries; none keeps a copy.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+)
+
+// Kinds of health entries, as in diagnostics and metrics labels.
+const (
+	KindProvider = "provider"
+	KindModel    = "model"
+)
+
+// Change is one status change of a health entry.
+type Change struct {
+	Kind     string // KindProvider or KindModel
+	Key      string // provider id or model key
+	Upstream string // the upstream's display URL, for providers
+	From, To breaker.Status
+	entry    *breaker.Entry
+}
+
+type entryHooks interface{ changed(Change) }
+
+// Options for New.
+type Options struct {
+	// Logger receives the server's logs. nil means slog.Default().
+	Logger *slog.Logger
+	// Transport sends provider requests. nil means a tuned clone of
+	// http.DefaultTransport.
+	Transport http.RoundTripper
+	// PluginEnv adds KEY=VALUE pairs to the environment of plugin processes.
+	PluginEnv []string
+}
+
+// Server is a running healproxy: router, providers, models and health.
+// Create it with New, serve Handler, and call Close when done.
+type Server struct {
+	log       *slog.Logger
+	transport http.RoundTripper
+	metrics   *metrics
+	router    chi.Router
+	state     atomic.Pointer[state]
+	opts      Options
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// state is what a config produces; a reload swaps it whole.
+type state struct {
+	cfg          *config.Config
+	providers    map[string]*Provider
+	providerList []*Provider
+	models       map[string]*Model
+	modelList    []*Model
+}
+
+// New builds a Server for cfg, which must be valid (config.Load).
+// Models start in the background: a model whose plugin cannot start is
+// reported unavailable and does not fail New.
+func New(cfg *config.Config, opts Options) (*Server, error) {
+	if cfg == nil {
+		return nil, errors.New("proxy: nil config")
+	}
+	s := &Server{
+		log:       opts.Logger,
+		transport: opts.Transport,
+		opts:      opts,
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.transport == nil {
+		s.transport = newTransport()
+	}
+	s.metrics = newMetrics(s)
+	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
+	for _, pc := range cfg.Providers {
+		p := newProvider(pc, s.transport, s, s.metrics, s.log)
+		st.providers[p.ID] = p
+		st.providerList = append(st.providerList, p)
+	}
+	for _, mc := range cfg.Models {
+		m := newModel(mc, cfg, s)
+		st.models[m.Key] = m
+		st.modelList = append(st.modelList, m)
+	}
+	s.state.Store(st)
+	s.router = s.routes()
+	for _, m := range st.modelList {
+		m.start()
+	}
+	go s.pollLoop()
+	return s, nil
+}
+
+// newTransport is http.DefaultTransport tuned for a proxy: more idle
+// connections per host (the default of 2 makes a busy proxy redial), and
+// bounded dial and TLS handshake times.
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ExpectContinueTimeout = time.Second
+	t.Proxy = nil // never route provider traffic through an environment proxy
+	return t
+}
+
+// ServeHTTP serves every endpoint of healproxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Close stops background work and every plugin process. ctx bounds it.
+func (s *Server) Close(ctx context.Context) error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	st := s.state.Load()
+	for _, m := range st.modelList {
+		m.close()
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pollLoop notices status changes that time alone makes (a cooldown that
+// ends), so logs and metrics see them without waiting for a request.
+func (s *Server) pollLoop() {
+	defer close(s.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			st := s.state.Load()
+			for _, p := range st.providerList {
+				for _, u := range p.Upstreams {
+					u.Health.Poll()
+				}
+			}
+			for _, m := range st.modelList {
+				m.Health.Poll()
+			}
+		}
+	}
+}
+
+// changed is called by every health entry on a status change.
+func (s *Server) changed(c Change) {
+	s.metrics.transitions.WithLabelValues(c.Kind, c.Key, c.Upstream, c.From.String(), c.To.String()).Inc()
+	snap := c.entry.Snapshot()
+	attrs := []any{slog.String("kind", c.Kind), slog.String("key", c.Key)}
+	if c.Upstream != "" {
+		attrs = append(attrs, slog.String("upstream", c.Upstream))
+	}
+	attrs = append(attrs, slog.String("from", c.From.String()), slog.String("to", c.To.String()),
+		slog.Int64("error_count", snap.ErrorCount), slog.String("reason", snap.Reason))
+	if snap.LastErrorMessage != "" && c.To > breaker.Healthy {
+		attrs = append(attrs, slog.String("last_error", snap.LastErrorMessage))
+	}
+	level := slog.LevelInfo
+	if c.To == breaker.Unavailable {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "health status changed", attrs...)
+}
