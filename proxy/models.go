@@ -67,7 +67,6 @@ func newModel(mc config.Model, cfg *config.Config, s *Server) *Model {
 		},
 	})
 	m.reinitting = make(chan struct{}) // the first start, see start
-	m.Health.Hold("plugin starting")
 	return m
 }
 
@@ -394,30 +393,29 @@ type predictDoc struct {
 // one a *breaker.Failure.
 func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
 	var out [][]plugins.LabelScore
-	err := m.Health.Call(func() error {
+	err := m.Health.Call(func() (time.Duration, error) {
 		p := m.proc.Load()
 		if p == nil {
-			return breaker.Excluded() // raced with an exit; the watcher records it
+			return 0, breaker.Excluded() // raced with an exit; the watcher records it
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.timeout)
 		defer cancel()
 		start := time.Now()
 		data, err := p.Model().Predict(cctx, inputs)
-		if err == nil {
-			out = data
-			return nil
-		}
 		latency := time.Since(start)
 		switch {
+		case err == nil:
+			out = data
+			return latency, nil
 		case ctx.Err() != nil:
-			return breaker.Excluded()
+			return latency, breaker.Excluded()
 		case errors.Is(err, context.DeadlineExceeded):
-			return &breaker.Failure{Kind: breaker.KindTimeout, Latency: latency,
+			return latency, &breaker.Failure{Kind: breaker.KindTimeout, Latency: latency,
 				Message: fmt.Sprintf("model did not answer within its timeout of %s", m.timeout)}
 		case errors.Is(err, plugins.ErrPluginUnavailable):
-			return &breaker.Failure{Kind: breaker.KindCrash, Latency: latency, Message: err.Error()}
+			return latency, &breaker.Failure{Kind: breaker.KindCrash, Latency: latency, Message: err.Error()}
 		default:
-			return &breaker.Failure{Kind: breaker.KindError, Latency: latency, Message: err.Error()}
+			return latency, &breaker.Failure{Kind: breaker.KindError, Latency: latency, Message: err.Error()}
 		}
 	})
 	if err == nil && out == nil {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"crypto/subtle"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/healproxy/healproxy/web"
 )
 
 func (s *Server) routes() chi.Router {
@@ -30,12 +31,18 @@ func (s *Server) routes() chi.Router {
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 
 	r.Get("/api/diagnostics/health", s.serveHealth)
+	r.Get("/api/diagnostics/events", s.serveEvents)
+	r.Get("/api/diagnostics/history", s.serveHistory)
 	r.With(s.admin).Post("/api/diagnostics/self-heal", s.serveSelfHeal)
 
 	r.Handle("/providers/{id}", http.HandlerFunc(s.serveProvider))
 	r.Handle("/providers/{id}/*", http.HandlerFunc(s.serveProvider))
 
 	r.Post("/models/{key}/predict", s.servePredict)
+
+	ui := web.Handler()
+	r.Get("/", ui.ServeHTTP)
+	r.Get("/assets/*", ui.ServeHTTP)
 	return r
 }
 
@@ -109,5 +116,3 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-var _ = slog.LevelInfo

@@ -56,6 +56,7 @@ type Server struct {
 	log       *slog.Logger
 	transport http.RoundTripper
 	metrics   *metrics
+	events    *hub
 	router    chi.Router
 	state     atomic.Pointer[state]
 	opts      Options
@@ -84,6 +85,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		log:       opts.Logger,
 		transport: opts.Transport,
 		opts:      opts,
+		events:    newHub(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -132,6 +134,11 @@ func newTransport() *http.Transport {
 // ServeHTTP serves every endpoint of healproxy.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
+// BeginShutdown ends the long-lived event streams, so that an
+// http.Server's Shutdown need not wait for them; register it with
+// http.Server.RegisterOnShutdown.
+func (s *Server) BeginShutdown() { s.events.close() }
+
 // Close stops background work and every plugin process. ctx bounds it.
 func (s *Server) Close(ctx context.Context) error {
 	select {
@@ -139,6 +146,7 @@ func (s *Server) Close(ctx context.Context) error {
 	default:
 		close(s.stop)
 	}
+	s.events.close()
 	st := s.state.Load()
 	for _, m := range st.modelList {
 		m.close()
@@ -193,4 +201,5 @@ func (s *Server) changed(c Change) {
 		level = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "health status changed", attrs...)
+	s.publishChange(c)
 }

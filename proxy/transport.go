@@ -122,15 +122,14 @@ const degradedShare = 16
 // the next upstream.
 func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater bool) (resp *http.Response, err error, refused bool) {
 	p := t.p
-	var start time.Time
-	callErr := u.Health.Call(func() error {
+	callErr := u.Health.Call(func() (time.Duration, error) {
 		ctx, cancel := req.Context(), context.CancelFunc(noop)
 		if req.Header.Get("Upgrade") == "" { // an upgraded connection outlives any timeout
 			ctx, cancel = context.WithTimeout(ctx, p.timeout)
 		}
 		out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 		out.URL = u.targetURL(req.URL)
-		start = time.Now()
+		start := time.Now()
 		r, rtErr := t.base.RoundTrip(out)
 		latency := time.Since(start)
 		if rtErr != nil {
@@ -138,18 +137,18 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 			if req.Context().Err() != nil {
 				err = errClientGone
 				u.metrics.observe("canceled", latency)
-				return breaker.Excluded()
+				return latency, breaker.Excluded()
 			}
 			kind, msg := classifyError(rtErr, out.Context())
 			u.metrics.observe(string(kind), latency)
 			err = &upstreamError{kind: kind, msg: msg}
-			return &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
+			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
 		if !failureStatus(r.StatusCode) {
 			r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
 			resp = r
-			return nil
+			return latency, nil
 		}
 		f := &breaker.Failure{Kind: breaker.KindStatus, StatusCode: r.StatusCode, Latency: latency,
 			Message: "upstream answered " + strconv.Itoa(r.StatusCode) + " " + http.StatusText(r.StatusCode)}
@@ -161,7 +160,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 			r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
 			resp = r // the last upstream's failure answer passes through
 		}
-		return f
+		return latency, f
 	})
 	switch callErr {
 	case breaker.ErrCooldown, breaker.ErrTrialsBusy, breaker.ErrHeld:

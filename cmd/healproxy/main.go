@@ -166,6 +166,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelDebug),
 	}
 
+	httpSrv.RegisterOnShutdown(srv.BeginShutdown)
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)

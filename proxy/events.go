@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/healproxy/healproxy/breaker"
+)
+
+// hub fans status-change events out to Server-Sent Events subscribers.
+// Publishing never blocks: a subscriber whose buffer is full is dropped
+// (its stream ends with a "resync" event and the browser reconnects and
+// re-reads the health document), so a slow client cannot slow the proxy.
+type hub struct {
+	mu     sync.Mutex
+	subs   map[chan []byte]struct{}
+	closed bool
+}
+
+const subscriberBuffer = 64
+
+func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
+
+func (h *hub) subscribe() (chan []byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, false
+	}
+	ch := make(chan []byte, subscriberBuffer)
+	h.subs[ch] = struct{}{}
+	return ch, true
+}
+
+func (h *hub) unsubscribe(ch chan []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[ch]; ok {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+func (h *hub) active() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs) > 0
+}
+
+func (h *hub) publish(msg []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- msg:
+		default: // too slow: drop it; it will resync
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// close ends every stream; later subscribers are refused.
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+// statusEvent is the data of one "status" event.
+type statusEvent struct {
+	Kind     string         `json:"kind"`
+	Key      string         `json:"key"`
+	Upstream string         `json:"upstream,omitempty"`
+	From     breaker.Status `json:"from"`
+	To       breaker.Status `json:"to"`
+	Time     string         `json:"time"`
+	// Entry is the entry's new state: the provider entry (with all its
+	// upstreams) or the model entry, as in the health document.
+	Entry any `json:"entry"`
+}
+
+func (s *Server) publishChange(c Change) {
+	if !s.events.active() {
+		return
+	}
+	ev := statusEvent{Kind: c.Kind, Key: c.Key, Upstream: c.Upstream, From: c.From, To: c.To,
+		Time: time.Now().UTC().Format(time.RFC3339Nano)}
+	st := s.state.Load()
+	switch c.Kind {
+	case KindProvider:
+		if p := st.providers[c.Key]; p != nil {
+			ev.Entry = providerEntry(p)
+		}
+	case KindModel:
+		if m := st.models[c.Key]; m != nil {
+			ev.Entry = m.document()
+		}
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	s.events.publish(append(append([]byte("event: status\ndata: "), data...), "\n\n"...))
+}
+
+// sseHeartbeat keeps idle streams alive through intermediaries.
+const sseHeartbeat = 15 * time.Second
+
+// serveEvents is GET /api/diagnostics/events: Server-Sent Events, one
+// "status" event per status change. The stream opens with a "hello" event;
+// a client that fell behind gets "resync" and should re-read
+// /api/diagnostics/health.
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	ch, ok := s.events.subscribe()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	}
+	defer s.events.unsubscribe(ch)
+	// The server's write timeout does not apply to an event stream.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte("retry: 2000\nevent: hello\ndata: {\"time\":\"" + time.Now().UTC().Format(time.RFC3339Nano) + "\"}\n\n"))
+	fl.Flush()
+
+	tick := time.NewTicker(sseHeartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				w.Write([]byte("event: resync\ndata: {}\n\n"))
+				fl.Flush()
+				return
+			}
+			if _, err := w.Write(msg); err != nil {
+				return
+			}
+			fl.Flush()
+		case <-tick.C:
+			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+// historyDoc is GET /api/diagnostics/history.
+type historyDoc struct {
+	IntervalSeconds float64        `json:"interval_seconds"`
+	Buckets         int            `json:"buckets"`
+	Entries         []historyEntry `json:"entries"`
+}
+
+type historyEntry struct {
+	Kind     string          `json:"kind"`
+	Key      string          `json:"key"`
+	Upstream string          `json:"upstream,omitempty"` // empty: the provider as a whole
+	Points   []breaker.Point `json:"points"`
+}
+
+func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
+	st := s.state.Load()
+	doc := historyDoc{IntervalSeconds: breaker.HistoryInterval.Seconds(), Buckets: breaker.HistoryBuckets}
+	for _, p := range st.providerList {
+		var sum []breaker.Point
+		for _, u := range p.Upstreams {
+			pts := u.Health.History()
+			doc.Entries = append(doc.Entries, historyEntry{Kind: KindProvider, Key: p.ID, Upstream: u.Display, Points: pts})
+			sum = addPoints(sum, pts)
+		}
+		doc.Entries = append(doc.Entries, historyEntry{Kind: KindProvider, Key: p.ID, Points: sum})
+	}
+	for _, m := range st.modelList {
+		doc.Entries = append(doc.Entries, historyEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// addPoints sums b into a, interval by interval (latency weighted by calls).
+func addPoints(a, b []breaker.Point) []breaker.Point {
+	if a == nil {
+		return append([]breaker.Point(nil), b...)
+	}
+	for i := range a {
+		if i >= len(b) {
+			break
+		}
+		n := a[i].Requests + b[i].Requests
+		if n > 0 {
+			a[i].LatencyMS = (a[i].LatencyMS*float64(a[i].Requests) + b[i].LatencyMS*float64(b[i].Requests)) / float64(n)
+		}
+		a[i].Requests = n
+		a[i].Errors += b[i].Errors
+	}
+	return a
+}
