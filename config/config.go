@@ -69,7 +69,8 @@ type Provider struct {
 	Upstreams []*url.URL // at least one; http or https; no fragment
 	Timeout   time.Duration
 	// Headers are injected into every upstream request. Their values are
-	// secrets: they must never be logged or shown.
+	// secrets: they must never be logged or shown. A header whose value is
+	// empty in the file (typically env() of an unset variable) is left out.
 	Headers map[string]string
 	Health  Health
 }

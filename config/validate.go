@@ -1,0 +1,485 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// idPattern is what provider IDs and model keys must match: they appear as
+// a single URL path segment (/providers/{id}/…, /models/{key}/…).
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// pluginPattern is what a plugin name must match when no list of built-in
+// plugins is given.
+var pluginPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
+
+// builder turns a decoded fileConfig into a Config: defaults first, then the
+// file, then the environment, validating as it goes. Every problem is
+// appended to diags; it never stops at the first.
+type builder struct {
+	ectx   *hcl.EvalContext
+	opts   LoadOptions
+	getenv func(string) (string, bool)
+	diags  hcl.Diagnostics
+
+	// decodeDiags are gohcl's; see decoded.
+	decodeDiags hcl.Diagnostics
+}
+
+// decoded reports whether the value at rng decoded without error. A value
+// that did not is already reported and is not checked further, so that one
+// mistake gives one diagnostic.
+func (b *builder) decoded(rng hcl.Range) bool {
+	for _, d := range b.decodeDiags {
+		if d == nil || d.Severity != hcl.DiagError || d.Subject == nil || d.Subject.Filename != rng.Filename {
+			continue
+		}
+		if start := d.Subject.Start.Byte; start >= rng.Start.Byte && start <= rng.End.Byte {
+			return false
+		}
+	}
+	return true
+}
+
+// duration is parseDuration for a value that gohcl decoded.
+func (b *builder) duration(s *string, rng hcl.Range, name string, positive bool) *time.Duration {
+	if s == nil || !b.decoded(rng) {
+		return nil
+	}
+	d, diags := parseDuration(s, rng, name, positive)
+	b.diags = append(b.diags, diags...)
+	return d
+}
+
+func (b *builder) errorf(subject hcl.Range, summary, format string, args ...any) {
+	b.diags = append(b.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  summary,
+		Detail:   fmt.Sprintf(format, args...),
+		Subject:  subject.Ptr(),
+	})
+}
+
+func (b *builder) build(fc *fileConfig, cfg *Config) {
+	cfg.Listen = DefaultListen
+	if fc.Listen != nil && b.decoded(fc.ListenRange) {
+		cfg.Listen = *fc.Listen
+		b.checkListen(*fc.Listen, fc.ListenRange)
+	}
+
+	// Global health: defaults < file < environment.
+	cfg.Health = defaultHealth()
+	if fc.Health != nil {
+		b.healthPatch(fc.Health).apply(&cfg.Health)
+	}
+	envPatch, envDiags := envHealth(b.getenv)
+	b.diags = append(b.diags, envDiags...)
+	envPatch.apply(&cfg.Health)
+
+	if fc.Admin != nil && fc.Admin.Token != nil {
+		cfg.AdminToken = *fc.Admin.Token
+	}
+	if fc.State != nil && fc.State.Path != "" {
+		cfg.StatePath = resolvePath(cfg.Dir, fc.State.Path)
+	}
+
+	seen := map[string]hcl.Range{}
+	for _, fp := range fc.Providers {
+		if fp == nil {
+			continue
+		}
+		b.checkName("provider ID", fp.ID, fp.IDRange, seen)
+		cfg.Providers = append(cfg.Providers, b.provider(fp, cfg.Health))
+	}
+
+	seen = map[string]hcl.Range{}
+	var keys []string
+	for _, fm := range fc.Models {
+		if fm == nil {
+			continue
+		}
+		b.checkName("model key", fm.Key, fm.KeyRange, seen)
+		keys = append(keys, fm.Key)
+	}
+	for _, fm := range fc.Models {
+		if fm == nil {
+			continue
+		}
+		cfg.Models = append(cfg.Models, b.model(fm, cfg.Health, cfg.Dir, keys))
+	}
+}
+
+func defaultHealth() Health {
+	return Health{
+		ErrorThreshold:      DefaultErrorThreshold,
+		Cooldown:            DefaultCooldown,
+		RecoveryCount:       DefaultRecoveryCount,
+		AutoReinit:          DefaultAutoReinit,
+		ReinitCooldown:      DefaultReinitCooldown,
+		MaxConcurrentReinit: DefaultMaxConcurrentReinit,
+	}
+}
+
+// healthPatch validates a health block and returns the fields it sets.
+func (b *builder) healthPatch(fh *fileHealth) healthPatch {
+	var p healthPatch
+	var d hcl.Diagnostics
+	p.ErrorThreshold, d = evalInt(fh.ErrorThreshold, b.ectx, "error_threshold", 1)
+	b.diags = append(b.diags, d...)
+	p.RecoveryCount, d = evalInt(fh.RecoveryCount, b.ectx, "success_recovery_count", 1)
+	b.diags = append(b.diags, d...)
+	p.MaxConcurrentReinit, d = evalInt(fh.MaxConcurrentReinit, b.ectx, "max_concurrent_reinit", 1)
+	b.diags = append(b.diags, d...)
+	p.Cooldown = b.duration(fh.Cooldown, fh.CooldownRange, "cooldown", true)
+	p.ReinitCooldown = b.duration(fh.ReinitCooldown, fh.ReinitCooldownRange, "reinit_cooldown", false)
+	p.AutoReinit = fh.AutoReinit
+	return p
+}
+
+// checkName validates a provider ID or model key and reports a duplicate
+// at the second label.
+func (b *builder) checkName(what, name string, rng hcl.Range, seen map[string]hcl.Range) {
+	if !validID(name) {
+		b.errorf(rng, "Invalid "+what,
+			"%s is not a valid %s: use letters, digits, '_', '.' and '-', starting with a letter or digit.", quote(name), what)
+	}
+	if prev, dup := seen[name]; dup {
+		b.errorf(rng, "Duplicate "+what+" "+quote(name),
+			"previous definition at %s:%d", prev.Filename, prev.Start.Line)
+		return
+	}
+	seen[name] = rng
+}
+
+func validID(s string) bool {
+	return s != "." && s != ".." && idPattern.MatchString(s)
+}
+
+func (b *builder) provider(fp *fileProvider, global Health) Provider {
+	p := Provider{
+		ID:      fp.ID,
+		Name:    fp.ID,
+		Timeout: DefaultProviderTimeout,
+		Health:  global,
+	}
+	if fp.Name != nil && *fp.Name != "" {
+		p.Name = *fp.Name
+	}
+	if d := b.duration(fp.Timeout, fp.TimeoutRange, "timeout", true); d != nil {
+		p.Timeout = *d
+	}
+	if fp.Health != nil {
+		b.healthPatch(fp.Health).apply(&p.Health)
+	}
+	p.Upstreams = b.upstreams(fp)
+	p.Headers = b.headers(fp)
+	return p
+}
+
+func (b *builder) upstreams(fp *fileProvider) []*url.URL {
+	items, present, d := evalStringList(fp.Upstreams, b.ectx, "upstreams")
+	b.diags = append(b.diags, d...)
+	if !present {
+		if d.HasErrors() {
+			return nil
+		}
+		b.errorf(fp.DefRange, "Missing upstreams",
+			"Provider %s needs upstreams = [\"https://…\", …], one or more equivalent base URLs.", quote(fp.ID))
+		return nil
+	}
+	if len(items) == 0 && !d.HasErrors() {
+		b.errorf(fp.Upstreams.Range(), "Empty upstreams",
+			"Provider %s needs at least one upstream URL.", quote(fp.ID))
+		return nil
+	}
+	var out []*url.URL
+	seen := map[string]bool{}
+	for _, it := range items {
+		i := it.Index
+		u, problem := parseUpstream(it.Value)
+		if problem != "" {
+			// The URL itself is not echoed: its query string may hold a secret.
+			b.errorf(it.Range, "Invalid upstream URL", "upstreams[%d]: %s.", i, problem)
+			continue
+		}
+		key := upstreamKey(u)
+		if seen[key] {
+			b.errorf(it.Range, "Duplicate upstream URL",
+				"upstreams[%d] repeats an earlier upstream of provider %s.", i, quote(fp.ID))
+			continue
+		}
+		seen[key] = true
+		out = append(out, u)
+	}
+	return out
+}
+
+// parseUpstream parses an upstream base URL. problem is "" when it is
+// acceptable and never contains the URL.
+func parseUpstream(s string) (u *url.URL, problem string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "not a URL: " + err.Error()
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, `want an absolute http:// or https:// URL`
+	case u.Opaque != "" || u.Hostname() == "":
+		return nil, "the URL has no host"
+	case u.User != nil:
+		return nil, "credentials in the URL are not supported; send them with headers = { … }"
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, "the URL must not have a #fragment"
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, "the port must be a number from 1 to 65535"
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, "the port is empty"
+	}
+	return u, ""
+}
+
+// upstreamKey identifies upstreams that are the same endpoint.
+func upstreamKey(u *url.URL) string {
+	c := *u
+	c.Scheme = strings.ToLower(c.Scheme)
+	c.Host = strings.ToLower(c.Host)
+	c.Path = strings.TrimRight(c.Path, "/")
+	c.RawPath = ""
+	c.ForceQuery = false
+	return c.String()
+}
+
+func (b *builder) headers(fp *fileProvider) map[string]string {
+	items, d := evalStringMap(fp.Headers, b.ectx, "headers")
+	b.diags = append(b.diags, d...)
+	if items == nil {
+		return nil
+	}
+	out := make(map[string]string, len(items))
+	seen := map[string]bool{}
+	for _, it := range items {
+		// Values are secrets: they are never echoed.
+		switch {
+		case !validHeaderName(it.Key):
+			b.errorf(it.Range, "Invalid header name",
+				"%s is not a valid HTTP header name.", quote(it.Key))
+		case seen[strings.ToLower(it.Key)]:
+			b.errorf(it.Range, "Duplicate header",
+				"Header %s is set more than once (names are case-insensitive).", quote(it.Key))
+		case !validHeaderValue(it.Value):
+			b.errorf(it.Range, "Invalid header value",
+				"The value of header %s contains a control character such as a newline.", quote(it.Key))
+		case it.Value == "":
+			// Typically env() of an unset variable: send no header at all.
+		default:
+			out[it.Key] = it.Value
+		}
+		seen[strings.ToLower(it.Key)] = true
+	}
+	return out
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue rejects control characters (other than tab), which
+// would split or corrupt the request.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) model(fm *fileModel, global Health, dir string, keys []string) Model {
+	m := Model{
+		Key:     fm.Key,
+		Name:    fm.Key,
+		Timeout: DefaultModelTimeout,
+		Health:  global,
+	}
+	if fm.Name != nil && *fm.Name != "" {
+		m.Name = *fm.Name
+	}
+	if d := b.duration(fm.Timeout, fm.TimeoutRange, "timeout", true); d != nil {
+		m.Timeout = *d
+	}
+	if fm.Health != nil {
+		b.healthPatch(fm.Health).apply(&m.Health)
+	}
+
+	cmd, cmdPresent, d := evalStringList(fm.Command, b.ectx, "command")
+	b.diags = append(b.diags, d...)
+	cmdFailed := d.HasErrors()
+	switch {
+	case fm.Plugin != nil && cmdPresent:
+		b.errorf(fm.Command.Range(), "Conflicting plugin and command",
+			"Model %s sets both plugin and command; set exactly one.", quote(fm.Key))
+	case fm.Plugin != nil:
+		m.Plugin = *fm.Plugin
+		if b.decoded(fm.PluginRange) {
+			b.checkPlugin(*fm.Plugin, fm.PluginRange)
+		}
+	case cmdPresent && !cmdFailed:
+		m.Command = b.command(fm, cmd, dir)
+	case cmdPresent:
+		// Already reported.
+	case !cmdFailed:
+		b.errorf(fm.DefRange, "Missing plugin or command",
+			"Model %s needs plugin = \"NAME\" (a built-in plugin) or command = [\"./path\", …] (an external one).", quote(fm.Key))
+	}
+
+	if fm.Fallback != nil && *fm.Fallback != "" && b.decoded(fm.FallbackRange) {
+		m.Fallback = *fm.Fallback
+		switch {
+		case *fm.Fallback == fm.Key:
+			b.errorf(fm.FallbackRange, "Invalid fallback", "Model %s cannot fall back to itself.", quote(fm.Key))
+		case !slices.Contains(keys, *fm.Fallback):
+			b.errorf(fm.FallbackRange, "Unknown fallback model",
+				"No model %s is defined in this file.%s", quote(*fm.Fallback), suggest(*fm.Fallback, keys))
+		}
+	}
+	return m
+}
+
+func (b *builder) checkPlugin(name string, rng hcl.Range) {
+	if b.opts.BuiltinPlugins == nil {
+		if !pluginPattern.MatchString(name) {
+			b.errorf(rng, "Invalid plugin name",
+				"%s is not a valid plugin name: use letters, digits, '_', '.' and '-', starting with a letter.", quote(name))
+		}
+		return
+	}
+	if slices.Contains(b.opts.BuiltinPlugins, name) {
+		return
+	}
+	known := "none"
+	if len(b.opts.BuiltinPlugins) > 0 {
+		known = strings.Join(b.opts.BuiltinPlugins, ", ")
+	}
+	b.errorf(rng, "Unknown plugin",
+		"No built-in plugin is named %s (built-in: %s); an external plugin binary is set with command = [...].%s", quote(name), known, suggest(name, b.opts.BuiltinPlugins))
+}
+
+func (b *builder) command(fm *fileModel, items []stringItem, dir string) []string {
+	if len(items) == 0 {
+		b.errorf(fm.Command.Range(), "Empty command",
+			"Model %s: command needs at least the program to run.", quote(fm.Key))
+		return nil
+	}
+	if items[0].Value == "" {
+		b.errorf(items[0].Range, "Invalid command", "Model %s: the program (command[0]) is empty.", quote(fm.Key))
+		return nil
+	}
+	argv := make([]string, len(items))
+	for i, it := range items {
+		argv[i] = it.Value
+	}
+	argv[0] = resolveCommand(dir, argv[0])
+	return argv
+}
+
+// resolveCommand resolves a program path that names a file relative to the
+// config's folder; a bare name such as "python3" is left for $PATH lookup.
+func resolveCommand(dir, prog string) string {
+	if filepath.IsAbs(prog) {
+		return prog
+	}
+	if strings.HasPrefix(prog, ".") || strings.ContainsRune(prog, '/') || strings.ContainsRune(prog, filepath.Separator) {
+		return filepath.Join(dir, prog)
+	}
+	return prog
+}
+
+// resolvePath resolves a relative file path against the config's folder.
+func resolvePath(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+func (b *builder) checkListen(addr string, rng hcl.Range) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			err = errors.New(ae.Err)
+		}
+		b.errorf(rng, "Invalid listen address",
+			"%s is not a host:port address such as \"127.0.0.1:7860\" or \":7860\": %v.", quote(addr), err)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		b.errorf(rng, "Invalid listen address", "%s: the port must be a number from 0 to 65535.", quote(addr))
+	}
+}
+
+// suggest returns ` Did you mean "x"?` for the closest of candidates to s,
+// or "" when none is close.
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %s?", quote(best))
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
