@@ -151,6 +151,7 @@ type Entry struct {
 	published     atomic.Int32 // last Status reported to onChange
 
 	held atomic.Pointer[string] // reason, when held unavailable
+	hist history
 
 	mu       sync.Mutex // guards the failure ring
 	failures [maxFailures]Failure
@@ -236,17 +237,17 @@ func Excluded() error { return errExcluded }
 
 // Call runs fn if the entry admits a call now and records its result: nil
 // is a success, a *Failure is a failure, Excluded() counts for nothing, any
-// other error is a failure of KindError. Call returns ErrCooldown,
-// ErrTrialsBusy or ErrHeld without running fn when the entry refuses, else
-// what fn returned.
-func (e *Entry) Call(fn func() error) error {
+// other error is a failure of KindError. fn also returns the call's
+// latency, for the history. Call returns ErrCooldown, ErrTrialsBusy or
+// ErrHeld without running fn when the entry refuses, else what fn returned.
+func (e *Entry) Call(fn func() (time.Duration, error)) error {
 	if e.held.Load() != nil {
 		return ErrHeld
 	}
 	cb := e.cb.Load()
 	_, err := cb.Execute(func() (struct{}, error) {
-		err := fn()
-		e.record(err)
+		latency, err := fn()
+		e.record(err, latency)
 		return struct{}{}, err
 	})
 	switch err {
@@ -261,12 +262,13 @@ func (e *Entry) Call(fn func() error) error {
 
 // record updates the counters before gobreaker looks at the result, so
 // that ReadyToTrip sees the new error_count.
-func (e *Entry) record(err error) {
+func (e *Entry) record(err error, latency time.Duration) {
 	if err == errExcluded {
 		return
 	}
 	now := e.stamp()
 	e.called.Store(true)
+	e.hist.add(now, err != nil, latency)
 	if err == nil {
 		e.successCount.Add(1)
 		e.lastSuccess.Store(now)
@@ -284,6 +286,9 @@ func (e *Entry) record(err error) {
 	e.lastError.Store(now)
 	rec := *f
 	rec.Time = time.Unix(0, now)
+	if rec.Latency == 0 {
+		rec.Latency = latency
+	}
 	rec.LatencyMS = float64(rec.Latency.Microseconds()) / 1000
 	e.mu.Lock()
 	e.failures[e.nFail%maxFailures] = rec
@@ -358,7 +363,8 @@ func (e *Entry) publish() {
 // cooldown that ended). Call it now and then from a background loop.
 func (e *Entry) Poll() { e.publish() }
 
-// Reset clears counters and cooldown: the self-heal of CONTRACT section 3.
+// Reset clears counters and cooldown and makes the entry healthy: the
+// self-heal of CONTRACT section 3.
 // Calls in flight on the old state are not counted.
 func (e *Entry) Reset() {
 	s := e.settings.Load()
@@ -367,6 +373,7 @@ func (e *Entry) Reset() {
 	e.cooldownUntil.Store(0)
 	e.tripReason.Store(reasonNone)
 	e.errorCount.Store(0)
+	e.called.Store(true) // healthy, not unknown: CONTRACT section 3
 	e.held.Store(nil)
 	e.publish()
 }
@@ -405,8 +412,8 @@ func (e *Entry) SetSettings(s Settings) {
 // that exited on its own), through the breaker so that it can trip it.
 func (e *Entry) Fail(f *Failure) {
 	if e.held.Load() != nil {
-		e.record(f)
+		e.record(f, f.Latency)
 		return
 	}
-	_ = e.Call(func() error { return f })
+	_ = e.Call(func() (time.Duration, error) { return f.Latency, f })
 }

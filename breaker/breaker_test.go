@@ -12,8 +12,8 @@ import (
 
 var errBoom = &Failure{Kind: KindStatus, StatusCode: 500, Message: "upstream answered 500"}
 
-func ok() error   { return nil }
-func fail() error { return errBoom }
+func ok() (time.Duration, error)   { return time.Millisecond, nil }
+func fail() (time.Duration, error) { return 2 * time.Millisecond, errBoom }
 
 // newEntry must run inside the synctest bubble: gobreaker reads time.Now.
 func newEntry(t *testing.T, threshold int, cooldown time.Duration, recovery int) (*Entry, *[]string) {
@@ -85,7 +85,7 @@ func TestContractTable(t *testing.T) {
 		}
 		// … and calls are refused
 		ran := false
-		if err := e.Call(func() error { ran = true; return nil }); err != ErrCooldown || ran {
+		if err := e.Call(func() (time.Duration, error) { ran = true; return 0, nil }); err != ErrCooldown || ran {
 			t.Fatalf("got %v (ran %v); want ErrCooldown without running the call", err, ran)
 		}
 
@@ -185,7 +185,7 @@ func TestTrialsAtOnce(t *testing.T) {
 		var wg sync.WaitGroup
 		for range R + 2 {
 			wg.Go(func() {
-				err := e.Call(func() error { admitted.Add(1); <-release; return nil })
+				err := e.Call(func() (time.Duration, error) { admitted.Add(1); <-release; return 0, nil })
 				if errors.Is(err, ErrTrialsBusy) {
 					refused.Add(1)
 				}
@@ -206,8 +206,9 @@ func TestTrialsAtOnce(t *testing.T) {
 func TestExcludedCountsForNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := newEntry(t, 1, time.Second, 1)
+		excluded := func() (time.Duration, error) { return 0, Excluded() }
 		for range 5 {
-			e.Call(Excluded)
+			e.Call(excluded)
 		}
 		s := wantState(t, e, Unknown, 0)
 		if s.SuccessCount != 0 {
@@ -216,7 +217,7 @@ func TestExcludedCountsForNothing(t *testing.T) {
 		// an excluded trial frees its slot and does not end recovery
 		e.Call(fail)
 		time.Sleep(time.Second + time.Nanosecond)
-		e.Call(Excluded)
+		e.Call(excluded)
 		if err := e.Call(ok); err != nil {
 			t.Fatalf("trial after an excluded one: %v", err)
 		}
@@ -227,7 +228,7 @@ func TestExcludedCountsForNothing(t *testing.T) {
 func TestPlainErrorIsAFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := newEntry(t, 1, time.Second, 1)
-		e.Call(func() error { return errors.New("plain") })
+		e.Call(func() (time.Duration, error) { return 0, errors.New("plain") })
 		s := wantState(t, e, Unavailable, 1)
 		if s.RecentFailures[0].Kind != KindError || s.LastErrorMessage != "plain" {
 			t.Fatalf("got %+v", s.RecentFailures[0])
@@ -311,7 +312,9 @@ func TestRecentFailuresBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := newEntry(t, 100, time.Second, 1)
 		for i := range 3 * maxFailures {
-			e.Call(func() error { return &Failure{Kind: KindStatus, StatusCode: 500 + i%10, Message: "x"} })
+			e.Call(func() (time.Duration, error) {
+				return 0, &Failure{Kind: KindStatus, StatusCode: 500 + i%10, Message: "x"}
+			})
 		}
 		s := e.Snapshot()
 		if len(s.RecentFailures) != maxFailures || s.RecentFailures[0].StatusCode != 500+(3*maxFailures-1)%10 {
@@ -358,4 +361,35 @@ func BenchmarkStatus(b *testing.B) {
 	for b.Loop() {
 		_ = e.Status()
 	}
+}
+
+func TestHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e, _ := newEntry(t, 100, time.Minute, 1)
+		// align to the start of an interval
+		time.Sleep(HistoryInterval - time.Duration(time.Now().UnixNano()%int64(HistoryInterval)))
+		e.Call(ok)   // 1 ms
+		e.Call(fail) // 2 ms
+		time.Sleep(HistoryInterval)
+		e.Call(ok)
+		e.Call(func() (time.Duration, error) { return 0, Excluded() }) // not counted
+		pts := e.History()
+		if len(pts) != HistoryBuckets {
+			t.Fatalf("got %d points; want %d", len(pts), HistoryBuckets)
+		}
+		prev, cur := pts[len(pts)-2], pts[len(pts)-1]
+		if prev.Requests != 2 || prev.Errors != 1 || prev.LatencyMS != 1.5 {
+			t.Fatalf("previous interval: got %+v; want 2 requests, 1 error, 1.5 ms", prev)
+		}
+		if cur.Requests != 1 || cur.Errors != 0 || !cur.Start.Equal(prev.Start.Add(HistoryInterval)) {
+			t.Fatalf("current interval: got %+v", cur)
+		}
+		// a full ring later, old buckets read as empty, not as stale data
+		time.Sleep(HistoryBuckets * HistoryInterval)
+		for _, p := range e.History() {
+			if p.Requests != 0 {
+				t.Fatalf("stale bucket after a full ring: %+v", p)
+			}
+		}
+	})
 }
