@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite: what a new user runs, and what CI runs (.ci/run).
+#   scripts/test.sh            everything
+#   SKIP_CONFORMANCE=1 ...     everything but the black-box contract suite
+# It installs what the tests need (Chromium for the UI tests) through
+# scripts/install-test-deps.sh, so a fresh machine needs nothing by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "test dependencies"
+bash scripts/install-test-deps.sh
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
+if [ -n "$unformatted" ]; then
+  printf 'gofmt would change:\n%s\n' "$unformatted"
+  exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+if [ "${SKIP_CONFORMANCE:-}" = 1 ]; then
+  step "conformance suite skipped (SKIP_CONFORMANCE=1)"
+  exit 0
+fi
+conf="$root/../shared/conformance"
+if [ ! -d "$conf" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "conformance suite not found at ../shared/conformance" >&2
+    exit 1
+  fi
+  step "conformance suite not found at ../shared/conformance: skipped"
+  exit 0
+fi
+step "conformance suite${CONFORMANCE_SKIP:+ (skipping $CONFORMANCE_SKIP)}"
+# The suite's module is read-only in CI: keep Go's build cache elsewhere if needed.
+(cd "$conf" && HEALPROXY_SRC="$root" go test -count=1 -timeout 15m ./...)
