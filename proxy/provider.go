@@ -93,6 +93,8 @@ func (p *Provider) rewrite(pr *httputil.ProxyRequest) {
 	out.RawPath = rest
 	out.Path, _ = url.PathUnescape(rest)
 	pr.Out.Host = "" // the Host header is the upstream's, never the client's
+	// X-Forwarded-For: the client's, with its address appended (as Envoy and nginx do).
+	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 	pr.SetXForwarded()
 	for k, v := range p.headers {
 		pr.Out.Header[k] = v

@@ -124,13 +124,20 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 	p := t.p
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		ctx, cancel := req.Context(), context.CancelFunc(noop)
-		if req.Header.Get("Upgrade") == "" { // an upgraded connection outlives any timeout
+		stopTimer := func() bool { return false }
+		if req.Header.Get("Upgrade") == "" {
 			ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		} else { // the timeout bounds the wait for the answer; an upgraded connection outlives it
+			var cancelCause context.CancelCauseFunc
+			ctx, cancelCause = context.WithCancelCause(ctx)
+			cancel = func() { cancelCause(context.Canceled) }
+			stopTimer = time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) }).Stop
 		}
 		out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 		out.URL = u.targetURL(req.URL)
 		start := time.Now()
 		r, rtErr := t.base.RoundTrip(out)
+		stopTimer()
 		latency := time.Since(start)
 		if rtErr != nil {
 			cancel()
@@ -146,7 +153,11 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
 		if !failureStatus(r.StatusCode) {
-			r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
+			if r.StatusCode == http.StatusSwitchingProtocols {
+				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is
+			} else {
+				r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
+			}
 			resp = r
 			return latency, nil
 		}
@@ -188,7 +199,7 @@ func classifyError(err error, ctx context.Context) (breaker.Kind, string) {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	if ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+	if ctx.Err() == context.DeadlineExceeded || context.Cause(ctx) == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
 		return breaker.KindTimeout, "upstream timed out"
 	}
 	var ne net.Error
