@@ -25,6 +25,13 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
 		http.ServeFileFS(w, r, sub, "index.html")
 	})
-	mux.Handle("GET /assets/", http.StripPrefix("/assets/", files))
+	assets := http.StripPrefix("/assets/", files)
+	mux.HandleFunc("GET /assets/", func(w http.ResponseWriter, r *http.Request) {
+		// Embedded files have no modification time: make browsers
+		// revalidate, so that a new binary's assets are picked up.
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		assets.ServeHTTP(w, r)
+	})
 	return mux
 }

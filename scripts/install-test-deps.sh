@@ -1,0 +1,47 @@
+#!/bin/sh
+# install-test-deps.sh installs what healproxy's tests need beyond Go:
+# Debian's Chromium (and a colour emoji font) for the browser tests of the
+# web UI (proxy/ui_browser_test.go). Idempotent, and quiet when everything
+# is there already. Installing needs root or password-less sudo and apt-get.
+#
+# When it cannot install, it warns and exits 0, so that the browser tests
+# skip with a loud message; with CI=true it fails instead.
+set -eu
+
+missing=""
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+# The UI's status badges are emoji (✅ ⚠️ ❌ ❔): without a colour emoji font
+# the screenshot kept in docs/ shows empty boxes.
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$missing fonts-noto-color-emoji"
+
+[ -z "$missing" ] && exit 0
+
+cannot() {
+	echo "install-test-deps: cannot install$missing: $*" >&2
+	if [ "${CI:-}" = true ]; then
+		exit 1
+	fi
+	echo "install-test-deps: the browser tests will be SKIPPED; install$missing yourself" >&2
+	exit 0
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		SUDO="sudo -n"
+	else
+		cannot "need root or password-less sudo"
+	fi
+fi
+command -v apt-get >/dev/null 2>&1 || cannot "no apt-get on this system"
+
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# apt's chatter goes to a log, shown only when something fails.
+# shellcheck disable=SC2086 # word splitting of the package list is wanted
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $missing; } >"$log" 2>&1; then
+	cat "$log" >&2
+	cannot "apt-get failed"
+fi
+[ -x /usr/bin/chromium ] || cannot "/usr/bin/chromium is still missing after apt-get"

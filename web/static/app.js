@@ -1,0 +1,888 @@
+// healproxy diagnostics UI. Plain JavaScript, no build step, no framework.
+//
+// Data: GET /api/diagnostics/health (the health document), the live
+// stream GET /api/diagnostics/events (Server-Sent Events) and
+// GET /api/diagnostics/history (per-interval buckets for the sparklines).
+// Actions: POST /api/diagnostics/self-heal[?model_key=K|?provider_id=P].
+//
+// Every string that comes from the server is inserted with textContent or
+// setAttribute, never as HTML. The page's CSP forbids inline scripts and
+// style attributes: presentation goes through classes only.
+'use strict';
+
+(() => {
+  const STATUS = {
+    healthy: { icon: '✅', label: 'healthy' },
+    degraded: { icon: '⚠️', label: 'degraded' },
+    unavailable: { icon: '❌', label: 'unavailable' },
+    unknown: { icon: '❔', label: 'unknown' },
+  };
+  const KINDS = ['provider', 'model'];
+  const TOKEN_KEY = 'healproxy.admin-token';
+  const HEAL_REFRESH_DELAY = 2000; // refresh again this long after a heal
+
+  const state = {
+    entries: { provider: new Map(), model: new Map() }, // key -> entry
+    order: { provider: [], model: [] },
+    rows: new Map(), // kind + '\u0000' + key -> row element
+    liveAt: new Map(), // kind + '\u0000' + key -> performance.now() of last live update
+    history: new Map(), // kind + '\u0000' + key + '\u0000' + upstream -> points
+    intervalSeconds: 10,
+    buckets: 60,
+    loadSeq: 0,
+    skeleton: null,
+    lastUpdated: null,
+  };
+
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const rowId = (kind, key) => kind + '\u0000' + key;
+  const histId = (kind, key, upstream) => kind + '\u0000' + key + '\u0000' + (upstream || '');
+  const keyOf = (kind, e) => (kind === 'provider' ? e.provider_id : e.model_key);
+  const statusOf = (s) => STATUS[s] || STATUS.unknown;
+
+  // h builds an element. props: class, text, on<event>, or attributes.
+  // Children are nodes or strings (inserted as text, never parsed).
+  function h(tag, props, ...kids) {
+    const el = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v === null || v === undefined || v === false) continue;
+        if (k === 'class') el.className = v;
+        else if (k === 'text') el.textContent = String(v);
+        else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+        else el.setAttribute(k, v === true ? '' : String(v));
+      }
+    }
+    appendKids(el, kids);
+    return el;
+  }
+
+  function appendKids(el, kids) {
+    for (const k of kids.flat(Infinity)) {
+      if (k === null || k === undefined || k === false) continue;
+      el.append(k instanceof Node ? k : String(k));
+    }
+  }
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  function s(tag, attrs) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    return el;
+  }
+
+  // ---- time -------------------------------------------------------------
+
+  function span(seconds) {
+    if (seconds < 60) return seconds + ' s';
+    if (seconds < 3600) {
+      const m = Math.floor(seconds / 60);
+      const r = seconds % 60;
+      return m < 10 && r ? m + ' min ' + r + ' s' : m + ' min';
+    }
+    if (seconds < 86400) return Math.floor(seconds / 3600) + ' h ' + Math.floor((seconds % 3600) / 60) + ' min';
+    return Math.floor(seconds / 86400) + ' d';
+  }
+
+  function duration(seconds) {
+    if (!isFinite(seconds)) return '—';
+    if (seconds < 1) return Math.round(seconds * 1000) + ' ms';
+    return span(Math.round(seconds));
+  }
+
+  // relText says how far iso is from now: "12 s ago", "in 3 s".
+  function relText(iso, mode, now) {
+    const t = Date.parse(iso);
+    if (isNaN(t)) return '—';
+    const diff = (t - now) / 1000;
+    if (mode === 'until') {
+      return diff > 0 ? span(Math.ceil(diff)) + ' left' : 'ending…';
+    }
+    if (diff > 0.5) return 'in ' + span(Math.ceil(diff));
+    const ago = Math.floor(-diff);
+    return ago < 1 ? 'just now' : span(ago) + ' ago';
+  }
+
+  function exactTitle(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString() + ' (' + iso + ')';
+  }
+
+  // timeEl is a <time> that the ticker keeps current; mode "rel" or "until".
+  function timeEl(iso, mode = 'rel') {
+    if (!iso) return h('span', { class: 'none', text: '—' });
+    return h('time', {
+      datetime: iso,
+      title: exactTitle(iso),
+      'data-rel': mode,
+      text: relText(iso, mode, Date.now()),
+    });
+  }
+
+  function tick() {
+    if (document.hidden) return;
+    const now = Date.now();
+    for (const el of document.querySelectorAll('time[data-rel]')) {
+      const text = relText(el.getAttribute('datetime'), el.dataset.rel, now);
+      if (el.textContent !== text) el.textContent = text;
+    }
+  }
+
+  // ---- network ----------------------------------------------------------
+
+  async function getJSON(url) {
+    const res = await fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    if (!res.ok) throw new Error(url + ': HTTP ' + res.status);
+    return res.json();
+  }
+
+  class ActionError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || '';
+    } catch {
+      return '';
+    }
+  }
+
+  function storeToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // storage disabled: the token lives for this request only
+    }
+  }
+
+  // adminPost sends an admin action. On a 401 it asks for the admin token
+  // once, then retries with it; the token is kept in sessionStorage only
+  // after the proxy accepted it.
+  async function adminPost(url) {
+    let token = storedToken();
+    let asked = false;
+    for (;;) {
+      const headers = { Accept: 'application/json' };
+      if (token) headers.Authorization = 'Bearer ' + token;
+      let res;
+      try {
+        res = await fetch(url, { method: 'POST', headers, cache: 'no-store' });
+      } catch {
+        throw new ActionError(0, 'The proxy could not be reached.');
+      }
+      if (res.status === 401) {
+        storeToken('');
+        if (asked) {
+          throw new ActionError(401, 'The admin token was refused (401 Unauthorized). Check it and try again.');
+        }
+        asked = true;
+        token = await askToken(token ? 'The saved admin token was refused.' : '');
+        if (token === null) throw new ActionError(401, 'Cancelled: this action needs the admin token (401 Unauthorized).');
+        continue;
+      }
+      if (res.status === 403) {
+        throw new ActionError(403, 'Forbidden (403): admin actions are allowed from loopback only without a token. ' +
+          'Open this page on the proxy host (127.0.0.1) or configure an admin token.');
+      }
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        // not JSON: reported below
+      }
+      if (!res.ok) {
+        throw new ActionError(res.status, (body && body.error) || 'HTTP ' + res.status);
+      }
+      if (token) storeToken(token);
+      return body;
+    }
+  }
+
+  // askToken shows the token dialog; resolves to the token or null.
+  let pendingAsk = null;
+  function askToken(error) {
+    if (pendingAsk) return pendingAsk;
+    const dialog = $('#token-dialog');
+    const input = $('#admin-token');
+    $('#token-error').textContent = error || '';
+    input.value = '';
+    pendingAsk = new Promise((resolve) => {
+      const opener = document.activeElement;
+      dialog.addEventListener('close', () => {
+        pendingAsk = null;
+        const value = dialog.returnValue === 'ok' ? input.value.trim() : '';
+        input.value = '';
+        if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus();
+        resolve(value ? value : null);
+      }, { once: true });
+      dialog.returnValue = '';
+      dialog.showModal();
+      input.focus();
+    });
+    return pendingAsk;
+  }
+
+  // ---- health document ---------------------------------------------------
+
+  async function loadHealth() {
+    const seq = ++state.loadSeq;
+    const started = performance.now();
+    const doc = await getJSON('/api/diagnostics/health');
+    if (seq !== state.loadSeq) return doc; // a newer load answers
+    applyDoc(doc, started);
+    return doc;
+  }
+
+  function applyDoc(doc, started) {
+    for (const kind of KINDS) {
+      const list = (kind === 'provider' ? doc.providers : doc.models).entries || [];
+      const old = state.entries[kind];
+      const next = new Map();
+      for (const e of list) {
+        const key = keyOf(kind, e);
+        const live = state.liveAt.get(rowId(kind, key));
+        // a live event newer than this fetch wins over the document
+        next.set(key, live !== undefined && live > started && old.has(key) ? old.get(key) : e);
+      }
+      state.entries[kind] = next;
+      state.order[kind] = list.map((e) => keyOf(kind, e));
+    }
+    state.lastUpdated = doc.timestamp || new Date().toISOString();
+    renderAll();
+  }
+
+  function applyEvent(ev) {
+    if (!ev || !KINDS.includes(ev.kind) || !ev.entry) {
+      loadHealth().catch(() => {});
+      return;
+    }
+    const map = state.entries[ev.kind];
+    const known = map.has(ev.key);
+    map.set(ev.key, ev.entry);
+    state.liveAt.set(rowId(ev.kind, ev.key), performance.now());
+    if (!known) {
+      state.order[ev.kind].push(ev.key);
+      loadHealth().catch(() => {}); // a reload added it: learn its place
+    }
+    state.lastUpdated = ev.time || new Date().toISOString();
+    if (!state.skeleton) return;
+    renderRow(ev.kind, ev.entry);
+    placeRows(ev.kind);
+    renderSummary();
+    renderUpdated();
+    scheduleHistory();
+  }
+
+  // ---- rendering ----------------------------------------------------------
+
+  function renderAll() {
+    const root = $('#health-diagnostics-result');
+    if (!state.skeleton) {
+      state.skeleton = buildSkeleton();
+      root.replaceChildren(state.skeleton.summary, state.skeleton.groups.provider, state.skeleton.groups.model);
+      root.setAttribute('aria-busy', 'false');
+    }
+    for (const kind of KINDS) {
+      for (const key of state.order[kind]) renderRow(kind, state.entries[kind].get(key));
+      // drop rows that are gone from the configuration
+      for (const [id, row] of state.rows) {
+        if (row.dataset.kind === kind && !state.entries[kind].has(row.dataset.key)) {
+          row.remove();
+          state.rows.delete(id);
+        }
+      }
+      placeRows(kind);
+    }
+    renderSummary();
+    renderUpdated();
+    renderAllSparks();
+  }
+
+  function buildSkeleton() {
+    const summary = h('div', { class: 'summary', role: 'group', 'aria-label': 'Summary' });
+    const groups = {};
+    for (const kind of KINDS) {
+      const title = kind === 'provider' ? 'Providers' : 'Models';
+      const id = 'group-' + kind;
+      groups[kind] = h('section', { class: 'group', 'data-group': kind, 'aria-labelledby': id },
+        h('h3', { id, class: 'group-title', text: title }),
+        h('p', { class: 'empty', text: kind === 'provider' ? 'No providers configured.' : 'No models configured.' }),
+        h('div', { class: 'rows' }));
+    }
+    return { summary, groups };
+  }
+
+  function placeRows(kind) {
+    const group = state.skeleton.groups[kind];
+    const container = $('.rows', group);
+    let i = 0;
+    for (const key of state.order[kind]) {
+      const row = state.rows.get(rowId(kind, key));
+      if (!row) continue;
+      // move only what is out of place: moving a node drops its focus
+      if (container.children[i] !== row) container.insertBefore(row, container.children[i] || null);
+      i++;
+    }
+    $('.empty', group).hidden = i > 0;
+  }
+
+  function counts(kind) {
+    const c = { total: 0, healthy: 0, degraded: 0, unavailable: 0, unknown: 0, in_cooldown: 0 };
+    for (const e of state.entries[kind].values()) {
+      c.total++;
+      c[STATUS[e.status] ? e.status : 'unknown']++;
+      if (e.in_cooldown) c.in_cooldown++;
+    }
+    return c;
+  }
+
+  function renderSummary() {
+    const pc = counts('provider');
+    const mc = counts('model');
+    const card = (kind, title, c) => h('section', { class: 'card', 'data-kind': kind, 'aria-label': title + ' summary' },
+      h('h3', { class: 'card-title' }, title, ' ', h('span', { class: 'card-total', 'data-count': 'total', text: c.total })),
+      h('ul', { class: 'counts' },
+        ['healthy', 'degraded', 'unavailable', 'unknown'].map((st) =>
+          h('li', { class: 'count', 'data-count': st, 'data-nonzero': c[st] > 0 ? 'true' : 'false' },
+            h('span', { class: 'count-icon', 'aria-hidden': 'true', text: STATUS[st].icon }),
+            h('span', { class: 'count-n', text: c[st] }), ' ', STATUS[st].label)),
+        h('li', { class: 'count', 'data-count': 'in_cooldown', 'data-nonzero': c.in_cooldown > 0 ? 'true' : 'false' },
+          h('span', { class: 'count-icon', 'aria-hidden': 'true', text: '⏳' }),
+          h('span', { class: 'count-n', text: c.in_cooldown }), ' in cooldown')));
+
+    let overall;
+    const down = pc.unavailable + mc.unavailable;
+    const degraded = pc.degraded + mc.degraded;
+    if (down > 0) {
+      overall = { state: 'unavailable', icon: '❌', text: down + (down === 1 ? ' entry is' : ' entries are') + ' unavailable' };
+    } else if (degraded > 0) {
+      overall = { state: 'degraded', icon: '⚠️', text: degraded + ' degraded, nothing unavailable' };
+    } else if (pc.total + mc.total > 0 && pc.unknown + mc.unknown === pc.total + mc.total) {
+      overall = { state: 'unknown', icon: '❔', text: 'No traffic yet' };
+    } else {
+      overall = { state: 'healthy', icon: '✅', text: 'All systems healthy' };
+    }
+    const ok = (b) => (b ? 'OK' : 'not OK');
+    const overallCard = h('section', { class: 'card overall', 'data-overall': overall.state, 'aria-label': 'Overall health' },
+      h('h3', { class: 'card-title', text: 'Overall' }),
+      h('p', { class: 'overall-text' },
+        h('span', { class: 'count-icon', 'aria-hidden': 'true', text: overall.icon }), ' ', overall.text),
+      h('p', { class: 'overall-detail' },
+        'Providers ', ok(pc.unavailable === 0), ' · Models ', ok(mc.unavailable === 0)));
+    state.skeleton.summary.replaceChildren(card('provider', 'Providers', pc), card('model', 'Models', mc), overallCard);
+  }
+
+  function renderUpdated() {
+    const el = $('#last-updated');
+    if (state.lastUpdated) el.replaceChildren(timeEl(state.lastUpdated));
+  }
+
+  function badge(status, small) {
+    const st = statusOf(status);
+    return h('span', { class: 'badge' + (small ? ' badge-small' : ''), 'data-status': STATUS[status] ? status : 'unknown' },
+      h('span', { class: 'badge-icon', 'aria-hidden': 'true', text: st.icon }),
+      h('span', { class: 'badge-text', text: st.label }));
+  }
+
+  function fact(name, label, ...value) {
+    return h('div', { class: 'fact', 'data-fact': name }, h('dt', { text: label }), h('dd', null, ...value));
+  }
+
+  function cooldownFact(e) {
+    if (e.in_cooldown && e.cooldown_until) {
+      return fact('cooldown', 'Cooldown', h('span', { class: 'cooldown-icon', 'aria-hidden': 'true', text: '⏳ ' }),
+        timeEl(e.cooldown_until, 'until'));
+    }
+    return fact('cooldown', 'Cooldown', h('span', { class: 'none', text: 'none' }));
+  }
+
+  function buildRow(kind, key) {
+    const titleId = 'row-' + kind + '-' + Math.random().toString(36).slice(2, 10);
+    const actions = h('div', { class: 'entry-actions' });
+    if (kind === 'model') {
+      actions.append(h('button', { type: 'button', class: 'btn btn-small', 'data-reinit': key, 'aria-describedby': titleId },
+        h('span', { 'aria-hidden': 'true', text: '⟳ ' }), 'Reinit'));
+    } else {
+      actions.append(h('button', { type: 'button', class: 'btn btn-small', 'data-reset': key, 'aria-describedby': titleId },
+        h('span', { 'aria-hidden': 'true', text: '⟲ ' }), 'Reset'));
+    }
+    const details = h('details', { class: 'explain' },
+      h('summary', null, 'Why this status?'),
+      h('div', { class: 'explain-body' }));
+    details.addEventListener('toggle', () => renderSparksIn(details));
+    const row = h('article', { class: 'entry', 'data-kind': kind, 'data-key': key, 'aria-labelledby': titleId },
+      h('div', { class: 'entry-head' },
+        h('div', { class: 'entry-badge' }),
+        h('h4', { class: 'entry-title', id: titleId }),
+        actions),
+      h('div', { class: 'entry-body' },
+        h('dl', { class: 'facts' }),
+        h('div', { class: 'spark', 'data-hist': histId(kind, key, '') })),
+      h('p', { class: 'last-error' }),
+      kind === 'provider' ? h('ul', { class: 'upstreams', 'aria-label': 'Upstreams' }) : null,
+      details);
+    return row;
+  }
+
+  const rendered = new WeakMap(); // row -> JSON of the entry it shows
+
+  function renderRow(kind, e) {
+    if (!e) return;
+    const key = keyOf(kind, e);
+    const id = rowId(kind, key);
+    let row = state.rows.get(id);
+    const fresh = !row;
+    if (fresh) {
+      row = buildRow(kind, key);
+      state.rows.set(id, row);
+    }
+    // unchanged entries keep their DOM (and any focus or selection in it)
+    const sig = JSON.stringify(e);
+    if (rendered.get(row) === sig) return;
+    rendered.set(row, sig);
+    const before = row.dataset.status;
+    row.dataset.status = STATUS[e.status] ? e.status : 'unknown';
+    row.dataset.cooldown = e.in_cooldown ? 'true' : 'false';
+
+    $('.entry-badge', row).replaceChildren(badge(e.status));
+    const title = $('.entry-title', row);
+    title.replaceChildren(h('span', { class: 'entry-name', text: e.name || key }),
+      e.name && e.name !== key ? h('code', { class: 'entry-key', text: key }) : null);
+
+    const facts = [
+      fact('errors', 'Errors', String(e.error_count ?? 0)),
+      fact('successes', 'Successes', String(e.success_count ?? 0)),
+      fact('last-success', 'Last success', timeEl(e.last_success)),
+      fact('last-error', 'Last error', timeEl(e.last_error)),
+      cooldownFact(e),
+    ];
+    if (kind === 'model') {
+      facts.push(
+        fact('pid', 'PID', e.pid === null || e.pid === undefined ? h('span', { class: 'none', text: '—' }) : String(e.pid)),
+        fact('restarts', 'Restarts', String(e.restarts ?? 0)),
+        fact('loaded', 'Loaded', e.loaded ? 'yes' : 'no'),
+        fact('last-reinit', 'Last reinit', timeEl(e.last_reinit)));
+      if (e.fallback) facts.push(fact('fallback', 'Fallback', h('code', { text: e.fallback })));
+    } else {
+      const ups = e.upstreams || [];
+      facts.push(fact('upstreams', 'Upstreams', ups.filter((u) => u.status === 'healthy').length + ' of ' + ups.length + ' healthy'));
+    }
+    $('.facts', row).replaceChildren(...facts);
+
+    const lastErr = $('.last-error', row);
+    // Shown while the entry is not healthy; a healthy one keeps it in its details.
+    if (e.last_error_message && e.status !== 'healthy') {
+      lastErr.replaceChildren(h('span', { class: 'last-error-label', text: 'Last error: ' }),
+        h('span', { class: 'last-error-text', text: e.last_error_message }));
+      lastErr.hidden = false;
+    } else {
+      lastErr.replaceChildren();
+      lastErr.hidden = true;
+    }
+
+    if (kind === 'provider') renderUpstreams($('.upstreams', row), e);
+    renderExplain(kind, $('.explain-body', row), e);
+    renderSparksIn(row);
+
+    if (!fresh && before !== row.dataset.status) flash(row);
+  }
+
+  function flash(row) {
+    row.classList.remove('changed');
+    void row.offsetWidth; // restart the animation
+    row.classList.add('changed');
+    setTimeout(() => row.classList.remove('changed'), 1600);
+  }
+
+  function renderUpstreams(list, e) {
+    const ups = e.upstreams || [];
+    list.replaceChildren(...ups.map((u) => h('li', { class: 'upstream', 'data-upstream': u.url, 'data-status': STATUS[u.status] ? u.status : 'unknown' },
+      badge(u.status, true),
+      h('code', { class: 'upstream-url', text: u.url }),
+      h('span', { class: 'upstream-facts' },
+        'errors ', String(u.error_count ?? 0), ' · successes ', String(u.success_count ?? 0),
+        u.last_error ? [' · last error ', timeEl(u.last_error)] : null,
+        u.in_cooldown && u.cooldown_until ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
+      u.last_error_message && u.status !== 'healthy' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null)));
+  }
+
+  function renderExplain(kind, body, e) {
+    if (kind === 'model') {
+      body.replaceChildren(explainBlock(e, 'model'));
+      return;
+    }
+    const ups = e.upstreams || [];
+    body.replaceChildren(
+      h('p', { class: 'explain-intro', text: 'A provider is healthy when every upstream it has called is healthy, unavailable when all of them are unavailable, and degraded otherwise. Requests go to available upstreams, healthy ones first.' }),
+      ...ups.map((u) => h('section', { class: 'explain-upstream' },
+        h('h5', null, badge(u.status, true), ' ', h('code', { class: 'upstream-url', text: u.url })),
+        h('div', { class: 'spark spark-upstream', 'data-hist': histId('provider', e.provider_id, u.url) }),
+        explainBlock(u, 'upstream'))));
+  }
+
+  function explainBlock(x, what) {
+    const st = x.settings || {};
+    let recovery = h('span', { class: 'none', text: '—' });
+    if (x.recovery) {
+      recovery = x.recovery.trial_successes + ' of ' + x.recovery.trials_needed + ' trial successes';
+    }
+    const rows = [
+      fact('reason', 'Why', x.reason || (x.status === 'unknown' ? 'No call yet.' : 'No rule fired: it answers normally.')),
+      fact('next-trial', 'Next trial', x.next_trial_at ? timeEl(x.next_trial_at) : h('span', { class: 'none', text: x.in_cooldown ? '—' : 'now (requests are admitted)' })),
+      fact('recovery', 'Recovery', recovery),
+    ];
+    if (st.error_threshold !== undefined) {
+      rows.push(fact('settings', 'Rules',
+        'unavailable after ' + st.error_threshold + ' errors (degraded from ' + st.degraded_at + '), ' +
+        'cooldown ' + duration(st.cooldown_seconds) + ', ' +
+        st.success_recovery_count + ' trial success' + (st.success_recovery_count === 1 ? '' : 'es') + ' to recover'));
+    }
+    if (what === 'model' && x.last_reinit) rows.push(fact('last-reinit', 'Last reinit', timeEl(x.last_reinit)));
+
+    const failures = x.recent_failures || [];
+    let table;
+    if (failures.length === 0) {
+      table = h('p', { class: 'none', text: 'No recent failures.' });
+    } else {
+      table = h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Recent failures' },
+        h('table', { class: 'failures' },
+          h('caption', { text: 'Recent failures, newest first' }),
+          h('thead', null, h('tr', null, ['Time', 'Kind', 'Status', 'Latency', 'Message'].map((t) => h('th', { scope: 'col', text: t })))),
+          h('tbody', null, failures.map((f) => h('tr', null,
+            h('td', null, timeEl(f.time)),
+            h('td', { text: f.kind || '—' }),
+            h('td', { text: f.status_code ? String(f.status_code) : '—' }),
+            h('td', { text: typeof f.latency_ms === 'number' ? formatMS(f.latency_ms) : '—' }),
+            h('td', { class: 'failure-message', text: f.message || '' }))))));
+    }
+    return h('div', { class: 'explain-block' }, h('dl', { class: 'facts facts-explain' }, ...rows), table);
+  }
+
+  function formatMS(ms) {
+    if (ms >= 1000) return (ms / 1000).toFixed(ms >= 10000 ? 0 : 1) + ' s';
+    if (ms >= 10) return Math.round(ms) + ' ms';
+    return ms.toFixed(1) + ' ms';
+  }
+
+  // ---- history and sparklines ---------------------------------------------
+
+  async function loadHistory() {
+    const doc = await getJSON('/api/diagnostics/history');
+    if (doc.interval_seconds > 0) state.intervalSeconds = doc.interval_seconds;
+    if (doc.buckets > 0) state.buckets = doc.buckets;
+    const next = new Map();
+    for (const e of doc.entries || []) next.set(histId(e.kind, e.key, e.upstream), e.points || []);
+    state.history = next;
+    $('#history-span').textContent = span(Math.round(state.intervalSeconds * state.buckets)).replace(/^(\d+) min$/, '$1 minutes');
+    renderAllSparks();
+    return doc;
+  }
+
+  let historyTimer = null;
+  function scheduleHistory() {
+    if (historyTimer) return;
+    historyTimer = setTimeout(() => {
+      historyTimer = null;
+      loadHistory().catch(() => {});
+    }, 400);
+  }
+
+  function renderAllSparks() {
+    for (const row of state.rows.values()) renderSparksIn(row);
+  }
+
+  function renderSparksIn(root) {
+    for (const el of root.querySelectorAll('.spark[data-hist]')) {
+      const pts = state.history.get(el.dataset.hist);
+      if (!pts) continue;
+      // skip closed details: rendered when opened
+      const closed = el.closest('details:not([open])');
+      if (closed) continue;
+      const sig = sparkSignature(pts);
+      if (el.dataset.sig === sig) continue;
+      el.dataset.sig = sig;
+      el.replaceChildren(...sparkline(pts));
+    }
+  }
+
+  function sparkSignature(pts) {
+    let s = pts.length ? pts[pts.length - 1].t : '';
+    for (const p of pts) s += ',' + p.requests + '/' + p.errors + '/' + Math.round(p.latency_ms || 0);
+    return s;
+  }
+
+  function sparkline(pts) {
+    const W = 120;
+    const H = 32;
+    const TOP = 5; // room for the error marks
+    const n = Math.max(pts.length, 1);
+    const bw = W / n;
+    let maxReq = 0;
+    let maxLat = 0;
+    let req = 0;
+    let err = 0;
+    let latSum = 0;
+    let firstErr = null;
+    for (const p of pts) {
+      maxReq = Math.max(maxReq, p.requests);
+      if (p.requests > 0) maxLat = Math.max(maxLat, p.latency_ms || 0);
+      req += p.requests;
+      err += p.errors;
+      latSum += (p.latency_ms || 0) * p.requests;
+      if (p.errors > 0 && firstErr === null) firstErr = p.t;
+    }
+    const svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'sparkline', role: 'img', preserveAspectRatio: 'none', focusable: 'false' });
+    const minutes = span(Math.round(state.intervalSeconds * n));
+    let label;
+    if (req === 0) {
+      label = 'No requests in the last ' + minutes + '.';
+    } else {
+      label = 'Last ' + minutes + ': ' + req + ' requests, ' + err + ' errors';
+      if (firstErr) label += ' (errors since ' + new Date(firstErr).toLocaleTimeString() + ')';
+      label += ', mean latency ' + formatMS(latSum / req) + '.';
+    }
+    svg.setAttribute('aria-label', label);
+    const title = s('title');
+    title.textContent = label;
+    svg.append(title, s('line', { x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5, class: 'spark-base' }));
+    const scale = (v) => (maxReq > 0 ? (v / maxReq) * (H - TOP - 1) : 0);
+    const lat = [];
+    pts.forEach((p, i) => {
+      const x = i * bw;
+      if (p.requests > 0) {
+        const rh = Math.max(scale(p.requests), 1.5);
+        svg.append(s('rect', { x: x + 0.15, y: H - rh, width: Math.max(bw - 0.3, 0.5), height: rh, class: 'spark-req' }));
+        lat.push([x + bw / 2, p.latency_ms || 0]);
+      }
+      if (p.errors > 0) {
+        const eh = Math.max(scale(p.errors), 1.5);
+        svg.append(s('rect', { x: x + 0.15, y: H - eh, width: Math.max(bw - 0.3, 0.5), height: eh, class: 'spark-err' }));
+        svg.append(s('path', { d: 'M' + (x + bw / 2 - 2) + ' 0 L' + (x + bw / 2 + 2) + ' 0 L' + (x + bw / 2) + ' 3.5 Z', class: 'spark-err-mark' }));
+      }
+    });
+    if (lat.length > 1 && maxLat > 0) {
+      const y = (v) => H - 1 - (v / maxLat) * (H - TOP - 2);
+      svg.append(s('polyline', { points: lat.map(([x, v]) => x.toFixed(2) + ',' + y(v).toFixed(2)).join(' '), class: 'spark-lat' }));
+    }
+    const caption = h('span', { class: 'spark-caption', 'aria-hidden': 'true' },
+      req === 0 ? 'no traffic' : req + ' req · ' + err + ' err');
+    return [svg, caption];
+  }
+
+  // ---- live events --------------------------------------------------------
+
+  let source = null;
+  let retryDelay = 1000;
+  let retryTimer = null;
+
+  function setConnection(st) {
+    const el = $('#connection');
+    const texts = {
+      connecting: ['◌', 'Connecting…'],
+      live: ['●', 'Live'],
+      reconnecting: ['◌', 'Reconnecting…'],
+      offline: ['○', 'Offline, retrying…'],
+    };
+    if (el.dataset.state === st) return;
+    el.dataset.state = st;
+    $('.conn-icon', el).textContent = texts[st][0];
+    $('.conn-text', el).textContent = texts[st][1];
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (source) source.close();
+    if (typeof EventSource !== 'function') {
+      setConnection('offline');
+      return;
+    }
+    const es = new EventSource('/api/diagnostics/events');
+    source = es;
+    es.addEventListener('hello', () => {
+      retryDelay = 1000;
+      setConnection('live');
+      // (re)subscribed: re-read the whole state, since changes may have
+      // happened while no stream was open
+      refreshQuietly();
+    });
+    es.addEventListener('status', (msg) => {
+      let ev;
+      try {
+        ev = JSON.parse(msg.data);
+      } catch {
+        return;
+      }
+      applyEvent(ev);
+    });
+    es.addEventListener('resync', () => {
+      refreshQuietly();
+    });
+    es.addEventListener('error', () => {
+      if (source !== es) return;
+      if (es.readyState === EventSource.CLOSED) {
+        // the browser gave up (an error answer, e.g. while the proxy
+        // restarts): retry ourselves, backing off
+        setConnection('offline');
+        retryTimer = setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 15000);
+      } else {
+        setConnection('reconnecting'); // the browser retries by itself
+      }
+    });
+  }
+
+  // ---- actions ------------------------------------------------------------
+
+  function notify(kind, title, lines) {
+    const box = $('#notification');
+    const icons = { ok: '✅', warn: '⚠️', error: '❌', info: 'ℹ️' };
+    box.dataset.kind = kind;
+    box.replaceChildren(
+      h('p', { class: 'note-title' }, h('span', { 'aria-hidden': 'true', text: icons[kind] + ' ' }), title),
+      lines && lines.length ? h('ul', { class: 'note-lines' }, lines.map((l) => h('li', { text: l }))) : null,
+      h('button', { type: 'button', class: 'note-close', 'aria-label': 'Dismiss notification', text: '×', onclick: () => box.replaceChildren() }));
+  }
+
+  function summaryLine(title, c) {
+    return title + ': ' + c.total + ' total, ' + c.healthy + ' healthy, ' + c.degraded + ' degraded, ' +
+      c.unavailable + ' unavailable, ' + c.in_cooldown + ' in cooldown';
+  }
+
+  function resultLine(r) {
+    const who = r.model_key || r.provider_id || '?';
+    const icon = r.status === 'success' ? '✅' : r.status === 'cooldown' ? '⏳' : '❌';
+    let line = icon + ' ' + who + ': ' + r.status;
+    if (typeof r.cooldown_remaining === 'number') line += ' (' + duration(r.cooldown_remaining) + ' left)';
+    if (r.message) line += ' — ' + r.message;
+    return line;
+  }
+
+  function healKind(doc) {
+    const sm = doc.summary || {};
+    if (sm.failed > 0) return 'error';
+    if ((doc.results || []).some((r) => r.status === 'cooldown')) return 'warn';
+    return 'ok';
+  }
+
+  async function refreshQuietly() {
+    try {
+      await Promise.all([loadHealth(), loadHistory()]);
+    } catch {
+      // the connection indicator tells; the next tick retries
+    }
+  }
+
+  function afterHeal() {
+    refreshQuietly();
+    setTimeout(refreshQuietly, HEAL_REFRESH_DELAY);
+  }
+
+  // run guards a button while its action runs; aria-disabled keeps focus.
+  async function run(button, fn) {
+    if (button.getAttribute('aria-disabled') === 'true') return;
+    button.setAttribute('aria-disabled', 'true');
+    button.classList.add('busy');
+    try {
+      await fn();
+    } catch (err) {
+      const status = err instanceof ActionError ? err.status : 0;
+      notify('error', status ? 'Action refused' : 'Action failed', [err.message || String(err)]);
+    } finally {
+      button.removeAttribute('aria-disabled');
+      button.classList.remove('busy');
+    }
+  }
+
+  async function onRefresh(button) {
+    await run(button, async () => {
+      try {
+        await Promise.all([loadHealth(), loadHistory()]);
+      } catch (err) {
+        throw new Error('Refresh failed: ' + err.message);
+      }
+      notify('info', 'Health refreshed', [summaryLine('Providers', counts('provider')), summaryLine('Models', counts('model'))]);
+    });
+  }
+
+  async function onAutoHeal(button) {
+    await run(button, async () => {
+      const doc = await adminPost('/api/diagnostics/self-heal');
+      const sm = doc.summary || {};
+      const results = doc.results || [];
+      let title;
+      if (results.length === 0) title = 'Auto-heal: nothing to heal, every model is loaded and available';
+      else title = 'Auto-heal: ' + (sm.successful || 0) + ' of ' + (sm.total_attempts || 0) + ' reinitialised, ' + (sm.failed || 0) + ' failed';
+      notify(healKind(doc), title, results.map(resultLine));
+      afterHeal();
+    });
+  }
+
+  async function onReinit(button, key) {
+    await run(button, async () => {
+      const doc = await adminPost('/api/diagnostics/self-heal?model_key=' + encodeURIComponent(key));
+      const r = (doc.results || [])[0] || { model_key: key, status: 'failed', message: 'no result' };
+      const verb = { success: 'done', failed: 'failed', cooldown: 'not attempted (reinit cooldown)' }[r.status] || r.status;
+      notify(healKind(doc), 'Reinit of ' + key + ' ' + verb, [resultLine(r)]);
+      afterHeal();
+    });
+  }
+
+  async function onReset(button, id) {
+    await run(button, async () => {
+      const doc = await adminPost('/api/diagnostics/self-heal?provider_id=' + encodeURIComponent(id));
+      const r = (doc.results || [])[0] || { provider_id: id, status: 'failed', message: 'no result' };
+      notify(healKind(doc), 'Reset of ' + id + (r.status === 'success' ? ' done' : ' ' + r.status), [resultLine(r)]);
+      afterHeal();
+    });
+  }
+
+  // ---- start --------------------------------------------------------------
+
+  function periodic() {
+    const ms = Math.max(state.intervalSeconds, 2) * 1000;
+    setTimeout(async () => {
+      if (!document.hidden) await refreshQuietly();
+      periodic();
+    }, ms);
+  }
+
+  function start() {
+    $('#refresh-health').addEventListener('click', (e) => onRefresh(e.currentTarget));
+    $('#auto-heal').addEventListener('click', (e) => onAutoHeal(e.currentTarget));
+    $('#health-diagnostics-result').addEventListener('click', (e) => {
+      const target = e.target instanceof Element ? e.target : null;
+      const reinit = target && target.closest('button[data-reinit]');
+      if (reinit) {
+        onReinit(reinit, reinit.dataset.reinit);
+        return;
+      }
+      const reset = target && target.closest('button[data-reset]');
+      if (reset) onReset(reset, reset.dataset.reset);
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) {
+        tick();
+        refreshQuietly();
+      }
+    });
+    loadHealth().catch((err) => {
+      const root = $('#health-diagnostics-result');
+      if (!state.skeleton) {
+        root.replaceChildren(h('p', { class: 'loading', text: 'Could not load the health document (' + err.message + '); retrying…' }));
+      }
+    });
+    loadHistory().catch(() => {});
+    connect();
+    setInterval(tick, 1000);
+    periodic();
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
