@@ -40,6 +40,11 @@ type Model struct {
 	health   config.Health
 
 	proc atomic.Pointer[plugins.Process] // nil while not loaded
+	// lifeMu makes installing or removing the process and the matching
+	// health change one step, so that a watcher seeing an old process die
+	// cannot mark a freshly spawned one unavailable. Never held with mu
+	// taken inside a health call: OnChange takes mu.
+	lifeMu sync.Mutex
 
 	mu         sync.Mutex // guards the fields below
 	restarts   int
@@ -106,9 +111,11 @@ func (m *Model) spawn(why string) healResult {
 		p.Kill()
 		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
 	}
-	m.proc.Store(p)
 	m.mu.Unlock()
+	m.lifeMu.Lock()
+	m.proc.Store(p)
 	m.Health.Reset() // healthy, counters cleared: CONTRACT section 3
+	m.lifeMu.Unlock()
 	go m.watch(p)
 	pid := p.Pid()
 	m.s.log.Info("model plugin running", "model", m.Key, "pid", pid, "why", why)
@@ -123,12 +130,14 @@ const startTimeout = 10 * time.Second
 // makes the model unavailable at once.
 func (m *Model) watch(p *plugins.Process) {
 	<-p.Done()
+	m.lifeMu.Lock()
 	if !m.proc.CompareAndSwap(p, nil) {
+		m.lifeMu.Unlock()
 		return // replaced or stopped by us
 	}
-	msg := p.ExitErr().Error()
 	m.Health.Hold("plugin process exited; waiting for a reinit")
-	m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: msg})
+	m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: p.ExitErr().Error()})
+	m.lifeMu.Unlock()
 	m.scheduleAutoReinit() // Hold publishes before Fail; make sure either way
 }
 
@@ -199,8 +208,13 @@ func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
 	}
 	m.mu.Unlock()
 
-	if old := m.proc.Swap(nil); old != nil {
+	m.lifeMu.Lock()
+	old := m.proc.Swap(nil)
+	if old != nil {
 		m.Health.Hold("reinitialising")
+	}
+	m.lifeMu.Unlock()
+	if old != nil {
 		old.Kill() // reaped before the new one starts
 	}
 	res := m.spawn(why)
