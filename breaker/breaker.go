@@ -15,10 +15,14 @@
 //	                    └────────── a trial failure ───────────┘
 //
 // The open/half-open/closed part is a gobreaker.CircuitBreaker with
-// MaxRequests = R and Timeout = C; gobreaker admits at most R trial requests
-// in half-open and closes after R consecutive successes. error_count, which
+// MaxRequests = R: gobreaker trips, admits at most R trial requests in
+// half-open and closes after R consecutive successes. error_count, which
 // gobreaker has no notion of (it never decrements), is kept here and drives
-// gobreaker's ReadyToTrip. A Reset (self-heal) swaps in a fresh gobreaker,
+// gobreaker's ReadyToTrip. How long a cooldown lasts is kept here too:
+// gobreaker's own open timeout is a nanosecond and the entry refuses calls
+// until its cooldown_until, which lets a cooldown be restored after a
+// restart, set by an operator (ForceOpen) or ended early (Resume), none of
+// which gobreaker can do. A Reset (self-heal) swaps in a fresh gobreaker,
 // since gobreaker has no reset of its own.
 //
 // Every read (Status, Snapshot) is side-effect free: it never calls
@@ -129,6 +133,8 @@ const (
 	reasonThreshold
 	reasonTrialFailed
 	reasonHeld
+	reasonForced
+	reasonResumed
 )
 
 // Entry is the health of one provider upstream or model. Its methods are
@@ -150,8 +156,12 @@ type Entry struct {
 	lastError     atomic.Int64 // unix ns
 	published     atomic.Int32 // last Status reported to onChange
 
-	held atomic.Pointer[string] // reason, when held unavailable
-	hist history
+	held        atomic.Pointer[string] // reason, when held unavailable
+	forceTrip   atomic.Bool            // ReadyToTrip says yes: ForceOpen, Restore
+	forceReason atomic.Pointer[string] // set while forced open by an operator
+	hist        history
+	hour        hourStats
+	unavail     unavailLog
 
 	mu       sync.Mutex // guards the failure ring
 	failures [maxFailures]Failure
@@ -192,9 +202,9 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 	cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        e.name,
 		MaxRequests: uint32(s.RecoveryCount),
-		Timeout:     s.Cooldown,
+		Timeout:     time.Nanosecond, // the cooldown is ours: see Call
 		ReadyToTrip: func(gobreaker.Counts) bool {
-			return e.errorCount.Load() >= int64(s.ErrorThreshold)
+			return e.forceTrip.Load() || e.errorCount.Load() >= int64(e.settings.Load().ErrorThreshold)
 		},
 		// A call the client gave up on says nothing of the backend.
 		IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
@@ -211,7 +221,7 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 				} else {
 					e.tripReason.Store(reasonThreshold)
 				}
-				e.cooldownUntil.Store(time.Now().Add(s.Cooldown).UnixNano())
+				e.cooldownUntil.Store(time.Now().Add(e.settings.Load().Cooldown).UnixNano())
 			case gobreaker.StateClosed:
 				e.errorCount.Store(0)
 				e.cooldownUntil.Store(0)
@@ -244,6 +254,11 @@ func (e *Entry) Call(fn func() (time.Duration, error)) error {
 	if e.held.Load() != nil {
 		return ErrHeld
 	}
+	// While cooling down, refuse here: gobreaker's own open timeout has
+	// long passed and would admit a trial.
+	if gobreaker.State(e.state.Load()) == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
+		return ErrCooldown
+	}
 	cb := e.cb.Load()
 	_, err := cb.Execute(func() (struct{}, error) {
 		latency, err := fn()
@@ -267,8 +282,11 @@ func (e *Entry) record(err error, latency time.Duration) {
 		return
 	}
 	now := e.stamp()
-	e.called.Store(true)
+	if !e.called.Load() {
+		e.called.Store(true)
+	}
 	e.hist.add(now, err != nil, latency)
+	e.hour.add(now, err != nil, latency)
 	if err == nil {
 		e.successCount.Add(1)
 		e.lastSuccess.Store(now)
@@ -353,8 +371,17 @@ func (e *Entry) CooldownUntil() (time.Time, bool) {
 // publish reports a status change to onChange, once per change.
 func (e *Entry) publish() {
 	now := e.Status()
+	if Status(e.published.Load()) == now { // the common case: no write
+		return
+	}
 	old := Status(e.published.Swap(int32(now)))
-	if old != now && e.onChange != nil {
+	if old == now {
+		return
+	}
+	if now == Unavailable || old == Unavailable {
+		e.unavail.mark(time.Now(), now == Unavailable)
+	}
+	if e.onChange != nil {
 		e.onChange(e, old, now)
 	}
 }
@@ -375,6 +402,7 @@ func (e *Entry) Reset() {
 	e.errorCount.Store(0)
 	e.called.Store(true) // healthy, not unknown: CONTRACT section 3
 	e.held.Store(nil)
+	e.forceReason.Store(nil)
 	e.publish()
 }
 
@@ -394,15 +422,17 @@ func (e *Entry) Release() {
 }
 
 // SetSettings applies new settings (a config reload) without losing the
-// entry's counters. A breaker that is not closed keeps its current trip
-// until it ends; the new cooldown and recovery count apply from then on.
+// entry's counters or its current cooldown. The new threshold and cooldown
+// apply from the next call; a new recovery count from the next trip (a
+// recovery in progress finishes under the old one).
 func (e *Entry) SetSettings(s Settings) {
 	s = s.normalized()
-	if *e.settings.Load() == s {
+	old := e.settings.Load()
+	if *old == s {
 		return
 	}
 	e.settings.Store(&s)
-	if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
+	if old.RecoveryCount != s.RecoveryCount && gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
 		e.cb.Store(e.newBreaker(s))
 	}
 	e.publish()

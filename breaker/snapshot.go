@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -29,6 +30,8 @@ type Snapshot struct {
 	HalfOpen       bool
 	TrialSuccesses int
 	TrialsNeeded   int
+	// Forced is the operator's reason while the entry is forced open.
+	Forced string
 	// RecentFailures are the last failures, newest first.
 	RecentFailures []Failure
 	Settings       Settings
@@ -50,10 +53,13 @@ func (e *Entry) Snapshot() Snapshot {
 	}
 	state := gobreaker.State(e.state.Load())
 	if until := e.cooldownUntil.Load(); state == gobreaker.StateOpen && now.UnixNano() <= until {
-		snap.CooldownUntil = time.Unix(0, until)
 		snap.InCooldown = true
-		snap.NextTrialAt = snap.CooldownUntil
+		if until != math.MaxInt64 { // forced open without an end: no time to show
+			snap.CooldownUntil = time.Unix(0, until)
+			snap.NextTrialAt = snap.CooldownUntil
+		}
 	}
+	snap.Forced, _ = e.Forced()
 	if state == gobreaker.StateHalfOpen || (state == gobreaker.StateOpen && !snap.InCooldown) {
 		snap.HalfOpen = true
 		if state == gobreaker.StateHalfOpen {
@@ -81,6 +87,13 @@ func (e *Entry) reason(s Snapshot) string {
 	}
 	t := s.Settings.ErrorThreshold
 	switch {
+	case s.InCooldown && s.Forced != "" && s.CooldownUntil.IsZero():
+		return "forced open by an operator until resumed: " + s.Forced
+	case s.InCooldown && s.Forced != "":
+		return fmt.Sprintf("forced open by an operator until %s: %s", s.CooldownUntil.UTC().Format(time.RFC3339), s.Forced)
+	case s.HalfOpen && e.tripReason.Load() == reasonResumed:
+		return fmt.Sprintf("resumed by an operator: recovering, %d of %d consecutive trial successes",
+			s.TrialSuccesses, s.TrialsNeeded)
 	case s.InCooldown && e.tripReason.Load() == reasonTrialFailed:
 		return fmt.Sprintf("a recovery trial failed; cooling down for %s, trials again at %s",
 			s.Settings.Cooldown, s.CooldownUntil.UTC().Format(time.RFC3339))
