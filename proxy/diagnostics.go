@@ -104,6 +104,8 @@ type providerDoc struct {
 type upstreamDoc struct {
 	URL string `json:"url"`
 	entryDoc
+	// Operator is an operator's drain or forced open in force, or null.
+	Operator *operatorDoc `json:"operator"`
 	explainDoc
 }
 
@@ -177,7 +179,7 @@ func providerEntry(p *Provider) providerDoc {
 	var lastErrMsg string
 	for _, u := range p.Upstreams {
 		snap := u.Health.Snapshot()
-		d.Upstreams = append(d.Upstreams, upstreamDoc{URL: u.Display, entryDoc: entryOf(snap), explainDoc: explainOf(snap)})
+		d.Upstreams = append(d.Upstreams, upstreamDoc{URL: u.Display, entryDoc: entryOf(snap), Operator: u.operator(), explainDoc: explainOf(snap)})
 		d.ErrorCount += snap.ErrorCount
 		d.SuccessCount += snap.SuccessCount
 		if snap.LastSuccess.After(lastSuccess) {

@@ -48,7 +48,7 @@ func writeCooldown(w http.ResponseWriter, p *Provider, remaining time.Duration) 
 		CooldownRemaining float64 `json:"cooldown_remaining"`
 		Error             string  `json:"error"`
 	}{"cooldown", p.ID, seconds(remaining),
-		"every upstream of provider " + strconv.Quote(p.ID) + " is unavailable; retry after the cooldown"})
+		"every upstream of provider " + strconv.Quote(p.ID) + " is unavailable (cooling down or drained); retry later"})
 }
 
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {

@@ -30,14 +30,15 @@ const MaxPredictInputs = 256
 // exit, holds the entry unavailable, and respawns (reinit) on request or,
 // with auto_reinit, by itself at most once per reinit_cooldown.
 type Model struct {
-	Key, Name string
-	Health    *breaker.Entry
+	Key    string
+	Health *breaker.Entry
 
-	s        *Server
-	spec     plugins.Spec
-	timeout  time.Duration
-	fallback string
-	health   config.Health
+	s    *Server
+	spec plugins.Spec
+	// cfg is the model's configuration; a reload that keeps the process
+	// swaps it (name, timeout, fallback, health settings).
+	cfg      atomic.Pointer[config.Model]
+	inflight atomic.Int64 // predict calls in progress, for a reload that removes the model
 
 	proc atomic.Pointer[plugins.Process] // nil while not loaded
 	// lifeMu makes installing or removing the process and the matching
@@ -57,7 +58,8 @@ type Model struct {
 }
 
 func newModel(mc config.Model, cfg *config.Config, s *Server) *Model {
-	m := &Model{Key: mc.Key, Name: mc.Name, s: s, timeout: mc.Timeout, fallback: mc.Fallback, health: mc.Health}
+	m := &Model{Key: mc.Key, s: s}
+	m.cfg.Store(&mc)
 	cmd := mc.Command
 	if mc.Plugin != "" {
 		cmd = plugins.BuiltinCommand(mc.Plugin)
@@ -144,7 +146,8 @@ func (m *Model) watch(p *plugins.Process) {
 // scheduleAutoReinit arms one automatic reinit, no earlier than
 // reinit_cooldown after the previous attempt, when auto_reinit is on.
 func (m *Model) scheduleAutoReinit() {
-	if !m.health.AutoReinit {
+	h := m.cfg.Load().Health
+	if !h.AutoReinit {
 		return
 	}
 	m.mu.Lock()
@@ -154,7 +157,7 @@ func (m *Model) scheduleAutoReinit() {
 	}
 	wait := time.Duration(0)
 	if !m.lastReinit.IsZero() {
-		wait = max(0, time.Until(m.lastReinit.Add(m.health.ReinitCooldown)))
+		wait = max(0, time.Until(m.lastReinit.Add(h.ReinitCooldown)))
 	}
 	m.nextAuto = time.Now().Add(wait)
 	m.autoTimer = time.AfterFunc(wait, func() {
@@ -190,12 +193,12 @@ func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
 		m.mu.Unlock()
 		return res
 	}
-	if !m.lastReinit.IsZero() {
-		if left := time.Until(m.lastReinit.Add(m.health.ReinitCooldown)); left > 0 {
+	if h := m.cfg.Load().Health; !m.lastReinit.IsZero() {
+		if left := time.Until(m.lastReinit.Add(h.ReinitCooldown)); left > 0 {
 			m.mu.Unlock()
 			rem := seconds(left)
 			return healResult{ModelKey: m.Key, Status: "cooldown", CooldownRemaining: &rem,
-				Message: fmt.Sprintf("reinitialised %s ago; reinit_cooldown is %s", time.Since(m.lastReinit).Round(time.Second), m.health.ReinitCooldown)}
+				Message: fmt.Sprintf("reinitialised %s ago; reinit_cooldown is %s", time.Since(m.lastReinit).Round(time.Second), h.ReinitCooldown)}
 		}
 	}
 	done := make(chan struct{})
@@ -280,7 +283,8 @@ func (m *Model) retryAfter() time.Duration {
 	if until, ok := m.Health.CooldownUntil(); ok && m.proc.Load() != nil {
 		return time.Until(until)
 	}
-	if m.health.AutoReinit {
+	h := m.cfg.Load().Health
+	if h.AutoReinit {
 		m.mu.Lock()
 		next := m.nextAuto
 		m.mu.Unlock()
@@ -292,13 +296,14 @@ func (m *Model) retryAfter() time.Duration {
 	if until, ok := m.Health.CooldownUntil(); ok {
 		return time.Until(until)
 	}
-	return m.health.Cooldown
+	return h.Cooldown
 }
 
 func (m *Model) document() modelDoc {
 	snap := m.Health.Snapshot()
-	d := modelDoc{ModelKey: m.Key, Name: m.Name, entryDoc: entryOf(snap), explainDoc: explainOf(snap),
-		Fallback: strOrNil(m.fallback)}
+	mc := m.cfg.Load()
+	d := modelDoc{ModelKey: m.Key, Name: mc.Name, entryDoc: entryOf(snap), explainDoc: explainOf(snap),
+		Fallback: strOrNil(mc.Fallback)}
 	if p := m.proc.Load(); p != nil {
 		pid := p.Pid()
 		d.Loaded, d.Pid = true, &pid
@@ -376,7 +381,7 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The model failed or refused: its fallback answers when it can.
-	if fb := st.models[m.fallback]; fb != nil {
+	if fb := st.models[m.cfg.Load().Fallback]; fb != nil {
 		if data, fbErr := fb.predict(r.Context(), inputs); fbErr == nil {
 			writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
 			return
@@ -407,12 +412,15 @@ type predictDoc struct {
 // one a *breaker.Failure.
 func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
 	var out [][]plugins.LabelScore
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+	timeout := m.cfg.Load().Timeout
 	err := m.Health.Call(func() (time.Duration, error) {
 		p := m.proc.Load()
 		if p == nil {
 			return 0, breaker.Excluded() // raced with an exit; the watcher records it
 		}
-		cctx, cancel := context.WithTimeout(ctx, m.timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		start := time.Now()
 		data, err := p.Model().Predict(cctx, inputs)
@@ -425,7 +433,7 @@ func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.Label
 			return latency, breaker.Excluded()
 		case errors.Is(err, context.DeadlineExceeded):
 			return latency, &breaker.Failure{Kind: breaker.KindTimeout, Latency: latency,
-				Message: fmt.Sprintf("model did not answer within its timeout of %s", m.timeout)}
+				Message: fmt.Sprintf("model did not answer within its timeout of %s", timeout)}
 		case errors.Is(err, plugins.ErrPluginUnavailable):
 			return latency, &breaker.Failure{Kind: breaker.KindCrash, Latency: latency, Message: err.Error()}
 		default:

@@ -20,6 +20,7 @@ import (
 type Provider struct {
 	ID, Name  string
 	Upstreams []*Upstream
+	cfg       config.Provider
 	timeout   time.Duration
 	headers   http.Header // injected; values are secrets
 	rp        *httputil.ReverseProxy
@@ -35,10 +36,15 @@ type Upstream struct {
 	Display string
 	Health  *breaker.Entry
 	metrics *upstreamMetrics
+	drain   atomic.Pointer[drain] // an operator's drain, see operator.go
 }
 
-func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m *metrics, errLog *slog.Logger) *Provider {
+// newProvider builds a provider. An upstream found in keep (by its full
+// URL) keeps its health entry, metrics and drain: a reload that changes a
+// provider's other upstreams or settings does not reset it.
+func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m *metrics, errLog *slog.Logger, keep map[string]*Upstream) *Provider {
 	p := &Provider{
+		cfg:     pc,
 		ID:      pc.ID,
 		Name:    pc.Name,
 		timeout: pc.Timeout,
@@ -51,6 +57,13 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 	}
 	for _, u := range pc.Upstreams {
 		up := &Upstream{provider: p, target: u, Display: redactURL(u)}
+		if old := keep[u.String()]; old != nil {
+			up.Health, up.metrics = old.Health, old.metrics
+			up.drain.Store(old.drain.Load())
+			up.Health.SetSettings(settingsOf(pc.Health))
+			p.Upstreams = append(p.Upstreams, up)
+			continue
+		}
 		up.Health = breaker.New("provider/"+pc.ID+"/"+up.Display, settingsOf(pc.Health), breaker.Options{
 			OnChange: func(_ *breaker.Entry, from, to breaker.Status) {
 				hooks.changed(Change{Kind: KindProvider, Key: p.ID, Upstream: up.Display, From: from, To: to, entry: up.Health})
@@ -160,7 +173,9 @@ func (u *Upstream) targetURL(in *url.URL) *url.URL {
 }
 
 // Available is what selection asks: may this upstream be sent a request?
-func (u *Upstream) Available() bool { return u.Health.Status() != breaker.Unavailable }
+func (u *Upstream) Available() bool {
+	return u.Health.Status() != breaker.Unavailable && (u.drain.Load() == nil || u.drained(time.Now()) == nil)
+}
 
 // bufferPool lends ReverseProxy its copy buffers instead of a new 32 KiB
 // one per request.

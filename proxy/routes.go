@@ -34,6 +34,9 @@ func (s *Server) routes() chi.Router {
 	r.Get("/api/diagnostics/events", s.serveEvents)
 	r.Get("/api/diagnostics/history", s.serveHistory)
 	r.With(s.admin).Post("/api/diagnostics/self-heal", s.serveSelfHeal)
+	r.With(s.admin).Post("/api/admin/providers/{id}/{action}", s.serveControl)
+	r.With(s.admin).Get("/api/admin/audit", s.serveAudit)
+	r.With(s.admin).Post("/api/admin/reload", s.serveReload)
 
 	r.Handle("/providers/{id}", http.HandlerFunc(s.serveProvider))
 	r.Handle("/providers/{id}/*", http.HandlerFunc(s.serveProvider))

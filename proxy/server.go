@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// PluginEnv adds KEY=VALUE pairs to the environment of plugin processes.
 	PluginEnv []string
+	// ConfigSource re-reads the configuration for ReloadConfig (SIGHUP,
+	// POST /api/admin/reload). nil: reloads are refused.
+	ConfigSource ConfigSource
 }
 
 // Server is a running healproxy: router, providers, models and health.
@@ -57,6 +61,8 @@ type Server struct {
 	transport http.RoundTripper
 	metrics   *metrics
 	events    *hub
+	audit     auditLog
+	reloadMu  sync.Mutex // one reload at a time
 	router    chi.Router
 	state     atomic.Pointer[state]
 	opts      Options
@@ -98,7 +104,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics = newMetrics(s)
 	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
 	for _, pc := range cfg.Providers {
-		p := newProvider(pc, s.transport, s, s.metrics, s.log)
+		p := newProvider(pc, s.transport, s, s.metrics, s.log, nil)
 		st.providers[p.ID] = p
 		st.providerList = append(st.providerList, p)
 	}

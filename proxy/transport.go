@@ -83,7 +83,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) {
 	n := len(p.Upstreams)
 	if n == 1 {
-		if tried != 0 {
+		if tried != 0 || !p.Upstreams[0].Available() {
 			return -1, false
 		}
 		return 0, false
@@ -94,8 +94,12 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		if tried&(1<<i) != 0 {
 			continue
 		}
+		u := p.Upstreams[i]
+		if u.drain.Load() != nil && u.drained(time.Now()) != nil {
+			continue
+		}
 		var rank int
-		switch p.Upstreams[i].Health.Status() {
+		switch u.Health.Status() {
 		case breaker.Healthy, breaker.Unknown:
 			rank = 0
 		case breaker.Degraded:
@@ -164,7 +168,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		f := &breaker.Failure{Kind: breaker.KindStatus, StatusCode: r.StatusCode, Latency: latency,
 			Message: "upstream answered " + strconv.Itoa(r.StatusCode) + " " + http.StatusText(r.StatusCode)}
 		if retryLater {
-			drain(r.Body)
+			drainBody(r.Body)
 			cancel()
 			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message}
 		} else {
@@ -219,18 +223,32 @@ func classifyError(err error, ctx context.Context) (breaker.Kind, string) {
 
 // cooldownRemaining is how long until the first upstream admits requests
 // again; a second when one is half-open with all its trials busy.
+// A drained upstream counts until its drain ends; an indefinite drain or
+// forced open counts as maxRetryAfter.
 func (p *Provider) cooldownRemaining() time.Duration {
 	best := time.Duration(math.MaxInt64)
 	now := time.Now()
 	for _, u := range p.Upstreams {
-		until, ok := u.Health.CooldownUntil()
-		if !ok {
-			return time.Second
+		var wait time.Duration
+		if until, ok := u.Health.CooldownUntil(); ok {
+			wait = until.Sub(now)
+		} else if u.drained(now) == nil {
+			return time.Second // half-open with all trials busy
 		}
-		best = min(best, until.Sub(now))
+		if d := u.drained(now); d != nil {
+			if d.Until.IsZero() {
+				wait = max(wait, maxRetryAfter)
+			} else {
+				wait = max(wait, d.Until.Sub(now))
+			}
+		}
+		best = min(best, wait)
 	}
-	return max(best, time.Millisecond)
+	return min(max(best, time.Millisecond), maxRetryAfter)
 }
+
+// maxRetryAfter caps Retry-After for waits with no known end.
+const maxRetryAfter = time.Hour
 
 // available: some upstream would be sent a request now.
 func (p *Provider) available() bool {
@@ -255,8 +273,8 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
-// drain reads a little of a discarded body so the connection can be reused.
-func drain(body io.ReadCloser) {
+// drainBody reads a little of a discarded body so the connection can be reused.
+func drainBody(body io.ReadCloser) {
 	io.CopyN(io.Discard, body, 4<<10)
 	body.Close()
 }

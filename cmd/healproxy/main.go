@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/proxy"
@@ -150,7 +152,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("cannot listen", "addr", cfg.Listen, "error", err)
 		return 1
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	source := func() (*config.Config, hcl.Diagnostics) {
+		cfg, diags := config.Load(*path, loadOptions())
+		if cfg != nil && *listen != "" {
+			cfg.Listen = *listen
+		}
+		return cfg, diags
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log, ConfigSource: source})
 	if err != nil {
 		ln.Close()
 		log.Error("cannot start", "error", err)
@@ -175,13 +184,26 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log.Info("healproxy listening", "addr", ln.Addr().String(), "config", *path, "version", versionString(),
 		"providers", len(cfg.Providers), "models", len(cfg.Models))
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	code := 0
-	select {
-	case err := <-serveErr:
-		log.Error("server stopped", "error", err)
-		code = 1
-	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace)
+loop:
+	for {
+		select {
+		case err := <-serveErr:
+			log.Error("server stopped", "error", err)
+			code = 1
+			break loop
+		case <-hup:
+			if _, diags := srv.ReloadConfig("SIGHUP"); diags.HasErrors() {
+				fmt.Fprint(stderr, config.FormatDiagnostics(diags))
+			}
+		case <-ctx.Done():
+			log.Info("shutting down: finishing in-flight requests", "grace", shutdownGrace)
+			break loop
+		}
 	}
 	stop()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

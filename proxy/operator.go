@@ -1,0 +1,226 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// Operator controls (admin): drain an upstream (no new requests; those in
+// flight finish), force it open (unavailable whatever its health says), or
+// resume it (end a drain, a forced or an ordinary cooldown: recovery trials
+// then decide). Each takes a reason and an optional TTL, is logged and is
+// kept in the audit log.
+
+// drain is an operator's drain of one upstream.
+type drain struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Until  time.Time `json:"until,omitzero"` // zero: until resumed
+}
+
+// drained is the upstream's drain, if one is in force now.
+func (u *Upstream) drained(now time.Time) *drain {
+	d := u.drain.Load()
+	if d == nil || (!d.Until.IsZero() && now.After(d.Until)) {
+		return nil
+	}
+	return d
+}
+
+// operatorDoc shows an operator's action on an upstream in diagnostics.
+type operatorDoc struct {
+	Action string  `json:"action"` // "drain" or "force_open"
+	Reason string  `json:"reason"`
+	By     string  `json:"by,omitempty"`
+	At     *string `json:"at,omitempty"`
+	Until  *string `json:"until"`
+}
+
+func (u *Upstream) operator() *operatorDoc {
+	if d := u.drained(time.Now()); d != nil {
+		return &operatorDoc{Action: "drain", Reason: d.Reason, By: d.By, At: stamp(d.At), Until: stamp(d.Until)}
+	}
+	if reason, ok := u.Health.Forced(); ok {
+		doc := &operatorDoc{Action: "force_open", Reason: reason}
+		if until, ok := u.Health.CooldownUntil(); ok && until.Year() < 2200 {
+			doc.Until = stamp(until)
+		}
+		return doc
+	}
+	return nil
+}
+
+// controlRequest is the body of POST /api/admin/providers/{id}/{action}.
+type controlRequest struct {
+	Upstream string `json:"upstream"` // display URL; empty: every upstream of the provider
+	Reason   string `json:"reason"`
+	TTL      string `json:"ttl"` // Go duration; empty: until resumed
+}
+
+// auditRecord is one line of the audit log.
+type auditRecord struct {
+	Time   time.Time `json:"time"`
+	Who    string    `json:"who"`
+	Action string    `json:"action"`
+	Target string    `json:"target"`
+	Reason string    `json:"reason,omitempty"`
+	TTL    string    `json:"ttl,omitempty"`
+	Result string    `json:"result"`
+}
+
+// auditLog keeps the last maxAudit records in memory (and in the state
+// store when there is one).
+type auditLog struct {
+	mu      sync.Mutex
+	records []auditRecord
+	persist func([]byte) // may be nil
+}
+
+const maxAudit = 1000
+
+func (a *auditLog) add(r auditRecord) {
+	a.mu.Lock()
+	a.records = append(a.records, r)
+	if len(a.records) > maxAudit {
+		a.records = append(a.records[:0:0], a.records[len(a.records)-maxAudit:]...)
+	}
+	persist := a.persist
+	a.mu.Unlock()
+	if persist != nil {
+		if b, err := json.Marshal(r); err == nil {
+			persist(b)
+		}
+	}
+}
+
+func (a *auditLog) last(n int) []auditRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n = min(n, len(a.records))
+	return append([]auditRecord(nil), a.records[len(a.records)-n:]...)
+}
+
+// who names the admin caller for the audit log: the token (never its value)
+// or the loopback address.
+func (s *Server) who(r *http.Request) string {
+	if s.state.Load().cfg.AdminToken != "" {
+		return "token from " + r.RemoteAddr
+	}
+	return "loopback " + r.RemoteAddr
+}
+
+var errBadControl = errors.New("bad control request")
+
+func decodeControl(r *http.Request) (controlRequest, time.Duration, error) {
+	var req controlRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		return req, 0, fmt.Errorf("%w: cannot read body: %v", errBadControl, err)
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return req, 0, fmt.Errorf(`%w: body must be {"upstream": "...", "reason": "...", "ttl": "30m"}: %v`, errBadControl, err)
+		}
+	}
+	// query parameters work too, for curl one-liners
+	q := r.URL.Query()
+	if v := q.Get("upstream"); v != "" {
+		req.Upstream = v
+	}
+	if v := q.Get("reason"); v != "" {
+		req.Reason = v
+	}
+	if v := q.Get("ttl"); v != "" {
+		req.TTL = v
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		ttl, err = time.ParseDuration(req.TTL)
+		if err != nil || ttl <= 0 {
+			return req, 0, fmt.Errorf("%w: ttl %q is not a positive duration like 30m", errBadControl, req.TTL)
+		}
+	}
+	return req, ttl, nil
+}
+
+// serveControl is POST /api/admin/providers/{id}/{drain|force-open|resume}.
+func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
+	id, action := chi.URLParam(r, "id"), chi.URLParam(r, "action")
+	p := s.state.Load().providers[id]
+	if p == nil {
+		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
+		return
+	}
+	req, ttl, err := decodeControl(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Status: "error", ProviderID: id, Error: err.Error()})
+		return
+	}
+	if action != "resume" && strings.TrimSpace(req.Reason) == "" {
+		writeJSON(w, http.StatusBadRequest, errorBody{Status: "error", ProviderID: id, Error: "a reason is required"})
+		return
+	}
+	var targets []*Upstream
+	for _, u := range p.Upstreams {
+		if req.Upstream == "" || strings.TrimRight(req.Upstream, "/") == strings.TrimRight(u.Display, "/") {
+			targets = append(targets, u)
+		}
+	}
+	if len(targets) == 0 {
+		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(req.Upstream)})
+		return
+	}
+	now := time.Now()
+	var until time.Time
+	if ttl > 0 {
+		until = now.Add(ttl)
+	}
+	who := s.who(r)
+	for _, u := range targets {
+		switch action {
+		case "drain":
+			u.drain.Store(&drain{Reason: req.Reason, By: who, At: now, Until: until})
+		case "force-open":
+			u.Health.ForceOpen(until, req.Reason)
+		case "resume":
+			u.drain.Store(nil)
+			u.Health.Resume()
+		default:
+			writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
+			return
+		}
+		s.audit.add(auditRecord{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
+			Reason: req.Reason, TTL: req.TTL, Result: "done"})
+		s.log.Warn("operator control", "action", action, "provider", id, "upstream", u.Display,
+			"reason", req.Reason, "ttl", req.TTL, "by", who)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "action": action,
+		"upstreams": len(targets), "entry": providerEntry(p)})
+}
+
+// serveAudit is GET /api/admin/audit (admin): the newest records, oldest
+// first; ?limit=N (default 100).
+func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit must be a positive whole number")
+			return
+		}
+		limit = min(n, maxAudit)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.last(limit)})
+}

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/healproxy/healproxy/config"
+)
+
+// ConfigSource re-reads the configuration for a reload (SIGHUP, POST
+// /api/admin/reload). It returns diagnostics with errors for an invalid
+// file.
+type ConfigSource func() (*config.Config, hcl.Diagnostics)
+
+// ReloadResult says what a reload changed.
+type ReloadResult struct {
+	Added     []string `json:"added"`     // "provider ID" / "model KEY"
+	Removed   []string `json:"removed"`   // idem
+	Changed   []string `json:"changed"`   // rebuilt; upstreams with an unchanged URL kept their health
+	Updated   []string `json:"updated"`   // settings applied in place (health settings, model timeout, …)
+	Unchanged int      `json:"unchanged"` // entries that kept everything
+	Warnings  []string `json:"warnings,omitempty"`
+}
+
+// Reload swaps in cfg, which must be valid, in one step: requests in flight
+// finish on what they started with, new ones see the new config. Entries
+// whose definition did not change keep their health and their plugin
+// process; changed health settings apply at once; removed models' plugins
+// stop once their calls in flight have finished.
+func (s *Server) Reload(cfg *config.Config) ReloadResult {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.state.Load()
+	res := ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}, Updated: []string{}}
+	if cfg.Listen != old.cfg.Listen {
+		res.Warnings = append(res.Warnings, "listen changed: it takes effect at the next restart")
+	}
+	if cfg.StatePath != old.cfg.StatePath {
+		res.Warnings = append(res.Warnings, "state.path changed: it takes effect at the next restart")
+	}
+	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
+
+	for _, pc := range cfg.Providers {
+		op := old.providers[pc.ID]
+		var p *Provider
+		switch {
+		case op == nil:
+			p = newProvider(pc, s.transport, s, s.metrics, s.log, nil)
+			res.Added = append(res.Added, "provider "+pc.ID)
+		case sameProvider(op.cfg, pc):
+			p = op
+			if op.cfg.Health != pc.Health {
+				for _, u := range op.Upstreams {
+					u.Health.SetSettings(settingsOf(pc.Health))
+				}
+				op.cfg.Health = pc.Health // only reload writes it, under reloadMu
+				res.Updated = append(res.Updated, "provider "+pc.ID)
+			} else {
+				res.Unchanged++
+			}
+		default:
+			keep := map[string]*Upstream{}
+			for _, u := range op.Upstreams {
+				keep[u.target.String()] = u
+			}
+			p = newProvider(pc, s.transport, s, s.metrics, s.log, keep)
+			res.Changed = append(res.Changed, "provider "+pc.ID)
+			for _, u := range op.Upstreams {
+				if !slices.ContainsFunc(p.Upstreams, func(n *Upstream) bool { return n.Health == u.Health }) {
+					s.metrics.forget(op.ID, u.Display)
+				}
+			}
+		}
+		st.providers[p.ID] = p
+		st.providerList = append(st.providerList, p)
+	}
+	for _, op := range old.providerList {
+		if st.providers[op.ID] == nil {
+			res.Removed = append(res.Removed, "provider "+op.ID)
+			s.metrics.forget(op.ID, "")
+		}
+	}
+
+	var start, stop []*Model
+	for _, mc := range cfg.Models {
+		om := old.models[mc.Key]
+		var m *Model
+		switch {
+		case om == nil:
+			m = newModel(mc, cfg, s)
+			start = append(start, m)
+			res.Added = append(res.Added, "model "+mc.Key)
+		case sameProcess(*om.cfg.Load(), mc):
+			m = om
+			if oc := *om.cfg.Load(); !sameModel(oc, mc) {
+				om.cfg.Store(&mc)
+				om.Health.SetSettings(settingsOf(mc.Health))
+				res.Updated = append(res.Updated, "model "+mc.Key)
+			} else {
+				res.Unchanged++
+			}
+		default: // a new command or plugin: a new process
+			m = newModel(mc, cfg, s)
+			start = append(start, m)
+			stop = append(stop, om)
+			res.Changed = append(res.Changed, "model "+mc.Key)
+		}
+		st.models[m.Key] = m
+		st.modelList = append(st.modelList, m)
+	}
+	for _, om := range old.modelList {
+		if st.models[om.Key] == nil {
+			stop = append(stop, om)
+			res.Removed = append(res.Removed, "model "+om.Key)
+		}
+	}
+
+	s.state.Store(st)
+	for _, m := range start {
+		m.start()
+	}
+	for _, m := range stop {
+		go m.closeWhenIdle()
+	}
+	s.log.Info("config reloaded", "config", cfg.Path, "added", res.Added, "removed", res.Removed,
+		"changed", res.Changed, "updated", res.Updated, "unchanged", res.Unchanged)
+	for _, w := range res.Warnings {
+		s.log.Warn("config reload: " + w)
+	}
+	return res
+}
+
+// sameProvider: nothing but the health settings differ.
+func sameProvider(a, b config.Provider) bool {
+	if a.Name != b.Name || a.Timeout != b.Timeout || !maps.Equal(a.Headers, b.Headers) || len(a.Upstreams) != len(b.Upstreams) {
+		return false
+	}
+	for i := range a.Upstreams {
+		if a.Upstreams[i].String() != b.Upstreams[i].String() {
+			return false
+		}
+	}
+	return true
+}
+
+// sameProcess: the plugin process can be kept.
+func sameProcess(a, b config.Model) bool {
+	return a.Plugin == b.Plugin && slices.Equal(a.Command, b.Command)
+}
+
+func sameModel(a, b config.Model) bool {
+	return sameProcess(a, b) && a.Name == b.Name && a.Timeout == b.Timeout && a.Fallback == b.Fallback && a.Health == b.Health
+}
+
+// ReloadConfig re-reads the configuration from Options.ConfigSource and
+// applies it; an invalid file is refused with its diagnostics and the
+// running configuration stays. who says what asked (for logs and audit).
+func (s *Server) ReloadConfig(who string) (ReloadResult, hcl.Diagnostics) {
+	if s.opts.ConfigSource == nil {
+		return ReloadResult{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "reload is not available: no config source"}}
+	}
+	cfg, diags := s.opts.ConfigSource()
+	if cfg == nil || diags.HasErrors() {
+		s.log.Error("config reload refused; the running config stays", "by", who, "diagnostics", config.FormatDiagnostics(diags))
+		s.audit.add(auditRecord{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
+		return ReloadResult{}, diags
+	}
+	res := s.Reload(cfg)
+	s.audit.add(auditRecord{Time: time.Now(), Who: who, Action: "reload", Target: "config " + cfg.Path, Result: "applied"})
+	return res, diags
+}
+
+// serveReload is POST /api/admin/reload (admin).
+func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
+	res, diags := s.ReloadConfig(s.who(r))
+	if diags.HasErrors() {
+		lines := strings.FieldsFunc(config.FormatDiagnostics(diags), func(r rune) bool { return r == '\n' })
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "error",
+			"error": "invalid config; the running config stays", "diagnostics": lines})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Status string `json:"status"`
+		ReloadResult
+	}{"success", res})
+}
+
+// closeWhenIdle stops a model a reload removed or replaced, once its calls
+// in flight are done (at most its timeout and a second later).
+func (m *Model) closeWhenIdle() {
+	deadline := time.Now().Add(m.cfg.Load().Timeout + time.Second)
+	for m.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.close()
+}
+
+// forget drops a removed provider's (or upstream's) request metrics.
+func (m *metrics) forget(provider, upstream string) {
+	l := prometheus.Labels{"provider": provider}
+	if upstream != "" {
+		l["upstream"] = upstream
+	}
+	m.requests.DeletePartialMatch(l)
+	m.latency.DeletePartialMatch(l)
+}
