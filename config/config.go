@@ -10,7 +10,10 @@
 package config
 
 import (
+	"fmt"
+	"log/slog"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -25,7 +28,12 @@ const (
 	DefaultMaxConcurrentReinit = 5
 	DefaultProviderTimeout     = 10 * time.Second
 	DefaultModelTimeout        = 10 * time.Second
+	DefaultAlertMinInterval    = time.Minute
 )
+
+// AlertEvents are the event types an alert can be sent, in the order the
+// documentation lists them; an alert without on = [...] gets all of them.
+var AlertEvents = []string{"unavailable", "degraded", "recovered", "reinit_failed"}
 
 // Config is a loaded, validated configuration.
 type Config struct {
@@ -47,9 +55,10 @@ type Config struct {
 	// StatePath, when not empty, is where health state is persisted.
 	StatePath string
 
-	// Providers and Models keep the order of the file.
+	// Providers, Models and Alerts keep the order of the file.
 	Providers []Provider
 	Models    []Model
+	Alerts    []Alert
 }
 
 // Health holds the health-model settings of CONTRACT section 3.
@@ -86,6 +95,46 @@ type Model struct {
 	Timeout  time.Duration
 	Fallback string // "" or the key of another model
 	Health   Health
+}
+
+// Alert is one webhook that is told about status changes.
+type Alert struct {
+	Name string
+	// Webhook is an absolute http or https URL. It may carry a secret
+	// (Slack's do, in the path): never log or show it; show
+	// RedactedWebhook instead.
+	Webhook *url.URL
+	// On is the event types to send, a subset of AlertEvents without
+	// repeats, in the file's order. Default: all of AlertEvents.
+	On []string
+	// MinInterval is how long the same event of the same entry is not sent
+	// again. Default DefaultAlertMinInterval; >= 0 (0 sends every event).
+	MinInterval time.Duration
+}
+
+// RedactedWebhook is the webhook as it may be logged or shown:
+// scheme://host[:port], without user info, path or query.
+func (a Alert) RedactedWebhook() string {
+	if a.Webhook == nil {
+		return ""
+	}
+	return a.Webhook.Scheme + "://" + a.Webhook.Host
+}
+
+// String shows the alert with its webhook redacted, so that printing an
+// Alert with %v or %s cannot leak the webhook's secret.
+func (a Alert) String() string {
+	return fmt.Sprintf("alert %s → %s on %v every %s", strconv.Quote(a.Name), a.RedactedWebhook(), a.On, a.MinInterval)
+}
+
+// LogValue logs the alert with its webhook redacted.
+func (a Alert) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", a.Name),
+		slog.String("webhook", a.RedactedWebhook()),
+		slog.Any("on", a.On),
+		slog.Duration("min_interval", a.MinInterval),
+	)
 }
 
 // Provider returns the provider with that id, or nil.

@@ -31,6 +31,7 @@ type fileConfig struct {
 	State     *fileState      `hcl:"state,block"`
 	Providers []*fileProvider `hcl:"provider,block"`
 	Models    []*fileModel    `hcl:"model,block"`
+	Alerts    []*fileAlert    `hcl:"alert,block"`
 }
 
 type fileHealth struct {
@@ -86,6 +87,19 @@ type fileModel struct {
 	Fallback      *string        `hcl:"fallback,optional"`
 	FallbackRange hcl.Range      `hcl:"fallback,attr_value_range"`
 	Health        *fileHealth    `hcl:"health,block"`
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileAlert struct {
+	Name      string    `hcl:"name,label"`
+	NameRange hcl.Range `hcl:"name,label_range"`
+
+	Webhook          string         `hcl:"webhook"`
+	WebhookRange     hcl.Range      `hcl:"webhook,attr_value_range"`
+	On               hcl.Expression `hcl:"on,optional"`
+	MinInterval      *string        `hcl:"min_interval,optional"`
+	MinIntervalRange hcl.Range      `hcl:"min_interval,attr_value_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

@@ -38,6 +38,9 @@ func FuzzParse(f *testing.F) {
 		`listen = [for x in [1] : x]`,
 		`admin { token = file("x") }`,
 		`state { }`,
+		`alert "a" { webhook = env("X") on = ["unavailable", "x", "unavailable"] min_interval = "1m" }`,
+		`alert "a" { webhook = "https://h/%zz" } alert "a" { webhook = "" on = [] }`,
+		`alert { on = "x" min_interval = 5 }`,
 		"provider \"p\" {\n  upstreams = [\"http://h\"\n",
 		"model \"m\" {\n  command = [\"a\", \"b\"]\n}\nmodel \"n\" {\n  fallback = \"m\"\n plugin = \"x\"\n}\n",
 		"\xff\xfe",
@@ -80,6 +83,11 @@ func FuzzParse(f *testing.F) {
 			for _, p := range cfg.Providers {
 				if len(p.Upstreams) == 0 || p.Timeout <= 0 {
 					t.Errorf("got provider %+v; want upstreams and a timeout", p)
+				}
+			}
+			for _, a := range cfg.Alerts {
+				if a.Webhook == nil || len(a.On) == 0 || a.MinInterval < 0 {
+					t.Errorf("got alert %v; want a webhook, events and an interval >= 0", a)
 				}
 			}
 			for _, m := range cfg.Models {

@@ -117,6 +117,15 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 		}
 		cfg.Models = append(cfg.Models, b.model(fm, cfg.Health, cfg.Dir, keys))
 	}
+
+	seen = map[string]hcl.Range{}
+	for _, fa := range fc.Alerts {
+		if fa == nil {
+			continue
+		}
+		b.checkName("alert name", fa.Name, fa.NameRange, seen)
+		cfg.Alerts = append(cfg.Alerts, b.alert(fa))
+	}
 }
 
 func defaultHealth() Health {

@@ -1,0 +1,105 @@
+package config
+
+import (
+	"errors"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// alert validates one alert block. The webhook URL is never echoed in a
+// diagnostic: it may hold a secret.
+func (b *builder) alert(fa *fileAlert) Alert {
+	a := Alert{
+		Name:        fa.Name,
+		On:          slices.Clone(AlertEvents),
+		MinInterval: DefaultAlertMinInterval,
+	}
+	if d := b.duration(fa.MinInterval, fa.MinIntervalRange, "min_interval", false); d != nil {
+		a.MinInterval = *d
+	}
+	// An empty range: the attribute is missing, which gohcl reported.
+	if fa.WebhookRange.Filename != "" && b.decoded(fa.WebhookRange) {
+		switch u, problem := parseWebhook(fa.Webhook); {
+		case strings.TrimSpace(fa.Webhook) == "":
+			b.errorf(fa.WebhookRange, "Empty webhook",
+				"Alert %s: webhook is empty; when it is env(\"…\"), that variable is unset or empty.", quote(fa.Name))
+		case problem != "":
+			b.errorf(fa.WebhookRange, "Invalid webhook URL", "Alert %s: %s.", quote(fa.Name), problem)
+		default:
+			a.Webhook = u
+		}
+	}
+
+	items, present, d := evalStringList(fa.On, b.ectx, "on")
+	b.diags = append(b.diags, d...)
+	if !present {
+		return a
+	}
+	if len(items) == 0 {
+		if !d.HasErrors() {
+			b.errorf(fa.On.Range(), "Empty on",
+				"Alert %s: on lists no event; list some of %s, or leave on out to get them all.", quote(fa.Name), eventList())
+		}
+		a.On = nil
+		return a
+	}
+	a.On = nil
+	for _, it := range items {
+		switch {
+		case !slices.Contains(AlertEvents, it.Value):
+			b.errorf(it.Range, "Unknown alert event",
+				"on[%d]: %s is not an event; the events are %s.%s", it.Index, quote(it.Value), eventList(), suggest(it.Value, AlertEvents))
+		case slices.Contains(a.On, it.Value):
+			b.errorf(it.Range, "Duplicate alert event",
+				"on[%d]: %s is already listed.", it.Index, quote(it.Value))
+		default:
+			a.On = append(a.On, it.Value)
+		}
+	}
+	return a
+}
+
+func eventList() string {
+	q := make([]string, len(AlertEvents))
+	for i, e := range AlertEvents {
+		q[i] = strconv.Quote(e)
+	}
+	return strings.Join(q, ", ")
+}
+
+// parseWebhook parses a webhook URL. problem is "" when it is acceptable
+// and never contains the URL. User info is accepted (it is sent as basic
+// authentication) and, like the path and query, never shown.
+func parseWebhook(s string) (u *url.URL, problem string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		// Some parse errors quote a piece of the URL (an escape, a host
+		// character), which could be part of a secret: name the problem only.
+		if strings.ContainsAny(err.Error(), "\"'`") {
+			return nil, "not a URL"
+		}
+		return nil, "not a URL: " + err.Error()
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "want an absolute http:// or https:// URL"
+	case u.Opaque != "" || u.Hostname() == "":
+		return nil, "the URL has no host"
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, "the URL must not have a #fragment"
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, "the port must be a number from 1 to 65535"
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, "the port is empty"
+	}
+	return u, ""
+}
