@@ -18,6 +18,19 @@ type healthDoc struct {
 	Providers providersDoc `json:"providers"`
 	Models    modelsDoc    `json:"models"`
 	Overall   overallDoc   `json:"overall_health"`
+	// Alerts are the webhook alerts' delivery counters (beyond the contract).
+	Alerts []alertDoc `json:"alerts"`
+}
+
+type alertDoc struct {
+	Name         string `json:"name"`
+	Webhook      string `json:"webhook"` // scheme://host only
+	Sent         uint64 `json:"sent"`
+	Failed       uint64 `json:"failed_attempts"`
+	GivenUp      uint64 `json:"given_up"`
+	Dropped      uint64 `json:"dropped"`
+	Deduplicated uint64 `json:"deduplicated"`
+	Queued       int    `json:"queued"`
 }
 
 type summaryDoc struct {
@@ -239,6 +252,11 @@ func (s *Server) healthDocument() healthDoc {
 		e := m.document()
 		doc.Models.Summary.add(e.Status, e.InCooldown)
 		doc.Models.Entries = append(doc.Models.Entries, e)
+	}
+	doc.Alerts = []alertDoc{}
+	for _, a := range s.alerts.Load().Stats().Alerts {
+		doc.Alerts = append(doc.Alerts, alertDoc{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
+			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
 	}
 	doc.Overall.ProvidersOK = doc.Providers.Summary.Unavailable == 0
 	doc.Overall.ModelsOK = doc.Models.Summary.Unavailable == 0

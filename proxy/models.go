@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/plugins"
@@ -222,6 +223,10 @@ func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
 	}
 	res := m.spawn(why)
 	s.log.Info("model reinit", "model", m.Key, "why", why, "result", res.Status, "message", res.Message)
+	if res.Status == "failed" {
+		s.alerts.Load().Notify(alert.Event{Type: alert.ReinitFailed, Kind: KindModel, Key: m.Key,
+			Reason: "reinit (" + why + ") failed", Message: res.Message})
+	}
 
 	m.mu.Lock()
 	m.reinitRes = res

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"maps"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -118,9 +120,21 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		if st.models[om.Key] == nil {
 			stop = append(stop, om)
 			res.Removed = append(res.Removed, "model "+om.Key)
+			s.metrics.transitions.DeletePartialMatch(prometheus.Labels{"kind": KindModel, "key": om.Key})
 		}
 	}
 
+	if !sameAlerts(old.cfg.Alerts, cfg.Alerts) {
+		// A new notifier starts with no de-duplication memory; only
+		// rebuild it when the alerts changed.
+		oldN := s.alerts.Swap(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			oldN.Close(ctx)
+		}()
+		res.Updated = append(res.Updated, "alerts")
+	}
 	s.state.Store(st)
 	for _, m := range start {
 		m.start()
@@ -134,6 +148,13 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		s.log.Warn("config reload: " + w)
 	}
 	return res
+}
+
+func sameAlerts(a, b []config.Alert) bool {
+	return slices.EqualFunc(a, b, func(x, y config.Alert) bool {
+		return x.Name == y.Name && x.Webhook.String() == y.Webhook.String() &&
+			slices.Equal(x.On, y.On) && x.MinInterval == y.MinInterval
+	})
 }
 
 // sameProvider: nothing but the health settings differ.
@@ -166,6 +187,9 @@ func (s *Server) ReloadConfig(who string) (ReloadResult, hcl.Diagnostics) {
 		return ReloadResult{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "reload is not available: no config source"}}
 	}
 	cfg, diags := s.opts.ConfigSource()
+	if cfg == nil && !diags.HasErrors() { // never apply (or answer 200 for) nothing
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "the config source returned no configuration"})
+	}
 	if cfg == nil || diags.HasErrors() {
 		s.log.Error("config reload refused; the running config stays", "by", who, "diagnostics", config.FormatDiagnostics(diags))
 		s.audit.add(auditRecord{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
@@ -209,4 +233,7 @@ func (m *metrics) forget(provider, upstream string) {
 	}
 	m.requests.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
+	delete(l, "provider") // the status-change counter labels it kind/key/upstream
+	l["kind"], l["key"] = KindProvider, provider
+	m.transitions.DeletePartialMatch(l)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 )
@@ -62,6 +63,7 @@ type Server struct {
 	metrics   *metrics
 	events    *hub
 	audit     auditLog
+	alerts    atomic.Pointer[alert.Notifier]
 	reloadMu  sync.Mutex // one reload at a time
 	router    chi.Router
 	state     atomic.Pointer[state]
@@ -102,6 +104,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.transport = newTransport()
 	}
 	s.metrics = newMetrics(s)
+	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
 	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
 	for _, pc := range cfg.Providers {
 		p := newProvider(pc, s.transport, s, s.metrics, s.log, nil)
@@ -154,8 +157,13 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.events.close()
 	st := s.state.Load()
+	var wg sync.WaitGroup
 	for _, m := range st.modelList {
-		m.close()
+		wg.Go(m.close)
+	}
+	wg.Wait()
+	if err := s.alerts.Load().Close(ctx); err != nil {
+		s.log.Warn("alerts still queued at shutdown were dropped", "error", err)
 	}
 	select {
 	case <-s.done:
@@ -208,4 +216,8 @@ func (s *Server) changed(c Change) {
 	}
 	s.log.Log(context.Background(), level, "health status changed", attrs...)
 	s.publishChange(c)
+	if t := alert.TypeOf(c.From.String(), c.To.String()); t != "" {
+		s.alerts.Load().Notify(alert.Event{Type: t, Kind: c.Kind, Key: c.Key, Upstream: c.Upstream,
+			From: c.From.String(), To: c.To.String(), Reason: snap.Reason, Message: snap.LastErrorMessage})
+	}
 }
