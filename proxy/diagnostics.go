@@ -18,8 +18,6 @@ type healthDoc struct {
 	Providers providersDoc `json:"providers"`
 	Models    modelsDoc    `json:"models"`
 	Overall   overallDoc   `json:"overall_health"`
-	// Alerts are the webhook alerts' delivery counters (beyond the contract).
-	Alerts []alertDoc `json:"alerts"`
 }
 
 type alertDoc struct {
@@ -253,14 +251,20 @@ func (s *Server) healthDocument() healthDoc {
 		doc.Models.Summary.add(e.Status, e.InCooldown)
 		doc.Models.Entries = append(doc.Models.Entries, e)
 	}
-	doc.Alerts = []alertDoc{}
-	for _, a := range s.alerts.Load().Stats().Alerts {
-		doc.Alerts = append(doc.Alerts, alertDoc{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
-			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
-	}
 	doc.Overall.ProvidersOK = doc.Providers.Summary.Unavailable == 0
 	doc.Overall.ModelsOK = doc.Models.Summary.Unavailable == 0
 	return doc
+}
+
+// serveAlerts is GET /api/diagnostics/alerts: the webhook alerts' delivery
+// counters.
+func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) {
+	docs := []alertDoc{}
+	for _, a := range s.alerts.Load().Stats().Alerts {
+		docs = append(docs, alertDoc{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
+			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": docs})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,7 @@ func (s *Server) routes() chi.Router {
 	r.Get("/api/diagnostics/events", s.serveEvents)
 	r.Get("/api/diagnostics/history", s.serveHistory)
 	r.Get("/api/diagnostics/report", s.serveReport)
+	r.Get("/api/diagnostics/alerts", s.serveAlerts)
 	r.With(s.admin).Post("/api/diagnostics/self-heal", s.serveSelfHeal)
 	r.With(s.admin).Post("/api/admin/providers/{id}/{action}", s.serveControl)
 	r.With(s.admin).Get("/api/admin/audit", s.serveAudit)
