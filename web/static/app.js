@@ -3,7 +3,10 @@
 // Data: GET /api/diagnostics/health (the health document), the live
 // stream GET /api/diagnostics/events (Server-Sent Events) and
 // GET /api/diagnostics/history (per-interval buckets for the sparklines).
-// Actions: POST /api/diagnostics/self-heal[?model_key=K|?provider_id=P].
+// Actions: POST /api/diagnostics/self-heal[?model_key=K|?provider_id=P],
+// operator controls POST /api/admin/providers/{id}/{drain|force-open|resume}
+// and the audit log GET /api/admin/audit (admin). The health report
+// (/api/diagnostics/report) is a plain download link.
 //
 // Every string that comes from the server is inserted with textContent or
 // setAttribute, never as HTML. The page's CSP forbids inline scripts and
@@ -18,6 +21,26 @@
     unknown: { icon: '❔', label: 'unknown' },
   };
   const KINDS = ['provider', 'model'];
+  // An operator's action on an upstream, as diagnostics names it.
+  const OPERATOR = {
+    drain: { icon: '🚧', label: 'drained' },
+    force_open: { icon: '⛔', label: 'forced open' },
+  };
+  // The operator controls, by the action of their endpoint.
+  const CONTROLS = {
+    drain: {
+      label: 'Drain', title: 'Drain upstream', done: 'Drained', reason: true, ttl: true,
+      help: 'No new requests go to this upstream; requests in flight finish. The provider\'s other upstreams take the traffic.',
+    },
+    'force-open': {
+      label: 'Force open', title: 'Force upstream open', done: 'Forced open', reason: true, ttl: true,
+      help: 'The upstream is unavailable, whatever its health says, until the duration ends or it is resumed; then recovery trials decide.',
+    },
+    resume: {
+      label: 'Resume', title: 'Resume upstream', done: 'Resumed', reason: false, ttl: false,
+      help: 'Ends a drain, a forced open or a cooldown now. Recovery trials decide when it is healthy again.',
+    },
+  };
   const TOKEN_KEY = 'healproxy.admin-token';
   const HEAL_REFRESH_DELAY = 2000; // refresh again this long after a heal
 
@@ -160,18 +183,25 @@
     }
   }
 
-  // adminPost sends an admin action. On a 401 it asks for the admin token
-  // once, then retries with it; the token is kept in sessionStorage only
-  // after the proxy accepted it.
-  async function adminPost(url) {
+  const adminPost = (url, body) => adminFetch('POST', url, body);
+
+  // adminFetch sends an admin request (body: sent as JSON). On a 401 it
+  // asks for the admin token once, then retries with it; the token is kept
+  // in sessionStorage only after the proxy accepted it.
+  async function adminFetch(method, url, body) {
     let token = storedToken();
     let asked = false;
     for (;;) {
       const headers = { Accept: 'application/json' };
       if (token) headers.Authorization = 'Bearer ' + token;
+      const init = { method, headers, cache: 'no-store' };
+      if (body !== undefined) {
+        headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
       let res;
       try {
-        res = await fetch(url, { method: 'POST', headers, cache: 'no-store' });
+        res = await fetch(url, init);
       } catch {
         throw new ActionError(0, 'The proxy could not be reached.');
       }
@@ -189,17 +219,17 @@
         throw new ActionError(403, 'Forbidden (403): admin actions are allowed from loopback only without a token. ' +
           'Open this page on the proxy host (127.0.0.1) or configure an admin token.');
       }
-      let body = null;
+      let answer = null;
       try {
-        body = await res.json();
+        answer = await res.json();
       } catch {
         // not JSON: reported below
       }
       if (!res.ok) {
-        throw new ActionError(res.status, (body && body.error) || 'HTTP ' + res.status);
+        throw new ActionError(res.status, (answer && answer.error) || 'HTTP ' + res.status);
       }
       if (token) storeToken(token);
-      return body;
+      return answer;
     }
   }
 
@@ -217,7 +247,7 @@
         pendingAsk = null;
         const value = dialog.returnValue === 'ok' ? input.value.trim() : '';
         input.value = '';
-        if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus();
+        refocus(opener);
         resolve(value ? value : null);
       }, { once: true });
       dialog.returnValue = '';
@@ -225,6 +255,27 @@
       input.focus();
     });
     return pendingAsk;
+  }
+
+  // sameControl finds the control button that does what el did: rows are
+  // re-rendered while dialogs are open, which replaces their buttons.
+  function sameControl(el) {
+    if (!el || el.isConnected || !el.dataset || !el.dataset.control) return el;
+    const { control, provider, upstream } = el.dataset;
+    return findControl(control, provider, upstream) || el;
+  }
+
+  function findControl(control, provider, upstream) {
+    for (const b of document.querySelectorAll('button[data-control]')) {
+      if (b.dataset.control === control && b.dataset.provider === provider && b.dataset.upstream === upstream) return b;
+    }
+    return null;
+  }
+
+  // refocus gives the focus back to el (or its re-rendered twin).
+  function refocus(el) {
+    const target = sameControl(el);
+    if (target && target.isConnected && typeof target.focus === 'function') target.focus();
   }
 
   // ---- health document ---------------------------------------------------
@@ -276,6 +327,19 @@
     renderSummary();
     renderUpdated();
     scheduleHistory();
+  }
+
+  // applyEntry shows an entry an action answered with, at once.
+  function applyEntry(kind, e) {
+    if (!e || !KINDS.includes(kind)) return;
+    const key = keyOf(kind, e);
+    state.entries[kind].set(key, e);
+    state.liveAt.set(rowId(kind, key), performance.now());
+    if (!state.order[kind].includes(key)) state.order[kind].push(key);
+    if (!state.skeleton) return;
+    renderRow(kind, e);
+    placeRows(kind);
+    renderSummary();
   }
 
   // ---- rendering ----------------------------------------------------------
@@ -398,6 +462,10 @@
       return fact('cooldown', 'Cooldown', h('span', { class: 'cooldown-icon', 'aria-hidden': 'true', text: '⏳ ' }),
         timeEl(e.cooldown_until, 'until'));
     }
+    if (e.in_cooldown) {
+      // no end: forced open by an operator until resumed
+      return fact('cooldown', 'Cooldown', h('span', { class: 'cooldown-icon', 'aria-hidden': 'true', text: '⏳ ' }), 'until resumed');
+    }
     return fact('cooldown', 'Cooldown', h('span', { class: 'none', text: 'none' }));
   }
 
@@ -418,6 +486,7 @@
     const row = h('article', { class: 'entry', 'data-kind': kind, 'data-key': key, 'aria-labelledby': titleId },
       h('div', { class: 'entry-head' },
         h('div', { class: 'entry-badge' }),
+        kind === 'provider' ? h('div', { class: 'entry-operator' }) : null,
         h('h4', { class: 'entry-title', id: titleId }),
         actions),
       h('div', { class: 'entry-body' },
@@ -485,7 +554,10 @@
       lastErr.hidden = true;
     }
 
-    if (kind === 'provider') renderUpstreams($('.upstreams', row), e);
+    if (kind === 'provider') {
+      renderOperator(row, e);
+      renderUpstreams($('.upstreams', row), e);
+    }
     renderExplain(kind, $('.explain-body', row), e);
     renderSparksIn(row);
 
@@ -499,16 +571,82 @@
     setTimeout(() => row.classList.remove('changed'), 1600);
   }
 
+  const operatorAction = (u) => (u.operator && OPERATOR[u.operator.action] ? u.operator.action : '');
+
+  function operatorBadge(action, extra) {
+    const op = OPERATOR[action];
+    return h('span', { class: 'op-badge', 'data-operator': action },
+      h('span', { class: 'op-icon', 'aria-hidden': 'true', text: op.icon }), ' ', op.label, extra || null);
+  }
+
+  // renderOperator shows on the provider row which of its upstreams an
+  // operator drained or forced open (the details are on each upstream).
+  function renderOperator(row, e) {
+    const ups = e.upstreams || [];
+    const box = $('.entry-operator', row);
+    const actions = [];
+    const badges = [];
+    for (const action of Object.keys(OPERATOR)) {
+      const n = ups.filter((u) => operatorAction(u) === action).length;
+      if (n === 0) continue;
+      actions.push(action);
+      badges.push(operatorBadge(action, ups.length > 1 ? ' · ' + n + ' of ' + ups.length + ' upstreams' : ''));
+    }
+    row.dataset.operator = actions.join(' ');
+    box.replaceChildren(...badges);
+    box.hidden = badges.length === 0;
+  }
+
+  // operatorState says what an operator did to an upstream, why, who and
+  // until when.
+  function operatorState(op) {
+    return h('p', { class: 'operator-state', 'data-operator': op.action },
+      operatorBadge(op.action), ' ',
+      h('span', { class: 'op-reason' }, h('span', { class: 'visually-hidden', text: 'Reason: ' }), '“', op.reason || '', '”'),
+      op.by ? [' · by ', h('span', { class: 'op-by', text: op.by })] : null,
+      ' · ',
+      h('span', { class: 'op-until' }, op.until ? timeEl(op.until, 'until') : 'until resumed'));
+  }
+
+  const busyControls = new Set(); // provider + '\u0000' + upstream + '\u0000' + control
+
+  function controlButtons(providerId, u, labelId) {
+    return h('div', { class: 'upstream-controls', role: 'group', 'aria-labelledby': labelId },
+      Object.entries(CONTROLS).map(([control, c]) => {
+        const busy = busyControls.has(providerId + '\u0000' + u.url + '\u0000' + control);
+        return h('button', {
+          type: 'button', class: 'btn btn-small btn-quiet' + (busy ? ' busy' : ''),
+          'data-control': control, 'data-provider': providerId, 'data-upstream': u.url,
+          'aria-haspopup': 'dialog', 'aria-disabled': busy ? 'true' : null, text: c.label,
+        });
+      }));
+  }
+
   function renderUpstreams(list, e) {
     const ups = e.upstreams || [];
-    list.replaceChildren(...ups.map((u) => h('li', { class: 'upstream', 'data-upstream': u.url, 'data-status': STATUS[u.status] ? u.status : 'unknown' },
-      badge(u.status, true),
-      h('code', { class: 'upstream-url', text: u.url }),
-      h('span', { class: 'upstream-facts' },
-        'errors ', String(u.error_count ?? 0), ' · successes ', String(u.success_count ?? 0),
-        u.last_error ? [' · last error ', timeEl(u.last_error)] : null,
-        u.in_cooldown && u.cooldown_until ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
-      u.last_error_message && u.status !== 'healthy' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null)));
+    // keep the focus on a control button across the re-render
+    const active = document.activeElement;
+    const focused = active && list.contains(active) && active.dataset.control ? active.dataset : null;
+    const focusedControl = focused ? { control: focused.control, upstream: focused.upstream } : null;
+    list.replaceChildren(...ups.map((u) => {
+      const labelId = 'up-' + Math.random().toString(36).slice(2, 10);
+      const op = operatorAction(u);
+      return h('li', { class: 'upstream', 'data-upstream': u.url, 'data-status': STATUS[u.status] ? u.status : 'unknown', 'data-operator': op },
+        badge(u.status, true),
+        h('code', { class: 'upstream-url', id: labelId, text: u.url }),
+        h('span', { class: 'upstream-facts' },
+          'errors ', String(u.error_count ?? 0), ' · successes ', String(u.success_count ?? 0),
+          u.last_error ? [' · last error ', timeEl(u.last_error)] : null,
+          u.in_cooldown && u.cooldown_until && op !== 'force_open' ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
+        op ? operatorState(u.operator) : null,
+        u.last_error_message && u.status !== 'healthy' && op !== 'force_open' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null,
+        controlButtons(e.provider_id, u, labelId));
+    }));
+    if (focusedControl) {
+      const again = [...list.querySelectorAll('button[data-control]')]
+        .find((b) => b.dataset.control === focusedControl.control && b.dataset.upstream === focusedControl.upstream);
+      if (again) again.focus({ preventScroll: true });
+    }
   }
 
   function renderExplain(kind, body, e) {
@@ -842,6 +980,152 @@
     });
   }
 
+  // ---- operator controls ----------------------------------------------------
+
+  let controlDialog = null; // the open control's settings
+
+  // askControl shows the control form; resolves to {reason, ttl} or null.
+  function askControl(control, providerId, upstream) {
+    const c = CONTROLS[control];
+    const dialog = $('#operator-dialog');
+    const reason = $('#operator-reason');
+    const ttl = $('#operator-ttl');
+    $('#operator-title').textContent = c.title;
+    $('#operator-help').textContent = c.help;
+    $('#operator-provider').textContent = 'Provider ' + providerId + ', upstream';
+    $('#operator-target').textContent = upstream;
+    $('#operator-reason-need').textContent = c.reason ? '(required)' : '(optional)';
+    $('#operator-submit').textContent = c.label;
+    $('#operator-ttl-field').hidden = !c.ttl;
+    clearControlError();
+    reason.value = '';
+    reason.required = c.reason;
+    ttl.value = '1h';
+    controlDialog = c;
+    return new Promise((resolve) => {
+      dialog.addEventListener('close', () => {
+        controlDialog = null;
+        const ok = dialog.returnValue === 'ok';
+        const answer = ok ? { reason: reason.value.trim(), ttl: c.ttl ? ttl.value : '' } : null;
+        reason.value = '';
+        clearControlError();
+        resolve(answer);
+      }, { once: true });
+      dialog.returnValue = '';
+      dialog.showModal();
+      reason.focus();
+    });
+  }
+
+  function clearControlError() {
+    $('#operator-error').textContent = '';
+    const reason = $('#operator-reason');
+    reason.removeAttribute('aria-invalid');
+    reason.setAttribute('aria-describedby', 'operator-reason-hint');
+  }
+
+  // onControlSubmit refuses a drain or forced open without a reason: the
+  // form stays open, says why, and nothing is sent.
+  function onControlSubmit(ev) {
+    if (!controlDialog || !controlDialog.reason) return;
+    const reason = $('#operator-reason');
+    if (reason.value.trim() !== '') return;
+    ev.preventDefault();
+    $('#operator-error').textContent = 'A reason is required: say why, for the audit log and for whoever looks at this upstream next.';
+    reason.setAttribute('aria-invalid', 'true');
+    reason.setAttribute('aria-describedby', 'operator-error operator-reason-hint');
+    reason.focus();
+  }
+
+  const ttlText = (ttl) => ({ '15m': '15 minutes', '1h': '1 hour', '4h': '4 hours' }[ttl] || ttl);
+
+  async function onControl(button) {
+    const { control, provider, upstream } = button.dataset;
+    const c = CONTROLS[control];
+    const busyKey = provider + '\u0000' + upstream + '\u0000' + control;
+    if (!c || busyControls.has(busyKey) || $('#operator-dialog').open) return;
+    const answer = await askControl(control, provider, upstream);
+    refocus(button);
+    if (!answer) return; // cancelled: nothing was sent
+    busyControls.add(busyKey);
+    const current = sameControl(button);
+    current.setAttribute('aria-disabled', 'true');
+    current.classList.add('busy');
+    try {
+      const body = { upstream, reason: answer.reason };
+      if (answer.ttl) body.ttl = answer.ttl;
+      const doc = await adminPost('/api/admin/providers/' + encodeURIComponent(provider) + '/' + control, body);
+      applyEntry('provider', doc && doc.entry);
+      const lines = [];
+      if (answer.reason) lines.push('Reason: ' + answer.reason);
+      if (c.ttl) lines.push(answer.ttl ? 'Ends after ' + ttlText(answer.ttl) + ', unless resumed earlier.' : 'Until resumed.');
+      lines.push(c.help);
+      notify('ok', c.done + ': ' + upstream + ' (provider ' + provider + ')', lines);
+      if ($('#audit-log').open) loadAudit().catch(() => {});
+      refreshQuietly();
+    } catch (err) {
+      const status = err instanceof ActionError ? err.status : 0;
+      notify('error', (status ? c.label + ' refused' : c.label + ' failed') + ': ' + upstream, [err.message || String(err)]);
+    } finally {
+      busyControls.delete(busyKey);
+      for (const b of [button, sameControl(button)]) {
+        b.removeAttribute('aria-disabled');
+        b.classList.remove('busy');
+      }
+    }
+  }
+
+  // ---- audit log ------------------------------------------------------------
+
+  let auditSeq = 0;
+
+  async function loadAudit() {
+    const seq = ++auditSeq;
+    const status = $('#audit-status');
+    const body = $('#audit-log .audit-body');
+    body.setAttribute('aria-busy', 'true');
+    status.textContent = 'Loading the audit log…';
+    try {
+      const doc = await adminFetch('GET', '/api/admin/audit?limit=100');
+      if (seq !== auditSeq) return;
+      const records = (doc && doc.records) || [];
+      renderAudit(records);
+      status.textContent = records.length === 0
+        ? 'No operator actions yet.'
+        : records.length + (records.length === 1 ? ' action' : ' actions') + ', newest first.';
+    } catch (err) {
+      if (seq !== auditSeq) return;
+      $('#audit-result').replaceChildren();
+      status.textContent = 'Not loaded: ' + (err.message || String(err));
+      notify('error', 'Audit log not loaded', [err.message || String(err)]);
+    } finally {
+      if (seq === auditSeq) body.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  function renderAudit(records) {
+    const box = $('#audit-result');
+    if (records.length === 0) {
+      box.replaceChildren();
+      return;
+    }
+    const exact = (iso) => {
+      const d = new Date(iso);
+      return isNaN(d) ? iso || '—' : d.toLocaleString();
+    };
+    box.replaceChildren(h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Audit log' },
+      h('table', { class: 'audit-table' },
+        h('caption', { text: 'Operator actions, newest first' }),
+        h('thead', null, h('tr', null, ['Time', 'Who', 'Action', 'Target', 'Reason', 'Duration'].map((t) => h('th', { scope: 'col', text: t })))),
+        h('tbody', null, records.slice().reverse().map((r) => h('tr', { 'data-action': r.action || '' },
+          h('td', null, h('time', { datetime: r.time, title: r.time, text: exact(r.time) })),
+          h('td', { class: 'audit-who', text: r.who || '—' }),
+          h('td', { class: 'audit-action', text: (r.action || '—') + (r.result && r.result !== 'done' ? ' (' + r.result + ')' : '') }),
+          h('td', { class: 'audit-target', text: r.target || '—' }),
+          h('td', { class: 'audit-reason', text: r.reason || '—' }),
+          h('td', { text: r.ttl ? ttlText(r.ttl) : r.action === 'resume' ? '—' : 'until resumed' })))))));
+  }
+
   // ---- start --------------------------------------------------------------
 
   function periodic() {
@@ -863,7 +1147,22 @@
         return;
       }
       const reset = target && target.closest('button[data-reset]');
-      if (reset) onReset(reset, reset.dataset.reset);
+      if (reset) {
+        onReset(reset, reset.dataset.reset);
+        return;
+      }
+      const control = target && target.closest('button[data-control]');
+      if (control) onControl(control);
+    });
+    $('#token-cancel').addEventListener('click', () => $('#token-dialog').close('cancel'));
+    $('#operator-cancel').addEventListener('click', () => $('#operator-dialog').close('cancel'));
+    $('#operator-form').addEventListener('submit', onControlSubmit);
+    $('#audit-log').addEventListener('toggle', (e) => {
+      if (e.currentTarget.open) loadAudit().catch(() => {});
+    });
+    $('#audit-reload').addEventListener('click', (e) => {
+      const button = e.currentTarget;
+      run(button, loadAudit);
     });
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden) {
