@@ -214,6 +214,9 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 				return
 			}
 			e.state.Store(int32(to))
+			if to != gobreaker.StateOpen && !e.forceTrip.Load() {
+				e.forceReason.Store(nil) // a forced cooldown that ran out is over
+			}
 			switch to {
 			case gobreaker.StateOpen:
 				if from == gobreaker.StateHalfOpen {

@@ -26,6 +26,13 @@ func TestForceOpenWithTTL(t *testing.T) {
 		e.Call(ok)
 		e.Call(ok)
 		wantState(t, e, Healthy, 0)
+		// a later ordinary trip is not the operator's doing
+		for range 3 {
+			e.Call(fail)
+		}
+		if s := wantState(t, e, Unavailable, 3); s.Forced != "" || !s.CooldownUntil.Equal(time.Now().Add(time.Minute)) {
+			t.Fatalf("an ordinary trip after an expired force-open: %+v", s)
+		}
 	})
 }
 

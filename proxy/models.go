@@ -365,12 +365,12 @@ func decodeInputs(w http.ResponseWriter, r *http.Request) ([]string, int, string
 // errors stop before the model's breaker, so they never touch its health.
 func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
-	st := s.state.Load()
-	m := st.models[key]
+	st, m := s.acquireModel(key)
 	if m == nil {
 		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
 		return
 	}
+	defer m.inflight.Add(-1)
 	inputs, code, msg := decodeInputs(w, r)
 	if code != 0 {
 		writeJSON(w, code, errorBody{Status: "error", ModelKey: key, Error: msg})
@@ -387,7 +387,10 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	}
 	// The model failed or refused: its fallback answers when it can.
 	if fb := st.models[m.cfg.Load().Fallback]; fb != nil {
-		if data, fbErr := fb.predict(r.Context(), inputs); fbErr == nil {
+		fb.inflight.Add(1)
+		data, fbErr := fb.predict(r.Context(), inputs)
+		fb.inflight.Add(-1)
+		if fbErr == nil {
 			writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
 			return
 		}
@@ -405,6 +408,25 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// acquireModel finds the model and counts the caller in its calls in
+// flight, so that a reload removing it waits for the call (closeWhenIdle)
+// instead of killing its process first. The caller must decrement
+// m.inflight when done.
+func (s *Server) acquireModel(key string) (*state, *Model) {
+	for {
+		st := s.state.Load()
+		m := st.models[key]
+		if m == nil {
+			return st, nil
+		}
+		m.inflight.Add(1)
+		if s.state.Load() == st { // no reload in between: m is current
+			return st, m
+		}
+		m.inflight.Add(-1)
+	}
+}
+
 type predictDoc struct {
 	Status       string                 `json:"status"`
 	ModelKey     string                 `json:"model_key"`
@@ -417,8 +439,6 @@ type predictDoc struct {
 // one a *breaker.Failure.
 func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
 	var out [][]plugins.LabelScore
-	m.inflight.Add(1)
-	defer m.inflight.Add(-1)
 	timeout := m.cfg.Load().Timeout
 	err := m.Health.Call(func() (time.Duration, error) {
 		p := m.proc.Load()

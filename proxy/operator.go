@@ -50,9 +50,10 @@ func (u *Upstream) operator() *operatorDoc {
 	if d := u.drained(time.Now()); d != nil {
 		return &operatorDoc{Action: "drain", Reason: d.Reason, By: d.By, At: stamp(d.At), Until: stamp(d.Until)}
 	}
-	if reason, ok := u.Health.Forced(); ok {
+	until, cooling := u.Health.CooldownUntil() // a forced cooldown whose TTL ended is over
+	if reason, ok := u.Health.Forced(); ok && cooling {
 		doc := &operatorDoc{Action: "force_open", Reason: reason}
-		if until, ok := u.Health.CooldownUntil(); ok && until.Year() < 2200 {
+		if until.Year() < 2200 {
 			doc.Until = stamp(until)
 		}
 		return doc
@@ -107,7 +108,7 @@ func (a *auditLog) last(n int) []auditRecord {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n = min(n, len(a.records))
-	return append([]auditRecord(nil), a.records[len(a.records)-n:]...)
+	return append([]auditRecord{}, a.records[len(a.records)-n:]...) // [] not null when empty
 }
 
 // who names the admin caller for the audit log: the token (never its value)
@@ -161,6 +162,10 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	p := s.state.Load().providers[id]
 	if p == nil {
 		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
+		return
+	}
+	if action != "drain" && action != "force-open" && action != "resume" { // before the body's checks
+		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
 		return
 	}
 	req, ttl, err := decodeControl(r)

@@ -140,7 +140,11 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		m.start()
 	}
 	for _, m := range stop {
-		go m.closeWhenIdle()
+		s.retiring.Store(m, struct{}{})
+		go func() {
+			m.closeWhenIdle()
+			s.retiring.Delete(m)
+		}()
 	}
 	s.log.Info("config reloaded", "config", cfg.Path, "added", res.Added, "removed", res.Removed,
 		"changed", res.Changed, "updated", res.Updated, "unchanged", res.Unchanged)

@@ -65,6 +65,7 @@ type Server struct {
 	audit     auditLog
 	alerts    atomic.Pointer[alert.Notifier]
 	reloadMu  sync.Mutex // one reload at a time
+	retiring  sync.Map   // *Model → struct{}: removed by a reload, stopping once idle
 	router    chi.Router
 	state     atomic.Pointer[state]
 	opts      Options
@@ -161,6 +162,10 @@ func (s *Server) Close(ctx context.Context) error {
 	for _, m := range st.modelList {
 		wg.Go(m.close)
 	}
+	s.retiring.Range(func(k, _ any) bool {
+		wg.Go(k.(*Model).close)
+		return true
+	})
 	wg.Wait()
 	if err := s.alerts.Load().Close(ctx); err != nil {
 		s.log.Warn("alerts still queued at shutdown were dropped", "error", err)
