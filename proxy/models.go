@@ -56,6 +56,7 @@ type Model struct {
 	autoTimer  *time.Timer   // pending automatic reinit
 	nextAuto   time.Time     // when autoTimer fires
 	closed     bool
+	restored   bool // health came from the state store: the first start keeps it
 }
 
 func newModel(mc config.Model, cfg *config.Config, s *Server) *Model {
@@ -114,10 +115,15 @@ func (m *Model) spawn(why string) healResult {
 		p.Kill()
 		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
 	}
+	keep := why == "start" && m.restored
 	m.mu.Unlock()
 	m.lifeMu.Lock()
 	m.proc.Store(p)
-	m.Health.Reset() // healthy, counters cleared: CONTRACT section 3
+	if keep {
+		m.Health.Release() // counters and any cooldown as they were before the restart
+	} else {
+		m.Health.Reset() // healthy, counters cleared: CONTRACT section 3
+	}
 	m.lifeMu.Unlock()
 	go m.watch(p)
 	pid := p.Pid()

@@ -22,6 +22,7 @@ import (
 	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/store"
 )
 
 // Kinds of health entries, as in diagnostics and metrics labels.
@@ -64,8 +65,9 @@ type Server struct {
 	events    *hub
 	audit     auditLog
 	alerts    atomic.Pointer[alert.Notifier]
-	reloadMu  sync.Mutex // one reload at a time
-	retiring  sync.Map   // *Model → struct{}: removed by a reload, stopping once idle
+	reloadMu  sync.Mutex   // one reload at a time
+	retiring  sync.Map     // *Model → struct{}: removed by a reload, stopping once idle
+	store     *store.Store // nil: no persistence
 	router    chi.Router
 	state     atomic.Pointer[state]
 	opts      Options
@@ -106,6 +108,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
+	s.openStore(cfg.StatePath)
 	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
 	for _, pc := range cfg.Providers {
 		p := newProvider(pc, s.transport, s, s.metrics, s.log, nil)
@@ -117,6 +120,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		st.models[m.Key] = m
 		st.modelList = append(st.modelList, m)
 	}
+	s.restore(st)
 	s.state.Store(st)
 	s.router = s.routes()
 	for _, m := range st.modelList {
@@ -167,6 +171,10 @@ func (s *Server) Close(ctx context.Context) error {
 		return true
 	})
 	wg.Wait()
+	s.saveState()
+	if err := s.store.Close(); err != nil {
+		s.log.Warn("closing the state store", "error", err)
+	}
 	if err := s.alerts.Load().Close(ctx); err != nil {
 		s.log.Warn("alerts still queued at shutdown were dropped", "error", err)
 	}
@@ -179,7 +187,8 @@ func (s *Server) Close(ctx context.Context) error {
 }
 
 // pollLoop notices status changes that time alone makes (a cooldown that
-// ends), so logs and metrics see them without waiting for a request.
+// ends), so logs and metrics see them without waiting for a request, and
+// saves the health state when it changed.
 func (s *Server) pollLoop() {
 	defer close(s.done)
 	t := time.NewTicker(time.Second)
@@ -198,6 +207,7 @@ func (s *Server) pollLoop() {
 			for _, m := range st.modelList {
 				m.Health.Poll()
 			}
+			s.saveState()
 		}
 	}
 }

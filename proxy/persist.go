@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/store"
+)
+
+// Health state survives restarts (CONTRACT section 7): with state.path,
+// every provider upstream's and model's breaker.State (and a model's
+// restarts and last reinit) is written to an embedded store once a second
+// when something changed, off the request path, and once more at Close.
+// At start, entries still in the config get their state back; the others
+// are dropped at the first save.
+
+// saveInterval is how often state is written when it changed.
+const saveInterval = time.Second
+
+// persisted is one stored entry.
+type persisted struct {
+	Health     breaker.State `json:"health"`
+	Restarts   int           `json:"restarts,omitempty"`
+	LastReinit time.Time     `json:"last_reinit,omitzero"`
+}
+
+// upstreamKey names an upstream in the store without its URL, whose query
+// string may hold a secret: a hash of the whole URL keeps upstreams that
+// differ only in their query apart.
+func upstreamKey(providerID string, u *Upstream) string {
+	sum := sha256.Sum256([]byte(u.target.String()))
+	return "provider/" + providerID + "/" + hex.EncodeToString(sum[:12])
+}
+
+func modelKey(key string) string { return "model/" + key }
+
+// openStore opens the state store, if the config asks for one. A store
+// that cannot be opened is logged, and healproxy runs without persistence.
+func (s *Server) openStore(path string) {
+	if path == "" {
+		return
+	}
+	st, err := store.Open(path, s.log)
+	if err != nil {
+		s.log.Error("health state will not be persisted", "path", path, "error", err)
+		return
+	}
+	s.store = st
+	s.audit.persist = func(b []byte) {
+		if err := st.AppendAudit(b); err != nil {
+			s.log.Warn("cannot store an audit record", "error", err)
+		}
+	}
+	if recs, err := st.Audit(maxAudit); err == nil {
+		for _, b := range recs {
+			var r auditRecord
+			if json.Unmarshal(b, &r) == nil {
+				s.audit.records = append(s.audit.records, r)
+			}
+		}
+	}
+}
+
+// restore gives the entries of st their stored state.
+func (s *Server) restore(st *state) {
+	if s.store == nil {
+		return
+	}
+	stored, err := s.store.Entries()
+	if err != nil {
+		s.log.Error("cannot read stored health state; starting fresh", "error", err)
+		return
+	}
+	n := 0
+	load := func(key string) (persisted, bool) {
+		b, ok := stored[key]
+		if !ok {
+			return persisted{}, false
+		}
+		var p persisted
+		if err := json.Unmarshal(b, &p); err != nil {
+			s.log.Warn("ignoring an unreadable stored entry", "key", key, "error", err)
+			return persisted{}, false
+		}
+		n++
+		return p, true
+	}
+	for _, p := range st.providerList {
+		for _, u := range p.Upstreams {
+			if ps, ok := load(upstreamKey(p.ID, u)); ok {
+				u.Health.Restore(ps.Health)
+			}
+		}
+	}
+	for _, m := range st.modelList {
+		if ps, ok := load(modelKey(m.Key)); ok {
+			m.Health.Restore(ps.Health)
+			m.mu.Lock()
+			m.restarts, m.lastReinit, m.restored = ps.Restarts, ps.LastReinit, true
+			m.mu.Unlock()
+		}
+	}
+	s.log.Info("health state restored", "path", s.store.Path(), "entries", n, "stored", len(stored))
+}
+
+// snapshotState encodes every current entry for the store.
+func (s *Server) snapshotState() map[string][]byte {
+	st := s.state.Load()
+	out := make(map[string][]byte, len(st.providerList)+len(st.modelList))
+	put := func(key string, p persisted) {
+		if b, err := json.Marshal(p); err == nil {
+			out[key] = b
+		}
+	}
+	for _, p := range st.providerList {
+		for _, u := range p.Upstreams {
+			put(upstreamKey(p.ID, u), persisted{Health: u.Health.Export()})
+		}
+	}
+	for _, m := range st.modelList {
+		m.mu.Lock()
+		ps := persisted{Restarts: m.restarts, LastReinit: m.lastReinit}
+		m.mu.Unlock()
+		ps.Health = m.Health.Export()
+		put(modelKey(m.Key), ps)
+	}
+	return out
+}
+
+// saveState writes the current state; the store skips unchanged writes.
+func (s *Server) saveState() {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.Replace(s.snapshotState()); err != nil {
+		s.log.Warn("cannot save health state", "error", err)
+	}
+}
