@@ -69,6 +69,66 @@ type Health struct {
 	AutoReinit          bool          // default true
 	ReinitCooldown      time.Duration // default 10m; >= 0
 	MaxConcurrentReinit int           // default 5; >= 1
+	// CooldownMultiplier grows the cooldown of an entry that trips again
+	// within StablePeriod of recovering: C × multiplier^n, capped at
+	// MaxCooldown (Envoy's ejection-time backoff). Default 2; >= 1 (1: off).
+	CooldownMultiplier float64
+	// MaxCooldown caps the grown cooldown. Default 30m; >= Cooldown.
+	MaxCooldown time.Duration
+	// StablePeriod without a trip resets the multiplier. Default 10m; > 0.
+	StablePeriod time.Duration
+}
+
+// Provider modes.
+const (
+	ModeEnforce = "enforce" // the default: unavailable upstreams get no traffic
+	ModeObserve = "observe" // track health, metrics and alerts, never block a request
+)
+
+// HealthCheck is a provider's active health check (block health_check).
+type HealthCheck struct {
+	Path         string        // joined to each upstream's base path; default "/"
+	Interval     time.Duration // default 30s; >= 1s
+	Timeout      time.Duration // default 2s; > 0, <= Interval
+	ExpectStatus []int         // default [200]; each 100..599
+}
+
+// Retry is a provider's retry policy (block retry).
+type Retry struct {
+	Attempts   int           // total tries per request, first included; default: number of upstreams, at least 2; 1 = no retry; <= 10
+	Backoff    time.Duration // base of the exponential backoff with full jitter before a retry; default 25ms
+	MaxBackoff time.Duration // default 1s; >= Backoff
+	// On lists the failures that are retried: "connect-failure", "timeout",
+	// "5xx", "429". Default ["connect-failure", "5xx", "timeout"].
+	On []string
+	// Methods are retried; default the idempotent ones (GET HEAD OPTIONS
+	// TRACE PUT DELETE). Requests with a body are retried only when it is
+	// at most 64 KiB (it is buffered).
+	Methods []string
+	// Budget is the share of requests that may be retries over BudgetWindow,
+	// counting retries waiting in backoff; default 0.2; 0 < Budget <= 1.
+	Budget       float64
+	BudgetWindow time.Duration // default 10s; >= 1s
+	// MinRetries per second are always allowed, so a quiet provider can still
+	// retry; default 3.
+	MinRetries int
+}
+
+// Cache is a provider's stale-if-error cache (block cache).
+type Cache struct {
+	StaleIfError time.Duration // how old a kept answer may be when served; default 5m; > 0
+	MaxEntries   int           // default 1000; >= 1
+	MaxBodyBytes int64         // bodies larger are not kept; default 1 MiB
+}
+
+// AllDown says what a provider answers when every upstream is out (block
+// all_down): the steps of Order in turn, "stale" (the cache), "last_resort"
+// (the LastResort upstream), "wait" (up to Wait for the earliest cooldown
+// end, then one try), "fail" (503 with Retry-After; always last).
+type AllDown struct {
+	Order      []string      // default ["stale", "last_resort", "wait", "fail"]; steps without their setting are skipped
+	LastResort *url.URL      // optional upstream used only when all others are out
+	Wait       time.Duration // default 0 (no wait); <= 10s
 }
 
 // Provider is one upstream API with one or more equivalent endpoints.
@@ -82,6 +142,16 @@ type Provider struct {
 	// empty in the file (typically env() of an unset variable) is left out.
 	Headers map[string]string
 	Health  Health
+
+	Mode              string        // ModeEnforce (default) or ModeObserve
+	SlowCallThreshold time.Duration // calls slower than this count as failures; 0: off
+	// MaxRateLimitPause caps a pause taken from Retry-After or
+	// X-RateLimit-Reset; default 10m.
+	MaxRateLimitPause time.Duration
+	HealthCheck       *HealthCheck // nil: no active checks
+	Retry             Retry        // always set (defaults)
+	Cache             *Cache       // nil: no stale-if-error cache
+	AllDown           AllDown      // always set (defaults)
 }
 
 // Model is one model backend served by a go-plugin subprocess. Exactly one
