@@ -32,6 +32,7 @@ package breaker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,8 @@ func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Sentinel errors returned by Call when it refuses a call.
 var (
+	// ErrPaused: the backend asked for a pause (rate limited), see Pause.
+	ErrPaused = errors.New("paused: rate limited")
 	// ErrCooldown: the entry is unavailable and cooling down.
 	ErrCooldown = errors.New("in cooldown")
 	// ErrTrialsBusy: the entry is half-open and all R trial slots are taken.
@@ -84,6 +87,16 @@ type Settings struct {
 	// RecoveryCount is R, the consecutive trial successes that end
 	// recovery, and the number of trials admitted at once. Below 1 means 1.
 	RecoveryCount int
+	// CooldownMultiplier grows the cooldown of an entry that trips again
+	// before it has been closed for StablePeriod: the n-th such trip cools
+	// down for Cooldown × CooldownMultiplier^n, capped at MaxCooldown.
+	// Below or at 1 (the zero value) means no growth.
+	CooldownMultiplier float64
+	MaxCooldown        time.Duration // 0: no cap beyond the growth
+	StablePeriod       time.Duration // 0: never resets (with a multiplier)
+	// Observe never refuses a call: the entry tracks health (and trips,
+	// for diagnostics and alerts) but every call runs. Shadow mode.
+	Observe bool
 }
 
 func (s Settings) normalized() Settings {
@@ -135,6 +148,7 @@ const (
 	reasonHeld
 	reasonForced
 	reasonResumed
+	reasonProbePassed
 )
 
 // Entry is the health of one provider upstream or model. Its methods are
@@ -162,6 +176,12 @@ type Entry struct {
 	hist        history
 	hour        hourStats
 	unavail     unavailLog
+
+	trips       atomic.Int32 // trips since the entry was last stable, for the cooldown backoff
+	closedAt    atomic.Int64 // unix ns of the last recovery (closed after a trip)
+	pausedUntil atomic.Int64 // unix ns; a rate-limit pause, see Pause
+	pauseReason atomic.Pointer[string]
+	lastProbe   atomic.Pointer[Probe]
 
 	mu       sync.Mutex // guards the failure ring
 	failures [maxFailures]Failure
@@ -224,15 +244,43 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 				} else {
 					e.tripReason.Store(reasonThreshold)
 				}
-				e.cooldownUntil.Store(time.Now().Add(e.settings.Load().Cooldown).UnixNano())
+				now := time.Now()
+				e.cooldownUntil.Store(now.Add(e.nextCooldown(now)).UnixNano())
 			case gobreaker.StateClosed:
 				e.errorCount.Store(0)
 				e.cooldownUntil.Store(0)
 				e.tripReason.Store(reasonNone)
+				e.closedAt.Store(time.Now().UnixNano())
 			}
 		},
 	})
 	return cb
+}
+
+// nextCooldown is the length of the cooldown a trip starts now: the
+// configured one, grown by the multiplier for each trip since the entry was
+// last stable (closed for StablePeriod), capped at MaxCooldown.
+func (e *Entry) nextCooldown(now time.Time) time.Duration {
+	s := e.settings.Load()
+	if s.CooldownMultiplier <= 1 {
+		return s.Cooldown
+	}
+	if closed := e.closedAt.Load(); closed != 0 && s.StablePeriod > 0 &&
+		now.UnixNano()-closed >= int64(s.StablePeriod) && e.trips.Load() > 0 {
+		e.trips.Store(0)
+	}
+	n := e.trips.Add(1) - 1
+	d := float64(s.Cooldown)
+	for range n {
+		d *= s.CooldownMultiplier
+		if s.MaxCooldown > 0 && d >= float64(s.MaxCooldown) {
+			return s.MaxCooldown
+		}
+	}
+	if d > float64(math.MaxInt64/2) {
+		d = float64(math.MaxInt64 / 2)
+	}
+	return time.Duration(d)
 }
 
 // Name is the entry's name, as given to New.
@@ -244,6 +292,10 @@ func (e *Entry) Settings() Settings { return *e.settings.Load() }
 // errExcluded marks a result that must not count either way.
 var errExcluded = errors.New("excluded")
 
+// errProbeFailed trips the breaker from a failed probe; the probe itself
+// is recorded by Probe, not by the trip.
+var errProbeFailed = errors.New("health check failed")
+
 // Excluded is what a call function returns when its result must count
 // neither as a success nor as a failure (the client went away).
 func Excluded() error { return errExcluded }
@@ -254,13 +306,11 @@ func Excluded() error { return errExcluded }
 // latency, for the history. Call returns ErrCooldown, ErrTrialsBusy or
 // ErrHeld without running fn when the entry refuses, else what fn returned.
 func (e *Entry) Call(fn func() (time.Duration, error)) error {
-	if e.held.Load() != nil {
-		return ErrHeld
-	}
-	// While cooling down, refuse here: gobreaker's own open timeout has
-	// long passed and would admit a trial.
-	if gobreaker.State(e.state.Load()) == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
-		return ErrCooldown
+	if refused := e.refusal(); refused != nil {
+		if !e.settings.Load().Observe {
+			return refused
+		}
+		return e.observe(fn)
 	}
 	cb := e.cb.Load()
 	_, err := cb.Execute(func() (struct{}, error) {
@@ -270,10 +320,40 @@ func (e *Entry) Call(fn func() (time.Duration, error)) error {
 	})
 	switch err {
 	case gobreaker.ErrOpenState:
-		return ErrCooldown
+		err = ErrCooldown
 	case gobreaker.ErrTooManyRequests:
-		return ErrTrialsBusy
+		err = ErrTrialsBusy
+	default:
+		e.publish()
+		return err
 	}
+	if e.settings.Load().Observe {
+		return e.observe(fn)
+	}
+	return err
+}
+
+// refusal is why the entry refuses a call now, before gobreaker is asked.
+func (e *Entry) refusal() error {
+	if e.held.Load() != nil {
+		return ErrHeld
+	}
+	if p := e.pausedUntil.Load(); p != 0 && time.Now().UnixNano() <= p {
+		return ErrPaused
+	}
+	// While cooling down, refuse here: gobreaker's own open timeout has
+	// long passed and would admit a trial.
+	if gobreaker.State(e.state.Load()) == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
+		return ErrCooldown
+	}
+	return nil
+}
+
+// observe runs a call the entry would refuse (shadow mode): its result is
+// counted, but not fed to gobreaker, which is not admitting calls.
+func (e *Entry) observe(fn func() (time.Duration, error)) error {
+	latency, err := fn()
+	e.record(err, latency)
 	e.publish()
 	return err
 }
@@ -335,6 +415,14 @@ func (e *Entry) statusAt(now time.Time) Status {
 	if e.held.Load() != nil {
 		return Unavailable
 	}
+	if p := e.pausedUntil.Load(); p != 0 {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.UnixNano() <= p {
+			return Unavailable
+		}
+	}
 	switch gobreaker.State(e.state.Load()) {
 	case gobreaker.StateOpen:
 		if now.IsZero() {
@@ -360,6 +448,19 @@ func (e *Entry) statusAt(now time.Time) Status {
 
 // CooldownUntil is when the current cooldown ends, and whether the entry is
 // cooling down now.
+// BlockedUntil is when the entry admits calls again, whichever of a
+// cooldown or a rate-limit pause ends later, and whether it is blocked now.
+func (e *Entry) BlockedUntil() (time.Time, bool) {
+	until, cooling := e.CooldownUntil()
+	if p := e.pausedUntil.Load(); p != 0 && time.Now().UnixNano() <= p {
+		if pu := time.Unix(0, p); !cooling || pu.After(until) {
+			until = pu
+		}
+		return until, true
+	}
+	return until, cooling
+}
+
 func (e *Entry) CooldownUntil() (time.Time, bool) {
 	if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
 		return time.Time{}, false
@@ -406,6 +507,8 @@ func (e *Entry) Reset() {
 	e.called.Store(true) // healthy, not unknown: CONTRACT section 3
 	e.held.Store(nil)
 	e.forceReason.Store(nil)
+	e.pausedUntil.Store(0)
+	e.trips.Store(0)
 	e.publish()
 }
 

@@ -78,6 +78,10 @@ type State struct {
 	Indefinite     bool      `json:"indefinite,omitempty"` // forced open without an end
 	TripReason     int32     `json:"trip_reason,omitempty"`
 	ForceReason    string    `json:"force_reason,omitempty"`
+	PausedUntil    time.Time `json:"paused_until,omitzero"`
+	PauseReason    string    `json:"pause_reason,omitempty"`
+	Trips          int32     `json:"trips,omitempty"`           // for the cooldown backoff
+	ClosedAt       time.Time `json:"closed_at,omitzero"`        // last recovery
 	RecentFailures []Failure `json:"recent_failures,omitempty"` // newest first
 }
 
@@ -104,6 +108,9 @@ func (e *Entry) Export() State {
 	if r := e.forceReason.Load(); r != nil {
 		st.ForceReason = *r
 	}
+	st.PausedUntil, st.PauseReason, _ = e.PausedUntil()
+	st.Trips = e.trips.Load()
+	st.ClosedAt = unixTime(e.closedAt.Load())
 	e.mu.Lock()
 	n := min(e.nFail, maxFailures)
 	for i := 1; i <= n; i++ {
@@ -133,6 +140,13 @@ func (e *Entry) Restore(st State) {
 	if st.ForceReason != "" {
 		r := st.ForceReason
 		e.forceReason.Store(&r)
+	}
+	e.trips.Store(st.Trips)
+	e.closedAt.Store(nanos(st.ClosedAt))
+	if !st.PausedUntil.IsZero() {
+		r := st.PauseReason
+		e.pauseReason.Store(&r)
+		e.pausedUntil.Store(st.PausedUntil.UnixNano())
 	}
 	if st.Open {
 		until := int64(math.MaxInt64)

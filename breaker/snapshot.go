@@ -32,6 +32,12 @@ type Snapshot struct {
 	TrialsNeeded   int
 	// Forced is the operator's reason while the entry is forced open.
 	Forced string
+	// PausedUntil is the end of a rate-limit pause in force (zero: none),
+	// PauseReason what asked for it.
+	PausedUntil time.Time
+	PauseReason string
+	// LastProbe is the latest active health check, nil when none ran.
+	LastProbe *Probe
 	// RecentFailures are the last failures, newest first.
 	RecentFailures []Failure
 	Settings       Settings
@@ -60,6 +66,11 @@ func (e *Entry) Snapshot() Snapshot {
 		}
 	}
 	snap.Forced, _ = e.Forced()
+	snap.PausedUntil, snap.PauseReason, _ = e.PausedUntil()
+	snap.LastProbe = e.LastProbe()
+	if !snap.PausedUntil.IsZero() && snap.PausedUntil.After(snap.NextTrialAt) {
+		snap.NextTrialAt = snap.PausedUntil
+	}
 	if state == gobreaker.StateHalfOpen || (state == gobreaker.StateOpen && !snap.InCooldown) {
 		snap.HalfOpen = true
 		if state == gobreaker.StateHalfOpen {
@@ -86,20 +97,30 @@ func (e *Entry) reason(s Snapshot) string {
 		return *h
 	}
 	t := s.Settings.ErrorThreshold
+	if !s.PausedUntil.IsZero() {
+		return fmt.Sprintf("rate_limited: %s; paused until %s", s.PauseReason, s.PausedUntil.UTC().Format(time.RFC3339))
+	}
 	switch {
 	case s.InCooldown && s.Forced != "" && s.CooldownUntil.IsZero():
 		return "forced open by an operator until resumed: " + s.Forced
 	case s.InCooldown && s.Forced != "":
 		return fmt.Sprintf("forced open by an operator until %s: %s", s.CooldownUntil.UTC().Format(time.RFC3339), s.Forced)
+	case s.HalfOpen && e.tripReason.Load() == reasonProbePassed:
+		return fmt.Sprintf("a health check passed during the cooldown: recovering, %d of %d consecutive trial successes",
+			s.TrialSuccesses, s.TrialsNeeded)
 	case s.HalfOpen && e.tripReason.Load() == reasonResumed:
 		return fmt.Sprintf("resumed by an operator: recovering, %d of %d consecutive trial successes",
 			s.TrialSuccesses, s.TrialsNeeded)
 	case s.InCooldown && e.tripReason.Load() == reasonTrialFailed:
-		return fmt.Sprintf("a recovery trial failed; cooling down for %s, trials again at %s",
-			s.Settings.Cooldown, s.CooldownUntil.UTC().Format(time.RFC3339))
+		return fmt.Sprintf("a recovery trial failed; cooling down until %s (trip %d since it was last stable)",
+			s.CooldownUntil.UTC().Format(time.RFC3339), e.trips.Load())
 	case s.InCooldown:
-		return fmt.Sprintf("error_count reached error_threshold %d; cooling down for %s, trials again at %s",
-			t, s.Settings.Cooldown, s.CooldownUntil.UTC().Format(time.RFC3339))
+		grown := ""
+		if n := e.trips.Load(); n > 1 && s.Settings.CooldownMultiplier > 1 {
+			grown = fmt.Sprintf(" (trip %d since it was last stable: cooldown grown ×%g per trip)", n, s.Settings.CooldownMultiplier)
+		}
+		return fmt.Sprintf("error_count reached error_threshold %d; cooling down until %s%s",
+			t, s.CooldownUntil.UTC().Format(time.RFC3339), grown)
 	case s.HalfOpen:
 		return fmt.Sprintf("cooldown over: recovering, %d of %d consecutive trial successes (at most %d trials at once)",
 			s.TrialSuccesses, s.TrialsNeeded, s.TrialsNeeded)
