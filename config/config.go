@@ -29,6 +29,55 @@ const (
 	DefaultProviderTimeout     = 10 * time.Second
 	DefaultModelTimeout        = 10 * time.Second
 	DefaultAlertMinInterval    = time.Minute
+
+	DefaultCooldownMultiplier = 2.0
+	DefaultMaxCooldown        = 30 * time.Minute
+	DefaultStablePeriod       = 10 * time.Minute
+	DefaultMode               = ModeEnforce
+	DefaultSlowCallThreshold  = time.Duration(0) // off
+	DefaultMaxRateLimitPause  = 10 * time.Minute
+
+	DefaultHealthCheckPath     = "/"
+	DefaultHealthCheckInterval = 30 * time.Second
+	DefaultHealthCheckTimeout  = 2 * time.Second
+
+	// The default Retry.Attempts is the number of upstreams, at least
+	// DefaultRetryAttemptsMin and at most MaxRetryAttempts.
+	DefaultRetryAttemptsMin  = 2
+	DefaultRetryBackoff      = 25 * time.Millisecond
+	DefaultRetryMaxBackoff   = time.Second
+	DefaultRetryBudget       = 0.2
+	DefaultRetryBudgetWindow = 10 * time.Second
+	DefaultRetryMinRetries   = 3
+	DefaultCacheStaleIfError = 5 * time.Minute
+	DefaultCacheMaxEntries   = 1000
+	DefaultCacheMaxBodyBytes = int64(1 << 20)   // 1 MiB
+	DefaultAllDownWait       = time.Duration(0) // no wait
+)
+
+// Default lists. Loading copies them, so changing a Config cannot change
+// these.
+var (
+	DefaultExpectStatus = []int{200}
+	DefaultRetryOn      = []string{"connect-failure", "5xx", "timeout"}
+	DefaultRetryMethods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
+	DefaultAllDownOrder = []string{"stale", "last_resort", "wait", "fail"}
+)
+
+// RetryOnValues are the failures a retry policy can name in on = [...].
+var RetryOnValues = []string{"connect-failure", "timeout", "5xx", "429"}
+
+// AllDownSteps are the steps an all_down order can name; "fail" is always
+// last, implied when left out.
+var AllDownSteps = []string{"stale", "last_resort", "wait", "fail"}
+
+// Bounds of the resilience settings.
+const (
+	MaxRetryAttempts       = 10
+	MinHealthCheckInterval = time.Second
+	MinRetryBudgetWindow   = time.Second
+	MaxAllDownWait         = 10 * time.Second
+	MaxCooldownMultiplier  = 100.0
 )
 
 // AlertEvents are the event types an alert can be sent, in the order the

@@ -43,6 +43,11 @@ type fileHealth struct {
 	ReinitCooldown      *string        `hcl:"reinit_cooldown,optional"`
 	ReinitCooldownRange hcl.Range      `hcl:"reinit_cooldown,attr_value_range"`
 	MaxConcurrentReinit hcl.Expression `hcl:"max_concurrent_reinit,optional"`
+	CooldownMultiplier  hcl.Expression `hcl:"cooldown_multiplier,optional"`
+	MaxCooldown         *string        `hcl:"max_cooldown,optional"`
+	MaxCooldownRange    hcl.Range      `hcl:"max_cooldown,attr_value_range"`
+	StablePeriod        *string        `hcl:"stable_period,optional"`
+	StablePeriodRange   hcl.Range      `hcl:"stable_period,attr_value_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -70,6 +75,64 @@ type fileProvider struct {
 	TimeoutRange hcl.Range      `hcl:"timeout,attr_value_range"`
 	Headers      hcl.Expression `hcl:"headers,optional"`
 	Health       *fileHealth    `hcl:"health,block"`
+
+	Mode                   *string          `hcl:"mode,optional"`
+	ModeRange              hcl.Range        `hcl:"mode,attr_value_range"`
+	SlowCallThreshold      *string          `hcl:"slow_call_threshold,optional"`
+	SlowCallThresholdRange hcl.Range        `hcl:"slow_call_threshold,attr_value_range"`
+	MaxRateLimitPause      *string          `hcl:"max_rate_limit_pause,optional"`
+	MaxRateLimitPauseRange hcl.Range        `hcl:"max_rate_limit_pause,attr_value_range"`
+	HealthCheck            *fileHealthCheck `hcl:"health_check,block"`
+	Retry                  *fileRetry       `hcl:"retry,block"`
+	Cache                  *fileCache       `hcl:"cache,block"`
+	AllDown                *fileAllDown     `hcl:"all_down,block"`
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileHealthCheck struct {
+	Path          *string        `hcl:"path,optional"`
+	PathRange     hcl.Range      `hcl:"path,attr_value_range"`
+	Interval      *string        `hcl:"interval,optional"`
+	IntervalRange hcl.Range      `hcl:"interval,attr_value_range"`
+	Timeout       *string        `hcl:"timeout,optional"`
+	TimeoutRange  hcl.Range      `hcl:"timeout,attr_value_range"`
+	ExpectStatus  hcl.Expression `hcl:"expect_status,optional"`
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileRetry struct {
+	Attempts          hcl.Expression `hcl:"attempts,optional"`
+	Backoff           *string        `hcl:"backoff,optional"`
+	BackoffRange      hcl.Range      `hcl:"backoff,attr_value_range"`
+	MaxBackoff        *string        `hcl:"max_backoff,optional"`
+	MaxBackoffRange   hcl.Range      `hcl:"max_backoff,attr_value_range"`
+	On                hcl.Expression `hcl:"on,optional"`
+	Methods           hcl.Expression `hcl:"methods,optional"`
+	Budget            hcl.Expression `hcl:"budget,optional"`
+	BudgetWindow      *string        `hcl:"budget_window,optional"`
+	BudgetWindowRange hcl.Range      `hcl:"budget_window,attr_value_range"`
+	MinRetries        hcl.Expression `hcl:"min_retries,optional"`
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileCache struct {
+	StaleIfError      *string        `hcl:"stale_if_error,optional"`
+	StaleIfErrorRange hcl.Range      `hcl:"stale_if_error,attr_value_range"`
+	MaxEntries        hcl.Expression `hcl:"max_entries,optional"`
+	MaxBody           hcl.Expression `hcl:"max_body,optional"` // bytes
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileAllDown struct {
+	Order           hcl.Expression `hcl:"order,optional"`
+	LastResort      *string        `hcl:"last_resort,optional"`
+	LastResortRange hcl.Range      `hcl:"last_resort,attr_value_range"`
+	Wait            *string        `hcl:"wait,optional"`
+	WaitRange       hcl.Range      `hcl:"wait,attr_value_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -115,9 +178,14 @@ func decodeFile(body hcl.Body, ectx *hcl.EvalContext) (*fileConfig, hcl.Diagnost
 // maxInt caps integer settings so that arithmetic on them cannot overflow.
 const maxInt = math.MaxInt32
 
-// evalInt evaluates an optional whole-number attribute. It returns nil when
-// the attribute is absent or null.
+// evalInt evaluates an optional whole-number attribute from minimum to
+// maxInt. It returns nil when the attribute is absent or null.
 func evalInt(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum int) (*int, hcl.Diagnostics) {
+	return evalIntRange(expr, ectx, name, minimum, maxInt)
+}
+
+// evalIntRange is evalInt with a maximum, which must be at most maxInt.
+func evalIntRange(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, maximum int) (*int, hcl.Diagnostics) {
 	if expr == nil {
 		return nil, nil
 	}
@@ -125,37 +193,131 @@ func evalInt(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum in
 	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
 		return nil, diags
 	}
-	bad := func() (*int, hcl.Diagnostics) {
-		got := friendly(val)
-		switch val.Type() {
-		case cty.String:
-			got = quote(val.AsString())
-		case cty.Number:
-			got = val.AsBigFloat().Text('g', 10)
-		case cty.Bool:
-			got = strconv.FormatBool(val.True())
-		}
+	i, ok := wholeNumber(val, minimum, maximum)
+	if !ok {
 		return nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maxInt, got),
+			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maximum, describe(val)),
 			Subject:  expr.Range().Ptr(),
 		})
 	}
+	return &i, diags
+}
+
+// wholeNumber converts a known value to an int from minimum to maximum, as
+// HCL converts (a string of digits counts).
+func wholeNumber(val cty.Value, minimum, maximum int) (int, bool) {
 	num, err := convert.Convert(val, cty.Number)
 	if err != nil || num.IsNull() || !num.IsKnown() {
-		return bad()
+		return 0, false
 	}
 	bf := num.AsBigFloat()
 	if bf.IsInf() || !bf.IsInt() {
-		return bad()
+		return 0, false
 	}
 	n, acc := bf.Int64()
-	if acc != big.Exact || n < int64(minimum) || n > maxInt {
-		return bad()
+	if acc != big.Exact || n < int64(minimum) || n > int64(maximum) {
+		return 0, false
 	}
-	i := int(n)
-	return &i, diags
+	return int(n), true
+}
+
+// evalFloat evaluates an optional number attribute that ok accepts; want
+// describes the accepted numbers ("a number from 1 to 100"). It returns nil
+// when the attribute is absent or null.
+func evalFloat(expr hcl.Expression, ectx *hcl.EvalContext, name, want string, ok func(float64) bool) (*float64, hcl.Diagnostics) {
+	if expr == nil {
+		return nil, nil
+	}
+	val, diags := expr.Value(ectx)
+	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
+		return nil, diags
+	}
+	num, err := convert.Convert(val, cty.Number)
+	if err == nil && !num.IsNull() && num.IsKnown() {
+		if f, _ := num.AsBigFloat().Float64(); !math.IsInf(f, 0) && !math.IsNaN(f) && ok(f) {
+			return &f, diags
+		}
+	}
+	return nil, append(diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Invalid " + name,
+		Detail:   fmt.Sprintf("Want %s, got %s.", want, describe(val)),
+		Subject:  expr.Range().Ptr(),
+	})
+}
+
+// intItem is one element of a decoded list of whole numbers.
+type intItem struct {
+	Index int
+	Value int
+	Range hcl.Range
+}
+
+// evalIntList evaluates an optional list of whole numbers from minimum to
+// maximum. present is false when the attribute is absent or null.
+func evalIntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, maximum int) (items []intItem, present bool, diags hcl.Diagnostics) {
+	if expr == nil {
+		return nil, false, nil
+	}
+	val, diags := expr.Value(ectx)
+	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
+		return nil, false, diags
+	}
+	ty := val.Type()
+	if !ty.IsListType() && !ty.IsTupleType() && !ty.IsSetType() {
+		return nil, false, append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid " + name,
+			Detail:   fmt.Sprintf("Want a list of whole numbers, got %s.", ty.FriendlyName()),
+			Subject:  expr.Range().Ptr(),
+		})
+	}
+	elemExprs, ediags := hcl.ExprList(expr)
+	if ediags.HasErrors() || len(elemExprs) != val.LengthInt() {
+		elemExprs = nil
+	}
+	i := 0
+	for it := val.ElementIterator(); it.Next(); i++ {
+		_, ev := it.Element()
+		rng := expr.Range()
+		if elemExprs != nil {
+			rng = elemExprs[i].Range()
+		}
+		n, ok := 0, false
+		if !ev.IsNull() && ev.IsKnown() {
+			n, ok = wholeNumber(ev, minimum, maximum)
+		}
+		if !ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid " + name,
+				Detail:   fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, describe(ev)),
+				Subject:  rng.Ptr(),
+			})
+			continue
+		}
+		items = append(items, intItem{Index: i, Value: n, Range: rng})
+	}
+	return items, true, diags
+}
+
+// describe shows a value in a message: short primitives in full, anything
+// else by its type.
+func describe(val cty.Value) string {
+	if val.IsNull() || !val.IsKnown() {
+		return friendly(val)
+	}
+	switch val.Type() {
+	case cty.String:
+		return quote(val.AsString())
+	case cty.Number:
+		return val.AsBigFloat().Text('g', 10)
+	case cty.Bool:
+		return strconv.FormatBool(val.True())
+	}
+	return friendly(val)
 }
 
 // parseDuration checks an optional duration string. positive asks for > 0,

@@ -65,6 +65,9 @@ type healthPatch struct {
 	AutoReinit          *bool
 	ReinitCooldown      *time.Duration
 	MaxConcurrentReinit *int
+	CooldownMultiplier  *float64
+	MaxCooldown         *time.Duration
+	StablePeriod        *time.Duration
 }
 
 func (p healthPatch) apply(h *Health) {
@@ -85,6 +88,15 @@ func (p healthPatch) apply(h *Health) {
 	}
 	if p.MaxConcurrentReinit != nil {
 		h.MaxConcurrentReinit = *p.MaxConcurrentReinit
+	}
+	if p.CooldownMultiplier != nil {
+		h.CooldownMultiplier = *p.CooldownMultiplier
+	}
+	if p.MaxCooldown != nil {
+		h.MaxCooldown = *p.MaxCooldown
+	}
+	if p.StablePeriod != nil {
+		h.StablePeriod = *p.StablePeriod
 	}
 }
 

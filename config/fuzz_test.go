@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,16 @@ func FuzzParse(f *testing.F) {
 		"listen = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 		"listen = --------------------1",
 		`listen = "%{if true}${"x"}%{endif}"`,
+		resilienceFile,
+		`health { cooldown = "1h" cooldown_multiplier = 0.5 max_cooldown = "10m" stable_period = "0s" }`,
+		`health { cooldown = "1h" max_cooldown = [1] } model "m" { plugin = "sentiment" health { max_cooldown = "1m" } }`,
+		`provider "p" { upstreams = ["http://h"] mode = "observer" slow_call_threshold = "-1s" max_rate_limit_pause = 5 }`,
+		`provider "p" { upstreams = ["http://h"] health_check { path = "/a/../b" interval = "1s" expect_status = [200, 200, 99, "x", null] } }`,
+		`provider "p" { upstreams = ["http://h"] health_check { path = "//h" timeout = "1m" } health_check {} }`,
+		`provider "p" { upstreams = ["http://h"] retry { attempts = 11 backoff = "2s" on = ["4xx", "5xx", "5xx"] methods = ["get", "A B"] budget = 0 budget_window = "1ms" min_retries = -1 } }`,
+		`provider "p" { upstreams = ["http://h"] retry { on = [] methods = [] budget = "1e400" } cache { stale_if_error = "0s" max_entries = 0 max_body = 1.5 } }`,
+		`provider "p" { upstreams = ["http://h"] all_down { order = ["fail", "stale", "stale", "panic"] last_resort = "http://h/" wait = "11s" } }`,
+		`provider "p" { upstreams = ["http://h"] all_down { order = [] last_resort = env("X") } all_down {} }`,
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -80,10 +91,13 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("got %d lines for %d diagnostics:\n%s", n, len(diags), out)
 		}
 		if cfg != nil {
+			checkHealth(t, cfg.Health)
 			for _, p := range cfg.Providers {
 				if len(p.Upstreams) == 0 || p.Timeout <= 0 {
 					t.Errorf("got provider %+v; want upstreams and a timeout", p)
 				}
+				checkHealth(t, p.Health)
+				checkResilience(t, p)
 			}
 			for _, a := range cfg.Alerts {
 				if a.Webhook == nil || len(a.On) == 0 || a.MinInterval < 0 {
@@ -94,7 +108,54 @@ func FuzzParse(f *testing.F) {
 				if (m.Plugin == "") == (len(m.Command) == 0) {
 					t.Errorf("got model %+v; want exactly one of plugin and command", m)
 				}
+				checkHealth(t, m.Health)
 			}
 		}
 	})
+}
+
+// checkHealth checks the bounds of a loaded Health.
+func checkHealth(t *testing.T, h Health) {
+	t.Helper()
+	if h.ErrorThreshold < 1 || h.Cooldown <= 0 || h.RecoveryCount < 1 || h.ReinitCooldown < 0 || h.MaxConcurrentReinit < 1 ||
+		h.CooldownMultiplier < 1 || h.CooldownMultiplier > MaxCooldownMultiplier || h.MaxCooldown < h.Cooldown || h.StablePeriod <= 0 {
+		t.Errorf("got health %+v; want every field in bounds", h)
+	}
+}
+
+// checkResilience checks the bounds of a loaded provider's resilience
+// settings.
+func checkResilience(t *testing.T, p Provider) {
+	t.Helper()
+	if p.Mode != ModeEnforce && p.Mode != ModeObserve || p.SlowCallThreshold < 0 || p.MaxRateLimitPause <= 0 {
+		t.Errorf("got mode %q, slow_call_threshold %v, max_rate_limit_pause %v; want them in bounds", p.Mode, p.SlowCallThreshold, p.MaxRateLimitPause)
+	}
+	if hc := p.HealthCheck; hc != nil {
+		if !strings.HasPrefix(hc.Path, "/") || strings.Contains(hc.Path, "..") || hc.Interval < MinHealthCheckInterval ||
+			hc.Timeout <= 0 || hc.Timeout > hc.Interval || len(hc.ExpectStatus) == 0 {
+			t.Errorf("got health_check %+v; want it in bounds", hc)
+		}
+		for _, s := range hc.ExpectStatus {
+			if s < 100 || s > 599 {
+				t.Errorf("got expect_status %v; want each from 100 to 599", hc.ExpectStatus)
+			}
+		}
+	}
+	r := p.Retry
+	if r.Attempts < 1 || r.Attempts > MaxRetryAttempts || r.Backoff < 0 || r.MaxBackoff < r.Backoff ||
+		len(r.On) == 0 || len(r.Methods) == 0 || r.Budget <= 0 || r.Budget > 1 || r.BudgetWindow < MinRetryBudgetWindow || r.MinRetries < 0 {
+		t.Errorf("got retry %+v; want it in bounds", r)
+	}
+	if c := p.Cache; c != nil && (c.StaleIfError <= 0 || c.MaxEntries < 1 || c.MaxBodyBytes < 1) {
+		t.Errorf("got cache %+v; want it in bounds", c)
+	}
+	a := p.AllDown
+	if len(a.Order) == 0 || a.Order[len(a.Order)-1] != "fail" || a.Wait < 0 || a.Wait > MaxAllDownWait {
+		t.Errorf("got all_down %+v; want an order ending in fail and a wait from 0 to %v", a, MaxAllDownWait)
+	}
+	for i, step := range a.Order {
+		if !slices.Contains(AllDownSteps, step) || slices.Index(a.Order, step) != i {
+			t.Errorf("got order %q; want distinct steps of %q", a.Order, AllDownSteps)
+		}
+	}
 }

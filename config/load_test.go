@@ -130,6 +130,9 @@ func TestParseFull(t *testing.T) {
 		AutoReinit:          false,
 		ReinitCooldown:      0,
 		MaxConcurrentReinit: 2,
+		CooldownMultiplier:  2,
+		MaxCooldown:         30 * time.Minute,
+		StablePeriod:        10 * time.Minute,
 	}
 	cgHealth := global
 	cgHealth.ErrorThreshold = 5
@@ -156,6 +159,11 @@ func TestParseFull(t *testing.T) {
 				Timeout: 1500 * time.Millisecond,
 				Headers: map[string]string{"x-cg-demo-api-key": "cg-123", "Accept": "application/json"},
 				Health:  cgHealth,
+				Mode:    ModeEnforce,
+				// Defaults of the resilience settings; see resilience_test.go.
+				MaxRateLimitPause: 10 * time.Minute,
+				Retry:             defaultRetryWant(2),
+				AllDown:           defaultAllDownWant(),
 			},
 			{
 				ID:        "plain",
@@ -163,6 +171,11 @@ func TestParseFull(t *testing.T) {
 				Upstreams: []*url.URL{mustURL(t, "http://127.0.0.1:1")},
 				Timeout:   DefaultProviderTimeout,
 				Health:    global,
+				Mode:      ModeEnforce,
+
+				MaxRateLimitPause: 10 * time.Minute,
+				Retry:             defaultRetryWant(1),
+				AllDown:           defaultAllDownWant(),
 			},
 		},
 		Models: []Model{
@@ -210,6 +223,9 @@ model "m" {
 		AutoReinit:          DefaultAutoReinit,
 		ReinitCooldown:      DefaultReinitCooldown,
 		MaxConcurrentReinit: DefaultMaxConcurrentReinit,
+		CooldownMultiplier:  DefaultCooldownMultiplier,
+		MaxCooldown:         DefaultMaxCooldown,
+		StablePeriod:        DefaultStablePeriod,
 	}
 	want := &Config{
 		Path:   "/srv/x.hcl",
@@ -221,6 +237,11 @@ model "m" {
 			Upstreams: []*url.URL{mustURL(t, "https://example.com")},
 			Timeout:   DefaultProviderTimeout,
 			Health:    def,
+			Mode:      ModeEnforce,
+
+			MaxRateLimitPause: 10 * time.Minute,
+			Retry:             defaultRetryWant(1),
+			AllDown:           defaultAllDownWant(),
 		}},
 		Models: []Model{{
 			Key: "m", Name: "m", Plugin: "sentiment",
@@ -264,9 +285,11 @@ model "m" {
 		{
 			name: "file over default",
 			wantGlobal: Health{ErrorThreshold: 7, Cooldown: 2 * time.Minute, RecoveryCount: 2,
-				AutoReinit: true, ReinitCooldown: 10 * time.Minute, MaxConcurrentReinit: 5},
+				AutoReinit: true, ReinitCooldown: 10 * time.Minute, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 			wantP: Health{ErrorThreshold: 9, Cooldown: 2 * time.Minute, RecoveryCount: 2,
-				AutoReinit: true, ReinitCooldown: time.Second, MaxConcurrentReinit: 5},
+				AutoReinit: true, ReinitCooldown: time.Second, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 		},
 		{
 			name: "env over file and default; per-entry file beats env",
@@ -278,9 +301,11 @@ model "m" {
 				"HEALTH_REINIT_COOLDOWN":  "0",
 			},
 			wantGlobal: Health{ErrorThreshold: 11, Cooldown: 30 * time.Second, RecoveryCount: 4,
-				AutoReinit: false, ReinitCooldown: 0, MaxConcurrentReinit: 5},
+				AutoReinit: false, ReinitCooldown: 0, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 			wantP: Health{ErrorThreshold: 9, Cooldown: 30 * time.Second, RecoveryCount: 4,
-				AutoReinit: false, ReinitCooldown: time.Second, MaxConcurrentReinit: 5},
+				AutoReinit: false, ReinitCooldown: time.Second, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 		},
 		{
 			name: "auto_reinit 1 and padded values; empty counts as unset",
@@ -290,9 +315,11 @@ model "m" {
 				"HEALTH_RECOVERY_COUNT":  " 6",
 			},
 			wantGlobal: Health{ErrorThreshold: 7, Cooldown: 2 * time.Minute, RecoveryCount: 6,
-				AutoReinit: true, ReinitCooldown: 10 * time.Minute, MaxConcurrentReinit: 5},
+				AutoReinit: true, ReinitCooldown: 10 * time.Minute, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 			wantP: Health{ErrorThreshold: 9, Cooldown: 2 * time.Minute, RecoveryCount: 6,
-				AutoReinit: true, ReinitCooldown: time.Second, MaxConcurrentReinit: 5},
+				AutoReinit: true, ReinitCooldown: time.Second, MaxConcurrentReinit: 5,
+				CooldownMultiplier: 2, MaxCooldown: 30 * time.Minute, StablePeriod: 10 * time.Minute},
 		},
 	}
 	for _, tt := range tests {
@@ -412,7 +439,7 @@ func TestRejections(t *testing.T) {
 		},
 		{
 			name: "unknown nested block",
-			src:  "provider \"p\" {\n  upstreams = [\"http://h\"]\n  retry {}\n}\n",
+			src:  "provider \"p\" {\n  upstreams = [\"http://h\"]\n  circuit_breaker {}\n}\n",
 			want: []string{`x.hcl:3:3: Unsupported block type;`},
 		},
 		{

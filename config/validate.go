@@ -79,12 +79,19 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 
 	// Global health: defaults < file < environment.
 	cfg.Health = defaultHealth()
+	var origin cooldownOrigin
 	if fc.Health != nil {
-		b.healthPatch(fc.Health).apply(&cfg.Health)
+		p := b.healthPatch(fc.Health)
+		p.apply(&cfg.Health)
+		origin = b.cooldownOrigin(origin, fc.Health, p)
 	}
 	envPatch, envDiags := envHealth(b.getenv)
 	b.diags = append(b.diags, envDiags...)
 	envPatch.apply(&cfg.Health)
+	if envPatch.Cooldown != nil {
+		origin.cooldown, origin.cooldownBad, origin.fromEnv = nil, false, true
+	}
+	b.checkMaxCooldown(&cfg.Health, origin, false)
 
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
@@ -99,7 +106,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 			continue
 		}
 		b.checkName("provider ID", fp.ID, fp.IDRange, seen)
-		cfg.Providers = append(cfg.Providers, b.provider(fp, cfg.Health))
+		cfg.Providers = append(cfg.Providers, b.provider(fp, cfg.Health, origin))
 	}
 
 	seen = map[string]hcl.Range{}
@@ -115,7 +122,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 		if fm == nil {
 			continue
 		}
-		cfg.Models = append(cfg.Models, b.model(fm, cfg.Health, cfg.Dir, keys))
+		cfg.Models = append(cfg.Models, b.model(fm, cfg.Health, origin, cfg.Dir, keys))
 	}
 
 	seen = map[string]hcl.Range{}
@@ -136,6 +143,9 @@ func defaultHealth() Health {
 		AutoReinit:          DefaultAutoReinit,
 		ReinitCooldown:      DefaultReinitCooldown,
 		MaxConcurrentReinit: DefaultMaxConcurrentReinit,
+		CooldownMultiplier:  DefaultCooldownMultiplier,
+		MaxCooldown:         DefaultMaxCooldown,
+		StablePeriod:        DefaultStablePeriod,
 	}
 }
 
@@ -152,6 +162,12 @@ func (b *builder) healthPatch(fh *fileHealth) healthPatch {
 	p.Cooldown = b.duration(fh.Cooldown, fh.CooldownRange, "cooldown", true)
 	p.ReinitCooldown = b.duration(fh.ReinitCooldown, fh.ReinitCooldownRange, "reinit_cooldown", false)
 	p.AutoReinit = fh.AutoReinit
+	p.CooldownMultiplier, d = evalFloat(fh.CooldownMultiplier, b.ectx, "cooldown_multiplier",
+		fmt.Sprintf("a number from 1 (no growth) to %g", MaxCooldownMultiplier),
+		func(f float64) bool { return f >= 1 && f <= MaxCooldownMultiplier })
+	b.diags = append(b.diags, d...)
+	p.MaxCooldown = b.duration(fh.MaxCooldown, fh.MaxCooldownRange, "max_cooldown", true)
+	p.StablePeriod = b.duration(fh.StablePeriod, fh.StablePeriodRange, "stable_period", true)
 	return p
 }
 
@@ -174,7 +190,7 @@ func validID(s string) bool {
 	return s != "." && s != ".." && idPattern.MatchString(s)
 }
 
-func (b *builder) provider(fp *fileProvider, global Health) Provider {
+func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigin) Provider {
 	p := Provider{
 		ID:      fp.ID,
 		Name:    fp.ID,
@@ -188,10 +204,11 @@ func (b *builder) provider(fp *fileProvider, global Health) Provider {
 		p.Timeout = *d
 	}
 	if fp.Health != nil {
-		b.healthPatch(fp.Health).apply(&p.Health)
+		b.entryHealth(fp.Health, &p.Health, origin)
 	}
 	p.Upstreams = b.upstreams(fp)
 	p.Headers = b.headers(fp)
+	b.resilience(fp, &p)
 	return p
 }
 
@@ -333,7 +350,7 @@ func validHeaderValue(s string) bool {
 	return true
 }
 
-func (b *builder) model(fm *fileModel, global Health, dir string, keys []string) Model {
+func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir string, keys []string) Model {
 	m := Model{
 		Key:     fm.Key,
 		Name:    fm.Key,
@@ -347,7 +364,7 @@ func (b *builder) model(fm *fileModel, global Health, dir string, keys []string)
 		m.Timeout = *d
 	}
 	if fm.Health != nil {
-		b.healthPatch(fm.Health).apply(&m.Health)
+		b.entryHealth(fm.Health, &m.Health, origin)
 	}
 
 	cmd, cmdPresent, d := evalStringList(fm.Command, b.ectx, "command")

@@ -86,8 +86,12 @@ type entryDoc struct {
 
 // explainDoc says why an entry is in its status.
 type explainDoc struct {
-	Reason         string            `json:"reason"`
-	NextTrialAt    *string           `json:"next_trial_at"`
+	Reason      string  `json:"reason"`
+	NextTrialAt *string `json:"next_trial_at"`
+	// PausedUntil: the backend rate limited us (Retry-After or
+	// X-RateLimit-Reset) until then; reason starts with "rate_limited".
+	PausedUntil    *string           `json:"paused_until"`
+	LastProbe      *breaker.Probe    `json:"last_probe,omitempty"`
 	Recovery       *recoveryDoc      `json:"recovery,omitempty"`
 	RecentFailures []breaker.Failure `json:"recent_failures"`
 	Settings       settingsDoc       `json:"settings"`
@@ -167,6 +171,8 @@ func explainOf(snap breaker.Snapshot) explainDoc {
 	d := explainDoc{
 		Reason:         snap.Reason,
 		NextTrialAt:    stamp(snap.NextTrialAt),
+		PausedUntil:    stamp(snap.PausedUntil),
+		LastProbe:      snap.LastProbe,
 		RecentFailures: snap.RecentFailures,
 		Settings: settingsDoc{
 			ErrorThreshold:  snap.Settings.ErrorThreshold,

@@ -22,6 +22,12 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	transitions *prometheus.CounterVec
+	// healthChecks counts active health checks (healthcheck.go); they are
+	// never counted in requests.
+	healthChecks *prometheus.CounterVec
+
+	retryBudgetExhausted *prometheus.CounterVec
+	allDown              *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -40,10 +46,29 @@ func newMetrics(s *Server) *metrics {
 			Name: "healproxy_health_transitions_total",
 			Help: "Health status changes of provider upstreams and models.",
 		}, []string{"kind", "key", "upstream", "from", "to"}),
+		healthChecks: newHealthChecksVec(),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.transitions, &healthCollector{s: s},
+	m.retryBudgetExhausted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "healproxy_retry_budget_exhausted_total",
+		Help: "Retries not made because the provider's retry budget was spent.",
+	}, []string{"provider"})
+	m.allDown = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "healproxy_all_down_total",
+		Help: "Requests answered by the all-down policy, by the step that answered: stale, last_resort, wait, fail.",
+	}, []string{"provider", "step"})
+	m.reg.MustRegister(m.retryBudgetExhausted, m.allDown)
+	m.reg.MustRegister(m.requests, m.latency, m.transitions, m.healthChecks, &healthCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// newHealthChecksVec is healproxy_health_checks_total: active health
+// checks of provider upstreams, by result ("pass" or "fail").
+func newHealthChecksVec() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "healproxy_health_checks_total",
+		Help: "Active health checks of provider upstreams, by result: pass or fail. They are not counted in healproxy_upstream_requests_total.",
+	}, []string{"provider", "upstream", "result"})
 }
 
 // upstreamMetrics are one upstream's resolved metrics.

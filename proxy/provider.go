@@ -25,6 +25,18 @@ type Provider struct {
 	headers   http.Header // injected; values are secrets
 	rp        *httputil.ReverseProxy
 	rr        atomic.Uint32 // round-robin cursor
+	m         *metrics
+
+	// resilience settings (CONTRACT beyond section 4; see README)
+	retry        *retryPolicy
+	observe      bool          // mode "observe": never block a request
+	slowCall     time.Duration // 0: off
+	maxPause     time.Duration // cap of a rate-limit pause
+	cache        *staleCache   // nil: none
+	allDownOrder []string
+	allDownWait  time.Duration
+	lastResort   *Upstream // nil: none; not among Upstreams
+	checker      *checker  // nil: no active health checks
 }
 
 // Upstream is one endpoint of a provider with its own health.
@@ -44,11 +56,28 @@ type Upstream struct {
 // provider's other upstreams or settings does not reset it.
 func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m *metrics, errLog *slog.Logger, keep map[string]*Upstream) *Provider {
 	p := &Provider{
-		cfg:     pc,
-		ID:      pc.ID,
-		Name:    pc.Name,
-		timeout: pc.Timeout,
-		headers: make(http.Header, len(pc.Headers)),
+		cfg:          pc,
+		ID:           pc.ID,
+		Name:         pc.Name,
+		timeout:      pc.Timeout,
+		headers:      make(http.Header, len(pc.Headers)),
+		m:            m,
+		retry:        newRetryPolicy(pc.Retry, len(pc.Upstreams)),
+		observe:      pc.Mode == config.ModeObserve,
+		slowCall:     pc.SlowCallThreshold,
+		maxPause:     pc.MaxRateLimitPause,
+		allDownOrder: pc.AllDown.Order,
+		allDownWait:  pc.AllDown.Wait,
+	}
+	if p.maxPause <= 0 {
+		p.maxPause = 10 * time.Minute
+	}
+	if p.allDownOrder == nil {
+		p.allDownOrder = []string{"stale", "last_resort", "wait", "fail"}
+	}
+	if pc.Cache != nil {
+		p.cache = newStaleCache(*pc.Cache)
+		p.cache.injected = p.headers // our own API key does not make an answer private
 	}
 	for k, v := range pc.Headers {
 		if v != "" { // an unset env("…") secret sends no header rather than an empty one
@@ -60,17 +89,26 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		if old := keep[u.String()]; old != nil {
 			up.Health, up.metrics = old.Health, old.metrics
 			up.drain.Store(old.drain.Load())
-			up.Health.SetSettings(settingsOf(pc.Health))
+			up.Health.SetSettings(providerSettings(pc))
 			p.Upstreams = append(p.Upstreams, up)
 			continue
 		}
-		up.Health = breaker.New("provider/"+pc.ID+"/"+up.Display, settingsOf(pc.Health), breaker.Options{
+		up.Health = breaker.New("provider/"+pc.ID+"/"+up.Display, providerSettings(pc), breaker.Options{
 			OnChange: func(_ *breaker.Entry, from, to breaker.Status) {
 				hooks.changed(Change{Kind: KindProvider, Key: p.ID, Upstream: up.Display, From: from, To: to, entry: up.Health})
 			},
 		})
 		up.metrics = m.forUpstream(p.ID, up.Display)
 		p.Upstreams = append(p.Upstreams, up)
+	}
+	if lr := pc.AllDown.LastResort; lr != nil {
+		up := &Upstream{provider: p, target: lr, Display: redactURL(lr)}
+		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", settingsOf(pc.Health), breaker.Options{})
+		up.metrics = m.forUpstream(p.ID, "last_resort "+up.Display)
+		p.lastResort = up
+	}
+	if pc.HealthCheck != nil {
+		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
@@ -83,7 +121,16 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 }
 
 func settingsOf(h config.Health) breaker.Settings {
-	return breaker.Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount}
+	return breaker.Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
+		CooldownMultiplier: h.CooldownMultiplier, MaxCooldown: h.MaxCooldown, StablePeriod: h.StablePeriod}
+}
+
+// providerSettings are a provider's breaker settings: its health block,
+// and observe mode.
+func providerSettings(pc config.Provider) breaker.Settings {
+	s := settingsOf(pc.Health)
+	s.Observe = pc.Mode == config.ModeObserve
+	return s
 }
 
 // redactURL drops the query string and user info, which may hold secrets.

@@ -59,6 +59,9 @@ func testProvider(t *testing.T, id string, upstreams ...string) config.Provider 
 		Name:    "Provider " + id,
 		Timeout: 5 * time.Second,
 		Health:  config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 2},
+		// Tests of selection and failover must not run into the retry
+		// budget (20 % by default); the budget has tests of its own.
+		Retry: config.Retry{Budget: 1},
 	}
 	for _, s := range upstreams {
 		u, err := url.Parse(s)

@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"context"
-	"maps"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -59,7 +59,7 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 			p = op
 			if op.cfg.Health != pc.Health {
 				for _, u := range op.Upstreams {
-					u.Health.SetSettings(settingsOf(pc.Health))
+					u.Health.SetSettings(providerSettings(pc))
 				}
 				op.cfg.Health = pc.Health // only reload writes it, under reloadMu
 				res.Updated = append(res.Updated, "provider "+pc.ID)
@@ -136,6 +136,16 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		res.Updated = append(res.Updated, "alerts")
 	}
 	s.state.Store(st)
+	for _, op := range old.providerList {
+		if st.providers[op.ID] != op {
+			op.stopChecks() // replaced or removed
+		}
+	}
+	for _, p := range st.providerList {
+		if old.providers[p.ID] != p {
+			p.startChecks()
+		}
+	}
 	for _, m := range start {
 		m.start()
 	}
@@ -163,15 +173,8 @@ func sameAlerts(a, b []config.Alert) bool {
 
 // sameProvider: nothing but the health settings differ.
 func sameProvider(a, b config.Provider) bool {
-	if a.Name != b.Name || a.Timeout != b.Timeout || !maps.Equal(a.Headers, b.Headers) || len(a.Upstreams) != len(b.Upstreams) {
-		return false
-	}
-	for i := range a.Upstreams {
-		if a.Upstreams[i].String() != b.Upstreams[i].String() {
-			return false
-		}
-	}
-	return true
+	a.Health, b.Health = config.Health{}, config.Health{}
+	return reflect.DeepEqual(a, b)
 }
 
 // sameProcess: the plugin process can be kept.

@@ -64,7 +64,7 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 			Error: "path must not hold dot segments, encoded slashes or backslashes"})
 		return
 	}
-	if !p.available() {
+	if !p.available() && !p.hasAllDownFallback() {
 		writeCooldown(w, p, p.cooldownRemaining())
 		return
 	}

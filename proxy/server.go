@@ -126,6 +126,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	for _, m := range st.modelList {
 		m.start()
 	}
+	for _, p := range st.providerList {
+		p.startChecks()
+	}
 	go s.pollLoop()
 	return s, nil
 }
@@ -162,6 +165,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.events.close()
 	st := s.state.Load()
+	for _, p := range st.providerList {
+		p.stopChecks()
+	}
 	var wg sync.WaitGroup
 	for _, m := range st.modelList {
 		wg.Go(m.close)

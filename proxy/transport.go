@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -26,8 +27,9 @@ type providerTransport struct {
 
 // upstreamError is a failed attempt as the client's error answer needs it.
 type upstreamError struct {
-	kind breaker.Kind
-	msg  string
+	kind  breaker.Kind
+	msg   string
+	retry bool // the retry policy retries this failure
 }
 
 func (e *upstreamError) Error() string { return e.msg }
@@ -42,31 +44,159 @@ var errClientGone = errors.New("client went away")
 
 func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.p
-	retryable := idempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
-	var tried uint64 // bit i: upstream i was tried (providers have at most 64 upstreams)
+	rp := p.retry
+	rp.budget.request()
+	maxAttempts := 1
+	var body []byte
+	if rp.attempts > 1 && rp.method(req.Method) {
+		var ok bool
+		if body, ok = replayableBody(req); ok {
+			maxAttempts = rp.attempts
+		}
+	}
+	retryable := maxAttempts > 1
+	var tried uint64 // bit i: upstream i was tried in this round (providers have at most 64 upstreams)
 	start := p.rr.Add(1)
 	var lastErr error
-	for {
+	var lastResp *http.Response // a failure answer kept to pass through
+	attempts := 0
+	for attempts < maxAttempts {
 		i, more := p.pick(start, tried, retryable)
+		if i < 0 && tried != 0 && attempts < maxAttempts && attempts > 0 {
+			// every upstream had its try: a new round, the same ones again
+			tried = 0
+			i, more = p.pick(start+uint32(attempts), tried, retryable)
+			more = more || i >= 0
+		}
 		if i < 0 {
 			break
 		}
+		if attempts > 0 { // a retry: within the budget, after a backoff
+			if !rp.budget.take() {
+				p.m.retryBudgetExhausted.WithLabelValues(p.ID).Inc()
+				break
+			}
+			if !rp.wait(req.Context(), attempts) {
+				return nil, errClientGone
+			}
+		}
 		tried |= 1 << i
 		u := p.Upstreams[i]
-		resp, err, refused := t.attempt(u, req, retryable && more)
+		if body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams)) && rp.budget.allows()
+		resp, err, refused := t.attempt(u, req, retryLater)
 		if refused {
 			continue
 		}
-		if err == nil {
-			return resp, nil
-		}
+		attempts++
 		if err == errClientGone {
 			return nil, err
 		}
-		lastErr = err
-		if !retryable || req.Context().Err() != nil {
+		if err == nil {
+			if resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+				if lastResp != nil {
+					lastResp.Body.Close()
+				}
+				if p.cache != nil {
+					if key := p.cache.key(req); key != "" {
+						p.cache.capture(key, resp)
+					}
+				}
+				return resp, nil
+			}
+			// the last upstream's failure answer: passed through unless the
+			// all-down policy finds better
+			lastResp, lastErr = resp, nil
 			break
 		}
+		lastErr = err
+		var ue *upstreamError
+		if !retryable || req.Context().Err() != nil || !errors.As(err, &ue) || !ue.retry {
+			break
+		}
+	}
+	return t.allDown(req, body, lastResp, lastErr)
+}
+
+// allDown answers when no upstream gave a good answer (CONTRACT section 4,
+// and the provider's all_down policy): the steps of its order in turn —
+// a stale copy from the cache, the last-resort upstream, a short wait for
+// the earliest recovery — and at last the failure: the last upstream's
+// own failure answer, its error, or 503 with Retry-After.
+func (t *providerTransport) allDown(req *http.Request, body []byte, lastResp *http.Response, lastErr error) (*http.Response, error) {
+	p := t.p
+	if req.Context().Err() != nil {
+		if lastResp != nil {
+			lastResp.Body.Close()
+		}
+		return nil, errClientGone
+	}
+	for _, step := range p.allDownOrder {
+		switch step {
+		case "stale":
+			if p.cache == nil {
+				continue
+			}
+			if key := p.cache.key(req); key != "" {
+				if resp, ok := p.cache.stale(key, req, time.Now()); ok {
+					if lastResp != nil {
+						lastResp.Body.Close()
+					}
+					p.m.allDown.WithLabelValues(p.ID, "stale").Inc()
+					return resp, nil
+				}
+			}
+		case "last_resort":
+			if p.lastResort == nil {
+				continue
+			}
+			if body != nil {
+				req.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			resp, err, refused := t.attempt(p.lastResort, req, false)
+			if !refused && err == nil && !failureStatus(resp.StatusCode) {
+				if lastResp != nil {
+					lastResp.Body.Close()
+				}
+				p.m.allDown.WithLabelValues(p.ID, "last_resort").Inc()
+				return resp, nil
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		case "wait":
+			if p.allDownWait <= 0 || lastResp != nil {
+				continue // a failure answer is an answer: no wait
+			}
+			wait := p.cooldownRemaining()
+			if wait > p.allDownWait {
+				continue
+			}
+			timer := time.NewTimer(wait + time.Millisecond)
+			select {
+			case <-timer.C:
+			case <-req.Context().Done():
+				timer.Stop()
+				return nil, errClientGone
+			}
+			i, _ := p.pick(p.rr.Add(1), 0, false)
+			if i >= 0 {
+				if body != nil {
+					req.Body = io.NopCloser(bytes.NewReader(body))
+				}
+				resp, err, refused := t.attempt(p.Upstreams[i], req, false)
+				if !refused {
+					p.m.allDown.WithLabelValues(p.ID, "wait").Inc()
+					return resp, err
+				}
+			}
+		}
+	}
+	p.m.allDown.WithLabelValues(p.ID, "fail").Inc()
+	if lastResp != nil {
+		return lastResp, nil
 	}
 	if lastErr != nil {
 		return nil, lastErr
@@ -83,7 +213,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) {
 	n := len(p.Upstreams)
 	if n == 1 {
-		if tried != 0 || !p.Upstreams[0].Available() {
+		if tried != 0 || (!p.observe && !p.Upstreams[0].Available()) {
 			return -1, false
 		}
 		return 0, false
@@ -108,7 +238,10 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 				rank = -1
 			}
 		default:
-			continue
+			if !p.observe { // shadow mode never blocks: unavailable ones come last
+				continue
+			}
+			rank = 2
 		}
 		candidates++
 		if rank < bestRank {
@@ -152,33 +285,55 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 			}
 			kind, msg := classifyError(rtErr, out.Context())
 			u.metrics.observe(string(kind), latency)
-			err = &upstreamError{kind: kind, msg: msg}
+			err = &upstreamError{kind: kind, msg: msg, retry: p.retry.kind(kind)}
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
-		if !failureStatus(r.StatusCode) {
+		keep := func() { // the answer goes to the client
 			if r.StatusCode == http.StatusSwitchingProtocols {
 				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is
 			} else {
 				r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
 			}
 			resp = r
+		}
+		// Rate limited is not unhealthy: a 429 or 503 that says when to come
+		// back pauses the upstream until then, and counts for nothing.
+		if r.StatusCode == http.StatusTooManyRequests || r.StatusCode == http.StatusServiceUnavailable {
+			if d, why, ok := rateLimitPause(r.Header, time.Now()); ok {
+				u.Health.Pause(time.Now().Add(min(d, p.maxPause)), strconv.Itoa(r.StatusCode)+" with "+why)
+				if retryLater {
+					drainBody(r.Body)
+					cancel()
+					err = &upstreamError{kind: breaker.KindStatus, retry: true,
+						msg: "upstream rate limited the request (" + why + ")"}
+				} else {
+					keep()
+				}
+				return latency, breaker.Excluded()
+			}
+		}
+		if !failureStatus(r.StatusCode) {
+			keep()
+			if p.slowCall > 0 && latency > p.slowCall {
+				return latency, &breaker.Failure{Kind: KindSlow, StatusCode: r.StatusCode, Latency: latency,
+					Message: "slow call: answered in " + latency.Round(time.Millisecond).String() + ", over slow_call_threshold " + p.slowCall.String()}
+			}
 			return latency, nil
 		}
 		f := &breaker.Failure{Kind: breaker.KindStatus, StatusCode: r.StatusCode, Latency: latency,
 			Message: "upstream answered " + strconv.Itoa(r.StatusCode) + " " + http.StatusText(r.StatusCode)}
-		if retryLater {
+		if retryLater && p.retry.status(r.StatusCode) {
 			drainBody(r.Body)
 			cancel()
-			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message}
+			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message, retry: true}
 		} else {
-			r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
-			resp = r // the last upstream's failure answer passes through
+			keep() // the failure answer passes through
 		}
 		return latency, f
 	})
 	switch callErr {
-	case breaker.ErrCooldown, breaker.ErrTrialsBusy, breaker.ErrHeld:
+	case breaker.ErrCooldown, breaker.ErrTrialsBusy, breaker.ErrHeld, breaker.ErrPaused:
 		return nil, nil, true
 	}
 	return resp, err, false
@@ -230,7 +385,7 @@ func (p *Provider) cooldownRemaining() time.Duration {
 	now := time.Now()
 	for _, u := range p.Upstreams {
 		var wait time.Duration
-		if until, ok := u.Health.CooldownUntil(); ok {
+		if until, ok := u.Health.BlockedUntil(); ok {
 			wait = until.Sub(now)
 		} else if u.drained(now) == nil {
 			return time.Second // half-open with all trials busy
@@ -249,6 +404,27 @@ func (p *Provider) cooldownRemaining() time.Duration {
 
 // maxRetryAfter caps Retry-After for waits with no known end.
 const maxRetryAfter = time.Hour
+
+// startChecks starts the provider's active health checks, if it has any.
+func (p *Provider) startChecks() {
+	if p.checker != nil {
+		p.checker.start()
+	}
+}
+
+// stopChecks stops them and waits.
+func (p *Provider) stopChecks() {
+	if p.checker != nil {
+		p.checker.stop()
+	}
+}
+
+// hasAllDownFallback: with every upstream out, something may still answer
+// (shadow mode, a stale copy, a last resort, a wait), so the request must go
+// through the transport rather than get an immediate 503.
+func (p *Provider) hasAllDownFallback() bool {
+	return p.observe || p.cache != nil || p.lastResort != nil || p.allDownWait > 0
+}
 
 // available: some upstream would be sent a request now.
 func (p *Provider) available() bool {
@@ -280,3 +456,6 @@ func drainBody(body io.ReadCloser) {
 }
 
 func noop() {}
+
+// KindSlow is a call that answered, slower than slow_call_threshold.
+const KindSlow breaker.Kind = "slow"

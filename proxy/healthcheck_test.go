@@ -1,0 +1,455 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+)
+
+// checkServer builds a Server for pc (without an active check of its own)
+// and a checker for its provider with hc, sending through the server's
+// transport.
+func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*Server, *Provider, *checker, *logBuffer) {
+	t.Helper()
+	log, logs := captureLogs()
+	pc.HealthCheck = nil
+	s, err := New(&config.Config{Providers: []config.Provider{pc}}, Options{Logger: log})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("Server.Close: %v", err)
+		}
+	})
+	p := s.state.Load().providers[pc.ID]
+	c := newChecker(p, hc, s.transport, s.metrics, log)
+	t.Cleanup(c.stop)
+	return s, p, c, logs
+}
+
+func pingCheck() config.HealthCheck {
+	return config.HealthCheck{Path: "/ping", Interval: 30 * time.Second, Timeout: 2 * time.Second, ExpectStatus: []int{200}}
+}
+
+func checksTotal(t *testing.T, s *Server, id, result string) float64 {
+	t.Helper()
+	return metricValue(t, s, "healproxy_health_checks_total", map[string]string{"provider": id, "result": result})
+}
+
+func TestProbeResults(t *testing.T) {
+	up := newFakeUpstream(t)
+	dead := deadUpstreamURL(t)
+	pc := testProvider(t, "p", up.URL+"/api/v3?key=qsecret", dead+"/base?key=qsecret")
+	pc.Headers = map[string]string{"Authorization": "Bearer hsecret", "X-Empty": ""}
+	_, p, c, _ := checkServer(t, pc, pingCheck())
+	live, down := p.Upstreams[0], p.Upstreams[1]
+	ctx := context.Background()
+
+	t.Run("pass", func(t *testing.T) {
+		ok, f := c.probe(ctx, live)
+		if !ok || f != nil {
+			t.Fatalf("probe = %v, %+v; want a pass", ok, f)
+		}
+		r := up.last(t)
+		if r.Method != http.MethodGet || r.RequestURI != "/api/v3/ping?key=qsecret" {
+			t.Errorf("upstream got %s %s; want GET /api/v3/ping?key=qsecret", r.Method, r.RequestURI)
+		}
+		if got := r.Header.Get("Authorization"); got != "Bearer hsecret" {
+			t.Errorf("Authorization = %q; want the configured header", got)
+		}
+		if _, ok := r.Header["X-Empty"]; ok {
+			t.Error("an empty configured header was sent")
+		}
+		if got := r.Header.Get("User-Agent"); got != checkUserAgent {
+			t.Errorf("User-Agent = %q; want %q", got, checkUserAgent)
+		}
+	})
+
+	t.Run("unexpected status", func(t *testing.T) {
+		for _, code := range []int{503, 404, 204} {
+			up.code.Store(int32(code))
+			ok, f := c.probe(ctx, live)
+			if ok || f == nil || f.Kind != breaker.KindStatus || f.StatusCode != code {
+				t.Fatalf("status %d: probe = %v, %+v; want a status failure", code, ok, f)
+			}
+			wantClean(t, f.Message)
+		}
+		up.code.Store(0)
+	})
+
+	t.Run("expected statuses", func(t *testing.T) {
+		hc := pingCheck()
+		hc.ExpectStatus = []int{200, 204}
+		c2 := newChecker(p, hc, c.rt, nil, nil)
+		up.code.Store(204)
+		defer up.code.Store(0)
+		if ok, f := c2.probe(ctx, live); !ok {
+			t.Fatalf("204 with expect_status [200, 204]: probe failed: %+v", f)
+		}
+	})
+
+	t.Run("connect refused", func(t *testing.T) {
+		ok, f := c.probe(ctx, down)
+		if ok || f == nil || f.Kind != breaker.KindConnect {
+			t.Fatalf("probe = %v, %+v; want a connect failure", ok, f)
+		}
+		wantClean(t, f.Message)
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		slow := newFakeUpstream(t)
+		slow.hold()
+		pc := testProvider(t, "slow", slow.URL+"?key=qsecret")
+		hc := pingCheck()
+		hc.Timeout = 100 * time.Millisecond
+		_, sp, sc, _ := checkServer(t, pc, hc)
+		start := time.Now()
+		ok, f := sc.probe(ctx, sp.Upstreams[0])
+		if ok || f == nil || f.Kind != breaker.KindTimeout {
+			t.Fatalf("probe = %v, %+v; want a timeout", ok, f)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("probe took %v; want about the 100ms timeout", d)
+		}
+		wantClean(t, f.Message)
+	})
+}
+
+// wantClean fails when a message shows a secret or a URL.
+func wantClean(t *testing.T, msg string) {
+	t.Helper()
+	for _, bad := range []string{"qsecret", "hsecret", "?", "http://", "127.0.0.1"} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("message %q contains %q", msg, bad)
+		}
+	}
+}
+
+func TestProbePathJoin(t *testing.T) {
+	for _, tc := range []struct{ base, path, want string }{
+		{"/api/v3", "/ping", "/api/v3/ping"},
+		{"/api/v3/", "/ping", "/api/v3/ping"},
+		{"", "/ping", "/ping"},
+		{"/api", "", "/api/"},
+		{"/api", "health", "/api/health"},
+		{"/api", "/a%20b", "/api/a%20b"},
+		{"?k=v", "/ping?x=1", "/ping?k=v&x=1"},
+	} {
+		up := newFakeUpstream(t)
+		pc := testProvider(t, "j", up.URL+tc.base)
+		hc := pingCheck()
+		hc.Path = tc.path
+		_, p, c, _ := checkServer(t, pc, hc)
+		if ok, f := c.probe(context.Background(), p.Upstreams[0]); !ok {
+			t.Fatalf("base %q path %q: probe failed: %+v", tc.base, tc.path, f)
+		}
+		if got := up.last(t).RequestURI; got != tc.want {
+			t.Errorf("base %q path %q: upstream got %q; want %q", tc.base, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestHealthCheckEndsCooldown(t *testing.T) {
+	up := newFakeUpstream(t)
+	pc := withHealth(testProvider(t, "cd", up.URL), 1, time.Hour, 2)
+	s, p, c, logs := checkServer(t, pc, pingCheck())
+	u := p.Upstreams[0]
+	u.Health.Fail(&breaker.Failure{Kind: breaker.KindStatus, StatusCode: 503, Message: "user request failed"})
+	if snap := u.Health.Snapshot(); !snap.InCooldown || snap.Status != breaker.Unavailable {
+		t.Fatalf("after a failure with threshold 1: %v, in_cooldown %v; want unavailable in cooldown", snap.Status, snap.InCooldown)
+	}
+
+	up.code.Store(503)
+	c.tick(context.Background(), u)
+	if snap := u.Health.Snapshot(); !snap.InCooldown || snap.Status != breaker.Unavailable {
+		t.Fatalf("after a failing probe: %v, in_cooldown %v; want still in cooldown", snap.Status, snap.InCooldown)
+	}
+
+	up.code.Store(0)
+	c.tick(context.Background(), u)
+	snap := u.Health.Snapshot()
+	if snap.InCooldown || snap.Status != breaker.Degraded || !snap.HalfOpen {
+		t.Fatalf("after a passing probe: %v, in_cooldown %v, half_open %v; want degraded, half-open, not in cooldown",
+			snap.Status, snap.InCooldown, snap.HalfOpen)
+	}
+	if snap.LastProbe == nil || !snap.LastProbe.OK {
+		t.Errorf("LastProbe = %+v; want the passing probe", snap.LastProbe)
+	}
+	if up.hits.Load() != 2 {
+		t.Errorf("upstream got %d requests; want the 2 probes only", up.hits.Load())
+	}
+	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "cd"}); n != 0 {
+		t.Errorf("healproxy_upstream_requests_total = %v; want 0 (probes are not requests)", n)
+	}
+	if pass, fail := checksTotal(t, s, "cd", "pass"), checksTotal(t, s, "cd", "fail"); pass != 1 || fail != 1 {
+		t.Errorf("healproxy_health_checks_total pass %v fail %v; want 1 and 1", pass, fail)
+	}
+	if !strings.Contains(logs.String(), "cooldown ended early") {
+		t.Errorf("no log of the early end of the cooldown:\n%s", logs)
+	}
+}
+
+func TestHealthCheckFailuresWhileClosed(t *testing.T) {
+	up := newFakeUpstream(t)
+	pc := withHealth(testProvider(t, "cl", up.URL+"?key=qsecret"), 3, time.Hour, 1)
+	pc.Headers = map[string]string{"Authorization": "Bearer hsecret"}
+	s, p, c, logs := checkServer(t, pc, pingCheck())
+	u := p.Upstreams[0]
+	ctx := context.Background()
+
+	up.code.Store(500)
+	for i := int64(1); i <= 2; i++ {
+		c.tick(ctx, u)
+		if snap := u.Health.Snapshot(); snap.ErrorCount != i || snap.InCooldown {
+			t.Fatalf("after %d failing probes: error_count %d, in_cooldown %v; want %d, not in cooldown", i, snap.ErrorCount, snap.InCooldown, i)
+		}
+	}
+	c.tick(ctx, u)
+	snap := u.Health.Snapshot()
+	if !snap.InCooldown || snap.Status != breaker.Unavailable {
+		t.Fatalf("after 3 failing probes (threshold 3): %v, in_cooldown %v; want tripped", snap.Status, snap.InCooldown)
+	}
+	if snap.SuccessCount != 0 {
+		t.Errorf("success_count = %d; want 0", snap.SuccessCount)
+	}
+	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "cl"}); n != 0 {
+		t.Errorf("healproxy_upstream_requests_total = %v; want 0", n)
+	}
+	if n := checksTotal(t, s, "cl", "fail"); n != 3 {
+		t.Errorf("healproxy_health_checks_total{result=fail} = %v; want 3", n)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "health check failed") {
+		t.Errorf("failures not logged at debug:\n%s", out)
+	}
+	for _, secret := range []string{"qsecret", "hsecret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs show secret %q:\n%s", secret, out)
+		}
+	}
+}
+
+func TestHealthCheckPassWhileDegraded(t *testing.T) {
+	up := newFakeUpstream(t)
+	pc := withHealth(testProvider(t, "dg", up.URL), 4, time.Hour, 1)
+	s, p, c, _ := checkServer(t, pc, pingCheck())
+	u := p.Upstreams[0]
+	u.Health.Reset() // called: healthy, not unknown
+	for range 2 {
+		u.Health.Fail(&breaker.Failure{Kind: breaker.KindStatus, StatusCode: 502, Message: "user request failed"})
+	}
+	if snap := u.Health.Snapshot(); snap.Status != breaker.Degraded || snap.ErrorCount != 2 {
+		t.Fatalf("setup: %v with error_count %d; want degraded with 2", snap.Status, snap.ErrorCount)
+	}
+	c.tick(context.Background(), u)
+	snap := u.Health.Snapshot()
+	if snap.ErrorCount != 1 || snap.Status != breaker.Healthy {
+		t.Errorf("after a passing probe: %v with error_count %d; want healthy with 1", snap.Status, snap.ErrorCount)
+	}
+	if snap.SuccessCount != 0 {
+		t.Errorf("success_count = %d; want 0 (probes never count as successes)", snap.SuccessCount)
+	}
+	if n := checksTotal(t, s, "dg", "pass"); n != 1 {
+		t.Errorf("healproxy_health_checks_total{result=pass} = %v; want 1", n)
+	}
+	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "dg"}); n != 0 {
+		t.Errorf("healproxy_upstream_requests_total = %v; want 0", n)
+	}
+}
+
+func TestHealthCheckLoopStartStop(t *testing.T) {
+	a, b := newFakeUpstream(t), newFakeUpstream(t)
+	pc := testProvider(t, "lp", a.URL, b.URL)
+	hc := pingCheck()
+	hc.Interval, hc.Timeout = 20*time.Millisecond, 20*time.Millisecond
+	s, p, _, _ := checkServer(t, pc, hc)
+	// A transport of the test's own, whose kept-alive connections (and
+	// their goroutines) it can close.
+	rt := newTransport()
+	c := newChecker(p, hc, rt, s.metrics, discardLogger())
+	t.Cleanup(c.stop)
+	runtime.GC()
+	base := runtime.NumGoroutine()
+
+	c.start()
+	c.start() // a second start does nothing
+	deadline := time.Now().Add(5 * time.Second)
+	for a.hits.Load() < 3 || b.hits.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("probes after 5s: %d and %d; want at least 3 each", a.hits.Load(), b.hits.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { c.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		t.Fatal("stop did not return within 2s")
+	}
+	c.stop()  // idempotent
+	c.start() // no restart after stop
+	rt.CloseIdleConnections()
+	waitGoroutines(t, base)
+
+	hits := a.hits.Load() + b.hits.Load()
+	time.Sleep(3 * hc.Interval)
+	if n := a.hits.Load() + b.hits.Load(); n != hits {
+		t.Errorf("%d probes after stop", n-hits)
+	}
+	for _, u := range []string{a.URL, b.URL} {
+		if n := metricValue(t, s, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"}); n < 3 {
+			t.Errorf("healproxy_health_checks_total{upstream=%s} = %v; want at least 3", u, n)
+		}
+	}
+}
+
+// waitGoroutines waits until the goroutine count is back to base.
+func waitGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines; want at most %d:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHealthCheckStopWithoutStart(t *testing.T) {
+	up := newFakeUpstream(t)
+	_, _, c, _ := checkServer(t, testProvider(t, "ns", up.URL), pingCheck())
+	c.stop()
+	c.stop()
+	c.start()
+	time.Sleep(10 * time.Millisecond)
+	if up.hits.Load() != 0 {
+		t.Errorf("a checker stopped before start probed %d times", up.hits.Load())
+	}
+}
+
+// TestHealthCheckSchedule checks the loop's timing on a fake clock: each
+// upstream's first probe within the first interval, the next ones an
+// interval ±10% apart, and a slow upstream not delaying the others.
+func TestHealthCheckSchedule(t *testing.T) {
+	const interval = 30 * time.Second
+	pc := testProvider(t, "sch", "http://a.test", "http://b.test", "http://slow.test")
+	// The breaker's coarse clock starts a goroutine on first use, which
+	// must not happen inside the bubble.
+	breaker.New("warm-up", breaker.Settings{}, breaker.Options{}).Fail(&breaker.Failure{Kind: breaker.KindError})
+	m := newMetrics(&Server{})
+	p := newProvider(pc, http.DefaultTransport, nopHooks{}, m, discardLogger(), nil)
+
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		seen := map[string][]time.Duration{}
+		start := time.Now()
+		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			seen[r.URL.Host] = append(seen[r.URL.Host], time.Since(start))
+			mu.Unlock()
+			if r.URL.Host == "slow.test" {
+				<-r.Context().Done() // times out
+				return nil, r.Context().Err()
+			}
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+		})
+		hc := config.HealthCheck{Path: "/ping", Interval: interval, Timeout: 2 * time.Second, ExpectStatus: []int{200}}
+		c := newChecker(p, hc, rt, m, discardLogger())
+		c.start()
+		time.Sleep(10*interval + time.Second)
+		c.stop()
+
+		mu.Lock()
+		defer mu.Unlock()
+		for _, host := range []string{"a.test", "b.test", "slow.test"} {
+			times := seen[host]
+			if len(times) < 9 || len(times) > 12 {
+				t.Errorf("%s: %d probes in 10 intervals; want 9..12", host, len(times))
+				continue
+			}
+			if times[0] >= interval {
+				t.Errorf("%s: first probe at %v; want within the first interval", host, times[0])
+			}
+			for i := 1; i < len(times); i++ {
+				gap := times[i] - times[i-1]
+				if gap < interval*9/10 || gap > interval*11/10 {
+					t.Errorf("%s: probes %d and %d are %v apart; want %v ±10%%", host, i-1, i, gap, interval)
+				}
+			}
+		}
+		var pass, fail float64
+		for _, u := range p.Upstreams {
+			pass += counterValue(t, m.healthChecks.WithLabelValues("sch", u.Display, "pass"))
+			fail += counterValue(t, m.healthChecks.WithLabelValues("sch", u.Display, "fail"))
+		}
+		if want := float64(len(seen["a.test"]) + len(seen["b.test"])); pass != want {
+			t.Errorf("pass checks = %v; want %v", pass, want)
+		}
+		// A probe in flight when the checker stops counts for nothing.
+		if n := float64(len(seen["slow.test"])); fail != n && fail != n-1 {
+			t.Errorf("fail checks = %v; want %v (or one less, cut short by stop)", fail, n)
+		}
+	})
+}
+
+type nopHooks struct{}
+
+func (nopHooks) changed(Change) {}
+
+func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestHealthCheckJitter(t *testing.T) {
+	const d = 30 * time.Second
+	lo, hi := d*9/10, d*11/10
+	for _, r := range []float64{0, 0.25, 0.5, 0.75, 0.999999999} {
+		if j := jitter(d, r); j < lo || j > hi {
+			t.Errorf("jitter(%v, %v) = %v; want within [%v, %v]", d, r, j, lo, hi)
+		}
+	}
+	if j := jitter(d, 0); j != lo {
+		t.Errorf("jitter(%v, 0) = %v; want %v", d, j, lo)
+	}
+	if j := jitter(d, 0.5); j != d {
+		t.Errorf("jitter(%v, 0.5) = %v; want %v", d, j, d)
+	}
+	var sawLow, sawHigh bool
+	rnd := newChecker(&Provider{ID: "x"}, config.HealthCheck{}, nil, nil, nil).rand // the default source
+	for range 10000 {
+		j := jitter(d, rnd())
+		if j < lo || j >= hi {
+			t.Fatalf("jitter = %v; want within [%v, %v)", j, lo, hi)
+		}
+		sawLow = sawLow || j < d*95/100
+		sawHigh = sawHigh || j > d*105/100
+	}
+	if !sawLow || !sawHigh {
+		t.Errorf("10000 jitters never left ±5%%: low %v high %v", sawLow, sawHigh)
+	}
+}

@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+)
+
+// retryPolicy is a provider's retry settings, resolved once.
+type retryPolicy struct {
+	attempts                           int
+	backoff, maxBackoff                time.Duration
+	onConnect, onTimeout, on5xx, on429 bool
+	methods                            []string // nil: the idempotent ones
+	budget                             *retryBudget
+}
+
+// newRetryPolicy resolves c for a provider with n upstreams. Zero fields
+// (a Config built by hand rather than loaded) take config's defaults, but
+// a zero Attempts means one try per upstream and zero Backoff no wait.
+func newRetryPolicy(c config.Retry, n int) *retryPolicy {
+	if c.Attempts == 0 {
+		c.Attempts = n
+	}
+	if c.Budget == 0 {
+		c.Budget = 0.2
+	}
+	if c.BudgetWindow == 0 {
+		c.BudgetWindow = 10 * time.Second
+	}
+	if c.MinRetries == 0 {
+		c.MinRetries = 3
+	}
+	rp := &retryPolicy{attempts: max(1, c.Attempts), backoff: c.Backoff, maxBackoff: max(c.MaxBackoff, c.Backoff),
+		methods: c.Methods, budget: newRetryBudget(c)}
+	on := c.On
+	if on == nil {
+		on = []string{"connect-failure", "5xx", "timeout"}
+	}
+	for _, o := range on {
+		switch o {
+		case "connect-failure":
+			rp.onConnect = true
+		case "timeout":
+			rp.onTimeout = true
+		case "5xx":
+			rp.on5xx = true
+		case "429":
+			rp.on429 = true
+		}
+	}
+	return rp
+}
+
+// method says whether requests with this method may be retried.
+func (rp *retryPolicy) method(m string) bool {
+	if rp.methods == nil {
+		return idempotent(m)
+	}
+	return slices.Contains(rp.methods, m)
+}
+
+// kind says whether a failure of this kind is retried.
+func (rp *retryPolicy) kind(k breaker.Kind) bool {
+	switch k {
+	case breaker.KindConnect, breaker.KindError:
+		return rp.onConnect
+	case breaker.KindTimeout:
+		return rp.onTimeout
+	}
+	return false
+}
+
+// status says whether an answer with this status is retried.
+func (rp *retryPolicy) status(code int) bool {
+	return (code >= 500 && rp.on5xx) || (code == http.StatusTooManyRequests && rp.on429)
+}
+
+// wait sleeps before retry number n (1 for the first retry): full jitter
+// over an exponential bound. It returns false when ctx ends first.
+func (rp *retryPolicy) wait(ctx context.Context, n int) bool {
+	if rp.backoff <= 0 {
+		return ctx.Err() == nil
+	}
+	bound := rp.backoff << min(n-1, 20)
+	if bound > rp.maxBackoff || bound <= 0 {
+		bound = rp.maxBackoff
+	}
+	d := time.Duration(rand.Int64N(int64(bound) + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// retryBudget caps retries at a share of requests over a sliding window,
+// counting retries still waiting in backoff, so that an outage never
+// becomes a retry storm. The window is budgetSlots slots of one second,
+// written lock-free.
+type retryBudget struct {
+	ratio      float64
+	minPerSec  int
+	windowSecs int64
+	slots      [budgetSlots]budgetSlot
+}
+
+const budgetSlots = 64
+
+type budgetSlot struct {
+	sec      atomic.Int64
+	requests atomic.Int64
+	retries  atomic.Int64
+}
+
+func newRetryBudget(c config.Retry) *retryBudget {
+	w := int64(c.BudgetWindow / time.Second)
+	return &retryBudget{ratio: c.Budget, minPerSec: c.MinRetries, windowSecs: min(max(w, 1), budgetSlots-1)}
+}
+
+func (b *retryBudget) slot(now int64) *budgetSlot {
+	s := &b.slots[now%budgetSlots]
+	if old := s.sec.Load(); old != now && s.sec.CompareAndSwap(old, now) {
+		s.requests.Store(0)
+		s.retries.Store(0)
+	}
+	return s
+}
+
+// request counts one client request.
+func (b *retryBudget) request() { b.slot(time.Now().Unix()).requests.Add(1) }
+
+// sums adds up the window.
+func (b *retryBudget) sums(now int64) (requests, retries int64) {
+	for i := range b.windowSecs {
+		s := &b.slots[(now-i)%budgetSlots]
+		if s.sec.Load() == now-i {
+			requests += s.requests.Load()
+			retries += s.retries.Load()
+		}
+	}
+	return requests, retries
+}
+
+// allows says whether one more retry fits the budget now.
+func (b *retryBudget) allows() bool {
+	if b.ratio >= 1 {
+		return true
+	}
+	requests, retries := b.sums(time.Now().Unix())
+	limit := max(float64(b.minPerSec)*float64(b.windowSecs), b.ratio*float64(requests))
+	return float64(retries) < limit
+}
+
+// take spends one retry; false when the budget is spent.
+func (b *retryBudget) take() bool {
+	if !b.allows() {
+		return false
+	}
+	b.slot(time.Now().Unix()).retries.Add(1)
+	return true
+}
+
+// maxReplayBody is the largest request body kept for a retry.
+const maxReplayBody = 64 << 10
+
+// replayableBody reads a small request body into memory so that a retry
+// can send it again. It returns the body (nil for none) and whether the
+// request can be replayed; a larger body is left streaming, unreplayable.
+func replayableBody(req *http.Request) ([]byte, bool) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, true
+	}
+	if req.ContentLength > maxReplayBody {
+		return nil, false
+	}
+	buf, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
+	if err != nil || len(buf) > maxReplayBody {
+		// put back what was read in front of the rest
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+		return nil, false
+	}
+	req.Body.Close()
+	return buf, true
+}
+
+// rateLimitPause reads how long a 429 or 503 asks the client to wait:
+// Retry-After in seconds or as an HTTP date, else X-RateLimit-Reset as
+// seconds from now or as a Unix time. ok is false when neither is there.
+func rateLimitPause(h http.Header, now time.Time) (time.Duration, string, bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+			return time.Duration(min(secs, 1<<31)) * time.Second, "Retry-After: " + v, true
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(0, t.Sub(now)), "Retry-After: " + v, true
+		}
+	}
+	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
+			if f > 1e9 { // a Unix time, in seconds
+				return max(0, time.Unix(0, int64(f*1e9)).Sub(now)), "X-RateLimit-Reset: " + v, true
+			}
+			return time.Duration(f * float64(time.Second)), "X-RateLimit-Reset: " + v, true
+		}
+	}
+	return 0, "", false
+}
