@@ -259,6 +259,27 @@ func (n *Notifier) Notify(e Event) {
 	}
 }
 
+// Seed tells the notifier, without sending anything, that an entry is
+// already known to be in state typ (Unavailable or Degraded) — for entries
+// restored after a restart, whose trouble was reported before it: no
+// second "unavailable" goes out, and their recovery is still reported.
+func (n *Notifier) Seed(kind, key, upstream, typ string) {
+	if n == nil {
+		return
+	}
+	ek := entityKey{kind, key, upstream}
+	for _, w := range n.workers {
+		w.mu.Lock()
+		es := w.entities[ek]
+		if es == nil {
+			es = &entityState{}
+			w.entities[ek] = es
+		}
+		es.told = typ
+		w.mu.Unlock()
+	}
+}
+
 // Close stops accepting events and delivers what is queued (including the
 // last suppressed state of flapping entries) until ctx ends; then it
 // abandons the rest, interrupting a request or a backoff in progress, and

@@ -23,6 +23,7 @@ const saveInterval = time.Second
 // persisted is one stored entry.
 type persisted struct {
 	Health     breaker.State `json:"health"`
+	Drain      *drain        `json:"drain,omitempty"` // an operator's drain in force
 	Restarts   int           `json:"restarts,omitempty"`
 	LastReinit time.Time     `json:"last_reinit,omitzero"`
 }
@@ -69,6 +70,8 @@ func (s *Server) restore(st *state) {
 	if s.store == nil {
 		return
 	}
+	s.restoring.Store(true)
+	defer s.restoring.Store(false)
 	stored, err := s.store.Entries()
 	if err != nil {
 		s.log.Error("cannot read stored health state; starting fresh", "error", err)
@@ -92,6 +95,9 @@ func (s *Server) restore(st *state) {
 		for _, u := range p.Upstreams {
 			if ps, ok := load(upstreamKey(p.ID, u)); ok {
 				u.Health.Restore(ps.Health)
+				if d := ps.Drain; d != nil && (d.Until.IsZero() || time.Now().Before(d.Until)) {
+					u.drain.Store(d)
+				}
 			}
 		}
 	}
@@ -115,9 +121,10 @@ func (s *Server) snapshotState() map[string][]byte {
 			out[key] = b
 		}
 	}
+	now := time.Now()
 	for _, p := range st.providerList {
 		for _, u := range p.Upstreams {
-			put(upstreamKey(p.ID, u), persisted{Health: u.Health.Export()})
+			put(upstreamKey(p.ID, u), persisted{Health: u.Health.Export(), Drain: u.drained(now)})
 		}
 	}
 	for _, m := range st.modelList {

@@ -68,6 +68,7 @@ type Server struct {
 	reloadMu  sync.Mutex   // one reload at a time
 	retiring  sync.Map     // *Model → struct{}: removed by a reload, stopping once idle
 	store     *store.Store // nil: no persistence
+	restoring atomic.Bool  // status changes now come from the state file
 	router    chi.Router
 	state     atomic.Pointer[state]
 	opts      Options
@@ -237,7 +238,10 @@ func (s *Server) changed(c Change) {
 	}
 	s.log.Log(context.Background(), level, "health status changed", attrs...)
 	s.publishChange(c)
-	if t := alert.TypeOf(c.From.String(), c.To.String()); t != "" {
+	if t := alert.TypeOf(c.From.String(), c.To.String()); t != "" && s.restoring.Load() {
+		// Restored from the state file: reported before the restart.
+		s.alerts.Load().Seed(c.Kind, c.Key, c.Upstream, t)
+	} else if t != "" {
 		s.alerts.Load().Notify(alert.Event{Type: t, Kind: c.Kind, Key: c.Key, Upstream: c.Upstream,
 			From: c.From.String(), To: c.To.String(), Reason: snap.Reason, Message: snap.LastErrorMessage})
 	}
