@@ -22,7 +22,7 @@ func TestCooldownBackoff(t *testing.T) {
 		time.Sleep(time.Minute + time.Nanosecond)
 		tripAndWant(2 * time.Minute) // a failed trial: grown
 		time.Sleep(2*time.Minute + time.Nanosecond)
-		e.Call(ok) // recovered…
+		e.Call(ok)                   // recovered…
 		tripAndWant(4 * time.Minute) // …but trips again right after: grown again
 		time.Sleep(4*time.Minute + time.Nanosecond)
 		tripAndWant(5 * time.Minute) // capped
