@@ -30,6 +30,7 @@ type upstreamError struct {
 	kind  breaker.Kind
 	msg   string
 	retry bool // the retry policy retries this failure
+	paid  bool // the retry was already taken from the budget (a failure answer given up for it)
 }
 
 func (e *upstreamError) Error() string { return e.msg }
@@ -59,7 +60,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	start := p.rr.Add(1)
 	var lastErr error
 	var lastResp *http.Response // a failure answer kept to pass through
-	attempts := 0
+	attempts, paid := 0, false
 	for attempts < maxAttempts {
 		i, more := p.pick(start, tried, retryable)
 		if i < 0 && tried != 0 && attempts < maxAttempts && attempts > 0 {
@@ -72,7 +73,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			break
 		}
 		if attempts > 0 { // a retry: within the budget, after a backoff
-			if !rp.budget.take() {
+			if !paid && !rp.budget.take() {
 				p.m.retryBudgetExhausted.WithLabelValues(p.ID).Inc()
 				break
 			}
@@ -85,7 +86,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if body != nil {
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams)) && rp.budget.allows()
+		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams))
 		resp, err, refused := t.attempt(u, req, retryLater)
 		if refused {
 			continue
@@ -113,6 +114,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 		lastErr = err
 		var ue *upstreamError
+		paid = errors.As(err, &ue) && ue.paid
 		if !retryable || req.Context().Err() != nil || !errors.As(err, &ue) || !ue.retry {
 			break
 		}
@@ -302,10 +304,10 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		if r.StatusCode == http.StatusTooManyRequests || r.StatusCode == http.StatusServiceUnavailable {
 			if d, why, ok := rateLimitPause(r.Header, time.Now()); ok {
 				u.Health.Pause(time.Now().Add(min(d, p.maxPause)), strconv.Itoa(r.StatusCode)+" with "+why)
-				if retryLater {
+				if retryLater && t.spendRetry() {
 					drainBody(r.Body)
 					cancel()
-					err = &upstreamError{kind: breaker.KindStatus, retry: true,
+					err = &upstreamError{kind: breaker.KindStatus, retry: true, paid: true,
 						msg: "upstream rate limited the request (" + why + ")"}
 				} else {
 					keep()
@@ -323,10 +325,10 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		}
 		f := &breaker.Failure{Kind: breaker.KindStatus, StatusCode: r.StatusCode, Latency: latency,
 			Message: "upstream answered " + strconv.Itoa(r.StatusCode) + " " + http.StatusText(r.StatusCode)}
-		if retryLater && p.retry.status(r.StatusCode) {
+		if retryLater && p.retry.status(r.StatusCode) && t.spendRetry() {
 			drainBody(r.Body)
 			cancel()
-			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message, retry: true}
+			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message, retry: true, paid: true}
 		} else {
 			keep() // the failure answer passes through
 		}
@@ -337,6 +339,16 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		return nil, nil, true
 	}
 	return resp, err, false
+}
+
+// spendRetry takes a retry from the budget before a failure answer is
+// given up for it, counting a refusal.
+func (t *providerTransport) spendRetry() bool {
+	if t.p.retry.budget.take() {
+		return true
+	}
+	t.p.m.retryBudgetExhausted.WithLabelValues(t.p.ID).Inc()
+	return false
 }
 
 // failureStatus: CONTRACT section 3 counts 5xx and 429 as failures; any
