@@ -258,6 +258,24 @@ type intItem struct {
 // evalIntList evaluates an optional list of whole numbers from minimum to
 // maximum. present is false when the attribute is absent or null.
 func evalIntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, maximum int) (items []intItem, present bool, diags hcl.Diagnostics) {
+	return evalList(expr, ectx, name, "whole numbers", func(i int, ev cty.Value, rng hcl.Range) (intItem, string) {
+		n, ok := 0, false
+		if !ev.IsNull() && ev.IsKnown() {
+			n, ok = wholeNumber(ev, minimum, maximum)
+		}
+		if !ok {
+			return intItem{}, fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, describe(ev))
+		}
+		return intItem{Index: i, Value: n, Range: rng}, ""
+	})
+}
+
+// evalList evaluates an optional list (or tuple or set) whose elements
+// elem converts, each with its own range when the list is written
+// literally, else the whole list's; elem returns a problem's detail, or "".
+// present is false when the attribute is absent or null.
+func evalList[T any](expr hcl.Expression, ectx *hcl.EvalContext, name, of string,
+	elem func(i int, ev cty.Value, rng hcl.Range) (T, string)) (items []T, present bool, diags hcl.Diagnostics) {
 	if expr == nil {
 		return nil, false, nil
 	}
@@ -270,7 +288,7 @@ func evalIntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimu
 		return nil, false, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("Want a list of whole numbers, got %s.", ty.FriendlyName()),
+			Detail:   fmt.Sprintf("Want a list of %s, got %s.", of, ty.FriendlyName()),
 			Subject:  expr.Range().Ptr(),
 		})
 	}
@@ -285,20 +303,17 @@ func evalIntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimu
 		if elemExprs != nil {
 			rng = elemExprs[i].Range()
 		}
-		n, ok := 0, false
-		if !ev.IsNull() && ev.IsKnown() {
-			n, ok = wholeNumber(ev, minimum, maximum)
-		}
-		if !ok {
+		item, problem := elem(i, ev, rng)
+		if problem != "" {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Invalid " + name,
-				Detail:   fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, describe(ev)),
+				Detail:   problem,
 				Subject:  rng.Ptr(),
 			})
 			continue
 		}
-		items = append(items, intItem{Index: i, Value: n, Range: rng})
+		items = append(items, item)
 	}
 	return items, true, diags
 }
@@ -355,46 +370,13 @@ type stringItem struct {
 // when the attribute is absent or null. Each element carries its own range
 // when the list is written literally, else the whole list's range.
 func evalStringList(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items []stringItem, present bool, diags hcl.Diagnostics) {
-	if expr == nil {
-		return nil, false, nil
-	}
-	val, diags := expr.Value(ectx)
-	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
-		return nil, false, diags
-	}
-	ty := val.Type()
-	if !ty.IsListType() && !ty.IsTupleType() && !ty.IsSetType() {
-		return nil, false, append(diags, &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("Want a list of strings, got %s.", ty.FriendlyName()),
-			Subject:  expr.Range().Ptr(),
-		})
-	}
-	elemExprs, ediags := hcl.ExprList(expr)
-	if ediags.HasErrors() || len(elemExprs) != val.LengthInt() {
-		elemExprs = nil
-	}
-	i := 0
-	for it := val.ElementIterator(); it.Next(); i++ {
-		_, ev := it.Element()
-		rng := expr.Range()
-		if elemExprs != nil {
-			rng = elemExprs[i].Range()
-		}
+	return evalList(expr, ectx, name, "strings", func(i int, ev cty.Value, rng hcl.Range) (stringItem, string) {
 		s, ok := ctyString(ev)
 		if !ok {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid " + name,
-				Detail:   fmt.Sprintf("Element %d: want a string, got %s.", i, friendly(ev)),
-				Subject:  rng.Ptr(),
-			})
-			continue
+			return stringItem{}, fmt.Sprintf("Element %d: want a string, got %s.", i, friendly(ev))
 		}
-		items = append(items, stringItem{Value: s, Index: i, Range: rng})
-	}
-	return items, true, diags
+		return stringItem{Value: s, Index: i, Range: rng}, ""
+	})
 }
 
 // evalStringMap evaluates an optional map of strings. Items come in source
