@@ -72,7 +72,12 @@ func eventList() string {
 // parseWebhook parses a webhook URL. problem is "" when it is acceptable
 // and never contains the URL. User info is accepted (it is sent as basic
 // authentication) and, like the path and query, never shown.
-func parseWebhook(s string) (u *url.URL, problem string) {
+func parseWebhook(s string) (u *url.URL, problem string) { return parseHTTPURL(s) }
+
+// parseHTTPURL parses an absolute http or https URL with a host and no
+// fragment. problem is "" when it is acceptable and never contains the URL
+// (URLs hold secrets).
+func parseHTTPURL(s string) (u *url.URL, problem string) {
 	u, err := url.Parse(s)
 	if err != nil {
 		var ue *url.Error

@@ -253,32 +253,11 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 // parseUpstream parses an upstream base URL. problem is "" when it is
 // acceptable and never contains the URL.
 func parseUpstream(s string) (u *url.URL, problem string) {
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, "not a URL: " + err.Error()
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, `want an absolute http:// or https:// URL`
-	case u.Opaque != "" || u.Hostname() == "":
-		return nil, "the URL has no host"
-	case u.User != nil:
+	u, problem = parseHTTPURL(s)
+	if problem == "" && u.User != nil {
 		return nil, "credentials in the URL are not supported; send them with headers = { … }"
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return nil, "the URL must not have a #fragment"
 	}
-	if port := u.Port(); port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, "the port must be a number from 1 to 65535"
-		}
-	} else if strings.HasSuffix(u.Host, ":") {
-		return nil, "the port is empty"
-	}
-	return u, ""
+	return u, problem
 }
 
 // upstreamKey identifies upstreams that are the same endpoint.
