@@ -537,7 +537,7 @@ func TestRejections(t *testing.T) {
 				`x.hcl:6:5: Invalid upstream URL; upstreams[3]: the URL must not have a #fragment.`,
 				`x.hcl:7:5: Invalid upstream URL; upstreams[4]: credentials`,
 				`x.hcl:8:5: Invalid upstream URL; upstreams[5]:`,
-				`x.hcl:9:5: Invalid upstream URL; upstreams[6]: not a URL`, // the parse error would quote part of the URL, which may be a secret,
+				`x.hcl:9:5: Invalid upstream URL; upstreams[6]: not a URL`, // the parse error would quote part of the URL, which may be a secret
 				`x.hcl:10:5: Invalid upstreams; Element 7: want a string, got null.`,
 			},
 		},
