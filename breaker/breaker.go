@@ -373,7 +373,9 @@ func (e *Entry) record(err error, latency time.Duration) {
 	if err == nil {
 		e.successCount.Add(1)
 		e.lastSuccess.Store(now)
-		if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
+		// "success while not unavailable: error_count −1" (CONTRACT
+		// section 3), trials included.
+		if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
 			decrementFloor0(&e.errorCount)
 		}
 		return

@@ -107,8 +107,8 @@ func TestContractTable(t *testing.T) {
 		time.Sleep(C + time.Nanosecond)
 		e.Call(ok)
 		s = e.Snapshot()
-		if s.Status != Degraded || s.TrialSuccesses != 1 {
-			t.Fatalf("after 1 of %d trials: %+v", R, s)
+		if s.Status != Degraded || s.TrialSuccesses != 1 || s.ErrorCount != T {
+			t.Fatalf("after 1 of %d trials: %+v; want degraded, error_count %d (a trial success takes one off)", R, s, T)
 		}
 		e.Call(ok)
 		s = wantState(t, e, Healthy, 0)

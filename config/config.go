@@ -180,6 +180,10 @@ type AllDown struct {
 	Wait       time.Duration // default 0 (no wait); <= 10s
 }
 
+// MaxUpstreams bounds a provider's upstreams (the proxy tracks which ones a
+// request tried in a 64-bit set).
+const MaxUpstreams = 64
+
 // Provider is one upstream API with one or more equivalent endpoints.
 type Provider struct {
 	ID        string

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -732,5 +733,18 @@ func TestMaxCooldownEnv(t *testing.T) {
 				t.Errorf("got\n%s\nwant exactly\n%s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestTooManyUpstreams(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("provider \"p\" {\n  upstreams = [")
+	for i := range MaxUpstreams + 1 {
+		fmt.Fprintf(&b, "\"http://127.0.0.1:%d\", ", 10000+i)
+	}
+	b.WriteString("]\n}\n")
+	_, diags := parse(t, "x.hcl", b.String(), nil)
+	if got := FormatDiagnostics(diags); !strings.Contains(got, "x.hcl:2:15: Too many upstreams") {
+		t.Fatalf("got %q; want a Too many upstreams error at the list", got)
 	}
 }

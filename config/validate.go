@@ -228,6 +228,11 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 			"Provider %s needs at least one upstream URL.", quote(fp.ID))
 		return nil
 	}
+	if len(items) > MaxUpstreams {
+		b.errorf(fp.Upstreams.Range(), "Too many upstreams",
+			"Provider %s has %d upstreams; at most %d are supported.", quote(fp.ID), len(items), MaxUpstreams)
+		return nil
+	}
 	var out []*url.URL
 	seen := map[string]bool{}
 	for _, it := range items {

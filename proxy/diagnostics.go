@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -113,7 +114,12 @@ type providerDoc struct {
 	ProviderID string `json:"provider_id"`
 	Name       string `json:"name"`
 	entryDoc
-	Upstreams []upstreamDoc `json:"upstreams"`
+	// Reason sums up the upstreams and names the worst one's reason;
+	// NextTrialAt is when the first upstream admits requests again, while
+	// none does.
+	Reason      string        `json:"reason"`
+	NextTrialAt *string       `json:"next_trial_at"`
+	Upstreams   []upstreamDoc `json:"upstreams"`
 }
 
 type upstreamDoc struct {
@@ -192,7 +198,7 @@ func explainOf(snap breaker.Snapshot) explainDoc {
 func providerEntry(p *Provider) providerDoc {
 	d := providerDoc{ProviderID: p.ID, Name: p.Name, Upstreams: make([]upstreamDoc, 0, len(p.Upstreams))}
 	var called, healthy, unavailable, cooling int
-	var lastSuccess, lastError, cooldownUntil time.Time
+	var lastSuccess, lastError, cooldownUntil, nextTrial time.Time
 	var lastErrMsg string
 	for _, u := range p.Upstreams {
 		snap := u.Health.Snapshot()
@@ -204,6 +210,9 @@ func providerEntry(p *Provider) providerDoc {
 		}
 		if snap.LastError.After(lastError) {
 			lastError, lastErrMsg = snap.LastError, snap.LastErrorMessage
+		}
+		if !snap.NextTrialAt.IsZero() && (nextTrial.IsZero() || snap.NextTrialAt.Before(nextTrial)) {
+			nextTrial = snap.NextTrialAt
 		}
 		if snap.InCooldown {
 			cooling++
@@ -232,6 +241,19 @@ func providerEntry(p *Provider) providerDoc {
 		d.Status = breaker.Degraded
 	}
 	d.LastSuccess, d.LastError, d.LastErrorMessage = stamp(lastSuccess), stamp(lastError), strOrNil(lastErrMsg)
+	d.Reason = fmt.Sprintf("%d of %d upstreams healthy", healthy, len(p.Upstreams))
+	worst := -1
+	for i, u := range d.Upstreams {
+		if u.Status > breaker.Healthy && (worst < 0 || u.Status > d.Upstreams[worst].Status) {
+			worst = i
+		}
+	}
+	if worst >= 0 {
+		d.Reason += "; " + d.Upstreams[worst].URL + " is " + d.Upstreams[worst].Status.String() + ": " + d.Upstreams[worst].Reason
+	}
+	if d.Status == breaker.Unavailable {
+		d.NextTrialAt = stamp(nextTrial)
+	}
 	if cooling == len(p.Upstreams) {
 		d.InCooldown = true
 		d.CooldownUntil = stamp(cooldownUntil)

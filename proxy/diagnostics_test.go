@@ -107,7 +107,8 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 		t.Fatalf("got %d provider entries; want 1", len(entries))
 	}
 	wantKeys(t, "the provider entry", entries[0], "provider_id", "name", "status", "error_count", "success_count",
-		"last_success", "last_error", "last_error_message", "cooldown_until", "in_cooldown", "upstreams")
+		"last_success", "last_error", "last_error_message", "cooldown_until", "in_cooldown", "upstreams",
+		"reason", "next_trial_at") // beyond the contract: the entry explains itself (issue 2)
 	var ups []map[string]json.RawMessage
 	json.Unmarshal(entries[0]["upstreams"], &ups)
 	if len(ups) != 1 {

@@ -111,11 +111,12 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    &providerTransport{p: p, base: base},
-		BufferPool:   bufferPool,
-		ErrorHandler: p.proxyError,
-		ErrorLog:     slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
+		Rewrite:        p.rewrite,
+		Transport:      &providerTransport{p: p, base: base},
+		BufferPool:     bufferPool,
+		ErrorHandler:   p.proxyError,
+		ModifyResponse: p.modifyResponse,
+		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
 	}
 	return p
 }
@@ -159,6 +160,62 @@ func (p *Provider) rewrite(pr *httputil.ProxyRequest) {
 	for k, v := range p.headers {
 		pr.Out.Header[k] = v
 	}
+}
+
+// modifyResponse maps an upstream's own URLs in Location and
+// Content-Location (a redirect within its API) back to this provider's
+// path, and drops the upstream's own query parameters from them: they
+// would send the client around the proxy and may hold a secret (an API key
+// in the upstream URL). URLs to other hosts are left as they are.
+func (p *Provider) modifyResponse(resp *http.Response) error {
+	for _, h := range [...]string{"Location", "Content-Location"} {
+		if v := resp.Header.Get(h); v != "" {
+			resp.Header.Set(h, p.clientURL(v, resp.Request))
+		}
+	}
+	return nil
+}
+
+// clientURL rewrites one Location value, relative to the request it
+// answers; a value that is not one of this provider's upstreams is kept.
+func (p *Provider) clientURL(v string, req *http.Request) string {
+	loc, err := url.Parse(v)
+	if err != nil {
+		return v
+	}
+	if req != nil && req.URL != nil {
+		loc = req.URL.ResolveReference(loc)
+	}
+	for _, u := range append(p.Upstreams, p.lastResort) {
+		if u == nil || !strings.EqualFold(loc.Host, u.target.Host) || loc.Scheme != u.target.Scheme {
+			continue
+		}
+		q := loc.Query()
+		secret := false
+		for k := range u.target.Query() {
+			secret = secret || q.Has(k)
+			q.Del(k)
+		}
+		base := strings.TrimSuffix(u.target.EscapedPath(), "/")
+		rest, ok := strings.CutPrefix(loc.EscapedPath(), base)
+		if !ok || (rest != "" && rest[0] != '/') {
+			if !secret {
+				return v // the upstream's host, outside its base path: not ours to map
+			}
+			loc.RawQuery = q.Encode()
+			return loc.String()
+		}
+		out := &url.URL{Path: "/providers/" + p.ID}
+		out.RawPath = out.Path + rest
+		out.Path, _ = url.PathUnescape(out.RawPath)
+		if out.RawPath == out.Path {
+			out.RawPath = ""
+		}
+		out.RawQuery = q.Encode()
+		out.Fragment = loc.Fragment
+		return out.String()
+	}
+	return v
 }
 
 // restPath is the escaped path after /providers/{id}, starting with "/",

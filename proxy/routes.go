@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -68,6 +69,10 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		writeCooldown(w, p, p.cooldownRemaining())
 		return
 	}
+	// A client that stops reading must not hold this goroutine (and the
+	// upstream connection) forever: the answer has as long as every
+	// attempt may take, plus a margin for a slow link.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(p.writeBudget()))
 	p.rp.ServeHTTP(w, r)
 }
 

@@ -417,6 +417,13 @@ func (p *Provider) cooldownRemaining() time.Duration {
 // maxRetryAfter caps Retry-After for waits with no known end.
 const maxRetryAfter = time.Hour
 
+// writeBudget is how long answering one request may take: every attempt's
+// timeout, the backoffs between them, and a minute for a slow client.
+func (p *Provider) writeBudget() time.Duration {
+	n := time.Duration(p.retry.attempts)
+	return n*p.timeout + n*p.retry.maxBackoff + p.allDownWait + time.Minute
+}
+
 // startChecks starts the provider's active health checks, if it has any.
 func (p *Provider) startChecks() {
 	if p.checker != nil {

@@ -469,7 +469,7 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 	if n := uiEval[int](b, `document.querySelectorAll('#health-diagnostics-result button[data-reset]').length`); n != 3 {
 		t.Errorf("%d provider reset buttons; want 3", n)
 	}
-	if got := b.text(`.card[data-kind="provider"] [data-count="healthy"] .count-n`); got != "2" {
+	if got := b.text(`.card[data-summary="provider"] [data-count="healthy"] .count-n`); got != "2" {
 		t.Errorf("providers healthy card = %q; want 2", got)
 	}
 	if got := b.fact("provider", "alpha", "successes"); got != "1" {
@@ -501,7 +501,7 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 	if got := uiEval[string](b, rowJS("provider", "beta")+`.querySelector('.last-error').textContent`); !strings.Contains(got, "500") {
 		t.Errorf("beta last error = %q; want the 500", got)
 	}
-	if got := b.text(`.card[data-kind="provider"] [data-count="unavailable"] .count-n`); got != "1" {
+	if got := b.text(`.card[data-summary="provider"] [data-count="unavailable"] .count-n`); got != "1" {
 		t.Errorf("providers unavailable card = %q; want 1", got)
 	}
 	if got := uiEval[string](b, `document.querySelector('.card.overall').dataset.overall`); got != "unavailable" {
@@ -578,7 +578,7 @@ func TestBrowserUIReinitAndAutoHeal(t *testing.T) {
 	old2, old3 := px.kill(t, "m2"), px.kill(t, "m3")
 	b.waitStatus("model", "m2", "unavailable", 10*time.Second)
 	b.waitStatus("model", "m3", "unavailable", 10*time.Second)
-	if got := b.text(`.card[data-kind="model"] [data-count="unavailable"] .count-n`); got != "2" {
+	if got := b.text(`.card[data-summary="model"] [data-count="unavailable"] .count-n`); got != "2" {
 		t.Errorf("models unavailable card = %q; want 2", got)
 	}
 	b.clearNotification()
@@ -597,7 +597,7 @@ func TestBrowserUIReinitAndAutoHeal(t *testing.T) {
 	if p := px.model(t, "m3").Pid; p == nil || *p == old3 {
 		t.Errorf("m3 pid after auto-heal: %v (old %d)", p, old3)
 	}
-	b.waitJS("the models card is all healthy again", `document.querySelector('.card[data-kind="model"] [data-count="healthy"] .count-n').textContent === '3'`, 5*time.Second)
+	b.waitJS("the models card is all healthy again", `document.querySelector('.card[data-summary="model"] [data-count="healthy"] .count-n').textContent === '3'`, 5*time.Second)
 	b.noProblems()
 }
 

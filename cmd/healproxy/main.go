@@ -170,9 +170,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 		// A slow client can hold a connection only this long per phase.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(handler, slog.LevelDebug),
+		// Every answer but an event stream (which lifts it) must be written
+		// within this; provider requests set a tighter deadline of their own.
+		WriteTimeout:   10 * time.Minute,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(handler, slog.LevelDebug),
 	}
 
 	httpSrv.RegisterOnShutdown(srv.BeginShutdown)

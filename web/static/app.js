@@ -408,7 +408,7 @@
   function renderSummary() {
     const pc = counts('provider');
     const mc = counts('model');
-    const card = (kind, title, c) => h('section', { class: 'card', 'data-kind': kind, 'aria-label': title + ' summary' },
+    const card = (kind, title, c) => h('section', { class: 'card', 'data-summary': kind, 'aria-label': title + ' summary' },
       h('h3', { class: 'card-title' }, title, ' ', h('span', { class: 'card-total', 'data-count': 'total', text: c.total })),
       h('ul', { class: 'counts' },
         ['healthy', 'degraded', 'unavailable', 'unknown'].map((st) =>
