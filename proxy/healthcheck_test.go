@@ -287,10 +287,16 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 
 	c.start()
 	c.start() // a second start does nothing
+	// Wait on the recorded results, not on upstream hits: a probe that has
+	// reached the upstream but not returned yet is cut short by stop and
+	// never recorded.
+	recorded := func(u string) float64 {
+		return metricValue(t, s, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"})
+	}
 	deadline := time.Now().Add(5 * time.Second)
-	for a.hits.Load() < 3 || b.hits.Load() < 3 {
+	for recorded(a.URL) < 3 || recorded(b.URL) < 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("probes after 5s: %d and %d; want at least 3 each", a.hits.Load(), b.hits.Load())
+			t.Fatalf("probes recorded after 5s: %v and %v; want at least 3 each", recorded(a.URL), recorded(b.URL))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
