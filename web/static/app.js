@@ -680,6 +680,15 @@
         'cooldown ' + duration(st.cooldown_seconds) + ', ' +
         st.success_recovery_count + ' trial success' + (st.success_recovery_count === 1 ? '' : 'es') + ' to recover'));
     }
+    if (x.paused_until) {
+      // The backend rate limited us (Retry-After / X-RateLimit-Reset): not a failure.
+      rows.push(fact('paused', 'Rate limited', '⏸ paused: ', timeEl(x.paused_until, 'until')));
+    }
+    if (x.last_probe) {
+      const p = x.last_probe;
+      rows.push(fact('probe', 'Health check', p.ok ? '✅ passed ' : '❌ failed ', timeEl(p.time),
+        p.failure && p.failure.message ? ': ' + p.failure.message : ''));
+    }
     if (what === 'model' && x.last_reinit) rows.push(fact('last-reinit', 'Last reinit', timeEl(x.last_reinit)));
 
     const failures = x.recent_failures || [];
