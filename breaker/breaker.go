@@ -523,6 +523,14 @@ func (e *Entry) Hold(reason string) {
 	e.publish()
 }
 
+// HoldFailed is Hold with the failure that caused it, recorded first, so
+// that nobody sees the entry held without its last error.
+func (e *Entry) HoldFailed(reason string, f *Failure) {
+	e.record(f, f.Latency)
+	e.held.Store(&reason)
+	e.publish()
+}
+
 // Release ends a Hold. The counters are left as they were.
 func (e *Entry) Release() {
 	e.held.Store(nil)

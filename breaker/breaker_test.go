@@ -261,6 +261,25 @@ func TestHold(t *testing.T) {
 	})
 }
 
+func TestHoldFailed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seen []Snapshot
+		var e *Entry
+		e = New("h", Settings{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1}, Options{PreciseStamps: true,
+			OnChange: func(*Entry, Status, Status) { seen = append(seen, e.Snapshot()) }})
+		e.Call(ok)
+		e.HoldFailed("process exited", &Failure{Kind: KindCrash, Message: "exit status 2"})
+		s := wantState(t, e, Unavailable, 1)
+		if s.Reason != "process exited" || s.LastErrorMessage != "exit status 2" {
+			t.Fatalf("got %+v", s)
+		}
+		last := seen[len(seen)-1]
+		if last.Status != Unavailable || last.LastErrorMessage != "exit status 2" {
+			t.Fatalf("the change to unavailable was published before the failure was recorded: %+v", last)
+		}
+	})
+}
+
 func TestFailTrips(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := newEntry(t, 2, time.Second, 1)

@@ -104,8 +104,7 @@ func (m *Model) spawn(why string) healResult {
 	p, err := plugins.Start(ctx, m.spec, m.s.log)
 	if err != nil {
 		msg := err.Error()
-		m.Health.Hold("plugin not running: " + msg)
-		m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: msg})
+		m.Health.HoldFailed("plugin not running: "+msg, &breaker.Failure{Kind: breaker.KindCrash, Message: msg})
 		m.s.log.Warn("model plugin failed to start", "model", m.Key, "why", why, "error", msg)
 		return healResult{ModelKey: m.Key, Status: "failed", Message: msg}
 	}
@@ -144,10 +143,10 @@ func (m *Model) watch(p *plugins.Process) {
 		m.lifeMu.Unlock()
 		return // replaced or stopped by us
 	}
-	m.Health.Hold("plugin process exited; waiting for a reinit")
-	m.Health.Fail(&breaker.Failure{Kind: breaker.KindCrash, Message: p.ExitErr().Error()})
+	m.Health.HoldFailed("plugin process exited; waiting for a reinit",
+		&breaker.Failure{Kind: breaker.KindCrash, Message: p.ExitErr().Error()})
 	m.lifeMu.Unlock()
-	m.scheduleAutoReinit() // Hold publishes before Fail; make sure either way
+	m.scheduleAutoReinit()
 }
 
 // scheduleAutoReinit arms one automatic reinit, no earlier than
