@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // testPluginEnv makes the test binary serve a plugin instead of running
@@ -316,7 +317,7 @@ func TestProcessSIGSTOP(t *testing.T) {
 	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitStopped(t, p.Pid())
+	proctest.WaitStopped(t, p.Pid())
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -490,32 +491,5 @@ func TestBuiltinCommand(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && got[0] != "/proc/self/exe" {
 		t.Errorf("exe = %q; want /proc/self/exe", got[0])
-	}
-}
-
-// waitStopped waits until every thread of pid is stopped: SIGSTOP takes
-// effect a moment after kill(2) returns, and a call made in between may
-// still be answered.
-func waitStopped(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		stopped := len(tasks) > 0
-		for _, task := range tasks {
-			b, err := os.ReadFile(task)
-			i := bytes.LastIndexByte(b, ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				stopped = false
-				break
-			}
-		}
-		if stopped {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid %d: not stopped within 5s of SIGSTOP", pid)
-		}
-		time.Sleep(time.Millisecond) // poll interval
 	}
 }

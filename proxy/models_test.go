@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/plugins/sentiment"
 	"github.com/healproxy/healproxy/proxy"
 )
@@ -420,31 +421,11 @@ func kill(tb testing.TB, pid int, sig syscall.Signal) {
 	}
 }
 
-// stop SIGSTOPs pid and waits until every thread of it is stopped: the
-// signal takes effect a moment after kill(2) returns.
+// stop SIGSTOPs pid and waits until every thread of it is stopped.
 func stop(tb testing.TB, pid int) {
 	tb.Helper()
 	kill(tb, pid, syscall.SIGSTOP)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		stopped := len(tasks) > 0
-		for _, task := range tasks {
-			b, err := os.ReadFile(task)
-			i := bytes.LastIndexByte(b, ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				stopped = false
-				break
-			}
-		}
-		if stopped {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("pid %d: not stopped within 5s of SIGSTOP", pid)
-		}
-		time.Sleep(time.Millisecond) // poll interval
-	}
+	proctest.WaitStopped(tb, pid)
 }
 
 func retryAfterSeconds(tb testing.TB, r predictReply) int {

@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/plugins"
 )
 
@@ -231,17 +232,7 @@ func stopProcess(t *testing.T, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("SIGSTOP %d: %v", pid, err)
 	}
-	waitUntil(t, 5*time.Second, fmt.Sprintf("pid %d stopped", pid), func() bool {
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-		for _, task := range tasks {
-			b, err := os.ReadFile(task)
-			i := bytes.LastIndexByte(b, ')')
-			if err != nil || i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-				return false
-			}
-		}
-		return len(tasks) > 0
-	})
+	proctest.WaitStopped(t, pid)
 }
 
 // ---- providers ----
