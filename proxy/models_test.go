@@ -73,22 +73,7 @@ type modelProxy struct {
 }
 
 // syncBuffer collects the proxy's log, shown when a test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = proctest.Buffer
 
 // newModelProxy serves proxy.New(cfg) on a test server. At the end of the
 // test it closes the proxy and checks that no plugin process outlives it.

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+
+	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // Test helpers shared by the provider, transport, diagnostics, admin and
@@ -27,22 +28,7 @@ import (
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = proctest.Buffer
 
 // captureLogs returns a debug-level logger writing to the returned buffer.
 func captureLogs() (*slog.Logger, *logBuffer) {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // The test binary doubles as a helper process (re-executed with helperEnv set): "lock" opens the
@@ -126,22 +128,7 @@ func helper(t *testing.T, mode, path, want string) (*exec.Cmd, io.WriteCloser) {
 }
 
 // logBuf collects log output; safe for concurrent use.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf = proctest.Buffer
 
 func newLogger() (*slog.Logger, *logBuf) {
 	lb := &logBuf{}

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // e2eMainEnv makes the test binary run healproxy's main instead of tests.
@@ -49,22 +51,7 @@ func TestMain(m *testing.M) {
 // ---- the healproxy process ----
 
 // lockedBuffer collects a process's output; safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = proctest.Buffer
 
 // healproxyProc is one run of the binary.
 type healproxyProc struct {

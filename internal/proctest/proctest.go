@@ -1,4 +1,5 @@
-// Package proctest helps tests that drive real processes.
+// Package proctest holds helpers shared by tests: waiting on real
+// processes, collecting their output.
 package proctest
 
 import (
@@ -6,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,4 +37,24 @@ func WaitStopped(tb testing.TB, pid int) {
 		}
 		time.Sleep(time.Millisecond) // poll interval
 	}
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers: a process's
+// output or a test logger's records, read by the test.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
