@@ -104,6 +104,13 @@ type Config struct {
 	// StatePath, when not empty, is where health state is persisted.
 	StatePath string
 
+	// Shared, when not nil, shares provider-upstream health with other
+	// replicas through Redis (state.go).
+	Shared *SharedState
+	// Replica names this process among replicas: HEALPROXY_REPLICA, else
+	// state.replica; "" means DefaultReplicaID().
+	Replica string
+
 	// Providers, Models and Alerts keep the order of the file.
 	Providers []Provider
 	Models    []Model

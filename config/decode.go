@@ -58,13 +58,6 @@ type fileAdmin struct {
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
-type fileState struct {
-	Path      string    `hcl:"path"`
-	PathRange hcl.Range `hcl:"path,attr_value_range"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
 type fileProvider struct {
 	ID      string    `hcl:"id,label"`
 	IDRange hcl.Range `hcl:"id,label_range"`

@@ -650,7 +650,7 @@ model "a b" { plugin = "sentiment" }
 		{
 			name: "state without path",
 			src:  "state {}\n",
-			want: []string{`x.hcl:1:7: Missing required argument;`},
+			want: []string{`x.hcl:1:1: Empty state block;`},
 		},
 		{
 			name: "env with wrong arity",

@@ -96,9 +96,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
 	}
-	if fc.State != nil && fc.State.Path != "" {
-		cfg.StatePath = resolvePath(cfg.Dir, fc.State.Path)
-	}
+	b.state(fc.State, cfg) // state.go
 
 	seen := map[string]hcl.Range{}
 	for _, fp := range fc.Providers {
