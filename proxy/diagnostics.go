@@ -127,6 +127,8 @@ type upstreamDoc struct {
 	entryDoc
 	// Operator is an operator's drain or forced open in force, or null.
 	Operator *operatorDoc `json:"operator"`
+	// Fault is an injected fault in force (fault.go), or null.
+	Fault *faultDoc `json:"fault"`
 	explainDoc
 }
 
@@ -202,7 +204,7 @@ func providerEntry(p *Provider) providerDoc {
 	var lastErrMsg string
 	for _, u := range p.Upstreams {
 		snap := u.Health.Snapshot()
-		d.Upstreams = append(d.Upstreams, upstreamDoc{URL: u.Display, entryDoc: entryOf(snap), Operator: u.operator(), explainDoc: explainOf(snap)})
+		d.Upstreams = append(d.Upstreams, upstreamDoc{URL: u.Display, entryDoc: entryOf(snap), Operator: u.operator(), Fault: u.faultDocument(), explainDoc: explainOf(snap)})
 		d.ErrorCount += snap.ErrorCount
 		d.SuccessCount += snap.SuccessCount
 		if snap.LastSuccess.After(lastSuccess) {

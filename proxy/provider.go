@@ -49,6 +49,7 @@ type Upstream struct {
 	Health  *breaker.Entry
 	metrics *upstreamMetrics
 	drain   atomic.Pointer[drain] // an operator's drain, see operator.go
+	fault   atomic.Pointer[fault] // an injected fault, see fault.go
 }
 
 // newProvider builds a provider. An upstream found in keep (by its full
@@ -89,6 +90,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		if old := keep[u.String()]; old != nil {
 			up.Health, up.metrics = old.Health, old.metrics
 			up.drain.Store(old.drain.Load())
+			up.fault.Store(old.fault.Load())
 			up.Health.SetSettings(providerSettings(pc))
 			p.Upstreams = append(p.Upstreams, up)
 			continue

@@ -40,6 +40,7 @@ func (s *Server) routes() chi.Router {
 	r.With(s.admin).Post("/api/admin/providers/{id}/{action}", s.serveControl)
 	r.With(s.admin).Get("/api/admin/audit", s.serveAudit)
 	r.With(s.admin).Post("/api/admin/reload", s.serveReload)
+	r.With(s.admin).HandleFunc("/api/admin/fault", s.serveFault)
 
 	r.Handle("/providers/{id}", http.HandlerFunc(s.serveProvider))
 	r.Handle("/providers/{id}/*", http.HandlerFunc(s.serveProvider))

@@ -275,7 +275,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 		out.URL = u.targetURL(req.URL)
 		start := time.Now()
-		r, rtErr := t.base.RoundTrip(out)
+		r, rtErr := u.send(t.base, out) // u.send: fault injection, see fault.go
 		stopTimer()
 		latency := time.Since(start)
 		if rtErr != nil {
