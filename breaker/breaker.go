@@ -189,6 +189,8 @@ type Entry struct {
 
 	onChange func(e *Entry, from, to Status)
 	stamp    func() int64 // unix ns for last_success/last_error
+
+	shared sharedState // health shared with other replicas: shared.go
 }
 
 const maxFailures = 8
@@ -252,6 +254,7 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 				e.tripReason.Store(reasonNone)
 				e.closedAt.Store(time.Now().UnixNano())
 			}
+			e.sharedChanged(from, to)
 		},
 	})
 	return cb
@@ -343,8 +346,12 @@ func (e *Entry) refusal() error {
 	}
 	// While cooling down, refuse here: gobreaker's own open timeout has
 	// long passed and would admit a trial.
-	if gobreaker.State(e.state.Load()) == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
+	state := gobreaker.State(e.state.Load())
+	if state == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
 		return ErrCooldown
+	}
+	if state != gobreaker.StateClosed && e.trialGated() { // trials coordinated with other replicas
+		return ErrTrialsBusy
 	}
 	return nil
 }
@@ -511,6 +518,7 @@ func (e *Entry) Reset() {
 	e.forceReason.Store(nil)
 	e.pausedUntil.Store(0)
 	e.trips.Store(0)
+	e.sharedReset()
 	e.publish()
 }
 

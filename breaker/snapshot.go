@@ -111,6 +111,8 @@ func (e *Entry) reason(s Snapshot) string {
 	case s.HalfOpen && e.tripReason.Load() == reasonResumed:
 		return fmt.Sprintf("resumed by an operator: recovering, %d of %d consecutive trial successes",
 			s.TrialSuccesses, s.TrialsNeeded)
+	case s.InCooldown && e.tripReason.Load() == reasonRemote:
+		return e.remoteReason(s)
 	case s.InCooldown && e.tripReason.Load() == reasonTrialFailed:
 		return fmt.Sprintf("a recovery trial failed; cooling down until %s (trip %d since it was last stable)",
 			s.CooldownUntil.UTC().Format(time.RFC3339), e.trips.Load())
