@@ -25,6 +25,7 @@ func newAdminTestServer(t *testing.T, token string) *Server {
 func serveRecorded(s *Server, method, target, remote string, hdr http.Header) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, nil)
 	req.RemoteAddr = remote
+	req.Host = "127.0.0.1:7860" // as a local client names the proxy (httptest's default, example.com, is a host name)
 	for k, v := range hdr {
 		req.Header[k] = v
 	}

@@ -1,0 +1,183 @@
+package proxy
+
+// Security tests (issue 8, part 5; SECURITY.md lists what each covers):
+// admin access rules, cross-site request forgery and DNS rebinding against
+// the admin endpoints, secrets in every output, request smuggling shapes,
+// size limits and slow clients, over the same http.Server settings as
+// cmd/healproxy (NewHTTPServer).
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/healproxy/healproxy/breaker"
+)
+
+// tripAdminTestServer makes provider p of a newAdminTestServer (one dead
+// upstream, threshold 3) unavailable, so that a self-heal shows: it
+// resets the upstream.
+func tripAdminTestServer(t *testing.T, s *Server) *Upstream {
+	t.Helper()
+	u := s.state.Load().providers["p"].Upstreams[0]
+	for i := 0; i < 20 && u.Health.Status() != breaker.Unavailable; i++ {
+		serveRecorded(s, "GET", "/providers/p/x", "127.0.0.1:1234", nil)
+	}
+	if g := u.Health.Status(); g != breaker.Unavailable {
+		t.Fatalf("got upstream status %v after 20 failed requests; want unavailable", g)
+	}
+	return u
+}
+
+// TestAdminRefusesCrossSiteRequests: a page on another site, open in a
+// browser on the proxy's host, can make that browser post to the proxy
+// (a loopback client). Such a request must not self-heal, reload or
+// control anything, token or not; curl (no browser headers) and the
+// proxy's own UI (same origin, JSON or no body) still work.
+func TestAdminRefusesCrossSiteRequests(t *testing.T) {
+	const own = "http://127.0.0.1:7860"
+	const heal = "/api/diagnostics/self-heal?provider_id=p"
+	tests := []struct {
+		name     string
+		hdr      http.Header
+		wantCode int
+	}{
+		{"curl: no browser headers", nil, 200},
+		{"the UI: same-origin fetch", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {own}}, 200},
+		{"the UI with a JSON body", http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {own}, "Content-Type": {"application/json"}}, 200},
+		{"user-initiated (Sec-Fetch-Site none)", http.Header{"Sec-Fetch-Site": {"none"}}, 200},
+		{"same origin by Referer, no Origin", http.Header{"Referer": {own + "/"}}, 200},
+		{"cross-site form post", http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://evil.example"},
+			"Content-Type": {"application/x-www-form-urlencoded"}}, 403},
+		{"cross-site, Sec-Fetch-Site only", http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403},
+		{"same-site (another port)", http.Header{"Sec-Fetch-Site": {"same-site"}, "Origin": {"http://127.0.0.1:9999"}}, 403},
+		{"foreign Origin, no Sec-Fetch-Site", http.Header{"Origin": {"http://evil.example"}}, 403},
+		{"Origin of another port", http.Header{"Origin": {"http://127.0.0.1:9999"}}, 403},
+		{"Origin null (sandboxed page)", http.Header{"Origin": {"null"}}, 403},
+		{"two Origins", http.Header{"Origin": {own, "http://evil.example"}}, 403},
+		{"foreign Referer, no Origin", http.Header{"Referer": {"http://evil.example/page"}}, 403},
+		{"form body without browser headers", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, 415},
+		{"multipart body", http.Header{"Content-Type": {"multipart/form-data; boundary=x"}}, 415},
+		{"text/plain body", http.Header{"Content-Type": {"text/plain;charset=UTF-8"}}, 415},
+		{"TEXT/PLAIN body", http.Header{"Content-Type": {"TEXT/PLAIN"}}, 415},
+		{"unreadable content type", http.Header{"Content-Type": {";;"}}, 415},
+	}
+	for _, token := range []string{"", "s3cret-admin-token"} {
+		s := newAdminTestServer(t, token)
+		for _, tt := range tests {
+			name := tt.name
+			if token != "" {
+				name += ", with token"
+			}
+			t.Run(name, func(t *testing.T) {
+				u := tripAdminTestServer(t, s)
+				hdr := tt.hdr.Clone()
+				if hdr == nil {
+					hdr = http.Header{}
+				}
+				if token != "" {
+					hdr.Set("Authorization", "Bearer "+token)
+				}
+				w := serveRecorded(s, "POST", heal, "127.0.0.1:1234", hdr)
+				if g, want := w.Code, tt.wantCode; g != want {
+					t.Fatalf("got status %d; want %d (body %s)", g, want, w.Body)
+				}
+				healed := u.Health.Status() != breaker.Unavailable
+				if healed != (tt.wantCode == 200) {
+					t.Errorf("got upstream healed %v; want %v", healed, tt.wantCode == 200)
+				}
+				for _, target := range []string{"/api/admin/reload", "/api/admin/providers/p/drain"} {
+					w := serveRecorded(s, "POST", target, "127.0.0.1:1234", hdr)
+					if refused := w.Code == 403 || w.Code == 415; refused != (tt.wantCode != 200) {
+						t.Errorf("POST %s: got status %d; want refused %v (body %s)", target, w.Code, tt.wantCode != 200, w.Body)
+					}
+				}
+			})
+		}
+		// Reading the audit log is not state-changing: the same-origin
+		// policy keeps its answer from a cross-site page.
+		hdr := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"http://evil.example"}}
+		if token != "" {
+			hdr.Set("Authorization", "Bearer "+token)
+		}
+		if w := serveRecorded(s, "GET", "/api/admin/audit", "127.0.0.1:1234", hdr); w.Code != 200 {
+			t.Errorf("GET audit, cross-site: got status %d; want 200 (body %s)", w.Code, w.Body)
+		}
+	}
+}
+
+// TestAdminRefusesDNSRebinding: without a token, a page on
+// rebind.example whose name was made to resolve to 127.0.0.1 is
+// same-origin with the proxy to the browser; only the Host header tells.
+// Admin requests must name the proxy by IP address or as localhost. With
+// a token, the host name does not matter (the page has no token).
+func TestAdminRefusesDNSRebinding(t *testing.T) {
+	tests := []struct {
+		host     string
+		wantCode int
+	}{
+		{"rebind.example:7860", 403},
+		{"rebind.example", 403},
+		{"127.0.0.1.nip.io:7860", 403},
+		{"127.0.0.1:7860", 200},
+		{"[::1]:7860", 200},
+		{"localhost:7860", 200},
+		{"LOCALHOST.:7860", 200},
+		{"healproxy.localhost:7860", 200},
+		{"192.0.2.7:7860", 200}, // an address of this host: no DNS involved
+	}
+	s := newAdminTestServer(t, "")
+	st := newAdminTestServer(t, "tok")
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			same := "http://" + tt.host
+			hdr := http.Header{"Sec-Fetch-Site": {"same-origin"}, "Origin": {same}}
+			req := func(s *Server, hdr http.Header) int {
+				w := serveRecordedHost(s, "POST", "/api/diagnostics/self-heal?provider_id=p", "127.0.0.1:1234", tt.host, hdr)
+				return w.Code
+			}
+			if g := req(s, hdr); g != tt.wantCode {
+				t.Errorf("no token: got status %d; want %d", g, tt.wantCode)
+			}
+			hdr = hdr.Clone()
+			hdr.Set("Authorization", "Bearer tok")
+			if g := req(st, hdr); g != 200 {
+				t.Errorf("with the token: got status %d; want 200", g)
+			}
+		})
+	}
+}
+
+// serveRecordedHost is serveRecorded with the Host header given.
+func serveRecordedHost(s *Server, method, target, remote, host string, hdr http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr, req.Host = remote, host
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	return w
+}
+
+// TestAdminTokenMatches: the comparison behind the Bearer check, which is
+// constant-time in content and length (both sides hashed first).
+func TestAdminTokenMatches(t *testing.T) {
+	tests := []struct {
+		got, want string
+		match     bool
+	}{
+		{"s3cret", "s3cret", true},
+		{"s3cre", "s3cret", false},
+		{"s3cret!", "s3cret", false},
+		{"", "s3cret", false},
+		{"S3CRET", "s3cret", false},
+		{strings.Repeat("x", 1<<16), "s3cret", false},
+	}
+	for _, tt := range tests {
+		if g := tokenMatches(tt.got, tt.want); g != tt.match {
+			t.Errorf("tokenMatches(%.10q…, %q) = %v; want %v", tt.got, tt.want, g, tt.match)
+		}
+	}
+}
