@@ -2,20 +2,25 @@ package proxy_test
 
 // Benchmarks of the model path (issue 3, "Performance"):
 //
-//	go test -run '^$' -bench 'Predict|ModelRespawn' -benchtime 20x ./proxy/   # respawn: 20 kills
-//	go test -run '^$' -bench 'Predict' ./proxy/
+//	go test -run '^$' -bench 'Predict' -benchtime 2s ./proxy/
+//	go test -run '^$' -bench 'ModelRespawn' -benchtime 20x ./proxy/   # 20 kills
 //
-// The overhead of the plugin hop is PredictThroughProxy (HTTP client →
-// proxy → gRPC → plugin) minus PredictInProcess (sentiment.Analyze);
-// PredictPluginHop is the gRPC hop alone. Serial variants report p50-ns
-// and p99-ns of single calls.
+// (bench/run.sh models runs both and turns them into BENCHMARKS.md's
+// table.) The overhead of the plugin hop is PredictThroughProxy (HTTP
+// client → proxy → gRPC → plugin) minus PredictInProcess
+// (sentiment.Analyze); PredictPluginHop is the gRPC hop alone. Serial
+// variants report p50-ns and p99-ns of single calls; PredictClients
+// reports req/s, p50-us and p99-us with 1, 8 and 32 concurrent clients.
 
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +32,7 @@ import (
 const benchText = "BTC just broke out to a new all time high, bulls are back 🚀"
 
 // reportPercentiles reports the p50 and p99 of lat, and its max when
-// withMax, in unit ("ns" or "ms").
+// withMax, in unit ("ns", "us" or "ms").
 func reportPercentiles(b *testing.B, lat []time.Duration, unit string, withMax bool) {
 	b.Helper()
 	if len(lat) == 0 {
@@ -35,7 +40,10 @@ func reportPercentiles(b *testing.B, lat []time.Duration, unit string, withMax b
 	}
 	slices.Sort(lat)
 	scale := 1.0
-	if unit == "ms" {
+	switch unit {
+	case "us":
+		scale = 1e3
+	case "ms":
 		scale = 1e6
 	}
 	at := func(q float64) float64 { return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / scale }
@@ -100,6 +108,48 @@ func BenchmarkPredictThroughProxy(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkPredictClients is the sentiment plugin's throughput through the
+// proxy's HTTP predict endpoint with a fixed number of concurrent
+// clients (keep-alive), each sending single-input predicts back to back.
+// It reports req/s and the p50/p99 latency of one predict in µs.
+func BenchmarkPredictClients(b *testing.B) {
+	h := testHealth(false)
+	h.ErrorThreshold = 1 << 20 // a slow moment under load must not trip it
+	mp := newModelProxy(b, modelConfig(h, sentimentModel("sent", h)))
+	mp.waitHealthy("sent", startupWait)
+	u := mp.url + "/models/sent/predict"
+	body := []byte(`{"inputs": "` + benchText + `"}`)
+	if err := postPredict(mp.client, u, body); err != nil {
+		b.Fatal(err)
+	}
+	for _, clients := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			var next atomic.Int64
+			lats := make([][]time.Duration, clients)
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for i := range clients {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						t0 := time.Now()
+						if err := postPredict(mp.client, u, body); err != nil {
+							b.Error(err)
+							return
+						}
+						lats[i] = append(lats[i], time.Since(t0))
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+			reportPercentiles(b, slices.Concat(lats...), "us", false)
+		})
+	}
 }
 
 // BenchmarkPredictPluginHop is one Predict through the gRPC client of a
