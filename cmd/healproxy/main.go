@@ -5,6 +5,7 @@
 //	healproxy validate [-config FILE]               check a config
 //	healproxy plugin NAME                           serve a built-in model plugin (internal)
 //	healproxy version                               print the version
+//	healproxy chaos -url URL [flags]                rehearse failures on a running proxy
 package main
 
 import (
@@ -64,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stderr)
 	case "validate":
 		return cmdValidate(args, stdout, stderr)
+	case "chaos":
+		return cmdChaos(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "healproxy", versionString())
 		return 0
@@ -81,6 +84,7 @@ func usage(w io.Writer) {
   healproxy [run] [-config FILE] [-listen ADDR]   serve (default config ./proxy.hcl)
   healproxy validate [-config FILE]               check a config; prints ok or FILE:LINE:COL: problems
   healproxy version                               print the version
+  healproxy chaos -url URL [flags]                rehearse failures on a running proxy (see healproxy chaos -h)
   healproxy plugin NAME                           serve a built-in model plugin (used by the proxy itself)
 `)
 }
