@@ -144,6 +144,7 @@ func newTransport() *http.Transport {
 	t.MaxIdleConnsPerHost = 256
 	t.IdleConnTimeout = 90 * time.Second
 	t.TLSHandshakeTimeout = 10 * time.Second
+	t.MaxResponseHeaderBytes = 1 << 20 // as http.Server's request limit; the default is 10 MiB
 	t.ExpectContinueTimeout = time.Second
 	t.Proxy = nil // never route provider traffic through an environment proxy
 	return t
@@ -178,6 +179,9 @@ func (s *Server) Close(ctx context.Context) error {
 		return true
 	})
 	wg.Wait()
+	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok && s.opts.Transport == nil {
+		t.CloseIdleConnections() // ours, and nothing will send on its keep-alive connections again
+	}
 	s.saveState()
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing the state store", "error", err)

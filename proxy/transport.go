@@ -276,6 +276,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		out.URL = u.targetURL(req.URL)
 		start := time.Now()
 		r, rtErr := u.send(t.base, out) // u.send: fault injection, see fault.go
+		if rtErr == nil && !failureStatus(r.StatusCode) {
+			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
+		}
 		stopTimer()
 		latency := time.Since(start)
 		if rtErr != nil {
