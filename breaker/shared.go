@@ -145,6 +145,7 @@ func (e *Entry) ApplyClose(at time.Time) bool {
 	e.tripReason.Store(reasonNone)
 	e.errorCount.Store(0)
 	e.closedAt.Store(time.Now().UnixNano())
+	e.called.Store(true) // healthy, not unknown: it was shown unavailable
 	e.shared.from.Store(nil)
 	e.publish()
 	return true
