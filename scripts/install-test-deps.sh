@@ -1,11 +1,14 @@
 #!/bin/sh
 # install-test-deps.sh installs what healproxy's tests need beyond Go:
 # Debian's Chromium (and a colour emoji font) for the browser tests of the
-# web UI (proxy/ui_browser_test.go). Idempotent, and quiet when everything
-# is there already. Installing needs root or password-less sudo and apt-get.
+# web UI (proxy/ui_browser_test.go), and Debian's redis-server for the
+# shared-state tests (cluster/, cmd/healproxy/cluster_e2e_test.go; each
+# test starts its own server on a free loopback port and stops it).
+# Idempotent, and quiet when everything is there already. Installing needs
+# root or password-less sudo and apt-get.
 #
-# When it cannot install, it warns and exits 0, so that the browser tests
-# skip with a loud message; with CI=true it fails instead.
+# When it cannot install, it warns and exits 0, so that the browser and
+# Redis tests skip with a loud message; with CI=true it fails instead.
 set -eu
 
 missing=""
@@ -13,6 +16,7 @@ missing=""
 # The UI's status badges are emoji (✅ ⚠️ ❌ ❔): without a colour emoji font
 # the screenshot kept in docs/ shows empty boxes.
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$missing fonts-noto-color-emoji"
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
 
 [ -z "$missing" ] && exit 0
 
@@ -21,7 +25,7 @@ cannot() {
 	if [ "${CI:-}" = true ]; then
 		exit 1
 	fi
-	echo "install-test-deps: the browser tests will be SKIPPED; install$missing yourself" >&2
+	echo "install-test-deps: the tests needing$missing will be SKIPPED; install$missing yourself" >&2
 	exit 0
 }
 
@@ -45,3 +49,4 @@ if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-rec
 	cannot "apt-get failed"
 fi
 [ -x /usr/bin/chromium ] || cannot "/usr/bin/chromium is still missing after apt-get"
+[ -x /usr/bin/redis-server ] || cannot "/usr/bin/redis-server is still missing after apt-get"
