@@ -7,10 +7,18 @@ package proxy
 // cmd/healproxy (NewHTTPServer).
 
 import (
+	"bufio"
+	"errors"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/healproxy/healproxy/breaker"
 )
@@ -180,4 +188,185 @@ func TestAdminTokenMatches(t *testing.T) {
 			t.Errorf("tokenMatches(%.10q…, %q) = %v; want %v", tt.got, tt.want, g, tt.match)
 		}
 	}
+}
+
+// startServedProxy serves s as cmd/healproxy does (NewHTTPServer on a
+// GuardListener) on a loopback port; tune may change the server's
+// settings before it starts.
+func startServedProxy(t *testing.T, s *Server, tune func(*http.Server)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := NewHTTPServer(s, log.New(io.Discard, "", 0))
+	if tune != nil {
+		tune(hs)
+	}
+	go hs.Serve(GuardListener(ln))
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
+}
+
+// rawExchange writes raw to a new connection to addr and reads until the
+// server closes it; it returns the status lines of the answers.
+func rawExchange(t *testing.T, addr, raw string) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // a hang fails the test, not a timing assertion
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	var status []string
+	br := bufio.NewReader(c)
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server neither answered nor closed the connection: %v (so far %q)", err, status)
+			}
+			return status
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status = append(status, resp.Status)
+	}
+}
+
+// TestRequestSmugglingRefused: over raw TCP to the server as
+// cmd/healproxy runs it, each request whose framing a front-end could
+// read differently is refused (400, or 501 for a transfer coding net/http
+// does not implement), the connection is closed, and the upstream never
+// sees the smuggled request (nor the refused one). Well-formed pipelined
+// requests still pass, so the framing is followed correctly.
+func TestRequestSmugglingRefused(t *testing.T) {
+	up := newFakeUpstream(t)
+	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
+	addr := startServedProxy(t, s, nil)
+	const ambiguousHead = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	const smuggled = "GET /providers/p/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+	tests := []struct {
+		name       string
+		raw        string
+		wantStatus []int
+		wantUp     []string // RequestURIs the upstream sees
+	}{
+		{"CL.TE", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"TE.CL", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"duplicate differing Content-Length", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Length: 80\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"Transfer-Encoding: chunked, identity", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{501}, nil},
+		{"two Transfer-Encoding headers", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{501}, nil},
+		{"obs-fold hiding Transfer-Encoding", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"obs-fold", "GET /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: b\r\n\tc\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"Transfer-Encoding with a space before the colon", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		{"Content-Length: +5", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +5\r\n\r\n0\r\n\r\n" + smuggled,
+			[]int{400}, nil},
+		// controls: what a correct client sends passes, framing followed
+		{"chunked, then a pipelined request", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5;ext=1\r\nhello\r\n0\r\nTrailer-A: 1\r\n\r\n" + smuggled,
+			[]int{200, 200}, []string{"/a", "/smuggled"}},
+		{"a body that looks like an ambiguous head", "POST /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
+			strconv.Itoa(len(ambiguousHead)) + "\r\n\r\n" + ambiguousHead + smuggled,
+			[]int{200, 200}, []string{"/a", "/smuggled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(up.requests())
+			status := rawExchange(t, addr, tt.raw)
+			if len(status) != len(tt.wantStatus) {
+				t.Fatalf("got answers %q; want statuses %v", status, tt.wantStatus)
+			}
+			for i, st := range status {
+				if !strings.HasPrefix(st, strconv.Itoa(tt.wantStatus[i])+" ") {
+					t.Errorf("answer %d: got %q; want %d", i, st, tt.wantStatus[i])
+				}
+			}
+			var seen []string
+			for _, r := range up.requests()[before:] {
+				seen = append(seen, r.RequestURI)
+			}
+			if !slices.Equal(seen, tt.wantUp) {
+				t.Errorf("the upstream saw %q; want %q", seen, tt.wantUp)
+			}
+		})
+	}
+}
+
+// TestSizeLimitsAndSlowClients: headers over MaxHeaderBytes get 431, a
+// predict body over MaxPredictBody 413, and a client trickling its
+// headers is cut off at ReadHeaderTimeout (here shortened) however it
+// keeps sending.
+func TestSizeLimitsAndSlowClients(t *testing.T) {
+	up := newFakeUpstream(t)
+	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
+	addr := startServedProxy(t, s, func(hs *http.Server) { hs.ReadHeaderTimeout = 300 * time.Millisecond })
+
+	t.Run("huge header", func(t *testing.T) {
+		status := rawExchange(t, addr, "GET /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "+
+			strings.Repeat("a", 2*MaxHeaderBytes)+"\r\n\r\n")
+		if len(status) != 1 || !strings.HasPrefix(status[0], "431 ") {
+			t.Errorf("got %q; want 431", status)
+		}
+	})
+	t.Run("huge request line", func(t *testing.T) {
+		status := rawExchange(t, addr, "GET /providers/p/"+strings.Repeat("a", 2*MaxHeaderBytes)+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if len(status) != 1 || !strings.HasPrefix(status[0], "431 ") && !strings.HasPrefix(status[0], "414 ") {
+			t.Errorf("got %q; want 431 or 414", status)
+		}
+	})
+	if n := len(up.requests()); n != 0 {
+		t.Errorf("the upstream saw %d requests; want none", n)
+	}
+	t.Run("predict body over the limit", func(t *testing.T) {
+		body := `{"inputs": "` + strings.Repeat("a", MaxPredictBody) + `"}`
+		status := rawExchange(t, addr, "POST /models/m/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: "+
+			strconv.Itoa(len(body))+"\r\n\r\n"+body)
+		// no model m here: 404 is fine too, as long as nothing reads it all
+		if len(status) != 1 || !strings.HasPrefix(status[0], "413 ") && !strings.HasPrefix(status[0], "404 ") {
+			t.Errorf("got %q; want 413 (or 404 for no such model)", status)
+		}
+	})
+	t.Run("slowloris", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, "GET /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+		done := make(chan struct{})
+		go func() { // one header byte at a time, never the end of the head
+			defer close(done)
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for range 1000 {
+				<-tick.C
+				if _, err := io.WriteString(c, "X"); err != nil {
+					return
+				}
+			}
+		}()
+		_, err = c.Read(make([]byte, 1))
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the server kept the trickling connection open: %v", err)
+		}
+		c.Close()
+		<-done
+		if n := len(up.requests()); n != 0 {
+			t.Errorf("the upstream saw %d requests; want none", n)
+		}
+	})
 }

@@ -169,25 +169,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "error", err)
 		return 1
 	}
-	httpSrv := &http.Server{
-		Handler: srv,
-		// A slow client can hold a connection only this long per phase.
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		// Every answer but an event stream (which lifts it) must be written
-		// within this; provider requests set a tighter deadline of their own.
-		WriteTimeout:   10 * time.Minute,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(handler, slog.LevelDebug),
-	}
+	// Timeouts, header limit and refusal of ambiguous framing: see
+	// proxy.NewHTTPServer and SECURITY.md.
+	httpSrv := proxy.NewHTTPServer(srv, slog.NewLogLogger(handler, slog.LevelDebug))
 
 	httpSrv.RegisterOnShutdown(srv.BeginShutdown)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	go func() { serveErr <- httpSrv.Serve(proxy.GuardListener(ln)) }()
 	log.Info("healproxy listening", "addr", ln.Addr().String(), "config", *path, "version", versionString(),
 		"providers", len(cfg.Providers), "models", len(cfg.Models))
 

@@ -1,0 +1,276 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"log"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Limits of the HTTP server healproxy listens with (NewHTTPServer).
+const (
+	// ReadHeaderTimeout bounds the time to send a request's headers: a
+	// client trickling them (slowloris) is cut off after it.
+	ReadHeaderTimeout = 10 * time.Second
+	// ReadTimeout bounds the time to send a whole request, body included.
+	ReadTimeout = 60 * time.Second
+	// WriteTimeout bounds the time to write an answer; the event stream
+	// lifts it, provider requests set a tighter deadline of their own.
+	WriteTimeout = 10 * time.Minute
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout = 120 * time.Second
+	// MaxHeaderBytes bounds a request's line and headers; larger ones get
+	// 431 Request Header Fields Too Large.
+	MaxHeaderBytes = 64 << 10
+)
+
+// NewHTTPServer is the http.Server healproxy serves h with: the timeouts
+// and header limit above, and refusal (400, connection closed) of
+// requests whose framing two HTTP parsers could read differently. Serve
+// it on GuardListener(ln): the refusal needs the raw headers, which
+// net/http does not keep. errLog nil means the log package's logger.
+func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           refuseAmbiguousFraming(h),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          errLog,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if gc, ok := c.(*guardConn); ok {
+				return context.WithValue(ctx, guardConnKey{}, gc)
+			}
+			return ctx
+		},
+	}
+}
+
+// Request smuggling: net/http itself refuses differing duplicate
+// Content-Length headers (400) and any Transfer-Encoding but a single
+// "chunked" (501). Two shapes it accepts as RFC 9112 allows, which a
+// front-end proxy may read differently, are refused here:
+//   - Content-Length together with Transfer-Encoding: net/http drops the
+//     Content-Length and reads chunks; a front-end that trusted the
+//     Content-Length would see a different request boundary;
+//   - obs-fold, a header line continued on the next line: net/http joins
+//     it into the previous value; another parser may read the continued
+//     line as a header of its own (a hidden Transfer-Encoding).
+//
+// GuardListener's connections follow the HTTP/1.1 framing of what they
+// read (request heads, Content-Length and chunked bodies) and mark the
+// connection once a head has either shape; refuseAmbiguousFraming then
+// answers 400 and closes it, so no request after it on that connection is
+// served. Where the stream cannot be followed (an upgrade, something
+// net/http will refuse anyway) the connection is no longer inspected.
+
+type guardConnKey struct{}
+
+// GuardListener wraps ln for NewHTTPServer (see above).
+func GuardListener(ln net.Listener) net.Listener { return guardListener{ln} }
+
+type guardListener struct{ net.Listener }
+
+func (l guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	return &guardConn{Conn: c}, nil
+}
+
+func refuseAmbiguousFraming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gc, _ := r.Context().Value(guardConnKey{}).(*guardConn); gc != nil {
+			if why := gc.refused.Load(); why != nil {
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusBadRequest, "ambiguous request framing refused: "+*why)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// guardConn follows the request framing of what the server reads. Only
+// the server's reading goroutine calls Read.
+type guardConn struct {
+	net.Conn
+	refused atomic.Pointer[string] // why; set once, never cleared
+
+	state   int
+	head    []byte // the head read so far
+	left    int64  // bytes left of a body or chunk
+	chunked bool
+	line    []byte // a chunk-size or trailer line read so far
+}
+
+const (
+	gHead        = iota // reading a request head
+	gBody               // skipping left bytes of a Content-Length body
+	gChunkSize          // reading a chunk-size line
+	gChunkData          // skipping left bytes of chunk data, then its CRLF
+	gTrailer            // reading trailer lines until an empty one
+	gOff                // not following any more
+	maxGuardHead = MaxHeaderBytes + 4096
+)
+
+func (c *guardConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.state != gOff {
+		c.follow(p[:n])
+	}
+	return n, err
+}
+
+func (c *guardConn) follow(b []byte) {
+	for len(b) > 0 && c.state != gOff {
+		switch c.state {
+		case gHead:
+			if len(c.head) == 0 { // blank lines before a request line are skipped
+				for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+					b = b[1:]
+				}
+				if len(b) == 0 {
+					return
+				}
+			}
+			start := max(0, len(c.head)-3)
+			c.head = append(c.head, b...)
+			end := headEnd(c.head, start)
+			if end < 0 {
+				if len(c.head) > maxGuardHead {
+					c.state = gOff // net/http answers 431
+				}
+				return
+			}
+			rest := c.head[end:]
+			c.head = c.head[:end]
+			c.endHead()
+			b = append([]byte(nil), rest...)
+			c.head = c.head[:0]
+		case gBody:
+			k := min(int64(len(b)), c.left)
+			c.left -= k
+			b = b[k:]
+			if c.left == 0 {
+				c.state = gHead
+			}
+		case gChunkSize, gTrailer:
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				c.line = append(c.line, b...)
+				if len(c.line) > 4096 {
+					c.state = gOff
+				}
+				return
+			}
+			line := bytes.TrimRight(append(c.line, b[:i]...), "\r")
+			c.line = c.line[:0]
+			b = b[i+1:]
+			if c.state == gTrailer {
+				if len(line) == 0 {
+					c.state = gHead
+				}
+				continue
+			}
+			if j := bytes.IndexByte(line, ';'); j >= 0 {
+				line = line[:j]
+			}
+			size, err := strconv.ParseUint(string(bytes.TrimSpace(line)), 16, 62)
+			switch {
+			case err != nil:
+				c.state = gOff // net/http refuses the body
+			case size == 0:
+				c.state = gTrailer
+			default:
+				c.left, c.state = int64(size)+2, gChunkData // the data and its CRLF
+			}
+		case gChunkData:
+			k := min(int64(len(b)), c.left)
+			c.left -= k
+			b = b[k:]
+			if c.left == 0 {
+				c.state = gChunkSize
+			}
+		}
+	}
+}
+
+// headEnd is the index just past the blank line ending a head, or -1.
+func headEnd(b []byte, from int) int {
+	for i := from; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		if i >= 1 && b[i-1] == '\n' {
+			return i + 1
+		}
+		if i >= 2 && b[i-1] == '\r' && b[i-2] == '\n' {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// endHead reads a complete head: marks the connection on an ambiguous
+// one, and sets up following its body.
+func (c *guardConn) endHead() {
+	lines := bytes.Split(bytes.TrimRight(c.head, "\r\n"), []byte("\n"))
+	reqLine := bytes.Fields(bytes.TrimRight(lines[0], "\r"))
+	http11 := len(reqLine) == 3 && !bytes.Equal(reqLine[2], []byte("HTTP/1.0"))
+	var cl, te, upgrade bool
+	var length int64
+	for _, l := range lines[1:] {
+		l = bytes.TrimRight(l, "\r")
+		if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') {
+			c.refuse("a header line is folded onto the next (obs-fold)")
+			continue
+		}
+		name, value, _ := bytes.Cut(l, []byte(":"))
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			cl = true
+			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
+				length = n
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			if te || !bytes.EqualFold(value, []byte("chunked")) {
+				c.state = gOff // net/http answers 501 and closes
+				return
+			}
+			te = true
+		case bytes.EqualFold(name, []byte("Upgrade")):
+			upgrade = true
+		}
+	}
+	if cl && te && http11 {
+		c.refuse("Content-Length together with Transfer-Encoding")
+	}
+	switch {
+	case upgrade || (len(reqLine) > 0 && bytes.Equal(reqLine[0], []byte("CONNECT"))):
+		c.state = gOff // what follows may not be HTTP
+	case te && http11:
+		c.state = gChunkSize
+	case length > 0:
+		c.state, c.left = gBody, length
+	default:
+		c.state = gHead
+	}
+}
+
+func (c *guardConn) refuse(why string) {
+	c.refused.CompareAndSwap(nil, &why)
+}
+
+// Interface guards
+var (
+	_ net.Listener = guardListener{}
+	_ net.Conn     = (*guardConn)(nil)
+)
