@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,19 @@ func (s *Server) who(r *http.Request) string {
 	return "loopback " + r.RemoteAddr
 }
 
+// redactInput is a URL given by a client without its user info and query
+// string, which may hold secrets; a value that does not parse is cut.
+func redactInput(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return redactURL(u)
+	}
+	s, _, _ = strings.Cut(s, "?")
+	if _, after, ok := strings.Cut(s, "@"); ok {
+		return after
+	}
+	return s
+}
+
 var errBadControl = errors.New("bad control request")
 
 func decodeControl(r *http.Request) (controlRequest, time.Duration, error) {
@@ -184,7 +198,10 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(targets) == 0 {
-		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(req.Upstream)})
+		// Not echoed as sent: a caller naming the upstream by its full URL
+		// would get its API key back in the answer (and in any log of it).
+		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) +
+			" has no upstream " + strconv.Quote(redactInput(req.Upstream)) + "; name it as diagnostics show it, without query string"})
 		return
 	}
 	now := time.Now()

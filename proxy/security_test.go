@@ -8,7 +8,9 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -17,10 +19,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // tripAdminTestServer makes provider p of a newAdminTestServer (one dead
@@ -369,4 +377,155 @@ func TestSizeLimitsAndSlowClients(t *testing.T) {
 			t.Errorf("the upstream saw %d requests; want none", n)
 		}
 	})
+}
+
+// TestNoSecretInOutputs: secrets in the config (an upstream's query-string
+// API key, an injected header, the admin token, a webhook's query token)
+// are used, but none appears in any output: logs (debug level), every
+// diagnostics answer (health, history, report as JSON and CSV, alerts,
+// the event stream), metrics, the audit log, error bodies and headers of
+// failed, reset, redirected and refused requests, and a refused reload's
+// diagnostics, even when that config holds credentials in a URL.
+func TestNoSecretInOutputs(t *testing.T) {
+	const (
+		querySecret   = "qs-7f3a9c-upstream-query"
+		deadSecret    = "qs-2b4c11-dead-upstream-query"
+		headerSecret  = "hs-51be20-header-value"
+		adminSecret   = "as-c0ffee-admin-token"
+		webhookSecret = "ws-9d8e7f-webhook-query"
+		userSecret    = "us-4a4a10-userinfo-password"
+	)
+	secrets := []string{querySecret, deadSecret, headerSecret, adminSecret, webhookSecret, userSecret}
+
+	var upMu sync.Mutex
+	var upSaw []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upMu.Lock()
+		upSaw = append(upSaw, r.RequestURI+" "+r.Header.Get("X-Api-Key"))
+		upMu.Unlock()
+		switch strings.TrimPrefix(r.URL.Path, "/base") {
+		case "/fail":
+			http.Error(w, "upstream trouble", http.StatusInternalServerError)
+		case "/reset":
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+		case "/redirect":
+			http.Redirect(w, r, "http://"+r.Host+"/base/next?api_key="+querySecret+"&x=1", http.StatusFound)
+		default:
+			io.WriteString(w, "ok")
+		}
+	}))
+	t.Cleanup(up.Close)
+	var hooks atomic.Int64
+	var hookQuery atomic.Value
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hookQuery.Store(r.URL.RawQuery)
+		hooks.Add(1)
+		http.Error(w, "nope", http.StatusInternalServerError)
+	}))
+	t.Cleanup(hook.Close)
+
+	env := map[string]string{"HS": headerSecret, "AS": adminSecret}
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	src := `
+admin { token = env("AS") }
+provider "leaky" {
+  name      = "Leaky"
+  upstreams = ["` + up.URL + `/base?api_key=` + querySecret + `", "` + deadUpstreamURL(t) + `/v1?key=` + deadSecret + `"]
+  headers   = { "X-Api-Key" = env("HS") }
+  timeout   = "2s"
+  health { error_threshold = 2 }
+}
+alert "ops" {
+  webhook = "` + hook.URL + `/hook?token=` + webhookSecret + `"
+}
+`
+	cfg, diags := config.Parse("secrets.hcl", []byte(src), config.LoadOptions{Getenv: getenv})
+	if diags.HasErrors() {
+		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
+	}
+	// a reload that finds credentials and keys in URLs it refuses
+	badSrc := strings.Replace(src, "http://", "http://user:"+userSecret+"@", 1) + `
+provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
+	source := func() (*config.Config, hcl.Diagnostics) {
+		return config.Parse("secrets.hcl", []byte(badSrc), config.LoadOptions{Getenv: getenv})
+	}
+	logger, logs := captureLogs()
+	s, err := New(cfg, Options{Logger: logger, ConfigSource: source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() {
+		s.BeginShutdown()
+		ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+
+	var out strings.Builder // every byte the proxy gave out
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sse := &proctest.Buffer{}
+	sseDone := make(chan struct{})
+	go func() {
+		defer close(sseDone)
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/diagnostics/events", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(sse, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	call := func(method, path, body string, hdr http.Header) *http.Response {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, b := do(t, client, method, ts.URL+path, rd, hdr)
+		fmt.Fprintf(&out, "%s %s -> %s %v\n%s\n", method, path, resp.Status, resp.Header, b)
+		return resp
+	}
+	admin := http.Header{"Authorization": {"Bearer " + adminSecret}, "Content-Type": {"application/json"}}
+	for _, p := range []string{"/ok", "/ok", "/ok", "/fail", "/fail", "/reset", "/reset", "/redirect", "/fail", "/fail", "/ok"} {
+		call("GET", "/providers/leaky"+p+"?client=1", "", nil)
+	}
+	call("POST", "/api/diagnostics/self-heal?provider_id=leaky", "", http.Header{"Authorization": {"Bearer wrong-" + adminSecret[:5]}})
+	call("POST", "/api/admin/reload", "", admin)
+	call("POST", "/api/admin/providers/leaky/drain", `{"upstream": "`+up.URL+`/base?api_key=`+querySecret+`", "reason": "test"}`, admin)
+	call("POST", "/api/admin/providers/leaky/drain", `{"upstream": "`+up.URL+`/base", "reason": "test", "ttl": "1m"}`, admin)
+	call("GET", "/providers/leaky/ok", "", nil)
+	call("POST", "/api/diagnostics/self-heal?provider_id=leaky", "", admin)
+	waitUntil(t, 20*time.Second, "an alert delivery attempt", func() bool { return hooks.Load() > 0 })
+	for _, p := range []string{"/api/diagnostics/health", "/api/diagnostics/history", "/api/diagnostics/report?format=json",
+		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts", "/metrics", "/api/admin/audit"} {
+		call("GET", p, "", admin)
+	}
+	cancel()
+	<-sseDone
+
+	// the secrets were in use
+	upMu.Lock()
+	saw := strings.Join(upSaw, "\n")
+	upMu.Unlock()
+	if !strings.Contains(saw, "api_key="+querySecret) || !strings.Contains(saw, headerSecret) {
+		t.Errorf("the upstream did not get the configured key and header:\n%s", saw)
+	}
+	if q, _ := hookQuery.Load().(string); !strings.Contains(q, webhookSecret) {
+		t.Errorf("the webhook got query %q; want its token", q)
+	}
+	outputs := map[string]string{"answers": out.String(), "logs": logs.String(), "event stream": sse.String()}
+	for name, text := range outputs {
+		if text == "" {
+			t.Errorf("%s: empty; want something to scan", name)
+		}
+		for _, secret := range secrets {
+			if i := strings.Index(text, secret); i >= 0 {
+				t.Errorf("%s hold secret %q: …%s…", name, secret, text[max(0, i-200):min(len(text), i+len(secret)+50)])
+			}
+		}
+	}
 }
