@@ -7,7 +7,8 @@
 // The setup (Run):
 //   - provider "pair": two equivalent upstreams, one steady and one that
 //     flaps (fails for a while, then recovers, again and again; its
-//     failures alternate between 500 answers and dropped connections);
+//     failing phases take turns: 500 answers, dropped connections, hangs
+//     past the provider's timeout);
 //   - provider "single": one steady upstream;
 //   - model "sentiment" (the built-in plugin) with fallback model
 //     "sentiment_fb" (the same plugin in its own process);
@@ -38,6 +39,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,6 +130,8 @@ type Result struct {
 	// Kills are the plugin processes SIGKILLed; KillsSkipped the turns
 	// the killer passed because a model was not back yet.
 	Kills, KillsSkipped int
+	// Latency of every request (answer read in full), in order.
+	Latency []time.Duration
 	// FlapCycles counts the flapping upstream's failing phases.
 	FlapCycles int
 	Samples    []Sample
@@ -138,6 +142,16 @@ type Result struct {
 	Orphans  []int
 	// CSV and SVG are the files written.
 	CSV, SVG, Log string
+}
+
+// Percentile is the p-th percentile (0–100) of the request latencies.
+func (r *Result) Percentile(p float64) time.Duration {
+	if len(r.Latency) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.Latency)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p/100))]
 }
 
 // ErrorCount is the number of client-visible errors.
@@ -218,11 +232,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var requests, oks, errCount atomic.Int64
 	var kills atomic.Int64
 	var mu sync.Mutex // guards res.Errors, FirstErr, ByTarget
-	record := func(target, reason string) {
+	record := func(target, reason string, took time.Duration) {
 		requests.Add(1)
 		mu.Lock()
 		defer mu.Unlock()
 		res.ByTarget[target]++
+		res.Latency = append(res.Latency, took)
 		if reason == "" {
 			oks.Add(1)
 			return
@@ -266,11 +281,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					return
 				case <-tokens:
 				}
+				began := time.Now()
 				target, reason := oneRequest(runCtx, c, proc.base, rng)
 				if runCtx.Err() != nil && reason != "" {
 					return // the run ended under it: not the proxy's error
 				}
-				record(target, reason)
+				record(target, reason, time.Since(began))
 			}
 		})
 	}
@@ -415,10 +431,11 @@ model "sentiment_fb" {
 // ---- upstreams ----
 
 // upstream is a loopback API that answers 200 with a small JSON body, or
-// fails while failing is set: with 500, or by dropping the connection.
+// fails while failing is set: with 500, by dropping the connection, or
+// by never answering.
 type upstream struct {
 	*httptest.Server
-	failing atomic.Int32 // 0 ok, 1 answer 500, 2 drop the connection
+	failing atomic.Int32 // 0 ok, 1 answer 500, 2 drop the connection, 3 hang
 }
 
 func newUpstream(name string) *upstream {
@@ -429,6 +446,9 @@ func newUpstream(name string) *upstream {
 		switch u.failing.Load() {
 		case 1:
 			http.Error(w, `{"error":"scheduled failure"}`, http.StatusInternalServerError)
+			return
+		case 3: // hang until the proxy gives up (its timeout)
+			<-r.Context().Done()
 			return
 		case 2:
 			if hj, ok := w.(http.Hijacker); ok {
@@ -458,7 +478,7 @@ func (u *upstream) flap(ctx context.Context, ok, fail time.Duration) int {
 		case <-time.After(ok):
 		}
 		cycles++
-		u.failing.Store(int32(1 + cycles%2)) // 500s and drops in turn
+		u.failing.Store(int32(1 + cycles%3)) // 500s, drops and hangs in turn
 		select {
 		case <-ctx.Done():
 			return cycles

@@ -78,6 +78,9 @@ func buildHealproxy(t *testing.T, dir string) string {
 }
 
 func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a soak runs for SOAK_DURATION (default 25s): not in -short")
+	}
 	if runtime.GOOS != "linux" {
 		t.Skip("the soak reads /proc: Linux only")
 	}
@@ -144,6 +147,8 @@ func Summary(res *Result) string {
 	fmt.Fprintf(&b, "soak summary (%v):\n", res.Duration.Round(time.Second))
 	fmt.Fprintf(&b, "  requests %d (%.0f/s), 2xx %d, client-visible errors %d\n", res.Requests,
 		float64(res.Requests)/max(res.Duration.Seconds(), 1), res.OK, res.ErrorCount())
+	fmt.Fprintf(&b, "  latency p50 %v, p99 %v, max %v (hung upstream phases cost a timeout, then a retry)\n",
+		res.Percentile(50).Round(time.Microsecond), res.Percentile(99).Round(time.Microsecond), res.Percentile(100).Round(time.Millisecond))
 	targets := make([]string, 0, len(res.ByTarget))
 	for k := range res.ByTarget {
 		targets = append(targets, k)
