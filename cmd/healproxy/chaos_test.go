@@ -134,3 +134,36 @@ func deadAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// TestChaosCommandToken: with an admin token, chaos needs it (-token or
+// HEALPROXY_ADMIN_TOKEN) to set a fault, and says so when it is wrong.
+func TestChaosCommandToken(t *testing.T) {
+	a, b := newSwitchable(t), newSwitchable(t)
+	config := filepath.Join(t.TempDir(), "chaos-token.hcl")
+	writeConfig(t, config, fmt.Sprintf(`admin {
+  token = "chaos-t0ken"
+}
+
+health {
+  error_threshold        = 2
+  cooldown               = "200ms"
+  success_recovery_count = 1
+}
+
+provider "pair" {
+  upstreams = [%q, %q]
+}
+`, a.URL, b.URL))
+	p := startBinary(t, config)
+	args := []string{"chaos", "-url", p.base, "-only", "provider/pair/0", "-duration", "300ms", "-recover", "30s", "-rate", "40", "-poll", "20ms"}
+
+	var stdout, stderr proctest.Buffer
+	if code := run(append(args, "-token", "wrong"), &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "401") {
+		t.Errorf("wrong token: exit %d, stderr %q; want 1 with the 401", code, stderr.String())
+	}
+	stdout, stderr = proctest.Buffer{}, proctest.Buffer{}
+	t.Setenv("HEALPROXY_ADMIN_TOKEN", "chaos-t0ken")
+	if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "recovered: healthy") {
+		t.Errorf("token from the environment: exit %d; want 0 and a recovery\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+}
