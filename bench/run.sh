@@ -30,6 +30,9 @@
 #   KILLS        plugin kills for the respawn benchmark (default 20)
 #   SCALE_COUNTS provider counts of the scale mode (default "1 1000 10000")
 #   SCALE_CALLS  health-document requests per count (default 20)
+#   REV          build healproxy from this git revision (e.g. HEAD) instead of the
+#                work tree, so that others' uncommitted edits are not measured
+#   HEALPROXY_BIN  use this healproxy binary instead of building one
 #   GO           go binary (default: go on PATH)
 # Takes about (2 + peers) x ROUNDS x len(CONNS) x DURATION + warm-ups for proxies
 # (~8 min with the defaults), ~2 min for models, ~2 min for scale.
@@ -138,14 +141,31 @@ machine() {
   echo "cpus: $(nproc)  model: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
   echo "memory: $(awk '/^MemTotal:/{printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
   echo "go: $("$GO" version)"
-  echo "healproxy: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+  if [[ -n ${HEALPROXY_BIN:-} ]]; then
+    echo "healproxy: $HEALPROXY_BIN"
+  elif [[ -n ${REV:-} ]]; then
+    echo "healproxy: $(git -C "$REPO" rev-parse --short "$REV")"
+  else
+    echo "healproxy: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
+  fi
 }
+
+SRC=$REPO # where healproxy is built and its go benchmarks run from
+if [[ -n ${REV:-} ]]; then
+  SRC=$WORK/src
+  rm -rf "$SRC" && mkdir -p "$SRC"
+  git -C "$REPO" archive "$REV" | tar -x -C "$SRC" || die "git archive $REV failed"
+fi
 
 build() { # builds healproxy and the bench tools into $BIN
   command -v "$GO" >/dev/null || die "go not found (set GO=)"
-  log "building healproxy and the bench tools with $("$GO" version)"
+  log "building healproxy (${REV:-work tree}) and the bench tools with $("$GO" version)"
+  if [[ -n ${HEALPROXY_BIN:-} ]]; then
+    cp "$HEALPROXY_BIN" "$BIN/healproxy" || die "cannot copy $HEALPROXY_BIN"
+  else
+    (cd "$SRC" && "$GO" build -trimpath -o "$BIN/healproxy" ./cmd/healproxy) || die "go build of healproxy failed"
+  fi
   (cd "$REPO" &&
-    "$GO" build -trimpath -o "$BIN/healproxy" ./cmd/healproxy &&
     "$GO" build -trimpath -o "$BIN/upstream" ./bench/cmd/upstream &&
     "$GO" build -trimpath -o "$BIN/goproxy" ./bench/cmd/goproxy &&
     "$GO" build -trimpath -o "$BIN/report" ./bench/cmd/report &&
@@ -413,8 +433,8 @@ run_models() {
   build
   machine | tee "$RES/env.txt" >&2
   log "predict benchmarks (-benchtime $MODEL_BENCHTIME) and $KILLS plugin kills"
-  (cd "$REPO" && "$GO" test -run '^$' -bench 'Predict' -benchtime "$MODEL_BENCHTIME" -timeout 20m ./proxy/) | tee "$RES/models-bench.txt" >&2
-  (cd "$REPO" && "$GO" test -run '^$' -bench 'ModelRespawn' -benchtime "${KILLS}x" -timeout 20m ./proxy/) | tee -a "$RES/models-bench.txt" >&2
+  (cd "$SRC" && "$GO" test -run '^$' -bench 'Predict' -benchtime "$MODEL_BENCHTIME" -timeout 20m ./proxy/) | tee "$RES/models-bench.txt" >&2
+  (cd "$SRC" && "$GO" test -run '^$' -bench 'ModelRespawn' -benchtime "${KILLS}x" -timeout 20m ./proxy/) | tee -a "$RES/models-bench.txt" >&2
   local flags=()
   mapfile -t flags < <(update_flags)
   "$BIN/report" gobench -in "$RES/models-bench.txt" -kind models -out "$RES/models.md" "${flags[@]}"
@@ -432,7 +452,7 @@ run_scale() {
   "$BIN/scale" -bin "$BIN/healproxy" -dir "$RES" -listen "127.0.0.1:$port" -counts "$SCALE_COUNTS" -calls "$SCALE_CALLS" >"$RES/scale.md"
   cat "$RES/scale.md"
   log "go test -bench Scale"
-  (cd "$REPO" && "$GO" test -run '^$' -bench 'Scale' -benchmem -benchtime 3x -timeout 20m ./proxy/) | tee "$RES/scale-bench.txt" >&2
+  (cd "$SRC" && "$GO" test -run '^$' -bench 'Scale' -benchmem -benchtime 3x -timeout 20m ./proxy/) | tee "$RES/scale-bench.txt" >&2
   local flags=()
   mapfile -t flags < <(update_flags)
   "$BIN/report" gobench -in "$RES/scale-bench.txt" -kind scale -out "$RES/scale-bench.md" "${flags[@]}"

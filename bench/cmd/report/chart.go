@@ -39,6 +39,8 @@ func shortNum(x float64) string {
 	switch {
 	case math.IsNaN(x):
 		return "n/a"
+	case x == 0:
+		return "0"
 	case x >= 10000:
 		return fmt.Sprintf("%.0fk", x/1000)
 	case x >= 1000:

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -102,6 +103,45 @@ func fmtMetric(v float64) string {
 	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
+// fmtNsOp writes a time per operation in a readable unit.
+func fmtNsOp(ns float64) string {
+	switch {
+	case ns >= 1e6:
+		return fmtMetric(ns/1e6) + " ms/op"
+	case ns >= 1e3:
+		return fmtMetric(ns/1e3) + " µs/op"
+	}
+	return fmtMetric(ns) + " ns/op"
+}
+
+// scaleMarkdown gathers the scale benchmarks of proxy/scale_bench_test.go
+// into one row per provider count.
+func scaleMarkdown(rs []benchResult) string {
+	var counts []string
+	for _, r := range rs {
+		if _, after, ok := strings.Cut(r.Name, "providers="); ok {
+			n, _, _ := strings.Cut(after, "/")
+			if !slices.Contains(counts, n) {
+				counts = append(counts, n)
+			}
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| providers | config.Load ms | config.Load + proxy.New ms | heap B/provider | health document ms | health document KiB | Reload, unchanged ms | Reload, all changed ms |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range counts {
+		msOf := func(name string) string { return fmtF(lookup(rs, name+"/providers="+n, "ns/op")/1e6, 1) }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", n, msOf("ScaleConfigLoad"), msOf("ScaleStartup"),
+			fmtF(lookup(rs, "ScaleHeap/providers="+n, "heap-B/provider"), 0), msOf("ScaleHealthDocument"),
+			fmtF(lookup(rs, "ScaleHealthDocument/providers="+n, "doc-bytes")/1024, 0),
+			fmtF(lookup(rs, "ScaleReload/providers="+n+"/unchanged", "ns/op")/1e6, 1),
+			fmtF(lookup(rs, "ScaleReload/providers="+n+"/all-changed", "ns/op")/1e6, 1))
+	}
+	b.WriteString("\nIn-process Go benchmarks (`go test -bench Scale -benchtime 3x ./proxy/`): Reload excludes reading the file, " +
+		"which is config.Load's time; heap B/provider is `runtime.MemStats.HeapAlloc` after a GC, config included.\n")
+	return b.String()
+}
+
 // gobenchMarkdown lists every benchmark with all its metrics.
 func gobenchMarkdown(rs []benchResult) string {
 	var b strings.Builder
@@ -109,6 +149,10 @@ func gobenchMarkdown(rs []benchResult) string {
 	for _, r := range rs {
 		parts := make([]string, 0, len(r.Units))
 		for _, u := range r.Units {
+			if u == "ns/op" {
+				parts = append(parts, fmtNsOp(r.Metrics[u]))
+				continue
+			}
 			parts = append(parts, fmtMetric(r.Metrics[u])+" "+u)
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s |\n", r.Name, r.Runs, strings.Join(parts, ", "))

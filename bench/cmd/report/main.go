@@ -115,8 +115,11 @@ func runGobench(in, kind, out, bm string, stdout io.Writer) error {
 		return err
 	}
 	md := gobenchMarkdown(results)
-	if kind == "models" {
+	switch kind {
+	case "models":
 		md = modelsMarkdown(results) + "\n" + md
+	case "scale":
+		md = scaleMarkdown(results) + "\n" + md
 	}
 	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 		return err

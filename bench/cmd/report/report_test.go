@@ -142,7 +142,7 @@ func TestGobenchAndModels(t *testing.T) {
 			t.Errorf("models markdown lacks %q:\n%s", s, md)
 		}
 	}
-	if !strings.Contains(gobenchMarkdown(rs), "| ModelRespawn | 1 | 150000000 ns/op, 120 p50-ms") {
+	if !strings.Contains(gobenchMarkdown(rs), "| ModelRespawn | 1 | 150 ms/op, 120 p50-ms") {
 		t.Errorf("generic table:\n%s", gobenchMarkdown(rs))
 	}
 }
@@ -158,5 +158,27 @@ func TestSplice(t *testing.T) {
 	}
 	if _, err := splice(doc, "y", "new"); err == nil {
 		t.Error("got no error for missing markers")
+	}
+}
+
+const scaleOut = `BenchmarkScaleConfigLoad/providers=1000-2   3  269268776 ns/op  42735882 B/op  263324 allocs/op
+BenchmarkScaleStartup/providers=1000-2      3  360551783 ns/op  53955360 B/op  308049 allocs/op
+BenchmarkScaleHeap/providers=1000-2         3  154276714 ns/op  11800 heap-B/provider  53954290 B/op  308039 allocs/op
+BenchmarkScaleHealthDocument/providers=1000-2  3  1892892 ns/op  679350 doc-bytes  1831898 B/op  6320 allocs/op
+BenchmarkScaleReload/providers=1000/unchanged-2  3  3149861 ns/op  830794 B/op  2041 allocs/op
+BenchmarkScaleReload/providers=1000/all-changed-2  3  8083217 ns/op  3841968 B/op  21051 allocs/op
+`
+
+func TestScaleMarkdown(t *testing.T) {
+	rs, err := parseGobench(strings.NewReader(scaleOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := scaleMarkdown(rs)
+	if want := "| 1000 | 269.3 | 360.6 | 11800 | 1.9 | 663 | 3.1 | 8.1 |"; !strings.Contains(md, want) {
+		t.Errorf("scale markdown lacks %q:\n%s", want, md)
+	}
+	if g := fmtNsOp(1892892); g != "1.89 ms/op" {
+		t.Errorf("got %q; want 1.89 ms/op", g)
 	}
 }
