@@ -428,16 +428,20 @@ EOF
   echo "results: $RES/ (raw.tsv, summary.md, chart.svg, wrk outputs)"
 }
 
+with_env() { # md env: appends the run's machine and versions to a markdown file
+  { printf '\n```\n'; cat "$2"; printf '```\n'; } >>"$1"
+}
+
 # ================================================================ models
 run_models() {
   build
-  machine | tee "$RES/env.txt" >&2
+  machine | tee "$RES/env-models.txt" >&2
   log "predict benchmarks (-benchtime $MODEL_BENCHTIME) and $KILLS plugin kills"
   (cd "$SRC" && "$GO" test -run '^$' -bench 'Predict' -benchtime "$MODEL_BENCHTIME" -timeout 20m ./proxy/) | tee "$RES/models-bench.txt" >&2
   (cd "$SRC" && "$GO" test -run '^$' -bench 'ModelRespawn' -benchtime "${KILLS}x" -timeout 20m ./proxy/) | tee -a "$RES/models-bench.txt" >&2
-  local flags=()
-  mapfile -t flags < <(update_flags)
-  "$BIN/report" gobench -in "$RES/models-bench.txt" -kind models -out "$RES/models.md" "${flags[@]}"
+  "$BIN/report" gobench -in "$RES/models-bench.txt" -kind models -out "$RES/models.md"
+  with_env "$RES/models.md" "$RES/env-models.txt"
+  if ((UPDATE)); then "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section models -md "$RES/models.md"; fi
   echo
   echo "results: $RES/"
 }
@@ -445,7 +449,7 @@ run_models() {
 # ================================================================ scale
 run_scale() {
   build
-  machine | tee "$RES/env.txt" >&2
+  machine | tee "$RES/env-scale.txt" >&2
   local port=$((PORT_BASE + 6))
   port_busy "$port" && die "port $port already in use (set PORT_BASE)"
   log "healproxy with ${SCALE_COUNTS// /, } providers on 127.0.0.1:$port"
@@ -453,10 +457,12 @@ run_scale() {
   cat "$RES/scale.md"
   log "go test -bench Scale"
   (cd "$SRC" && "$GO" test -run '^$' -bench 'Scale' -benchmem -benchtime 3x -timeout 20m ./proxy/) | tee "$RES/scale-bench.txt" >&2
-  local flags=()
-  mapfile -t flags < <(update_flags)
-  "$BIN/report" gobench -in "$RES/scale-bench.txt" -kind scale -out "$RES/scale-bench.md" "${flags[@]}"
-  if ((UPDATE)); then "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section scale -md "$RES/scale.md"; fi
+  "$BIN/report" gobench -in "$RES/scale-bench.txt" -kind scale -out "$RES/scale-bench.md"
+  with_env "$RES/scale-bench.md" "$RES/env-scale.txt"
+  if ((UPDATE)); then
+    "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section scale -md "$RES/scale.md"
+    "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section scale-gobench -md "$RES/scale-bench.md"
+  fi
   echo
   echo "results: $RES/"
 }
