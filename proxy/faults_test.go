@@ -588,6 +588,57 @@ func TestFaultUpstreamFailover(t *testing.T) {
 	}
 }
 
+// TestFaultUpstreamRedirects: an upstream redirecting elsewhere. The proxy
+// never follows a redirect (the other host gets nothing), the answer is a
+// success for the upstream's health, and the Location the client gets is
+// either the upstream's own value or a path on this proxy: the rewrite
+// never points the client at a host nobody named.
+func TestFaultUpstreamRedirects(t *testing.T) {
+	lc := startLeakCheck(t)
+	var otherHits atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { otherHits.Add(1) }))
+	otherHost := strings.TrimPrefix(other.URL, "http://")
+	locations := map[string]string{
+		"/base/abs":       other.URL + "/x?k=1",               // another host
+		"/base/schemerel": "//" + otherHost + "/x",            // scheme-relative, another host
+		"/base/https":     "https://" + otherHost + "/base/y", // the other host, with our base path
+		"/base/own":       "/base/z?page=2",                   // the upstream's own path
+		"/base/dots":      "/base/../../etc",                  // out of the base path
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", locations[r.URL.Path])
+		w.WriteHeader(http.StatusFound)
+	}))
+	fp := newFaultProxy(t, testProvider(t, "p", up.URL+"/base"))
+	fp.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	upHost := strings.TrimPrefix(up.URL, "http://")
+	for path, sent := range locations {
+		resp, err := fp.client.Get(fp.ts.URL + "/providers/p" + strings.TrimPrefix(path, "/base"))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		t.Logf("upstream Location %q: client got %d, Location %q", sent, resp.StatusCode, loc)
+		if resp.StatusCode != http.StatusFound {
+			t.Errorf("%s: got %d; want the upstream's 302", path, resp.StatusCode)
+		}
+		if loc != sent && !strings.HasPrefix(loc, "/providers/p/") && !strings.Contains(loc, upHost) {
+			t.Errorf("%s: got Location %q; want the upstream's %q or a path under /providers/p/", path, loc, sent)
+		}
+	}
+	if n := otherHits.Load(); n != 0 {
+		t.Errorf("the other host got %d requests; a redirect is never followed", n)
+	}
+	if h := fp.upstream(t, 0); h.ErrorCount != 0 || h.SuccessCount != int64(len(locations)) {
+		t.Errorf("upstream health: error_count %d, success_count %d; want 0 and %d", h.ErrorCount, h.SuccessCount, len(locations))
+	}
+	fp.close(t)
+	up.Close()
+	other.Close()
+	lc.verify(t)
+}
+
 // TestFaultCloseReleasesUpstreamConns: Server.Close leaves no connection
 // to an upstream open. Regression (issue 8): the keep-alive connections
 // of the proxy's own transport stayed idle after Close, each holding an fd
