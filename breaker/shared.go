@@ -203,3 +203,15 @@ func (e *Entry) remoteReason(s Snapshot) string {
 	}
 	return fmt.Sprintf("tripped on %s; cooling down until %s", from, s.CooldownUntil.UTC().Format(time.RFC3339))
 }
+
+// UnmarshalText reads a Status written by MarshalText (another replica's
+// view of an entry).
+func (s *Status) UnmarshalText(b []byte) error {
+	for i, n := range statusNames {
+		if string(b) == n {
+			*s = Status(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown status %q", b)
+}

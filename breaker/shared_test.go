@@ -185,3 +185,17 @@ func TestRestoredTripDoesNotBlockRemoteClose(t *testing.T) {
 		wantState(t, e, Healthy, 0)
 	})
 }
+
+func TestStatusTextRoundTrip(t *testing.T) {
+	for _, s := range []Status{Unknown, Healthy, Degraded, Unavailable} {
+		b, _ := s.MarshalText()
+		var got Status
+		if err := got.UnmarshalText(b); err != nil || got != s {
+			t.Errorf("got %v, %v from %q; want %v", got, err, b, s)
+		}
+	}
+	var s Status
+	if s.UnmarshalText([]byte("fine")) == nil {
+		t.Error("an unknown status decoded without error")
+	}
+}

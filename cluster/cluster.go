@@ -138,7 +138,7 @@ type Cluster struct {
 	mu        sync.RWMutex
 	members   map[string]*member
 	status    statusState
-	firstUp   chan struct{}
+	firstTry  chan struct{} // closed when the first attempt to connect ended
 	firstOnce sync.Once
 
 	connected atomic.Bool
@@ -190,17 +190,17 @@ func New(opts Options) (*Cluster, error) {
 	ro.PoolSize = 8
 	quietOnce.Do(func() { redis.SetLogger(quietLogger{}) })
 	c := &Cluster{
-		opts:    opts,
-		url:     redacted,
-		log:     opts.Logger,
-		rdb:     redis.NewClient(ro),
-		replica: opts.Replica,
-		channel: opts.KeyPrefix + "events",
-		pw:      ro.Password,
-		members: map[string]*member{},
-		firstUp: make(chan struct{}),
-		queue:   make(chan *Record, opts.QueueSize),
-		resync:  make(chan struct{}, 1),
+		opts:     opts,
+		url:      redacted,
+		log:      opts.Logger,
+		rdb:      redis.NewClient(ro),
+		replica:  opts.Replica,
+		channel:  opts.KeyPrefix + "events",
+		pw:       ro.Password,
+		members:  map[string]*member{},
+		firstTry: make(chan struct{}),
+		queue:    make(chan *Record, opts.QueueSize),
+		resync:   make(chan struct{}, 1),
 	}
 	c.store = NewStore(c.rdb, opts.KeyPrefix, opts.OpTimeout, 2*time.Second, 7*24*time.Hour)
 	c.status.since = time.Now()
@@ -223,17 +223,17 @@ func (c *Cluster) Start() {
 	go c.heartbeat()
 }
 
-// WaitConnected waits up to d for the first connection (and its pull of
-// the shared state); false when it did not happen in time.
+// WaitConnected waits up to d for the first attempt to connect (and, when
+// it succeeds, its pull of the shared state) and reports whether the link
+// is up.
 func (c *Cluster) WaitConnected(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-c.firstUp:
-		return true
+	case <-c.firstTry:
 	case <-t.C:
-		return false
 	}
+	return c.connected.Load()
 }
 
 // Close stops the link, removes the hooks from the members and forgets
@@ -794,7 +794,7 @@ func (c *Cluster) setUp() {
 	c.status.since = time.Now()
 	c.mu.Unlock()
 	c.connected.Store(true)
-	c.firstOnce.Do(func() { close(c.firstUp) })
+	c.firstOnce.Do(func() { close(c.firstTry) })
 	if rejoin {
 		c.log.Info("shared health state: rejoined redis; pulled the cluster's state and pushed ours",
 			"redis", c.url, "replica", c.replica)
@@ -817,6 +817,7 @@ func (c *Cluster) setDown(err error) {
 	logIt := !c.status.downLogged
 	c.status.downLogged = true
 	c.mu.Unlock()
+	c.firstOnce.Do(func() { close(c.firstTry) })
 	for _, m := range c.snapshotMembers() { // gate decisions pending on Redis: decide locally now
 		m.gate.Store(nil)
 	}

@@ -99,9 +99,20 @@ func newNode(t *testing.T, url, replica string, o nodeOpts) *node {
 func (n *node) startConnected(t *testing.T) {
 	t.Helper()
 	n.c.Start()
-	if !n.c.WaitConnected(10 * time.Second) {
+	if !n.c.WaitConnected(10*time.Second) && !waitConnected(n.c, 10*time.Second) {
 		t.Fatalf("replica %s did not connect: %+v", n.c.Replica(), n.c.Status())
 	}
+}
+
+func waitConnected(c *Cluster, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.Status().Connected {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	return true
 }
 
 func (n *node) e() *breaker.Entry { return n.entries[upKey] }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/cluster"
 )
 
 // The health document of CONTRACT section 6. Field order follows the
@@ -19,6 +20,10 @@ type healthDoc struct {
 	Providers providersDoc `json:"providers"`
 	Models    modelsDoc    `json:"models"`
 	Overall   overallDoc   `json:"overall_health"`
+	// Replica is the replica that answered; SharedState its link to the
+	// other replicas (absent without state.redis). See cluster.go.
+	Replica     string          `json:"replica"`
+	SharedState *cluster.Status `json:"shared_state,omitempty"`
 }
 
 type alertDoc struct {
@@ -283,6 +288,7 @@ func (s *Server) healthDocument() healthDoc {
 	}
 	doc.Overall.ProvidersOK = doc.Providers.Summary.Unavailable == 0
 	doc.Overall.ModelsOK = doc.Models.Summary.Unavailable == 0
+	doc.Replica, doc.SharedState = s.replica, s.sharedStateDoc()
 	return doc
 }
 
@@ -298,6 +304,10 @@ func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("scope") == "cluster" {
+		s.serveClusterHealth(w, r)
+		return
+	}
 	writeJSON(w, http.StatusOK, s.healthDocument())
 }
 

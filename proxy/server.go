@@ -21,6 +21,7 @@ import (
 
 	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/store"
 )
@@ -73,6 +74,10 @@ type Server struct {
 	state     atomic.Pointer[state]
 	opts      Options
 
+	replica      string           // this replica's id (cluster.go)
+	cluster      *cluster.Cluster // nil: health not shared
+	clusterState atomic.Pointer[state]
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -123,6 +128,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.restore(st)
 	s.state.Store(st)
+	s.startCluster(cfg, st) // cluster.go: before serving, pull the replicas' shared state
 	s.router = s.routes()
 	for _, m := range st.modelList {
 		m.start()
@@ -182,6 +188,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok && s.opts.Transport == nil {
 		t.CloseIdleConnections() // ours, and nothing will send on its keep-alive connections again
 	}
+	s.closeCluster(ctx)
 	s.saveState()
 	if err := s.store.Close(); err != nil {
 		s.log.Warn("closing the state store", "error", err)
@@ -218,6 +225,7 @@ func (s *Server) pollLoop() {
 			for _, m := range st.modelList {
 				m.Health.Poll()
 			}
+			s.syncClusterMembers(st) // after a reload
 			s.saveState()
 		}
 	}

@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/redistest"
+)
+
+// Two Servers in one process share health through a real redis-server;
+// the multi-process tests with the binary are in cmd/healproxy.
+
+func clusterConfig(t testing.TB, upstream, redisURL, replica string) *config.Config {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{Replica: replica, Providers: []config.Provider{{
+		ID: "p", Name: "p", Upstreams: []*url.URL{u}, Timeout: 5 * time.Second,
+		Health: config.Health{ErrorThreshold: 2, Cooldown: time.Minute, RecoveryCount: 2, CooldownMultiplier: 1},
+		Retry:  config.Retry{Attempts: 1},
+	}}}
+	if redisURL != "" {
+		cfg.Shared = &config.SharedState{RedisURL: redisURL, Redacted: redisURL, KeyPrefix: "hp-proxy-test:"}
+	}
+	return cfg
+}
+
+func newClusterServer(t testing.TB, cfg *config.Config) (*Server, *httptest.Server) {
+	t.Helper()
+	s, err := New(cfg, Options{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(t.Context()) })
+	front := httptest.NewServer(s)
+	t.Cleanup(front.Close)
+	return s, front
+}
+
+func getDoc(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitCond(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}
+
+func TestClusterTripServedBy503Elsewhere(t *testing.T) {
+	srv := redistest.Start(t)
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer up.Close()
+	a, frontA := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
+	_, frontB := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
+	if !a.cluster.Status().Connected {
+		t.Fatal("a is not connected after New")
+	}
+	for range 2 {
+		resp, err := http.Get(frontA.URL + "/providers/p/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	var doc struct {
+		Replica     string `json:"replica"`
+		SharedState struct {
+			Backend   string `json:"backend"`
+			Connected bool   `json:"connected"`
+			Applied   int    `json:"applied"`
+		} `json:"shared_state"`
+		Providers struct {
+			Entries []struct {
+				Status string `json:"status"`
+				Reason string `json:"reason"`
+			} `json:"entries"`
+		} `json:"providers"`
+	}
+	waitCond(t, 5*time.Second, "b to follow a's trip", func() bool {
+		getDoc(t, frontB.URL+"/api/diagnostics/health", &doc)
+		return doc.Providers.Entries[0].Status == "unavailable"
+	})
+	if doc.Replica != "b" || doc.SharedState.Backend != "redis" || !doc.SharedState.Connected || doc.SharedState.Applied != 1 ||
+		!strings.Contains(doc.Providers.Entries[0].Reason, "tripped on replica a") {
+		t.Errorf("got %+v; want replica b, connected, one change applied, the reason naming a", doc)
+	}
+	before := hits.Load()
+	resp, err := http.Get(frontB.URL + "/providers/p/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("got %d (Retry-After %q) from b; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if hits.Load() != before {
+		t.Errorf("b called the upstream a tripped")
+	}
+
+	// metrics
+	resp, err = http.Get(frontB.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"healproxy_shared_state_connected 1", "healproxy_shared_state_applied_total 1", "healproxy_shared_state_dropped_total 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestClusterScopeHealth(t *testing.T) {
+	srv := redistest.Start(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	_, frontA := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
+	_, frontB := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
+	resp, err := http.Get(frontB.URL + "/providers/p/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var doc clusterHealthDoc
+	waitCond(t, 10*time.Second, "both replicas in the cluster view", func() bool {
+		getDoc(t, frontA.URL+"/api/diagnostics/health?scope=cluster", &doc)
+		return len(doc.Replicas) == 2 && len(doc.Upstreams) == 1 && doc.Upstreams[0].Replicas["b"].Status.String() == "healthy"
+	})
+	if !doc.Complete || doc.Replica != "a" || doc.Scope != "cluster" || doc.Upstreams[0].Replicas["a"].Status.String() != "unknown" {
+		t.Errorf("got %+v; want a complete view answered by a, upstream unknown on a and healthy on b", doc)
+	}
+}
+
+// TestClusterNoRedisKeepsServing: a replica whose Redis is unreachable
+// starts, serves and says so in its health document; the default
+// document without state.redis has no shared_state.
+func TestClusterNoRedisKeepsServing(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	_, front := newClusterServer(t, clusterConfig(t, up.URL, "redis://:s3cret@127.0.0.1:1/0", "a"))
+	resp, err := http.Get(front.URL + "/providers/p/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("got %d; want 200 without redis", resp.StatusCode)
+	}
+	raw := map[string]any{}
+	getDoc(t, front.URL+"/api/diagnostics/health", &raw)
+	ss, _ := raw["shared_state"].(map[string]any)
+	if ss == nil || ss["connected"] != false || ss["last_error"] == "" || ss["url"] != "redis://:xxxxx@127.0.0.1:1/0" {
+		t.Errorf("got shared_state %v; want disconnected, with the error and the redacted URL", ss)
+	}
+	b, _ := json.Marshal(raw)
+	if strings.Contains(string(b), "s3cret") {
+		t.Error("the health document shows the redis password")
+	}
+	var cdoc clusterHealthDoc
+	getDoc(t, front.URL+"/api/diagnostics/health?scope=cluster", &cdoc)
+	if cdoc.Complete || cdoc.Error == nil || len(cdoc.Replicas) != 1 {
+		t.Errorf("got %+v; want this replica's view only, marked incomplete", cdoc)
+	}
+
+	_, local := newClusterServer(t, clusterConfig(t, up.URL, "", "solo"))
+	raw = map[string]any{}
+	getDoc(t, local.URL+"/api/diagnostics/health", &raw)
+	if _, ok := raw["shared_state"]; ok || raw["replica"] != "solo" {
+		t.Errorf("got replica %v shared_state %v; want replica solo and no shared_state", raw["replica"], raw["shared_state"])
+	}
+}
