@@ -312,7 +312,8 @@ func proxiesMarkdown(rows []row, env string) string {
 			fmtF(r.RatioDirect, 2), fmtF(r.RatioGo, 2), r.P50, r.P99, fmtF(r.CPU, 1), fmtF(r.HWMKB/1024, 1), r.Ext, r.Errors)
 	}
 	b.WriteString("\nMedians of the interleaved rounds per cell. CPU µs/req: utime+stime of the target's processes " +
-		"(the upstream's for `direct`) per request. Peak RSS: VmHWM summed over the target's processes. " +
+		"(the upstream's for `direct`) per request. Peak RSS: VmHWM summed over the target's processes, " +
+		"over the run so far (for `direct`, the upstream's, which serves every target). " +
 		"ext %: CPU used during the run by processes the script did not start, % of all cores " +
 		"(other work on the machine; high values make a cell noisy).\n")
 	if vs := verdicts(rows); len(vs) > 0 {
