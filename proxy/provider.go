@@ -50,6 +50,7 @@ type Upstream struct {
 	metrics *upstreamMetrics
 	drain   atomic.Pointer[drain] // an operator's drain, see operator.go
 	fault   atomic.Pointer[fault] // an injected fault, see fault.go
+	fast    *h1Pool               // the lean client's pool for its host; nil: http.Transport only
 }
 
 // newProvider builds a provider. An upstream found in keep (by its full
@@ -276,6 +277,16 @@ func (u *Upstream) targetURL(in *url.URL) *url.URL {
 		out.RawQuery = t.RawQuery + "&" + in.RawQuery
 	}
 	return out
+}
+
+// h1Target is targetURL's request target in pieces, for the lean client.
+func (u *Upstream) h1Target(in *url.URL) h1Target {
+	t := u.target
+	tg := h1Target{path: strings.TrimSuffix(t.EscapedPath(), "/"), rest: in.RawPath, query: t.RawQuery, query2: in.RawQuery}
+	if tg.query == "" {
+		tg.query, tg.query2 = tg.query2, ""
+	}
+	return tg
 }
 
 // Available is what selection asks: may this upstream be sent a request?

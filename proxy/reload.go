@@ -54,6 +54,7 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		switch {
 		case op == nil:
 			p = newProvider(pc, s.transport, s, s.metrics, s.log, nil)
+			s.attachLean(p)
 			res.Added = append(res.Added, "provider "+pc.ID)
 		case sameProvider(op.cfg, pc):
 			p = op
@@ -72,6 +73,7 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 				keep[u.target.String()] = u
 			}
 			p = newProvider(pc, s.transport, s, s.metrics, s.log, keep)
+			s.attachLean(p)
 			res.Changed = append(res.Changed, "provider "+pc.ID)
 			for _, u := range op.Upstreams {
 				if !slices.ContainsFunc(p.Upstreams, func(n *Upstream) bool { return n.Health == u.Health }) {

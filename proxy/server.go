@@ -62,6 +62,7 @@ type Options struct {
 type Server struct {
 	log       *slog.Logger
 	transport http.RoundTripper
+	h1        *h1Pools // the lean client for plain-HTTP GET and HEAD; nil with Options.Transport
 	metrics   *metrics
 	events    *hub
 	audit     auditLog
@@ -111,6 +112,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.transport == nil {
 		s.transport = newTransport()
+		s.h1 = newH1Pools()
 	}
 	s.metrics = newMetrics(s)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
@@ -118,6 +120,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
 	for _, pc := range cfg.Providers {
 		p := newProvider(pc, s.transport, s, s.metrics, s.log, nil)
+		s.attachLean(p)
 		st.providers[p.ID] = p
 		st.providerList = append(st.providerList, p)
 	}
@@ -153,7 +156,23 @@ func newTransport() *http.Transport {
 	t.MaxResponseHeaderBytes = 1 << 20 // as http.Server's request limit; the default is 10 MiB
 	t.ExpectContinueTimeout = time.Second
 	t.Proxy = nil // never route provider traffic through an environment proxy
+	// Pass the client's Accept-Encoding through, as nginx and Caddy do,
+	// rather than ask for gzip and decompress (the lean client does the same).
+	t.DisableCompression = true
 	return t
+}
+
+// attachLean gives p's plain-HTTP upstreams the lean client's pool for
+// their host (see h1client.go).
+func (s *Server) attachLean(p *Provider) {
+	if s.h1 == nil {
+		return
+	}
+	for _, u := range append(p.Upstreams, p.lastResort) {
+		if u != nil {
+			u.fast = s.h1.pool(u.target.Scheme, u.target.Host)
+		}
+	}
 }
 
 // ServeHTTP serves every endpoint of healproxy.
@@ -176,6 +195,7 @@ func (s *Server) Close(ctx context.Context) error {
 	for _, p := range st.providerList {
 		p.stopChecks()
 	}
+	defer s.h1.close()
 	var wg sync.WaitGroup
 	for _, m := range st.modelList {
 		wg.Go(m.close)

@@ -262,25 +262,16 @@ const degradedShare = 16
 func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater bool) (resp *http.Response, err error, refused bool) {
 	p := t.p
 	callErr := u.Health.Call(func() (time.Duration, error) {
-		ctx, cancel := req.Context(), context.CancelFunc(noop)
-		stopTimer := func() bool { return false }
-		if req.Header.Get("Upgrade") == "" {
-			ctx, cancel = context.WithTimeout(ctx, p.timeout)
-		} else { // the timeout bounds the wait for the answer; an upgraded connection outlives it
-			var cancelCause context.CancelCauseFunc
-			ctx, cancelCause = context.WithCancelCause(ctx)
-			cancel = func() { cancelCause(context.Canceled) }
-			stopTimer = time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) }).Stop
-		}
-		out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
-		out.URL = u.targetURL(req.URL)
 		start := time.Now()
-		r, rtErr := u.send(t.base, out) // u.send: fault injection, see fault.go
+		r, rtErr, cancel, ctx := t.send(u, req)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
 			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
 		}
-		stopTimer()
 		latency := time.Since(start)
+		wrapBody := cancel != nil // the lean client needs no context to end
+		if cancel == nil {
+			cancel = noop
+		}
 		if rtErr != nil {
 			cancel()
 			if req.Context().Err() != nil {
@@ -288,7 +279,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
 			}
-			kind, msg := classifyError(rtErr, out.Context())
+			kind, msg := classifyError(rtErr, ctx)
 			u.metrics.observe(string(kind), latency)
 			err = &upstreamError{kind: kind, msg: msg, retry: p.retry.kind(kind)}
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
@@ -297,7 +288,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		keep := func() { // the answer goes to the client
 			if r.StatusCode == http.StatusSwitchingProtocols {
 				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is
-			} else {
+			} else if wrapBody {
 				r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
 			}
 			resp = r
@@ -342,6 +333,40 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		return nil, nil, true
 	}
 	return resp, err, false
+}
+
+// send sends one attempt to u: a GET or HEAD without a body to a plain-HTTP
+// upstream through the lean client (h1client.go), anything else through
+// the base transport with a context bounding it by the provider's timeout.
+// cancel ends that context once the answer is read or dropped (nil for the
+// lean client, which has none); ctx is the attempt's context, for classifyError.
+func (t *providerTransport) send(u *Upstream, req *http.Request) (r *http.Response, err error, cancel context.CancelFunc, ctx context.Context) {
+	p := t.p
+	if u.fast != nil && u.fault.Load() == nil && h1Eligible(req) {
+		r, err = u.fast.roundTrip(req, u.h1Target(req.URL), p.timeout)
+		if err == nil && (r.Header["Location"] != nil || r.Header["Content-Location"] != nil) {
+			// modifyResponse resolves them against the URL as sent
+			out := req.WithContext(req.Context())
+			out.URL = u.targetURL(req.URL)
+			r.Request = out
+		}
+		return r, err, nil, req.Context()
+	}
+	ctx, cancel = req.Context(), context.CancelFunc(noop)
+	stopTimer := func() bool { return false }
+	if req.Header.Get("Upgrade") == "" {
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+	} else { // the timeout bounds the wait for the answer; an upgraded connection outlives it
+		var cancelCause context.CancelCauseFunc
+		ctx, cancelCause = context.WithCancelCause(ctx)
+		cancel = func() { cancelCause(context.Canceled) }
+		stopTimer = time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) }).Stop
+	}
+	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
+	out.URL = u.targetURL(req.URL)
+	r, err = u.send(t.base, out) // u.send: fault injection, see fault.go
+	stopTimer()
+	return r, err, cancel, ctx
 }
 
 // spendRetry takes a retry from the budget before a failure answer is

@@ -1,0 +1,578 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// h1Pool is a lean HTTP/1.1 client for the request path's common case: a
+// GET or HEAD without a body to a plain-HTTP upstream. It writes the
+// request and reads the answer on the calling goroutine, over keep-alive
+// connections it pools per upstream host.
+//
+// http.Transport hands every request to two goroutines of its own (a
+// writer and a reader per connection) through channels, and keeps a
+// background read pending on every idle connection; under load those
+// hand-offs and wake-ups are a large part of a proxied request's cost
+// (see BENCHMARKS.md). Everything else (HTTPS, which may speak HTTP/2;
+// bodies, which need the concurrent write and read only Transport does;
+// upgrades; anything unusual in the request) goes through http.Transport,
+// as before.
+//
+// The answer is read with http.ReadResponse, so framing (Content-Length,
+// chunked, trailers, close-delimited bodies, HEAD, 204 and 304) is the
+// standard library's. A connection goes back to the pool only when its
+// answer was read to the end and neither side asked to close it.
+type h1Pool struct {
+	addr        string // host:port to dial
+	host        string // the Host header
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+	maxHeader   int64 // bytes of response header read before giving up
+
+	mu     sync.Mutex
+	idle   []*h1Conn // most recently used last
+	closed bool
+
+	dials atomic.Int64 // connections made, for tests and diagnostics
+}
+
+// h1Defaults match newTransport's.
+const (
+	h1MaxIdle        = 256
+	h1IdleTimeout    = 90 * time.Second
+	h1MaxHeaderBytes = 1 << 20
+	h1DefaultUA      = "Go-http-client/1.1" // what http.Transport sends when a request has none
+)
+
+// h1Conn is one pooled connection. Its body wrapper and buffers are
+// reused from request to request.
+type h1Conn struct {
+	pool   *h1Pool
+	nc     net.Conn
+	lr     limitedConnReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	stop   func() bool // stops the client-cancel watch of the exchange in flight
+	broken bool        // the exchange was cut: never reuse
+}
+
+// limitedConnReader reads from the connection, counting bytes, and fails
+// once more than max bytes are read while a limit is set (the header).
+type limitedConnReader struct {
+	nc    net.Conn
+	n     int64 // bytes read in this exchange
+	limit int64 // 0: none
+}
+
+var errHeaderTooLarge = errors.New("upstream response headers too large")
+
+func (l *limitedConnReader) Read(p []byte) (int, error) {
+	if l.limit > 0 && l.n >= l.limit {
+		return 0, errHeaderTooLarge
+	}
+	n, err := l.nc.Read(p)
+	l.n += int64(n)
+	return n, err
+}
+
+func newH1Pool(addr, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h1Pool {
+	return &h1Pool{addr: addr, host: host, dial: dial, maxIdle: h1MaxIdle, idleTimeout: h1IdleTimeout, maxHeader: h1MaxHeaderBytes}
+}
+
+// get returns an idle connection (reused: true) or dials a new one, the
+// dial bounded by deadline (zero: none).
+func (p *h1Pool) get(ctx context.Context, deadline time.Time) (c *h1Conn, reused bool, err error) {
+	now := time.Now()
+	p.mu.Lock()
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		c = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		if now.Sub(c.idleAt) < p.idleTimeout {
+			p.mu.Unlock()
+			return c, true, nil
+		}
+		p.mu.Unlock()
+		c.nc.Close()
+		p.mu.Lock()
+	}
+	p.mu.Unlock()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	return p.newConn(ctx)
+}
+
+func (p *h1Pool) newConn(ctx context.Context) (*h1Conn, bool, error) {
+	nc, err := p.dial(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	p.dials.Add(1)
+	c := &h1Conn{pool: p, nc: nc}
+	c.lr.nc = nc
+	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	return c, false, nil
+}
+
+// put returns a connection whose exchange is complete to the pool, or
+// closes it when the pool is full or closed.
+func (p *h1Pool) put(c *h1Conn) {
+	c.idleAt = time.Now()
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// closeIdle closes idle connections: all of them, or with olderThan > 0
+// those idle for longer.
+func (p *h1Pool) closeIdle(olderThan time.Duration) {
+	now := time.Now()
+	var drop []*h1Conn
+	p.mu.Lock()
+	keep := p.idle[:0]
+	for _, c := range p.idle {
+		if olderThan > 0 && now.Sub(c.idleAt) < olderThan {
+			keep = append(keep, c)
+		} else {
+			drop = append(drop, c)
+		}
+	}
+	clear(p.idle[len(keep):])
+	p.idle = keep
+	p.mu.Unlock()
+	for _, c := range drop {
+		c.nc.Close()
+	}
+}
+
+// close closes idle connections and makes the pool close every connection
+// handed back from now on.
+func (p *h1Pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.closeIdle(0)
+}
+
+// errH1Timeout is the attempt's deadline passing; classifyError reports
+// it as a timeout, as it does http.Transport's.
+var errH1Timeout = fmt.Errorf("upstream timed out: %w", context.DeadlineExceeded)
+
+// aLongTimeAgo is a deadline that has passed: it unblocks a pending read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip sends req (GET or HEAD, no body; see h1Eligible) to the
+// request target target and reads the answer, all within timeout (0: no
+// limit) counted from now, the body included. A client that goes away
+// cuts the exchange at once.
+func (p *h1Pool) roundTrip(req *http.Request, target h1Target, timeout time.Duration) (*http.Response, error) {
+	ctx := req.Context()
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for try := 0; ; try++ {
+		c, reused, err := p.get(ctx, deadline)
+		if err != nil {
+			if ctx.Err() == nil && !deadline.IsZero() && !time.Now().Before(deadline) {
+				return nil, errH1Timeout
+			}
+			return nil, err
+		}
+		resp, err := c.exchange(req, target, deadline)
+		if err == nil {
+			return resp, nil
+		}
+		// A kept-alive connection the upstream closed while it sat idle
+		// fails before a byte of the answer arrives: send again, once, on
+		// a new connection (GET and HEAD are idempotent).
+		if reused && try == 0 && c.lr.n == 0 && ctx.Err() == nil && staleConnError(err) {
+			continue
+		}
+		var ne net.Error
+		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
+			return nil, errH1Timeout
+		}
+		return nil, err
+	}
+}
+
+// staleConnError: the error of a write to, or read from, a connection the
+// other side has closed.
+func staleConnError(err error) bool {
+	return err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// exchange writes the request and reads the answer's header on c.
+func (c *h1Conn) exchange(req *http.Request, target h1Target, deadline time.Time) (*http.Response, error) {
+	c.lr.n = 0
+	c.broken = false
+	if err := c.nc.SetDeadline(deadline); err != nil {
+		c.nc.Close()
+		return nil, err
+	}
+	c.stop = context.AfterFunc(req.Context(), func() { c.nc.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		c.stop()
+		c.nc.Close()
+		if errors.Is(err, errHeaderTooLarge) {
+			return nil, fmt.Errorf("upstream response headers exceed %d bytes", c.pool.maxHeader)
+		}
+		return nil, err
+	}
+	c.writeRequest(req, target)
+	if err := c.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	c.lr.limit = c.pool.maxHeader
+	var resp *http.Response
+	for {
+		var err error
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		code := resp.StatusCode
+		if code < 100 || code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+		// An informational answer (103 Early Hints) before the real one:
+		// passed on, as http.Transport does, to ReverseProxy's trace.
+		if trace := httptrace.ContextClientTrace(req.Context()); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+		c.lr.n = 0
+	}
+	c.lr.limit = 0
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// never asked for (no Upgrade header is sent on this path)
+		return fail(errors.New("upstream switched protocols unasked"))
+	}
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		c.done(keep)
+		return resp, nil
+	}
+	// A body of its own per exchange: ReverseProxy closes it after the
+	// connection may already serve another exchange.
+	resp.Body = &h1Body{rc: resp.Body, c: c, keep: keep}
+	return resp, nil
+}
+
+// done ends an exchange: the connection goes back to the pool when it may
+// be reused.
+func (c *h1Conn) done(keep bool) {
+	if !c.stop() || !keep || c.broken { // the client went away (the deadline is cut) or a side said close
+		c.nc.Close()
+		return
+	}
+	if err := c.nc.SetDeadline(time.Time{}); err != nil {
+		c.nc.Close()
+		return
+	}
+	c.pool.put(c)
+}
+
+// writeRequest writes the request head, as Request.Write would for a GET
+// or HEAD without a body: request line, Host, User-Agent (the default
+// when the request has none; none when it has an empty one, as
+// ReverseProxy sets), then the other headers.
+func (c *h1Conn) writeRequest(req *http.Request, target h1Target) {
+	w := c.bw
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(target.path)
+	w.WriteString(target.rest)
+	if target.query != "" {
+		w.WriteByte('?')
+		w.WriteString(target.query)
+		if target.query2 != "" {
+			w.WriteByte('&')
+			w.WriteString(target.query2)
+		}
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(c.pool.host)
+	w.WriteString("\r\n")
+	ua := h1DefaultUA
+	if v, ok := req.Header["User-Agent"]; ok {
+		ua = ""
+		if len(v) > 0 {
+			ua = v[0]
+		}
+	}
+	if ua != "" {
+		w.WriteString("User-Agent: ")
+		w.WriteString(ua)
+		w.WriteString("\r\n")
+	}
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if req.Close {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+}
+
+// h1Body is an answer's body on a pooled connection: at its end the
+// connection goes back to the pool; closed before its end, it is closed.
+type h1Body struct {
+	rc   io.ReadCloser
+	c    *h1Conn
+	keep bool
+	end  bool // EOF seen or closed: the connection is no longer ours
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.end {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.end = true
+		b.c.done(b.keep)
+		return n, io.EOF
+	}
+	if err != nil {
+		b.end = true
+		b.c.broken = true
+		b.c.done(false)
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.end {
+		return nil
+	}
+	b.end = true
+	b.c.done(false) // unread body left: the connection cannot carry another answer
+	return nil
+}
+
+// h1Target is an attempt's request target, in pieces, so that it is
+// written without being built: path is the upstream's base path, rest the
+// client's path after /providers/{id}, query and query2 the upstream's own
+// query and the client's (either may be empty).
+type h1Target struct {
+	path, rest, query, query2 string
+}
+
+// h1Eligible says whether req may take the lean path: GET or HEAD, no
+// body, no upgrade, no Expect, and a target and header values that need
+// no escaping or cleaning (anything unusual goes through http.Transport,
+// which knows how to fix or refuse it).
+func h1Eligible(req *http.Request) bool {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return false
+	}
+	if (req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 || len(req.TransferEncoding) > 0 {
+		return false
+	}
+	if _, ok := req.Header["Upgrade"]; ok {
+		return false
+	}
+	if _, ok := req.Header["Expect"]; ok {
+		return false
+	}
+	if !cleanPath(req.URL.RawPath) || !cleanQuery(req.URL.RawQuery) {
+		return false
+	}
+	for k, vs := range req.Header {
+		if !cleanHeaderText(k) || k == "" {
+			return false
+		}
+		for _, v := range vs {
+			if !cleanHeaderText(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cleanPath: s holds only characters that URL.EscapedPath leaves as they
+// are, so that the path is sent exactly as http.Transport would send it.
+func cleanPath(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		default:
+			switch c {
+			case '-', '_', '.', '~', '$', '&', '+', ',', '/', ':', ';', '=', '@', '%':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cleanQuery: no byte that has no place in a request line.
+func cleanQuery(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// cleanHeaderText: no control characters (CR, LF, NUL), which
+// Request.Write would rewrite and http.Transport refuse.
+func cleanHeaderText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// h1Pools are the lean client's pools, one per upstream host:port,
+// shared by every provider of a server and kept across reloads.
+type h1Pools struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	mu   sync.Mutex
+	m    map[string]*h1Pool
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newH1Pools() *h1Pools {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	ps := &h1Pools{dial: d.DialContext, m: map[string]*h1Pool{}, stop: make(chan struct{})}
+	ps.wg.Add(1)
+	go ps.janitor()
+	return ps
+}
+
+// pool is the pool for a plain-HTTP host:port; nil for anything else.
+func (ps *h1Pools) pool(scheme, hostport string) *h1Pool {
+	if ps == nil || scheme != "http" || hostport == "" || !asciiHost(hostport) {
+		return nil
+	}
+	addr := hostport
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		addr = net.JoinHostPort(strings.Trim(hostport, "[]"), "80")
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p := ps.m[hostport]
+	if p == nil {
+		p = newH1Pool(addr, hostport, ps.dial)
+		ps.m[hostport] = p
+	}
+	return p
+}
+
+func asciiHost(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// janitor closes connections left idle for longer than the idle timeout,
+// so that a quiet proxy holds no sockets it will not use.
+func (ps *h1Pools) janitor() {
+	defer ps.wg.Done()
+	t := time.NewTicker(h1IdleTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ps.stop:
+			return
+		case <-t.C:
+			ps.mu.Lock()
+			pools := make([]*h1Pool, 0, len(ps.m))
+			for _, p := range ps.m {
+				pools = append(pools, p)
+			}
+			ps.mu.Unlock()
+			for _, p := range pools {
+				p.closeIdle(h1IdleTimeout)
+			}
+		}
+	}
+}
+
+// close stops the janitor and closes every pool.
+func (ps *h1Pools) close() {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	select {
+	case <-ps.stop:
+		ps.mu.Unlock()
+		return
+	default:
+		close(ps.stop)
+	}
+	pools := make([]*h1Pool, 0, len(ps.m))
+	for _, p := range ps.m {
+		pools = append(pools, p)
+	}
+	ps.mu.Unlock()
+	for _, p := range pools {
+		p.close()
+	}
+	ps.wg.Wait()
+}
+
+// closeIdle closes every idle connection (tests, and a transport's
+// CloseIdleConnections).
+func (ps *h1Pools) closeIdle() {
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	pools := make([]*h1Pool, 0, len(ps.m))
+	for _, p := range ps.m {
+		pools = append(pools, p)
+	}
+	ps.mu.Unlock()
+	for _, p := range pools {
+		p.closeIdle(0)
+	}
+}
