@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs each fuzz target of healproxy for a bounded time, one at a time
+# (go test -fuzz takes one target in one package per run).
+#
+#   FUZZTIME=10s scripts/fuzz.sh          # the default: 10s each
+#   FUZZTIME=5m scripts/fuzz.sh FuzzParse # one target, longer
+#
+# A failing input is written to the package's testdata/fuzz/<Target>/;
+# commit it with the fix: plain `go test` then replays it for good.
+# FUZZPARALLEL sets the number of fuzzing workers (default: go's, the
+# number of CPUs). FUZZMINIMIZETIME (default 2s) bounds the minimizing of
+# each new input: go's default of 60s would eat a short FUZZTIME whole.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime="${FUZZTIME:-10s}"
+minimize="${FUZZMINIMIZETIME:-2s}"
+targets=(
+	"./config/ FuzzParse"
+	"./store/ FuzzOpen"
+	"./proxy/ FuzzProviderPath"
+	"./proxy/ FuzzPredictBody"
+	"./proxy/ FuzzRestoreEntry"
+)
+parallel=()
+if [[ -n "${FUZZPARALLEL:-}" ]]; then
+	parallel=(-parallel "$FUZZPARALLEL")
+fi
+
+status=0
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	if [[ $# -gt 0 && ! " $* " =~ " $name " ]]; then
+		continue
+	fi
+	echo "== $name ($pkg, $fuzztime)"
+	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" "${parallel[@]}" "$pkg"; then
+		echo "!! $name failed; the input is in ${pkg}testdata/fuzz/$name/" >&2
+		status=1
+	fi
+done
+exit $status
