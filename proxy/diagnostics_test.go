@@ -85,7 +85,8 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	wantKeys(t, "the document", doc, "status", "timestamp", "providers", "models", "overall_health")
+	// replica: which replica answered (issue 9); shared_state only with state.redis
+	wantKeys(t, "the document", doc, "status", "timestamp", "providers", "models", "overall_health", "replica")
 	var ts0 string
 	json.Unmarshal(doc["timestamp"], &ts0)
 	if _, err := time.Parse(time.RFC3339, ts0); err != nil || !strings.HasSuffix(ts0, "Z") {
