@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,5 +55,21 @@ func TestMarkdown(t *testing.T) {
 	md = markdown([]result{{Providers: 1000, HealthP50Ms: 12, HealthMaxMs: 60}})
 	if !strings.Contains(md, "**met**") {
 		t.Errorf("a p50 of 12 ms should meet the target:\n%s", md)
+	}
+}
+
+func TestReloadedSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	first := "time=x level=INFO msg=\"config reloaded\" unchanged=1\n"
+	if err := os.WriteFile(path, []byte(first+"time=y level=INFO msg=other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		off  int64
+		want bool
+	}{{0, true}, {int64(len(first)), false}} {
+		if g, err := reloadedSince(path, tt.off); err != nil || g != tt.want {
+			t.Errorf("reloadedSince(%d): got %v, %v; want %v", tt.off, g, err, tt.want)
+		}
 	}
 }
