@@ -27,6 +27,7 @@ import (
 
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/plugins"
+	"github.com/healproxy/healproxy/internal/gctune"
 	"github.com/healproxy/healproxy/proxy"
 )
 
@@ -174,6 +175,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	httpSrv := proxy.NewHTTPServer(srv, slog.NewLogLogger(handler, slog.LevelDebug))
 
 	httpSrv.RegisterOnShutdown(srv.BeginShutdown)
+
+	// A heap floor for the GC (internal/gctune), unless GOGC or
+	// GOMEMLIMIT says otherwise.
+	gcStop := make(chan struct{})
+	defer close(gcStop)
+	gctune.Start(2*time.Second, gcStop)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
