@@ -18,17 +18,17 @@ import (
 // head as it arrives on the wire and answers with reply (a full raw
 // answer; "" means a small keep-alive 200).
 type headRecorder struct {
-	ln    net.Listener
-	mu    sync.Mutex
+	ln     net.Listener
+	mu     sync.Mutex
 	heads  []string
 	conns  int
-	closed int // connections that ended
-	reply func(n int) string // n: request number on its connection, from 1
+	closed int                // connections that ended
+	reply  func(n int) string // n: request number on its connection, from 1
 	// holdFirst, when set, makes the first answer on each connection the
 	// last: the rest of it is never sent, the connection is held until the
 	// other side closes it or holdFirst is closed.
 	holdFirst chan struct{}
-	wg    sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 func newHeadRecorder(t *testing.T, reply func(n int) string) *headRecorder {
@@ -416,4 +416,3 @@ func TestLeanClientEligibility(t *testing.T) {
 		p.close()
 	}
 }
-

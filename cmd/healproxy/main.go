@@ -26,8 +26,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/healproxy/healproxy/config"
-	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/internal/gctune"
+	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/proxy"
 )
 
