@@ -2,7 +2,9 @@
 # The whole test suite: what a new user runs, and what CI runs (.ci/run).
 #   scripts/test.sh            everything
 #   SKIP_CONFORMANCE=1 ...     everything but the black-box contract suite
-# It installs what the tests need (Chromium for the UI tests) through
+#   FUZZTIME=30s ...           run each fuzzer longer (default 10s)
+# It installs what the tests need (Chromium for the UI tests, redis-server
+# for the shared-state tests) through
 # scripts/install-test-deps.sh, so a fresh machine needs nothing by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,9 @@ go vet ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
+
+step "fuzzing: each target for ${FUZZTIME:-10s} (scripts/fuzz.sh)"
+FUZZTIME="${FUZZTIME:-10s}" FUZZPARALLEL="${FUZZPARALLEL:-1}" scripts/fuzz.sh
 
 if [ "${SKIP_CONFORMANCE:-}" = 1 ]; then
   step "conformance suite skipped (SKIP_CONFORMANCE=1)"
