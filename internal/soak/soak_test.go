@@ -147,8 +147,12 @@ func Summary(res *Result) string {
 	fmt.Fprintf(&b, "soak summary (%v):\n", res.Duration.Round(time.Second))
 	fmt.Fprintf(&b, "  requests %d (%.0f/s), 2xx %d, client-visible errors %d\n", res.Requests,
 		float64(res.Requests)/max(res.Duration.Seconds(), 1), res.OK, res.ErrorCount())
-	fmt.Fprintf(&b, "  latency p50 %v, p99 %v, max %v (hung upstream phases cost a timeout, then a retry)\n",
-		res.Percentile(50).Round(time.Microsecond), res.Percentile(99).Round(time.Microsecond), res.Percentile(100).Round(time.Millisecond))
+	fmt.Fprintf(&b, "  latency p50 %v, p99 %v, max %v", res.Percentile(50).Round(time.Microsecond),
+		res.Percentile(99).Round(time.Microsecond), res.Percentile(100).Round(time.Millisecond))
+	if res.FlapCycles > 0 {
+		b.WriteString(" (a hung upstream costs its timeout, then a retry)")
+	}
+	b.WriteString("\n")
 	targets := make([]string, 0, len(res.ByTarget))
 	for k := range res.ByTarget {
 		targets = append(targets, k)
