@@ -52,6 +52,7 @@ const (
 	DefaultCacheStaleIfError = 5 * time.Minute
 	DefaultCacheMaxEntries   = 1000
 	DefaultCacheMaxBodyBytes = int64(1 << 20)   // 1 MiB
+	DefaultMaxRequestBody    = int64(10 << 20)  // 10 MiB
 	DefaultAllDownWait       = time.Duration(0) // no wait
 )
 
@@ -205,6 +206,9 @@ type Provider struct {
 
 	Mode              string        // ModeEnforce (default) or ModeObserve
 	SlowCallThreshold time.Duration // calls slower than this count as failures; 0: off
+	// MaxRequestBody caps a client's request body in bytes (413 beyond
+	// it); default DefaultMaxRequestBody; 0 (only from code) means none.
+	MaxRequestBody int64
 	// MaxRateLimitPause caps a pause taken from Retry-After or
 	// X-RateLimit-Reset; default 10m.
 	MaxRateLimitPause time.Duration

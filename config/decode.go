@@ -74,6 +74,7 @@ type fileProvider struct {
 	SlowCallThreshold      *string          `hcl:"slow_call_threshold,optional"`
 	SlowCallThresholdRange hcl.Range        `hcl:"slow_call_threshold,attr_value_range"`
 	MaxRateLimitPause      *string          `hcl:"max_rate_limit_pause,optional"`
+	MaxRequestBody         hcl.Expression   `hcl:"max_request_body,optional"` // bytes
 	MaxRateLimitPauseRange hcl.Range        `hcl:"max_rate_limit_pause,attr_value_range"`
 	HealthCheck            *fileHealthCheck `hcl:"health_check,block"`
 	Retry                  *fileRetry       `hcl:"retry,block"`

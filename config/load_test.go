@@ -162,6 +162,7 @@ func TestParseFull(t *testing.T) {
 				Mode:    ModeEnforce,
 				// Defaults of the resilience settings; see resilience_test.go.
 				MaxRateLimitPause: 10 * time.Minute,
+				MaxRequestBody:    DefaultMaxRequestBody,
 				Retry:             defaultRetryWant(2),
 				AllDown:           defaultAllDownWant(),
 			},
@@ -174,6 +175,7 @@ func TestParseFull(t *testing.T) {
 				Mode:      ModeEnforce,
 
 				MaxRateLimitPause: 10 * time.Minute,
+				MaxRequestBody:    DefaultMaxRequestBody,
 				Retry:             defaultRetryWant(1),
 				AllDown:           defaultAllDownWant(),
 			},
@@ -240,6 +242,7 @@ model "m" {
 			Mode:      ModeEnforce,
 
 			MaxRateLimitPause: 10 * time.Minute,
+			MaxRequestBody:    DefaultMaxRequestBody,
 			Retry:             defaultRetryWant(1),
 			AllDown:           defaultAllDownWant(),
 		}},

@@ -70,6 +70,9 @@ func (b *builder) resilience(fp *fileProvider, p *Provider) {
 		}
 	}
 
+	maxReq := int(DefaultMaxRequestBody)
+	b.evalTo(&maxReq, fp.MaxRequestBody, "max_request_body", 1, maxInt)
+	p.MaxRequestBody = int64(maxReq)
 	p.SlowCallThreshold = DefaultSlowCallThreshold
 	if d, _ := b.durationIn(fp.SlowCallThreshold, fp.SlowCallThresholdRange, "slow_call_threshold", false, 0, 0); d != nil {
 		p.SlowCallThreshold = *d

@@ -147,6 +147,7 @@ func TestResilienceFull(t *testing.T) {
 			Mode:              "observe",
 			SlowCallThreshold: 2 * time.Second,
 			MaxRateLimitPause: 5 * time.Minute,
+			MaxRequestBody:    DefaultMaxRequestBody,
 			HealthCheck: &HealthCheck{
 				Path:         "/ping?deep=1",
 				Interval:     15 * time.Second,
@@ -179,6 +180,7 @@ func TestResilienceFull(t *testing.T) {
 			Mode:              "enforce",
 			SlowCallThreshold: 0,
 			MaxRateLimitPause: 10 * time.Minute,
+			MaxRequestBody:    DefaultMaxRequestBody,
 			HealthCheck: &HealthCheck{
 				Path:         "/ping",
 				Interval:     30 * time.Second,

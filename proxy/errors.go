@@ -20,6 +20,8 @@ func (p *Provider) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	switch {
 	case errors.As(err, &ce):
 		writeCooldown(w, p, ce.remaining)
+	case err == errBodyTooLarge:
+		writeBodyTooLarge(w, p)
 	case errors.Is(err, errClientGone) || r.Context().Err() != nil:
 		w.WriteHeader(StatusClientClosedRequest)
 	case errors.As(err, &ue) && ue.kind == "timeout":
@@ -29,6 +31,14 @@ func (p *Provider) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	default:
 		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID, Error: "proxy error: " + err.Error()})
 	}
+}
+
+// writeBodyTooLarge answers 413 for a request body over the provider's
+// max_request_body.
+func writeBodyTooLarge(w http.ResponseWriter, p *Provider) {
+	w.Header().Set("Connection", "close") // the rest of the body is not read
+	writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Status: "error", ProviderID: p.ID,
+		Error: "request body larger than max_request_body (" + strconv.FormatInt(p.cfg.MaxRequestBody, 10) + " bytes)"})
 }
 
 type errorBody struct {

@@ -73,6 +73,15 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 		writeCooldown(w, p, p.cooldownRemaining())
 		return
 	}
+	if limit := p.cfg.MaxRequestBody; limit > 0 {
+		if r.ContentLength > limit {
+			writeBodyTooLarge(w, p)
+			return
+		}
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, limit) // chunked: counted as it streams
+		}
+	}
 	// A client that stops reading must not hold this goroutine (and the
 	// upstream connection) forever: the answer has as long as every
 	// attempt may take, plus a margin for a slow link.

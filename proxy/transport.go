@@ -43,6 +43,10 @@ func (e *cooldownError) Error() string { return "every upstream is unavailable" 
 // errClientGone: the client cancelled; nobody reads the answer.
 var errClientGone = errors.New("client went away")
 
+// errBodyTooLarge: the client's body ran over max_request_body while it
+// was sent; the client's fault, not the upstream's.
+var errBodyTooLarge = errors.New("request body too large")
+
 func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.p
 	rp := p.retry
@@ -92,7 +96,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			continue
 		}
 		attempts++
-		if err == errClientGone {
+		if err == errClientGone || err == errBodyTooLarge {
 			return nil, err
 		}
 		if err == nil {
@@ -276,6 +280,11 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 			cancel()
 			if req.Context().Err() != nil {
 				err = errClientGone
+				u.metrics.observe("canceled", latency)
+				return latency, breaker.Excluded()
+			}
+			if mbe := (*http.MaxBytesError)(nil); errors.As(rtErr, &mbe) {
+				err = errBodyTooLarge
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
 			}
