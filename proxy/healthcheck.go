@@ -206,7 +206,7 @@ func (c *checker) probe(ctx context.Context, u *Upstream) (ok bool, f *breaker.F
 		req.Header.Set("User-Agent", checkUserAgent)
 	}
 	start := time.Now()
-	resp, err := c.rt.RoundTrip(req)
+	resp, err := u.send(c.rt, req) // an injected fault (fault.go) fails the checks too
 	latency := time.Since(start)
 	if err != nil {
 		kind, msg := classifyError(err, ctx)

@@ -459,3 +459,19 @@ func TestHealthCheckJitter(t *testing.T) {
 		t.Errorf("10000 jitters never left ±5%%: low %v high %v", sawLow, sawHigh)
 	}
 }
+
+// An injected fault (chaos rehearsal) fails active health checks too, or
+// passing checks would end the cooldown it caused.
+func TestProbeSeesInjectedFault(t *testing.T) {
+	up := newFakeUpstream(t)
+	_, p, c, _ := checkServer(t, testProvider(t, "p", up.URL), pingCheck())
+	u := p.Upstreams[0]
+	u.fault.Store(&fault{kind: FaultError, status: http.StatusServiceUnavailable, percent: 100, until: time.Now().Add(time.Minute)})
+	hits := up.hits.Load()
+	if ok, f := c.probe(context.Background(), u); ok || f == nil {
+		t.Fatalf("probe under an injected 503 = %v, %+v; want a failure", ok, f)
+	}
+	if up.hits.Load() != hits {
+		t.Error("the probe reached the upstream through an injected error fault")
+	}
+}
