@@ -204,6 +204,13 @@ func (p *h1Pool) roundTrip(req *http.Request, target h1Target, timeout time.Dura
 			return nil, err
 		}
 		resp, err := c.exchange(req, target, deadline)
+		if err == nil && reused && try == 0 && resp.StatusCode == http.StatusRequestTimeout {
+			// Some servers write a 408 on a keep-alive connection they time
+			// out, then close it: that answer was never ours. As
+			// http.Transport does, drop the connection and send again.
+			resp.Body.Close()
+			continue
+		}
 		if err == nil {
 			return resp, nil
 		}
@@ -288,7 +295,10 @@ func (c *h1Conn) exchange(req *http.Request, target h1Target, deadline time.Time
 // done ends an exchange: the connection goes back to the pool when it may
 // be reused.
 func (c *h1Conn) done(keep bool) {
-	if !c.stop() || !keep || c.broken { // the client went away (the deadline is cut) or a side said close
+	// Not reused: the client went away (the deadline is cut), a side said
+	// close, or the upstream sent more than its answer (never read as the
+	// next one).
+	if !c.stop() || !keep || c.broken || c.br.Buffered() > 0 {
 		c.nc.Close()
 		return
 	}

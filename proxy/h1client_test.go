@@ -416,3 +416,43 @@ func TestLeanClientEligibility(t *testing.T) {
 		p.close()
 	}
 }
+
+// A 408 written on an idle kept-alive connection before the upstream
+// closes it, and bytes after an answer, are never taken for the next
+// request's answer.
+func TestLeanClientNeverTakesStrayBytesForAnAnswer(t *testing.T) {
+	up := newHeadRecorder(t, func(n int) string {
+		switch n {
+		case 1: // the answer, then a stray 408 as a server timing the connection out would write
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+		default:
+			return ""
+		}
+	})
+	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	c := &http.Client{}
+	for i := range 3 {
+		if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestLeanClientRetriesA408OnAReusedConnection(t *testing.T) {
+	up := newHeadRecorder(t, func(n int) string {
+		if n == 2 {
+			return "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+		}
+		return ""
+	})
+	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	c := &http.Client{}
+	for i := range 2 {
+		if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
+		}
+	}
+	if got := up.connCount(); got != 2 {
+		t.Errorf("upstream connections = %d; want 2", got)
+	}
+}
