@@ -144,7 +144,7 @@ machine() {
   if [[ -n ${HEALPROXY_BIN:-} ]]; then
     echo "healproxy: $HEALPROXY_BIN"
   elif [[ -n ${REV:-} ]]; then
-    echo "healproxy: $(git -C "$REPO" rev-parse --short "$REV")"
+    echo "healproxy: $REV"
   else
     echo "healproxy: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
   fi
@@ -152,6 +152,7 @@ machine() {
 
 SRC=$REPO # where healproxy is built and its go benchmarks run from
 if [[ -n ${REV:-} ]]; then
+  REV=$(git -C "$REPO" rev-parse --short "$REV^{commit}") || die "no git revision $REV"
   SRC=$WORK/src
   rm -rf "$SRC" && mkdir -p "$SRC"
   git -C "$REPO" archive "$REV" | tar -x -C "$SRC" || die "git archive $REV failed"

@@ -45,7 +45,7 @@ func shortNum(x float64) string {
 		return fmt.Sprintf("%.0fk", x/1000)
 	case x >= 1000:
 		return fmt.Sprintf("%.1fk", x/1000)
-	case x >= 100:
+	case x >= 100 || x == math.Trunc(x):
 		return fmt.Sprintf("%.0f", x)
 	}
 	return fmt.Sprintf("%.1f", x)

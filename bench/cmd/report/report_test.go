@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"math"
 	"strings"
@@ -180,5 +181,24 @@ func TestScaleMarkdown(t *testing.T) {
 	}
 	if g := fmtNsOp(1892892); g != "1.89 ms/op" {
 		t.Errorf("got %q; want 1.89 ms/op", g)
+	}
+}
+
+func TestLeastDisturbedTryCounts(t *testing.T) {
+	runs := []run{
+		{Conns: 32, Round: 1, Target: "goproxy", RPS: 300, Ext: 15, Kept: false},
+		{Conns: 32, Round: 1, Target: "goproxy", RPS: 100, Ext: 40, Kept: true}, // redone, but more disturbed
+		{Conns: 32, Round: 1, Target: "nginx", RPS: 500, Ext: 30, Kept: false},
+		{Conns: 32, Round: 1, Target: "nginx", RPS: 600, Ext: 2, Kept: true},
+		{Conns: 32, Round: 2, Target: "nginx", RPS: 700, Ext: math.NaN(), Kept: false},
+		{Conns: 32, Round: 2, Target: "nginx", RPS: 800, Ext: 9, Kept: true},
+	}
+	got := leastDisturbed(runs)
+	var rps []float64
+	for _, r := range got {
+		rps = append(rps, r.RPS)
+	}
+	if g, e := fmt.Sprint(rps), "[300 600 800]"; g != e {
+		t.Errorf("got the tries with req/s %s; want %s", g, e)
 	}
 }
