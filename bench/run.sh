@@ -33,6 +33,9 @@
 #   REV          build healproxy from this git revision (e.g. HEAD) instead of the
 #                work tree, so that others' uncommitted edits are not measured
 #   HEALPROXY_BIN  use this healproxy binary instead of building one
+#   COMPARE_REV / COMPARE_BIN  proxies mode: also run a second healproxy, built
+#                from that git revision or that binary, as target "healproxy-b"
+#                (port +7), interleaved with the rest: a before/after in one run
 #   GO           go binary (default: go on PATH)
 # Takes about (2 + peers) x ROUNDS x len(CONNS) x DURATION + warm-ups for proxies
 # (~8 min with the defaults), ~2 min for models, ~2 min for scale.
@@ -166,6 +169,14 @@ build() { # builds healproxy and the bench tools into $BIN
   else
     (cd "$SRC" && "$GO" build -trimpath -o "$BIN/healproxy" ./cmd/healproxy) || die "go build of healproxy failed"
   fi
+  if [[ -n ${COMPARE_BIN:-} ]]; then
+    cp "$COMPARE_BIN" "$BIN/healproxy-b" || die "cannot copy $COMPARE_BIN"
+  elif [[ -n ${COMPARE_REV:-} ]]; then
+    COMPARE_REV=$(git -C "$REPO" rev-parse --short "$COMPARE_REV^{commit}") || die "no git revision $COMPARE_REV"
+    rm -rf "$WORK/src-b" && mkdir -p "$WORK/src-b"
+    git -C "$REPO" archive "$COMPARE_REV" | tar -x -C "$WORK/src-b" || die "git archive $COMPARE_REV failed"
+    (cd "$WORK/src-b" && "$GO" build -trimpath -o "$BIN/healproxy-b" ./cmd/healproxy) || die "go build of $COMPARE_REV failed"
+  fi
   (cd "$REPO" &&
     "$GO" build -trimpath -o "$BIN/upstream" ./bench/cmd/upstream &&
     "$GO" build -trimpath -o "$BIN/goproxy" ./bench/cmd/goproxy &&
@@ -181,7 +192,9 @@ update_flags() { # report flags that rewrite BENCHMARKS.md (and the chart) with 
 run_proxies() {
   local UP_PORT=$PORT_BASE
   declare -A PORT=([goproxy]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)) [haproxy]=$((PORT_BASE + 3))
-    [caddy]=$((PORT_BASE + 4)) [healproxy]=$((PORT_BASE + 6)))
+    [caddy]=$((PORT_BASE + 4)) [healproxy]=$((PORT_BASE + 6)) [healproxy-b]=$((PORT_BASE + 7)))
+  local compare=0
+  if [[ -n ${COMPARE_BIN:-}${COMPARE_REV:-} ]]; then compare=1; fi
   export PATH=$PATH:/usr/sbin:/sbin
 
   # ---- install what is missing (Debian packages); a peer that cannot be had is skipped
@@ -219,7 +232,7 @@ run_proxies() {
   done
 
   build
-  for p in $UP_PORT ${PORT[healproxy]}; do port_busy "$p" && die "port $p already in use (set PORT_BASE)"; done
+  for p in $UP_PORT ${PORT[healproxy]} ${PORT[healproxy-b]}; do port_busy "$p" && die "port $p already in use (set PORT_BASE)"; done
   for p in $peers; do port_busy "${PORT[$p]}" && die "port ${PORT[$p]} ($p) already in use (set PORT_BASE)"; done
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -236,6 +249,7 @@ provider "bench" {
   upstreams = ["http://$UP"]
 }
 EOF
+  sed 's/^listen = .*/listen = "127.0.0.1:'"${PORT[healproxy-b]}"'"/' "$RUN/healproxy.hcl" >"$RUN/healproxy-b.hcl"
   cat >"$RUN/nginx/nginx.conf" <<EOF
 worker_processes auto;
 daemon off;
@@ -302,6 +316,7 @@ EOF
   start upstream "$BIN/upstream" -addr "$UP"
   wait_ok "http://$UP/" 10 "$PID_upstream" || die "upstream did not come up"
   start healproxy "$BIN/healproxy" run -config "$RUN/healproxy.hcl"
+  if ((compare)); then start healproxy_b "$BIN/healproxy-b" run -config "$RUN/healproxy-b.hcl"; fi
   for p in $peers; do
     case $p in
       goproxy) start goproxy "$BIN/goproxy" -addr "127.0.0.1:${PORT[goproxy]}" -upstream "http://$UP" ;;
@@ -315,6 +330,11 @@ EOF
   declare -A URL=([direct]="http://$UP/" [healproxy]="http://127.0.0.1:${PORT[healproxy]}/providers/bench/")
   declare -A TPID=([direct]=$PID_upstream [healproxy]=$PID_healproxy)
   [[ " $peers " == *" goproxy "* ]] || TARGETS=(direct healproxy)
+  if ((compare)); then
+    TARGETS+=(healproxy-b)
+    URL[healproxy-b]="http://127.0.0.1:${PORT[healproxy-b]}/providers/bench/"
+    TPID[healproxy-b]=$PID_healproxy_b
+  fi
   for p in $peers; do
     URL[$p]="http://127.0.0.1:${PORT[$p]}/"
     pv="PID_$p"; TPID[$p]=${!pv}
@@ -329,6 +349,7 @@ EOF
     machine
     echo "wrk: $(wrk -v 2>&1 | head -1)"
     echo "goproxy: net/http/httputil.ReverseProxy as shipped (no BufferPool), $("$GO" version | awk '{print $3}')"
+    if ((compare)); then echo "healproxy-b: ${COMPARE_BIN:-$COMPARE_REV}"; fi
     for p in $peers; do
       case $p in
         nginx) echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')" ;;

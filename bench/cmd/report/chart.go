@@ -10,13 +10,14 @@ import (
 
 // colors of the targets in the chart; healproxy stands out.
 var colors = map[string]string{
-	"direct":    "#9e9e9e",
-	"goproxy":   "#64b5f6",
-	"healproxy": "#e53935",
-	"nginx":     "#43a047",
-	"haproxy":   "#8e24aa",
-	"caddy":     "#fb8c00",
-	"traefik":   "#00897b",
+	"direct":      "#9e9e9e",
+	"goproxy":     "#64b5f6",
+	"healproxy":   "#e53935",
+	"healproxy-b": "#f48fb1",
+	"nginx":       "#43a047",
+	"haproxy":     "#8e24aa",
+	"caddy":       "#fb8c00",
+	"traefik":     "#00897b",
 }
 
 // niceStep is a round axis step (1, 2 or 5 × 10^k) near max/ticks.

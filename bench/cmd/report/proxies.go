@@ -43,7 +43,7 @@ type row struct {
 
 // targetOrder is the order of targets in tables and the chart; others
 // follow in the order they first appear.
-var targetOrder = []string{"direct", "goproxy", "healproxy", "nginx", "haproxy", "caddy", "traefik"}
+var targetOrder = []string{"direct", "goproxy", "healproxy", "healproxy-b", "nginx", "haproxy", "caddy", "traefik"}
 
 // parseRaw reads raw.tsv. Columns are found by their header names; a
 // value "NA" (or a missing column) is NaN.
