@@ -9,7 +9,7 @@ func TestPercent(t *testing.T) {
 		want int
 	}{
 		{0, 100},             // nothing measured yet: the default
-		{4 * mb, 1500},       // grows to the floor: 4 MB + 15 × 4 MB = 64 MB
+		{4 * mb, 1500},       // grows to a 64 MB floor: 4 MB + 15 × 4 MB
 		{16 * mb, 300},       // 16 + 48 = 64
 		{31 * mb, 106},       // just under half the floor
 		{32 * mb, 100},       // half the floor and up: the default
