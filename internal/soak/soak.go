@@ -54,6 +54,8 @@ import (
 type Config struct {
 	// Binary is the healproxy executable to run. Required.
 	Binary string
+	// Env is added to healproxy's environment (e.g. GOGC=100).
+	Env []string
 	// Dir receives healproxy.hcl, healproxy.log, soak.csv and soak.svg.
 	// Required.
 	Dir string
@@ -201,7 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.WriteFile(conf, []byte(configText(steady.URL, flappy.URL, single.URL)), 0o644); err != nil {
 		return nil, err
 	}
-	proc, err := startProxy(cfg.Binary, conf, res.Log)
+	proc, err := startProxy(cfg.Binary, cfg.Env, conf, res.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -585,7 +587,7 @@ func (a *addrWriter) Write(p []byte) (int, error) {
 	return a.w.Write(p)
 }
 
-func startProxy(bin, conf, logPath string) (*proxyProc, error) {
+func startProxy(bin string, env []string, conf, logPath string) (*proxyProc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -593,6 +595,9 @@ func startProxy(bin, conf, logPath string) (*proxyProc, error) {
 	aw := &addrWriter{w: f, found: make(chan struct{})}
 	p := &proxyProc{done: make(chan struct{}), logf: f}
 	p.cmd = exec.Command(bin, "run", "-config", conf, "-listen", "127.0.0.1:0")
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = aw, aw
 	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
