@@ -46,6 +46,9 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 	if cfg.StatePath != old.cfg.StatePath {
 		res.Warnings = append(res.Warnings, "state.path changed: it takes effect at the next restart")
 	}
+	if sharedSetting(cfg) != sharedSetting(old.cfg) {
+		res.Warnings = append(res.Warnings, "state.redis, key_prefix or replica changed: it takes effect at the next restart")
+	}
 	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
 
 	for _, pc := range cfg.Providers {
@@ -177,6 +180,14 @@ func sameAlerts(a, b []config.Alert) bool {
 func sameProvider(a, b config.Provider) bool {
 	a.Health, b.Health = config.Health{}, config.Health{}
 	return reflect.DeepEqual(a, b)
+}
+
+// sharedSetting is what of cfg the shared-state session was made from.
+func sharedSetting(cfg *config.Config) string {
+	if cfg.Shared == nil {
+		return "\x00" + cfg.Replica
+	}
+	return cfg.Shared.RedisURL + "\x00" + cfg.Shared.KeyPrefix + "\x00" + cfg.Replica
 }
 
 // sameProcess: the plugin process can be kept.

@@ -767,3 +767,23 @@ func TestReloadConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Settings read only at start-up are named in the reload's warnings.
+func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
+	up := newFakeUpstream(t)
+	cfg := &config.Config{Providers: []config.Provider{testProvider(t, "p", up.URL)}}
+	s, _ := startHealproxyConfig(t, nil, cfg)
+	next := *cfg
+	next.Listen = "127.0.0.1:1"
+	next.Shared = &config.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
+	res := s.Reload(&next)
+	got := strings.Join(res.Warnings, "\n")
+	for _, want := range []string{"listen changed", "state.redis, key_prefix or replica changed"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings %q; want one saying %q", res.Warnings, want)
+		}
+	}
+	if s.Reload(&next).Warnings != nil {
+		t.Errorf("a second reload of the same config warned: %q", s.Reload(&next).Warnings)
+	}
+}
