@@ -221,6 +221,8 @@ func TestJudge(t *testing.T) {
 		{"a step within the tolerance", series(30, func(i int) float64 { return 100 + float64(i/15*20) }), true},
 		{"doubling", series(30, func(i int) float64 { return 100 + float64(i*4) }), false},
 		{"slow steady climb", series(60, func(i int) float64 { return 100 + float64(i)/2 }), false},
+		// a race build settling: +7 % in small steps, under half the allowance
+		{"settling rise", series(30, func(i int) float64 { return 100 + float64(i)/4 }), true},
 		{"too few samples", series(3, func(int) float64 { return 100 }), false},
 		{"falling", series(30, func(i int) float64 { return 200 - float64(i) }), true},
 	}
