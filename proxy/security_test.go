@@ -226,9 +226,14 @@ func rawExchange(t *testing.T, addr, raw string) []string {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second)) // a hang fails the test, not a timing assertion
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
+	// Written while the answer is read: a server may answer (413, 404)
+	// and close before it has read a large request, and the write then
+	// fails while the answer is already there to read.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, raw)
+		wrote <- err
+	}()
 	var status []string
 	br := bufio.NewReader(c)
 	for {
@@ -236,6 +241,9 @@ func rawExchange(t *testing.T, addr, raw string) []string {
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatalf("the server neither answered nor closed the connection: %v (so far %q)", err, status)
+			}
+			if werr := <-wrote; werr != nil && len(status) == 0 {
+				t.Fatalf("writing the request: %v; no answer: %v", werr, err)
 			}
 			return status
 		}
