@@ -43,6 +43,7 @@ type Provider struct {
 type Upstream struct {
 	provider *Provider
 	target   *url.URL // scheme, host, base path and query of the endpoint
+	basePath string   // target's escaped path without a trailing slash
 	// Display is the URL without query string or user info: the form
 	// shown in diagnostics, metrics and logs.
 	Display string
@@ -87,7 +88,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		}
 	}
 	for _, u := range pc.Upstreams {
-		up := &Upstream{provider: p, target: u, Display: redactURL(u)}
+		up := newUpstream(p, u)
 		if old := keep[u.String()]; old != nil {
 			up.Health, up.metrics = old.Health, old.metrics
 			up.drain.Store(old.drain.Load())
@@ -105,7 +106,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		p.Upstreams = append(p.Upstreams, up)
 	}
 	if lr := pc.AllDown.LastResort; lr != nil {
-		up := &Upstream{provider: p, target: lr, Display: redactURL(lr)}
+		up := newUpstream(p, lr)
 		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", settingsOf(pc.Health), breaker.Options{})
 		up.metrics = m.forUpstream(p.ID, "last_resort "+up.Display)
 		p.lastResort = up
@@ -122,6 +123,11 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
 	}
 	return p
+}
+
+// newUpstream is the endpoint u of p, before its health and metrics.
+func newUpstream(p *Provider, u *url.URL) *Upstream {
+	return &Upstream{provider: p, target: u, Display: redactURL(u), basePath: strings.TrimSuffix(u.EscapedPath(), "/")}
 }
 
 func settingsOf(h config.Health) breaker.Settings {
@@ -199,7 +205,7 @@ func (p *Provider) clientURL(v string, req *http.Request) string {
 			secret = secret || q.Has(k)
 			q.Del(k)
 		}
-		base := strings.TrimSuffix(u.target.EscapedPath(), "/")
+		base := u.basePath
 		rest, ok := strings.CutPrefix(loc.EscapedPath(), base)
 		if !ok || (rest != "" && rest[0] != '/') {
 			if !secret {
@@ -262,8 +268,7 @@ func restPath(r *http.Request, id string) (string, bool) {
 func (u *Upstream) targetURL(in *url.URL) *url.URL {
 	t := u.target
 	out := &url.URL{Scheme: t.Scheme, Host: t.Host, User: t.User}
-	base := strings.TrimSuffix(t.EscapedPath(), "/")
-	out.RawPath = base + in.RawPath
+	out.RawPath = u.basePath + in.RawPath
 	out.Path, _ = url.PathUnescape(out.RawPath)
 	if out.RawPath == out.Path {
 		out.RawPath = ""
@@ -282,7 +287,7 @@ func (u *Upstream) targetURL(in *url.URL) *url.URL {
 // h1Target is targetURL's request target in pieces, for the lean client.
 func (u *Upstream) h1Target(in *url.URL) h1Target {
 	t := u.target
-	tg := h1Target{path: strings.TrimSuffix(t.EscapedPath(), "/"), rest: in.RawPath, query: t.RawQuery, query2: in.RawQuery}
+	tg := h1Target{path: u.basePath, rest: in.RawPath, query: t.RawQuery, query2: in.RawQuery}
 	if tg.query == "" {
 		tg.query, tg.query2 = tg.query2, ""
 	}
