@@ -125,10 +125,10 @@ func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte(`<!doctype html><title>evil</title>
-<iframe name="sink"></iframe>
-<form id="f" method="POST" enctype="text/plain" target="sink" action="` + target + `"><input name="a" value="b"></form>
-<form id="g" method="POST" target="sink" action="` + target + `"></form>
-<script>document.getElementById('f').submit(); setTimeout(() => document.getElementById('g').submit(), 200);</script>`))
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<form id="f" method="POST" enctype="text/plain" target="sink1" action="` + target + `"><input name="a" value="b"></form>
+<form id="g" method="POST" target="sink2" action="` + target + `"></form>
+<script>document.getElementById('f').submit(); document.getElementById('g').submit();</script>`))
 	}))
 	t.Cleanup(evil.Close)
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)

@@ -127,6 +127,14 @@ func TestSoak(t *testing.T) {
 		t.Errorf("%d client-visible errors while a healthy upstream or fallback existed (see above)", n)
 	}
 	for _, v := range res.Verdicts {
+		if !v.Flat && raceEnabled && v.Name == "rss_kib" && v.Last <= v.Allowed {
+			// The race detector's own memory grows with every goroutine
+			// and heap address a short run touches: a steady RSS rise
+			// within the allowance is its, not healproxy's. The non-race
+			// runs judge the RSS climb (RELIABILITY.md).
+			t.Logf("race build, RSS within the allowance, its climb not judged: %s", v)
+			continue
+		}
 		if !v.Flat {
 			t.Errorf("%s", v)
 		}
