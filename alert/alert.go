@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/redact"
 )
 
 // Event types: config.AlertEvents.
@@ -194,6 +195,7 @@ func New(alerts []config.Alert, opts Options) *Notifier {
 			alert:    a,
 			webhook:  a.RedactedWebhook(),
 			url:      a.Webhook.String(),
+			secrets:  redact.New(redact.ForURL(a.Webhook, true)...),
 			wake:     make(chan struct{}, 1),
 			ring:     make([]queued, opts.QueueSize),
 			types:    map[typeKey]*typeState{},
@@ -374,9 +376,10 @@ func (s Stats) Alert(name string) (AlertStats, bool) {
 type worker struct {
 	n       *Notifier
 	alert   config.Alert
-	on      uint8  // typeBit of each event type in alert.On
-	webhook string // redacted, for logs
-	url     string // the secret one, for requests only
+	on      uint8            // typeBit of each event type in alert.On
+	webhook string           // redacted, for logs
+	url     string           // the secret one, for requests only
+	secrets *redact.Scrubber // the webhook's path, query and user info, scrubbed from errors
 	wake    chan struct{}
 
 	mu       sync.Mutex

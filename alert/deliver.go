@@ -189,13 +189,7 @@ func (w *worker) scrub(err error) error {
 	}
 	// Belt and braces: no error text we know of quotes the path or query,
 	// but the secret must not get out through one we do not know.
-	if u, perr := url.Parse(w.url); perr == nil {
-		for _, secret := range []string{u.EscapedPath(), u.Path, u.RawQuery, u.User.String()} {
-			if len(secret) > 1 && strings.Contains(msg, secret) {
-				msg = strings.ReplaceAll(msg, secret, "[redacted]")
-			}
-		}
-	}
+	msg = w.secrets.Scrub(msg)
 	return errors.New(msg)
 }
 
