@@ -80,6 +80,8 @@ type fileProvider struct {
 	Retry                  *fileRetry       `hcl:"retry,block"`
 	Cache                  *fileCache       `hcl:"cache,block"`
 	AllDown                *fileAllDown     `hcl:"all_down,block"`
+	AllowTrace             *bool            `hcl:"allow_trace,optional"`
+	CORS                   *fileCORS        `hcl:"cors,block"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -127,6 +129,12 @@ type fileAllDown struct {
 	LastResortRange hcl.Range      `hcl:"last_resort,attr_value_range"`
 	Wait            *string        `hcl:"wait,optional"`
 	WaitRange       hcl.Range      `hcl:"wait,attr_value_range"`
+
+	DefRange hcl.Range `hcl:",def_range"`
+}
+
+type fileCORS struct {
+	AllowOrigins hcl.Expression `hcl:"allow_origins,optional"` // required; checked by us to report it once
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

@@ -61,6 +61,10 @@ func FuzzParse(f *testing.F) {
 		`provider "p" { upstreams = ["http://h"] retry { on = [] methods = [] budget = "1e400" } cache { stale_if_error = "0s" max_entries = 0 max_body = 1.5 } }`,
 		`provider "p" { upstreams = ["http://h"] all_down { order = ["fail", "stale", "stale", "panic"] last_resort = "http://h/" wait = "11s" } }`,
 		`provider "p" { upstreams = ["http://h"] all_down { order = [] last_resort = env("X") } all_down {} }`,
+		`provider "p" { upstreams = ["http://h"] allow_trace = true cors { allow_origins = ["https://A.example:443/", "http://[::1]:3000", "http://127.0.0.1"] } }`,
+		`provider "p" { upstreams = ["http://h"] allow_trace = "x" cors { allow_origins = ["*", "*", "null", "", "https://u@h/p?q#f", "https://*.h", "http://127.1"] } cors {} }`,
+		`provider "p" { upstreams = ["http://h"] cors { allow_origins = [env("X"), "https://x", "HTTPS://X:443"] } }`,
+		`provider "p" { upstreams = ["http://h"] cors { allow_origin = "*" } }`,
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -148,6 +152,16 @@ func checkResilience(t *testing.T, p Provider) {
 	}
 	if c := p.Cache; c != nil && (c.StaleIfError <= 0 || c.MaxEntries < 1 || c.MaxBodyBytes < 1) {
 		t.Errorf("got cache %+v; want it in bounds", c)
+	}
+	if c := p.CORS; c != nil {
+		if len(c.AllowOrigins) == 0 || slices.Contains(c.AllowOrigins, "*") && len(c.AllowOrigins) != 1 {
+			t.Errorf("got allow_origins %q; want some origins, or \"*\" alone", c.AllowOrigins)
+		}
+		for i, o := range c.AllowOrigins {
+			if n, problem := normalizeOrigin(o); problem != "" || n != o || slices.Index(c.AllowOrigins, o) != i || !c.Allows(o) {
+				t.Errorf("got allow_origins %q; want distinct, normalised origins that Allows accepts", c.AllowOrigins)
+			}
+		}
 	}
 	a := p.AllDown
 	if len(a.Order) == 0 || a.Order[len(a.Order)-1] != "fail" || a.Wait < 0 || a.Wait > MaxAllDownWait {

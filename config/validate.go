@@ -207,6 +207,12 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 	p.Upstreams = b.upstreams(fp)
 	p.Headers = b.headers(fp)
 	b.resilience(fp, &p)
+	if fp.AllowTrace != nil {
+		p.AllowTrace = *fp.AllowTrace
+	}
+	if fp.CORS != nil {
+		p.CORS = b.cors(fp.CORS, fp.ID)
+	}
 	return p
 }
 
