@@ -19,7 +19,7 @@ import (
 // with r.Body wrapped so that a break later on (a reset, a truncation, the
 // attempt's timeout), which can only reach the client as a cut connection,
 // is still recorded as a failure of u. client is the client's request
-// context, attempt the attempt's (for classifyError).
+// context, attempt the attempt's (for Provider.classify).
 func (u *Upstream) watchBody(r *http.Response, client, attempt context.Context, start time.Time) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || r.StatusCode == http.StatusSwitchingProtocols {
 		return nil
@@ -70,7 +70,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		u := b.u
 		b.u = nil
 		if b.client.Err() == nil {
-			kind, msg := classifyError(err, b.attempt)
+			kind, msg := u.provider.classify(err, b.attempt)
 			u.Health.Fail(&breaker.Failure{Kind: kind, Latency: time.Since(b.start),
 				Message: "answer cut short after its headers: " + msg})
 		}

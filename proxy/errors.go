@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/healproxy/healproxy/breaker"
 )
 
 // StatusClientClosedRequest is nginx's 499: the client left before the answer.
@@ -17,19 +19,32 @@ const StatusClientClosedRequest = 499
 func (p *Provider) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *cooldownError
 	var ue *upstreamError
+	var le *localError
 	switch {
 	case errors.As(err, &ce):
 		writeCooldown(w, p, ce.remaining)
 	case err == errBodyTooLarge:
+		p.m.notUpstream.WithLabelValues(p.ID, causeBodyTooLarge).Inc()
 		writeBodyTooLarge(w, p)
+	case errors.As(err, &le) && (le == errBodySlow || r.Context().Err() == nil):
+		p.m.notUpstream.WithLabelValues(p.ID, le.cause).Inc()
+		switch le.status {
+		case http.StatusServiceUnavailable:
+			setRetryAfter(w, time.Second)
+		case http.StatusBadRequest, http.StatusRequestTimeout:
+			w.Header().Set("Connection", "close") // the rest of the body cannot be read
+		}
+		writeJSON(w, le.status, errorBody{Status: "error", ProviderID: p.ID, Error: le.msg})
 	case errors.Is(err, errClientGone) || r.Context().Err() != nil:
+		p.m.notUpstream.WithLabelValues(p.ID, causeClientGone).Inc()
 		w.WriteHeader(StatusClientClosedRequest)
-	case errors.As(err, &ue) && ue.kind == "timeout":
+	case errors.As(err, &ue) && ue.kind == breaker.KindTimeout:
 		writeJSON(w, http.StatusGatewayTimeout, errorBody{Status: "error", ProviderID: p.ID, Error: ue.msg})
 	case errors.As(err, &ue):
 		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID, Error: ue.msg})
 	default:
-		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID, Error: "proxy error: " + err.Error()})
+		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID,
+			Error: "proxy error: " + p.secrets.Scrub(err.Error())})
 	}
 }
 

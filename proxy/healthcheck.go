@@ -190,7 +190,8 @@ func jitter(d time.Duration, r float64) time.Duration {
 // probe sends one health check to u: a GET of u's base path joined with
 // the check's path, u's own query kept, within cfg.Timeout. ok says the
 // answer's status was expected; otherwise f says why, in a message free
-// of URLs (whose query strings may hold secrets).
+// of URLs (whose query strings may hold secrets), or is nil when the
+// check could not be made for want of the proxy's own resources.
 func (c *checker) probe(ctx context.Context, u *Upstream) (ok bool, f *breaker.Failure) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -209,7 +210,10 @@ func (c *checker) probe(ctx context.Context, u *Upstream) (ok bool, f *breaker.F
 	resp, err := u.send(c.rt, req) // an injected fault (fault.go) fails the checks too
 	latency := time.Since(start)
 	if err != nil {
-		kind, msg := classifyError(err, ctx)
+		if localResource(err) {
+			return false, nil // the proxy's own shortage: the check says nothing of u
+		}
+		kind, msg := c.p.classify(err, ctx)
 		return false, &breaker.Failure{Kind: kind, Latency: latency, Message: "health check: " + msg}
 	}
 	drainBody(resp.Body)
@@ -226,6 +230,11 @@ func (c *checker) probe(ctx context.Context, u *Upstream) (ok bool, f *breaker.F
 func (c *checker) tick(ctx context.Context, u *Upstream) {
 	ok, f := c.probe(ctx, u)
 	if ctx.Err() != nil {
+		return
+	}
+	if !ok && f == nil {
+		c.log.Warn("health check not made: the proxy is out of connections or file descriptors",
+			slog.String("upstream", u.Display))
 		return
 	}
 	_, coolingBefore := u.Health.CooldownUntil()

@@ -28,6 +28,9 @@ type metrics struct {
 
 	retryBudgetExhausted *prometheus.CounterVec
 	allDown              *prometheus.CounterVec
+	// notUpstream counts provider requests that failed for a cause that
+	// is not the upstream's (clienterrors.go): never counted in health.
+	notUpstream *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -56,7 +59,12 @@ func newMetrics(s *Server) *metrics {
 		Name: "healproxy_all_down_total",
 		Help: "Requests answered by the all-down policy, by the step that answered: stale, last_resort, wait, fail.",
 	}, []string{"provider", "step"})
-	m.reg.MustRegister(m.retryBudgetExhausted, m.allDown)
+	m.notUpstream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "healproxy_provider_errors_not_upstream_total",
+		Help: "Provider requests that failed for a cause other than the upstream, never counted against its health, by cause: " +
+			"client_body_malformed, client_body_aborted, client_body_slow, client_body_too_large, client_gone, proxy_resources.",
+	}, []string{"provider", "cause"})
+	m.reg.MustRegister(m.retryBudgetExhausted, m.allDown, m.notUpstream)
 	m.reg.MustRegister(m.requests, m.latency, m.transitions, m.healthChecks, &healthCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

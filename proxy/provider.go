@@ -9,9 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/redact"
 )
 
 // Provider is one configured upstream API and its pool of equivalent
@@ -37,6 +39,11 @@ type Provider struct {
 	allDownWait  time.Duration
 	lastResort   *Upstream // nil: none; not among Upstreams
 	checker      *checker  // nil: no active health checks
+
+	// secrets are the values this provider must never show: its upstreams'
+	// query strings and values, its injected header values; scrubbed from
+	// every error message (Provider.classify) and URL header it answers.
+	secrets *redact.Scrubber
 }
 
 // Upstream is one endpoint of a provider with its own health.
@@ -111,6 +118,16 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		up.metrics = m.forUpstream(p.ID, "last_resort "+up.Display)
 		p.lastResort = up
 	}
+	var secrets []string
+	for _, u := range append(p.Upstreams, p.lastResort) {
+		if u != nil {
+			secrets = append(secrets, redact.ForURL(u.target, false)...)
+		}
+	}
+	for _, vs := range p.headers {
+		secrets = append(secrets, vs...)
+	}
+	p.secrets = redact.New(secrets...)
 	if pc.HealthCheck != nil {
 		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
 	}
@@ -171,22 +188,80 @@ func (p *Provider) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// modifyResponse maps an upstream's own URLs in Location and
-// Content-Location (a redirect within its API) back to this provider's
-// path, and drops the upstream's own query parameters from them: they
-// would send the client around the proxy and may hold a secret (an API key
-// in the upstream URL). URLs to other hosts are left as they are.
+// modifyResponse cleans the upstream's answer before it goes to the
+// client:
+//   - URLs in Location, Content-Location, Link and Refresh lose the
+//     upstream's own query parameters (they may hold its API key) and
+//     every other secret of the provider, on any host and scheme; those
+//     that point into an upstream's base path are mapped back to this
+//     provider's path, so that a redirect or a next-page link stays on
+//     the proxy;
+//   - CORS headers (Access-Control-*) pass only as the provider's cors
+//     setting allows, so that no page of another site can read answers
+//     made with the proxy's keys because an upstream allows "*".
 func (p *Provider) modifyResponse(resp *http.Response) error {
-	for _, h := range [...]string{"Location", "Content-Location"} {
-		if v := resp.Header.Get(h); v != "" {
-			resp.Header.Set(h, p.clientURL(v, resp.Request))
+	cors := 0 // 1: the client's Origin may read answers; -1: it may not
+	for k, vs := range resp.Header {
+		if strings.HasPrefix(k, "Access-Control-") {
+			if cors == 0 {
+				cors = -1
+				if resp.Request != nil && p.cfg.CORS.Allows(resp.Request.Header.Get("Origin")) {
+					cors = 1
+				}
+			}
+			if cors < 0 {
+				delete(resp.Header, k)
+			}
+			continue
 		}
+		switch k {
+		case "Location", "Content-Location":
+			for i, v := range vs {
+				vs[i] = p.secrets.Scrub(p.clientURL(v, resp.Request))
+			}
+		case "Link":
+			for i, v := range vs {
+				vs[i] = p.secrets.Scrub(p.clientLinks(v, resp.Request))
+			}
+		case "Refresh":
+			for i, v := range vs {
+				vs[i] = p.secrets.Scrub(v)
+			}
+		}
+	}
+	if cors != 0 && p.cfg.CORS != nil {
+		resp.Header.Add("Vary", "Origin") // the answer's headers depend on the client's Origin
 	}
 	return nil
 }
 
-// clientURL rewrites one Location value, relative to the request it
-// answers; a value that is not one of this provider's upstreams is kept.
+// clientLinks rewrites every URI reference of a Link header value
+// ("<uri>; rel=next, <uri>; rel=prev") with clientURL.
+func (p *Provider) clientLinks(v string, req *http.Request) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			break
+		}
+		b.WriteString(v[:i+1])
+		b.WriteString(p.clientURL(v[i+1:i+j], req))
+		b.WriteByte('>')
+		v = v[i+j+1:]
+	}
+	b.WriteString(v)
+	return b.String()
+}
+
+// clientURL rewrites one URL an upstream sent, relative to the request it
+// answers: on an upstream's host (any scheme or port) the upstream's own
+// query parameters are dropped, and a URL into an upstream's base path
+// becomes this provider's path. Other URLs are kept (the caller scrubs
+// secrets from every one).
 func (p *Provider) clientURL(v string, req *http.Request) string {
 	loc, err := url.Parse(v)
 	if err != nil {
@@ -195,8 +270,9 @@ func (p *Provider) clientURL(v string, req *http.Request) string {
 	if req != nil && req.URL != nil {
 		loc = req.URL.ResolveReference(loc)
 	}
+	host := loc.Hostname()
 	for _, u := range append(p.Upstreams, p.lastResort) {
-		if u == nil || !strings.EqualFold(loc.Host, u.target.Host) || loc.Scheme != u.target.Scheme {
+		if u == nil || !strings.EqualFold(host, u.target.Hostname()) {
 			continue
 		}
 		q := loc.Query()
@@ -207,9 +283,10 @@ func (p *Provider) clientURL(v string, req *http.Request) string {
 		}
 		base := u.basePath
 		rest, ok := strings.CutPrefix(loc.EscapedPath(), base)
-		if !ok || (rest != "" && rest[0] != '/') {
+		if !strings.EqualFold(loc.Host, u.target.Host) || loc.Scheme != u.target.Scheme ||
+			!ok || (rest != "" && rest[0] != '/') {
 			if !secret {
-				return v // the upstream's host, outside its base path: not ours to map
+				continue // the upstream's host, but not this upstream: another may map it
 			}
 			loc.RawQuery = q.Encode()
 			return loc.String()
@@ -228,9 +305,16 @@ func (p *Provider) clientURL(v string, req *http.Request) string {
 }
 
 // restPath is the escaped path after /providers/{id}, starting with "/",
-// and false when it could leave the upstream's base path: a "." or ".."
-// segment (also percent-encoded), an encoded slash or backslash, a
-// backslash, or a NUL.
+// and false when it could leave the upstream's base path, or be read so
+// by some server behind it (docs/behaviour.md, "Provider paths"):
+//   - a segment of dots only ("." and ".." and "..."), also percent-encoded,
+//     with a path parameter (";x", which Tomcat and Spring cut off) or
+//     trailing blanks;
+//   - an encoded slash or backslash, a backslash, or a NUL;
+//   - a double-encoded dot, slash, backslash or NUL ("%252e"), which a
+//     server that decodes twice reads as one;
+//   - an encoded control character, or bytes that are not UTF-8 once
+//     decoded (overlong forms such as "%c0%ae" among them).
 func restPath(r *http.Request, id string) (string, bool) {
 	esc := r.URL.EscapedPath()
 	prefix := "/providers/" + id
@@ -247,19 +331,39 @@ func restPath(r *http.Request, id string) (string, bool) {
 	if strings.ContainsAny(rest, "\\\x00") {
 		return "", false
 	}
+	if !strings.Contains(rest, "%") && !strings.Contains(rest, ".") {
+		return rest, true // the common case: nothing to decode, no dots
+	}
 	lower := strings.ToLower(rest)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") {
-		return "", false
+	for _, bad := range [...]string{"%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500"} {
+		if strings.Contains(lower, bad) {
+			return "", false
+		}
 	}
 	for seg := range strings.SplitSeq(rest[1:], "/") {
-		if len(seg) > 6 { // the longest dot segment is "%2e%2e"
+		if !strings.Contains(seg, "%") && !strings.Contains(seg, ".") {
 			continue
 		}
-		if s, err := url.PathUnescape(seg); err != nil || s == "." || s == ".." {
+		s, err := url.PathUnescape(seg)
+		if err != nil || !utf8.ValidString(s) || hasControl(s) {
+			return "", false
+		}
+		s, _, _ = strings.Cut(s, ";")
+		if s = strings.TrimRight(s, " \t"); s != "" && strings.Trim(s, ".") == "" {
 			return "", false
 		}
 	}
 	return rest, true
+}
+
+// hasControl: s holds an ASCII control character.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // targetURL is the upstream URL for an escaped rest path: the upstream's

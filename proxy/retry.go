@@ -180,24 +180,29 @@ const maxReplayBody = 64 << 10
 // replayableBody reads a small request body into memory so that a retry
 // can send it again. It returns the body (nil for none) and whether the
 // request can be replayed; a larger body is left streaming, unreplayable.
-func replayableBody(req *http.Request) ([]byte, bool) {
+// An error is the client's body failing while it was read (malformed,
+// cut off, too slow, too large): the request cannot be sent at all.
+func replayableBody(req *http.Request) ([]byte, bool, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return nil, true
+		return nil, true, nil
 	}
 	if req.ContentLength > maxReplayBody {
-		return nil, false
+		return nil, false, nil
 	}
 	buf, err := io.ReadAll(io.LimitReader(req.Body, maxReplayBody+1))
-	if err != nil || len(buf) > maxReplayBody {
+	if err != nil {
+		return nil, false, err
+	}
+	if len(buf) > maxReplayBody {
 		// put back what was read in front of the rest
 		req.Body = struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
-		return nil, false
+		return nil, false, nil
 	}
 	req.Body.Close()
-	return buf, true
+	return buf, true, nil
 }
 
 // rateLimitPause reads how long a 429 or 503 asks the client to wait:

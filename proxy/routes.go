@@ -69,12 +69,28 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 			Error: "path must not hold dot segments, encoded slashes or backslashes"})
 		return
 	}
+	switch r.Method {
+	case http.MethodConnect: // a tunnel through the proxy to the upstream's host: never
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Status: "error", ProviderID: id,
+			Error: "method CONNECT is not forwarded to providers"})
+		return
+	case http.MethodTrace:
+		// An upstream that echoes TRACE would show the client the headers
+		// the proxy injects (its API keys).
+		if !p.cfg.AllowTrace {
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Status: "error", ProviderID: id,
+				Error: "method TRACE is not forwarded to provider " + strconv.Quote(id) + " (allow_trace is off)"})
+			return
+		}
+	}
 	if !p.available() && !p.hasAllDownFallback() {
 		writeCooldown(w, p, p.cooldownRemaining())
 		return
 	}
 	if limit := p.cfg.MaxRequestBody; limit > 0 {
 		if r.ContentLength > limit {
+			p.m.notUpstream.WithLabelValues(p.ID, causeBodyTooLarge).Inc()
 			writeBodyTooLarge(w, p)
 			return
 		}
@@ -82,6 +98,7 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, limit) // chunked: counted as it streams
 		}
 	}
+	r = withClientBody(w, r) // tells the client's faults from the upstream's (clienterrors.go)
 	// A client that stops reading must not hold this goroutine (and the
 	// upstream connection) forever: the answer has as long as every
 	// attempt may take, plus a margin for a slow link.

@@ -51,12 +51,19 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	p := t.p
 	rp := p.retry
 	rp.budget.request()
+	cb := clientBodyOf(req) // nil: no body
 	maxAttempts := 1
 	var body []byte
 	if rp.attempts > 1 && rp.method(req.Method) {
-		var ok bool
-		if body, ok = replayableBody(req); ok {
-			maxAttempts = rp.attempts
+		b, ok, err := replayableBody(req)
+		if err != nil { // the client's body broke while it was read: never sent
+			if req.Context().Err() != nil {
+				return nil, errClientGone
+			}
+			return nil, clientBodyError(err)
+		}
+		if ok {
+			body, maxAttempts = b, rp.attempts
 		}
 	}
 	retryable := maxAttempts > 1
@@ -91,12 +98,12 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams))
-		resp, err, refused := t.attempt(u, req, retryLater)
+		resp, err, refused := t.attempt(u, req, cb, retryLater)
 		if refused {
 			continue
 		}
 		attempts++
-		if err == errClientGone || err == errBodyTooLarge {
+		if notUpstream(err) {
 			return nil, err
 		}
 		if err == nil {
@@ -123,15 +130,36 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			break
 		}
 	}
-	return t.allDown(req, body, lastResp, lastErr)
+	// A request sent before can be sent again only when the retry policy
+	// retries it (its method, a body kept for replay); one never sent
+	// still has its body. The try after the all-down wait is a retry like
+	// any other, within the policy's attempts; the last resort is the
+	// fallback after them.
+	resend := attempts == 0 || retryable
+	return t.allDown(req, body, cb, allDownSends{lastResort: resend, wait: resend && attempts < maxAttempts}, lastResp, lastErr)
 }
 
-// allDown answers when no upstream gave a good answer (CONTRACT section 4,
+// allDownSends says which all-down steps may send the request again.
+type allDownSends struct{ lastResort, wait bool }
+
+// notUpstream: an attempt's error that ends the request at once, not
+// being the upstream's to retry or fail over from.
+func notUpstream(err error) bool {
+	if err == errClientGone || err == errBodyTooLarge {
+		return true
+	}
+	_, ok := err.(*localError)
+	return ok
+}
+
+// allDown answers when no upstream gave a good answer (docs/behaviour.md,
 // and the provider's all_down policy): the steps of its order in turn —
 // a stale copy from the cache, the last-resort upstream, a short wait for
-// the earliest recovery — and at last the failure: the last upstream's
-// own failure answer, its error, or 503 with Retry-After.
-func (t *providerTransport) allDown(req *http.Request, body []byte, lastResp *http.Response, lastErr error) (*http.Response, error) {
+// the earliest end of a cooldown — and at last the failure: the last
+// upstream's own failure answer, its error, or 503 with Retry-After.
+// sends says which steps may send the request once more (see RoundTrip):
+// a request whose body was streamed to an upstream has none left to send.
+func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBody, sends allDownSends, lastResp *http.Response, lastErr error) (*http.Response, error) {
 	p := t.p
 	if req.Context().Err() != nil {
 		if lastResp != nil {
@@ -155,13 +183,19 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, lastResp *ht
 				}
 			}
 		case "last_resort":
-			if p.lastResort == nil {
+			if p.lastResort == nil || !sends.lastResort {
 				continue
 			}
 			if body != nil {
 				req.Body = io.NopCloser(bytes.NewReader(body))
 			}
-			resp, err, refused := t.attempt(p.lastResort, req, false)
+			resp, err, refused := t.attempt(p.lastResort, req, cb, false)
+			if notUpstream(err) {
+				if lastResp != nil {
+					lastResp.Body.Close()
+				}
+				return nil, err
+			}
 			if !refused && err == nil && !failureStatus(resp.StatusCode) {
 				if lastResp != nil {
 					lastResp.Body.Close()
@@ -173,12 +207,12 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, lastResp *ht
 				resp.Body.Close()
 			}
 		case "wait":
-			if p.allDownWait <= 0 || lastResp != nil {
+			if p.allDownWait <= 0 || lastResp != nil || !sends.wait {
 				continue // a failure answer is an answer: no wait
 			}
-			wait := p.cooldownRemaining()
-			if wait > p.allDownWait {
-				continue
+			wait, ok := p.nextRecovery()
+			if !ok || wait > p.allDownWait {
+				continue // nothing cools down (an upstream failed but is not out), or not soon enough
 			}
 			timer := time.NewTimer(wait + time.Millisecond)
 			select {
@@ -192,7 +226,7 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, lastResp *ht
 				if body != nil {
 					req.Body = io.NopCloser(bytes.NewReader(body))
 				}
-				resp, err, refused := t.attempt(p.Upstreams[i], req, false)
+				resp, err, refused := t.attempt(p.Upstreams[i], req, cb, false)
 				if !refused {
 					p.m.allDown.WithLabelValues(p.ID, "wait").Inc()
 					return resp, err
@@ -263,11 +297,11 @@ const degradedShare = 16
 // not admit it (nothing was sent). With retryLater, a failure status is
 // not passed to the client but turned into an error, so the caller tries
 // the next upstream.
-func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater bool) (resp *http.Response, err error, refused bool) {
+func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBody, retryLater bool) (resp *http.Response, err error, refused bool) {
 	p := t.p
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		start := time.Now()
-		r, rtErr, cancel, ctx := t.send(u, req)
+		r, rtErr, cancel, ctx := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
 			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
 		}
@@ -278,6 +312,14 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		}
 		if rtErr != nil {
 			cancel()
+			// Not the upstream's doing: the client's body or its leaving,
+			// or the proxy's own resources (clienterrors.go). A slow body
+			// comes first: cutting its read cancels the request's context.
+			if cerr := cb.fault(); cerr == errBodySlow || (cerr != nil && req.Context().Err() == nil) {
+				err = cerr
+				u.metrics.observe("canceled", latency)
+				return latency, breaker.Excluded()
+			}
 			if req.Context().Err() != nil {
 				err = errClientGone
 				u.metrics.observe("canceled", latency)
@@ -288,7 +330,11 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
 			}
-			kind, msg := classifyError(rtErr, ctx)
+			if localResource(rtErr) {
+				err = errResources
+				return latency, breaker.Excluded()
+			}
+			kind, msg := p.classify(rtErr, ctx)
 			u.metrics.observe(string(kind), latency)
 			err = &upstreamError{kind: kind, msg: msg, retry: p.retry.kind(kind)}
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
@@ -307,7 +353,11 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 		if r.StatusCode == http.StatusTooManyRequests || r.StatusCode == http.StatusServiceUnavailable {
 			if d, why, ok := rateLimitPause(r.Header, time.Now()); ok {
 				u.Health.Pause(time.Now().Add(min(d, p.maxPause)), strconv.Itoa(r.StatusCode)+" with "+why)
-				if retryLater && t.spendRetry() {
+				// The answer is given up for a retry only when another
+				// upstream can take it: with this one paused and no other
+				// left, the client gets the upstream's own answer, its
+				// Retry-After included.
+				if retryLater && p.availableBesides(u) && t.spendRetry() {
 					drainBody(r.Body)
 					cancel()
 					err = &upstreamError{kind: breaker.KindStatus, retry: true, paid: true,
@@ -349,7 +399,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, retryLater b
 // the base transport with a context bounding it by the provider's timeout.
 // cancel ends that context once the answer is read or dropped (nil for the
 // lean client, which has none); ctx is the attempt's context, for classifyError.
-func (t *providerTransport) send(u *Upstream, req *http.Request) (r *http.Response, err error, cancel context.CancelFunc, ctx context.Context) {
+func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, err error, cancel context.CancelFunc, ctx context.Context) {
 	p := t.p
 	if u.fast != nil && u.fault.Load() == nil && h1Eligible(req) {
 		r, err = u.fast.roundTrip(req, u.h1Target(req.URL), p.timeout)
@@ -373,7 +423,9 @@ func (t *providerTransport) send(u *Upstream, req *http.Request) (r *http.Respon
 	}
 	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 	out.URL = u.targetURL(req.URL)
+	stopWatch := cb.watch(ctx)   // a slow client must not hold the attempt past its timeout
 	r, err = u.send(t.base, out) // u.send: fault injection, see fault.go
+	stopWatch()
 	stopTimer()
 	return r, err, cancel, ctx
 }
@@ -388,9 +440,13 @@ func (t *providerTransport) spendRetry() bool {
 	return false
 }
 
-// failureStatus: CONTRACT section 3 counts 5xx and 429 as failures; any
-// other answer means the upstream works.
-func failureStatus(code int) bool { return code >= 500 || code == http.StatusTooManyRequests }
+// failureStatus: 5xx and 429 are failures; any other answer means the
+// upstream works (docs/behaviour.md). 501 Not Implemented is the one 5xx
+// that is not: it says the request asked for a method or feature the
+// upstream does not have, which any client can provoke at will.
+func failureStatus(code int) bool {
+	return (code >= 500 && code != http.StatusNotImplemented) || code == http.StatusTooManyRequests
+}
 
 func idempotent(method string) bool {
 	switch method {
@@ -400,8 +456,21 @@ func idempotent(method string) bool {
 	return false
 }
 
+// classify names a transport error's kind and gives its message, free of
+// URLs and of every secret the provider holds: an upstream that answers
+// with non-HTTP bytes echoing the request line (a TCP echo service, a
+// wrong port) puts the request target, the upstream's query with its API
+// key, into the parse error's text. Every message that leaves an attempt
+// (the client's error answer, health, logs, events, alerts, the state
+// file) is made here.
+func (p *Provider) classify(err error, ctx context.Context) (breaker.Kind, string) {
+	kind, msg := classifyError(err, ctx)
+	return kind, p.secrets.Scrub(msg)
+}
+
 // classifyError names a transport error's kind and gives a message free of
-// URLs (whose query strings may hold secrets).
+// URLs (whose query strings may hold secrets). Use Provider.classify,
+// which also scrubs the provider's secrets.
 func classifyError(err error, ctx context.Context) (breaker.Kind, string) {
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -451,6 +520,39 @@ func (p *Provider) cooldownRemaining() time.Duration {
 	return min(max(best, time.Millisecond), maxRetryAfter)
 }
 
+// nextRecovery is how long until the earliest known end of a cooldown or
+// pause, when no upstream would admit a request now; ok is false when one
+// would, or when none has a known end (drained, forced open, or
+// half-open with its trials busy): then there is nothing to wait for.
+func (p *Provider) nextRecovery() (time.Duration, bool) {
+	best, ok := time.Duration(math.MaxInt64), false
+	now := time.Now()
+	for _, u := range p.Upstreams {
+		if d := u.drained(now); d != nil {
+			continue
+		}
+		until, blocked := u.Health.BlockedUntil()
+		if !blocked {
+			if u.Available() {
+				return 0, false
+			}
+			continue
+		}
+		best, ok = min(best, until.Sub(now)), true
+	}
+	return max(best, 0), ok
+}
+
+// availableBesides: an upstream other than u would admit a request now.
+func (p *Provider) availableBesides(u *Upstream) bool {
+	for _, o := range p.Upstreams {
+		if o != u && o.Available() {
+			return true
+		}
+	}
+	return false
+}
+
 // maxRetryAfter caps Retry-After for waits with no known end.
 const maxRetryAfter = time.Hour
 
@@ -458,6 +560,9 @@ const maxRetryAfter = time.Hour
 // timeout, the backoffs between them, and a minute for a slow client.
 func (p *Provider) writeBudget() time.Duration {
 	n := time.Duration(p.retry.attempts)
+	if p.lastResort != nil {
+		n++
+	}
 	return n*p.timeout + n*p.retry.maxBackoff + p.allDownWait + time.Minute
 }
 

@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/healproxy/healproxy/config"
+)
+
+// TestCORSHeadersOnlyForAllowedOrigins: an upstream's Access-Control-*
+// headers ("*" included) reach the client only when the provider's cors
+// setting allows the request's Origin; otherwise no page of another site
+// can read answers made with the proxy's keys.
+func TestCORSHeadersOnlyForAllowedOrigins(t *testing.T) {
+	up := newScriptUpstream(t, answer(http.StatusOK,
+		"Access-Control-Allow-Origin", "*",
+		"Access-Control-Allow-Credentials", "true",
+		"Access-Control-Expose-Headers", "X-Price"))
+	closed := testProvider(t, "closed", up.URL)
+	open := testProvider(t, "open", up.URL)
+	open.CORS = &config.CORS{AllowOrigins: []string{"https://app.example"}}
+	any := testProvider(t, "any", up.URL)
+	any.CORS = &config.CORS{AllowOrigins: []string{"*"}}
+	_, ts := startHealproxy(t, nil, closed, open, any)
+
+	tests := []struct {
+		provider, origin string
+		wantCORS         bool
+	}{
+		{"closed", "", false},
+		{"closed", "https://evil.example", false},
+		{"closed", "https://app.example", false},
+		{"open", "https://app.example", true},
+		{"open", "HTTPS://APP.example", true},
+		{"open", "https://evil.example", false},
+		{"open", "null", false},
+		{"open", "", false},
+		{"any", "https://evil.example", true},
+		{"any", "null", false},
+	}
+	for _, tt := range tests {
+		hdr := http.Header{}
+		if tt.origin != "" {
+			hdr.Set("Origin", tt.origin)
+		}
+		resp, body := do(t, http.DefaultClient, "GET", ts.URL+"/providers/"+tt.provider+"/x", nil, hdr)
+		if resp.StatusCode != 200 || !strings.Contains(body, "answer 200") {
+			t.Fatalf("%s, Origin %q: got %d %q; want the upstream's answer", tt.provider, tt.origin, resp.StatusCode, body)
+		}
+		var got []string
+		for k := range resp.Header {
+			if strings.HasPrefix(k, "Access-Control-") {
+				got = append(got, k)
+			}
+		}
+		if tt.wantCORS && len(got) != 3 {
+			t.Errorf("%s, Origin %q: got CORS headers %v; want the upstream's three", tt.provider, tt.origin, got)
+		}
+		if !tt.wantCORS && len(got) != 0 {
+			t.Errorf("%s, Origin %q: got CORS headers %v; want none", tt.provider, tt.origin, got)
+		}
+		if tt.provider != "closed" && !strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Origin") {
+			t.Errorf("%s, Origin %q: Vary %q; want Origin in it", tt.provider, tt.origin, resp.Header.Values("Vary"))
+		}
+	}
+}
+
+// TestTraceOnlyWhenAllowed: TRACE would make an echoing upstream show the
+// client the injected headers; it is refused unless allow_trace is on.
+func TestTraceOnlyWhenAllowed(t *testing.T) {
+	const secret = "SECRET-HEADER-789"
+	up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "message/http")
+		r.Header.Write(w) // what a TRACE-enabled server does
+	})
+	off := testProvider(t, "off", up.URL)
+	off.Headers = map[string]string{"X-Api-Key": secret}
+	on := testProvider(t, "on", up.URL)
+	on.AllowTrace = true
+	_, ts := startHealproxy(t, nil, off, on)
+
+	resp, body := do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/off/x", nil, nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(body, secret) {
+		t.Errorf("TRACE, allow_trace off: got %d %q; want 405 without the header's value", resp.StatusCode, body)
+	}
+	if up.n() != 0 {
+		t.Errorf("upstream got %d requests; want 0", up.n())
+	}
+	resp, _ = do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/on/x", nil, nil)
+	if resp.StatusCode != http.StatusOK || up.n() != 1 {
+		t.Errorf("TRACE, allow_trace on: got %d, %d upstream requests; want 200 from the upstream", resp.StatusCode, up.n())
+	}
+}
