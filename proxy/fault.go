@@ -263,8 +263,11 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 	}
 	targets := faultTargets(p, q.Get("upstream"))
 	if len(targets) == 0 {
+		// Not echoed as sent: a caller naming the upstream by its full URL
+		// would get its API key back in the answer (and in any log of it).
 		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id,
-			Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(q.Get("upstream"))})
+			Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(redactInput(q.Get("upstream"))) +
+				"; name it as diagnostics show it, without query string, or by its 0-based index"})
 		return
 	}
 	who := s.who(r)
