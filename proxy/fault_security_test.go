@@ -50,3 +50,67 @@ func TestFaultUnknownUpstreamRedacted(t *testing.T) {
 		t.Errorf("error %q does not name %s", doc.Error, want)
 	}
 }
+
+// TestFaultNumbersInRange: delay_ms, status, percent and ttl out of range,
+// however large, are refused with a 400 that says what is allowed, and
+// set nothing; the bounds themselves are accepted as given.
+func TestFaultNumbersInRange(t *testing.T) {
+	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", deadUpstreamURL(t))}}, Options{})
+	refused := []struct{ name, body, wantErr string }{
+		// 9223372036854775807 ms × 1e6 wraps to −1 ms as a time.Duration.
+		{"delay_ms max int64", `{"kind": "delay", "delay_ms": 9223372036854775807}`, "delay_ms 9223372036854775807: must be > 0 and at most 600000"},
+		// 18446744073710 ms × 1e6 wraps to +448384 ns: under the bound.
+		{"delay_ms wrapping to under a millisecond", `{"kind": "delay", "delay_ms": 18446744073710}`, "delay_ms 18446744073710: must be > 0 and at most 600000"},
+		{"delay_ms min int64", `{"kind": "delay", "delay_ms": -9223372036854775808}`, "must be > 0 and at most 600000"},
+		{"delay_ms negative", `{"kind": "delay", "delay_ms": -1}`, "must be > 0"},
+		{"delay_ms zero", `{"kind": "delay", "delay_ms": 0}`, "must be > 0"},
+		{"delay_ms one past the max TTL", `{"kind": "delay", "delay_ms": 600001}`, "at most 600000"},
+		{"delay_ms past int64", `{"kind": "delay", "delay_ms": 9223372036854775808}`, "body must be"},
+		{"status negative", `{"kind": "error", "status": -503}`, "want 400–599"},
+		{"status max int64", `{"kind": "error", "status": 9223372036854775807}`, "status"},
+		{"status 503 plus 2^32", `{"kind": "error", "status": 4294967799}`, "status"},
+		{"status past int64", `{"kind": "error", "status": 1e30}`, "body must be"},
+		{"percent negative", `{"kind": "abort", "percent": -1}`, "want 1–100"},
+		{"percent 50 plus 2^32", `{"kind": "abort", "percent": 4294967346}`, "percent"},
+		{"percent past int64", `{"kind": "abort", "percent": 99999999999999999999}`, "body must be"},
+		{"ttl overflowing a duration", `{"kind": "abort", "ttl": "9999999999999h"}`, "ttl"},
+		{"ttl max int64 ns", `{"kind": "abort", "ttl": "9223372036854775807ns"}`, "ttl"},
+		{"ttl zero", `{"kind": "abort", "ttl": "0s"}`, "ttl"},
+		{"ttl negative", `{"kind": "abort", "ttl": "-10m"}`, "ttl"},
+		{"ttl a nanosecond past the max", `{"kind": "abort", "ttl": "10m0.000000001s"}`, "ttl"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := faultCall(t, ts, "POST", "?provider=p", tt.body)
+			var doc errorBody
+			if err := json.Unmarshal([]byte(body), &doc); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			if code != 400 || !strings.Contains(doc.Error, tt.wantErr) {
+				t.Errorf("got %d %q; want 400 with %q", code, doc.Error, tt.wantErr)
+			}
+			if f := s.state.Load().providers["p"].Upstreams[0].fault.Swap(nil); f != nil { // cleared: each case on its own
+				t.Errorf("a refused request set a fault: %+v", *f)
+			}
+		})
+	}
+
+	accepted := []struct{ name, body, want string }{
+		{"delay_ms at the max TTL", `{"kind": "delay", "delay_ms": 600000}`, `"delay_ms":600000`},
+		{"delay_ms 1", `{"kind": "delay", "delay_ms": 1}`, `"delay_ms":1,`},
+		{"status 400", `{"kind": "error", "status": 400}`, `"status":400`},
+		{"status 599", `{"kind": "error", "status": 599}`, `"status":599`},
+		{"percent 1, ttl at the max", `{"kind": "abort", "percent": 1, "ttl": "10m"}`, `"percent":1,`},
+	}
+	for _, tt := range accepted {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := faultCall(t, ts, "POST", "?provider=p", tt.body)
+			if code != 200 || !strings.Contains(body, tt.want) {
+				t.Errorf("got %d %s; want 200 with %s", code, body, tt.want)
+			}
+			if code, body := faultCall(t, ts, "DELETE", "?provider=p", ""); code != 200 {
+				t.Fatalf("clear: %d %s", code, body)
+			}
+		})
+	}
+}
