@@ -179,8 +179,12 @@ func decodeFault(r *http.Request) (faultRequest, *fault, error) {
 		}
 	case FaultAbort:
 	case FaultDelay:
-		if req.DelayMS <= 0 || time.Duration(req.DelayMS)*time.Millisecond > MaxFaultTTL {
-			return req, nil, fmt.Errorf("%w: delay_ms %d: want 1 to %d", errBadFault, req.DelayMS, MaxFaultTTL.Milliseconds())
+		// Compared in milliseconds: converted first, a huge delay_ms
+		// overflows time.Duration and wraps to a negative delay that
+		// passes the bound.
+		if maxMS := MaxFaultTTL.Milliseconds(); req.DelayMS <= 0 || req.DelayMS > maxMS {
+			return req, nil, fmt.Errorf("%w: delay_ms %d: must be > 0 and at most %d (the max TTL, %s)",
+				errBadFault, req.DelayMS, maxMS, MaxFaultTTL)
 		}
 		f.delay = time.Duration(req.DelayMS) * time.Millisecond
 	default:
@@ -263,8 +267,11 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 	}
 	targets := faultTargets(p, q.Get("upstream"))
 	if len(targets) == 0 {
+		// Not echoed as sent: a caller naming the upstream by its full URL
+		// would get its API key back in the answer (and in any log of it).
 		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id,
-			Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(q.Get("upstream"))})
+			Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(redactInput(q.Get("upstream"))) +
+				"; name it as diagnostics show it, without query string, or by its 0-based index"})
 		return
 	}
 	who := s.who(r)
