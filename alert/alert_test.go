@@ -253,13 +253,13 @@ func TestDedupe(t *testing.T) {
 	clock.Add(30 * time.Second)
 	n.Notify(ev(Unavailable, "p1")) // 30s after that: suppressed
 
-	got := rcv.waitEvents(4)
+	rcv.waitEvents(4)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got = rcv.events()
+	got := rcv.events()
 	want := []string{"unavailable/p1", "unavailable/p2", "unavailable/p1", "unavailable/p1"}
 	if !reflect.DeepEqual(keys(got), want) {
 		t.Fatalf("got %v; want %v", keys(got), want)
@@ -313,9 +313,9 @@ func TestFlapping(t *testing.T) {
 		for _, e := range []Event{ev(Unavailable, "p"), recovered("p"), ev(Unavailable, "p"), recovered("p"), ev(Unavailable, "p")} {
 			n.Notify(e)
 		}
-		got := rcv.waitEvents(3)
+		rcv.waitEvents(3)
 		time.Sleep(3 * interval)
-		got = rcv.events()
+		got := rcv.events()
 		if want := []string{"unavailable/p", "recovered/p", "unavailable/p"}; !reflect.DeepEqual(keys(got), want) {
 			t.Fatalf("got %v; want %v", keys(got), want)
 		}

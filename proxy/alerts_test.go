@@ -342,9 +342,9 @@ func TestAlertReceiverDownThenUp(t *testing.T) {
 	}
 
 	hook.mode.Store(hookUp)
-	got := hook.waitEvents(t, 3, 30*time.Second)
+	hook.waitEvents(t, 3, 30*time.Second)
 	selfHealProvider(t, ts, "a") // a later event: when it is in, nothing else is on its way
-	got = hook.waitEvents(t, 4, 30*time.Second)
+	got := hook.waitEvents(t, 4, 30*time.Second)
 	var seq []string
 	for _, e := range got {
 		seq = append(seq, e.Event.Type+" "+e.Event.Key)

@@ -17,9 +17,6 @@ import (
 // At start, entries still in the config get their state back; the others
 // are dropped at the first save.
 
-// saveInterval is how often state is written when it changed.
-const saveInterval = time.Second
-
 // persisted is one stored entry.
 type persisted struct {
 	Health     breaker.State `json:"health"`

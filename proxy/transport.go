@@ -301,7 +301,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 	p := t.p
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		start := time.Now()
-		r, rtErr, cancel, ctx := t.send(u, req, cb)
+		r, cancel, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
 			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
 		}
@@ -399,19 +399,19 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 // the base transport with a context bounding it by the provider's timeout.
 // cancel ends that context once the answer is read or dropped (nil for the
 // lean client, which has none); ctx is the attempt's context, for classifyError.
-func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, err error, cancel context.CancelFunc, ctx context.Context) {
+func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, cancel context.CancelFunc, ctx context.Context, err error) {
 	p := t.p
 	if u.fast != nil && u.fault.Load() == nil && h1Eligible(req) {
 		r, err = u.fast.roundTrip(req, u.h1Target(req.URL), p.timeout)
-		if err == nil && (r.Header["Location"] != nil || r.Header["Content-Location"] != nil) {
+		if err == nil && (r.Header["Location"] != nil || r.Header["Content-Location"] != nil || r.Header["Link"] != nil) {
 			// modifyResponse resolves them against the URL as sent
 			out := req.WithContext(req.Context())
 			out.URL = u.targetURL(req.URL)
 			r.Request = out
 		}
-		return r, err, nil, req.Context()
+		return r, nil, req.Context(), err
 	}
-	ctx, cancel = req.Context(), context.CancelFunc(noop)
+	ctx = req.Context()
 	stopTimer := func() bool { return false }
 	if req.Header.Get("Upgrade") == "" {
 		ctx, cancel = context.WithTimeout(ctx, p.timeout)
@@ -427,7 +427,7 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 	r, err = u.send(t.base, out) // u.send: fault injection, see fault.go
 	stopWatch()
 	stopTimer()
-	return r, err, cancel, ctx
+	return r, cancel, ctx, err
 }
 
 // spendRetry takes a retry from the budget before a failure answer is

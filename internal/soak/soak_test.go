@@ -62,7 +62,7 @@ func buildHealproxy(t *testing.T, dir string) string {
 	}
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		gobin = "go"
 	}
 	bin := filepath.Join(dir, "healproxy")
 	args := []string{"build", "-o", bin}
