@@ -14,7 +14,7 @@ func TestCooldownBackoff(t *testing.T) {
 			t.Helper()
 			e.Call(fail)
 			s := e.Snapshot()
-			if got := s.CooldownUntil.Sub(time.Now()); s.Status != Unavailable || got != want {
+			if got := time.Until(s.CooldownUntil); s.Status != Unavailable || got != want {
 				t.Fatalf("got cooldown %v (%v); want %v", got, s.Status, want)
 			}
 		}

@@ -60,7 +60,6 @@ type nodeOpts struct {
 	recovery int
 	trialTTL time.Duration
 	keys     []string
-	start    bool // default true; see startNode
 	view     func() any
 	hb       time.Duration
 }
