@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,8 +179,22 @@ func TestUpstream501IsNotAFailure(t *testing.T) {
 // Retry-After and the upstream is not blamed. The descriptor limit of
 // this test process is lowered, and every free descriptor below it taken,
 // while two requests (GET through the lean client, POST through
-// http.Transport) are sent over connections opened before.
+// http.Transport) are sent over connections opened before. It runs in a
+// process of its own (this test binary again), so that nothing left of
+// other tests competes for the descriptors.
 func TestProxyOutOfFileDescriptors(t *testing.T) {
+	if os.Getenv("HEALPROXY_TEST_FD_CHILD") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestProxyOutOfFileDescriptors$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "HEALPROXY_TEST_FD_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err == nil && strings.Contains(string(out), "--- SKIP: TestProxyOutOfFileDescriptors") {
+			t.Skipf("skipped in its own process:\n%s", out)
+		}
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestProxyOutOfFileDescriptors") {
+			t.Fatalf("the test in its own process: %v\n%s", err, out)
+		}
+		return
+	}
 	up := newFakeUpstream(t)
 	s, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, time.Minute, 1))
 	addr := ts.Listener.Addr().String()
