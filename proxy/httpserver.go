@@ -48,6 +48,17 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 			}
 			return ctx
 		},
+		// A hijacked connection (an upgrade a handler grants, with 101
+		// or a tunnel) carries no HTTP any more: the guard stops there.
+		// net/http calls this inside Hijack, before the handler gets the
+		// connection.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateHijacked {
+				if gc, ok := c.(*guardConn); ok {
+					gc.hijacked.Store(true)
+				}
+			}
+		},
 	}
 }
 
@@ -66,8 +77,11 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 // read (request heads, Content-Length and chunked bodies) and mark the
 // connection once a head has either shape; refuseAmbiguousFraming then
 // answers 400 and closes it, so no request after it on that connection is
-// served. Where the stream cannot be followed (an upgrade, something
-// net/http will refuse anyway) the connection is no longer inspected.
+// served. A connection is followed for as long as net/http reads HTTP on
+// it: a request asking for an upgrade (Upgrade, CONNECT) changes nothing
+// unless a handler hijacks the connection to grant it, and only then does
+// the guard stop. Where the stream cannot be followed (something net/http
+// will refuse anyway) the connection is no longer inspected.
 
 type guardConnKey struct{}
 
@@ -97,11 +111,13 @@ func refuseAmbiguousFraming(next http.Handler) http.Handler {
 	})
 }
 
-// guardConn follows the request framing of what the server reads. Only
-// the server's reading goroutine calls Read.
+// guardConn follows the request framing of what the server reads. Until
+// a hijack only the server's reading goroutine calls Read; after it, the
+// hijacker's, and the guard no longer follows.
 type guardConn struct {
 	net.Conn
-	refused atomic.Pointer[string] // why; set once, never cleared
+	refused  atomic.Pointer[string] // why; set once, never cleared
+	hijacked atomic.Bool            // by the server's ConnState hook
 
 	state   int
 	head    []byte // the head read so far
@@ -122,7 +138,7 @@ const (
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.state != gOff {
+	if n > 0 && !c.hijacked.Load() && c.state != gOff {
 		c.follow(p[:n])
 	}
 	return n, err
@@ -224,7 +240,7 @@ func (c *guardConn) endHead() {
 	lines := bytes.Split(bytes.TrimRight(c.head, "\r\n"), []byte("\n"))
 	reqLine := bytes.Fields(bytes.TrimRight(lines[0], "\r"))
 	http11 := len(reqLine) == 3 && !bytes.Equal(reqLine[2], []byte("HTTP/1.0"))
-	var cl, te, upgrade bool
+	var cl, te bool
 	var length int64
 	for _, l := range lines[1:] {
 		l = bytes.TrimRight(l, "\r")
@@ -246,16 +262,12 @@ func (c *guardConn) endHead() {
 				return
 			}
 			te = true
-		case bytes.EqualFold(name, []byte("Upgrade")):
-			upgrade = true
 		}
 	}
 	if cl && te && http11 {
 		c.refuse("Content-Length together with Transfer-Encoding")
 	}
 	switch {
-	case upgrade || (len(reqLine) > 0 && bytes.Equal(reqLine[0], []byte("CONNECT"))):
-		c.state = gOff // what follows may not be HTTP
 	case te && http11:
 		c.state = gChunkSize
 	case length > 0:
