@@ -235,11 +235,10 @@ func headEnd(b []byte, from int) int {
 }
 
 // endHead reads a complete head: marks the connection on an ambiguous
-// one, and sets up following its body.
+// one, and sets up following its body the way net/http reads it.
 func (c *guardConn) endHead() {
 	lines := bytes.Split(bytes.TrimRight(c.head, "\r\n"), []byte("\n"))
-	reqLine := bytes.Fields(bytes.TrimRight(lines[0], "\r"))
-	http11 := len(reqLine) == 3 && !bytes.Equal(reqLine[2], []byte("HTTP/1.0"))
+	http11 := atLeastHTTP11(bytes.TrimSuffix(lines[0], []byte("\r")))
 	var cl, te bool
 	var length int64
 	for _, l := range lines[1:] {
@@ -257,24 +256,51 @@ func (c *guardConn) endHead() {
 				length = n
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			if te || !bytes.EqualFold(value, []byte("chunked")) {
+			// net/http ignores Transfer-Encoding on HTTP/1.0 (refused
+			// below); on HTTP/1.1 it takes a single "chunked" only.
+			if http11 && (te || !bytes.EqualFold(value, []byte("chunked"))) {
 				c.state = gOff // net/http answers 501 and closes
 				return
 			}
 			te = true
 		}
 	}
-	if cl && te && http11 {
+	switch {
+	case cl && te:
 		c.refuse("Content-Length together with Transfer-Encoding")
+	case te && !http11:
+		// RFC 9112 §6.1: the framing of an HTTP/1.0 message with
+		// Transfer-Encoding is faulty, a Content-Length or none; a
+		// front-end may have read it chunked.
+		c.refuse("Transfer-Encoding on an HTTP/1.0 request")
 	}
 	switch {
 	case te && http11:
 		c.state = gChunkSize
-	case length > 0:
+	case length > 0: // HTTP/1.0 too: net/http reads its Content-Length
 		c.state, c.left = gBody, length
 	default:
 		c.state = gHead
 	}
+}
+
+// atLeastHTTP11 reports whether net/http reads the request with this
+// request line as HTTP/1.1 or later, where Transfer-Encoding frames the
+// body: it splits the line at its first two spaces (a tab or a non-ASCII
+// space separates nothing) and parses the version as ParseHTTPVersion
+// does. A line net/http refuses (400, 505, connection closed) counts as
+// HTTP/1.1.
+func atLeastHTTP11(line []byte) bool {
+	_, rest, _ := bytes.Cut(line, []byte(" "))
+	_, proto, _ := bytes.Cut(rest, []byte(" "))
+	switch {
+	case bytes.Equal(proto, []byte("HTTP/1.1")):
+		return true
+	case bytes.Equal(proto, []byte("HTTP/1.0")):
+		return false
+	}
+	major, minor, ok := http.ParseHTTPVersion(string(proto))
+	return !ok || major > 1 || major == 1 && minor >= 1
 }
 
 func (c *guardConn) refuse(why string) {
