@@ -81,7 +81,7 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 // it: a request asking for an upgrade (Upgrade, CONNECT) changes nothing
 // unless a handler hijacks the connection to grant it, and only then does
 // the guard stop. Where the stream cannot be followed (something net/http
-// will refuse anyway) the connection is no longer inspected.
+// refuses anyway) the guard stops too, and refuses the connection.
 
 type guardConnKey struct{}
 
@@ -127,13 +127,18 @@ type guardConn struct {
 }
 
 const (
-	gHead        = iota // reading a request head
-	gBody               // skipping left bytes of a Content-Length body
-	gChunkSize          // reading a chunk-size line
-	gChunkData          // skipping left bytes of chunk data, then its CRLF
-	gTrailer            // reading trailer lines until an empty one
-	gOff                // not following any more
-	maxGuardHead = MaxHeaderBytes + 4096
+	gHead      = iota // reading a request head
+	gBody             // skipping left bytes of a Content-Length body
+	gChunkSize        // reading a chunk-size line
+	gChunkData        // skipping left bytes of chunk data, then its CRLF
+	gTrailer          // reading trailer lines until an empty one
+	gOff              // not following any more
+
+	// maxGuardHead bounds the head the guard keeps. net/http answers 431
+	// to a longer one: it reads at most MaxHeaderBytes + 4096 bytes for
+	// a request, plus what its 4 KiB buffer already holds of it from the
+	// read of the request before.
+	maxGuardHead = MaxHeaderBytes + 4096 + 4096
 )
 
 func (c *guardConn) Read(p []byte) (int, error) {
@@ -161,7 +166,7 @@ func (c *guardConn) follow(b []byte) {
 			end := headEnd(c.head, start)
 			if end < 0 {
 				if len(c.head) > maxGuardHead {
-					c.state = gOff // net/http answers 431
+					c.lose("a request head too long to inspect") // net/http answers 431
 				}
 				return
 			}
@@ -182,7 +187,7 @@ func (c *guardConn) follow(b []byte) {
 			if i < 0 {
 				c.line = append(c.line, b...)
 				if len(c.line) > 4096 {
-					c.state = gOff
+					c.lose("a chunk-size or trailer line too long") // net/http refuses the body
 				}
 				return
 			}
@@ -201,7 +206,7 @@ func (c *guardConn) follow(b []byte) {
 			size, err := strconv.ParseUint(string(bytes.TrimSpace(line)), 16, 62)
 			switch {
 			case err != nil:
-				c.state = gOff // net/http refuses the body
+				c.lose("a malformed chunk size") // net/http refuses the body
 			case size == 0:
 				c.state = gTrailer
 			default:
@@ -259,7 +264,7 @@ func (c *guardConn) endHead() {
 			// net/http ignores Transfer-Encoding on HTTP/1.0 (refused
 			// below); on HTTP/1.1 it takes a single "chunked" only.
 			if http11 && (te || !bytes.EqualFold(value, []byte("chunked"))) {
-				c.state = gOff // net/http answers 501 and closes
+				c.lose("a Transfer-Encoding other than a single chunked") // net/http answers 501
 				return
 			}
 			te = true
@@ -305,6 +310,14 @@ func atLeastHTTP11(line []byte) bool {
 
 func (c *guardConn) refuse(why string) {
 	c.refused.CompareAndSwap(nil, &why)
+}
+
+// lose stops following a stream the guard can no longer follow. net/http
+// refuses what led here and closes the connection; were it ever to read
+// on, the refusal keeps what follows from being served.
+func (c *guardConn) lose(why string) {
+	c.refuse(why)
+	c.state = gOff
 }
 
 // Interface guards
