@@ -170,10 +170,12 @@ func (c *guardConn) follow(b []byte) {
 				}
 				return
 			}
-			rest := c.head[end:]
+			// What follows the head is the tail of b: no head ended in
+			// what c.head held before b.
+			rest := len(c.head) - end
 			c.head = c.head[:end]
 			c.endHead()
-			b = append([]byte(nil), rest...)
+			b = b[len(b)-rest:]
 			c.head = c.head[:0]
 		case gBody:
 			k := min(int64(len(b)), c.left)
@@ -191,7 +193,12 @@ func (c *guardConn) follow(b []byte) {
 				}
 				return
 			}
-			line := bytes.TrimRight(append(c.line, b[:i]...), "\r")
+			line := b[:i]
+			if len(c.line) > 0 { // the line began in an earlier read
+				c.line = append(c.line, line...)
+				line = c.line
+			}
+			line = bytes.TrimRight(line, "\r")
 			c.line = c.line[:0]
 			b = b[i+1:]
 			if c.state == gTrailer {
@@ -242,11 +249,13 @@ func headEnd(b []byte, from int) int {
 // endHead reads a complete head: marks the connection on an ambiguous
 // one, and sets up following its body the way net/http reads it.
 func (c *guardConn) endHead() {
-	lines := bytes.Split(bytes.TrimRight(c.head, "\r\n"), []byte("\n"))
-	http11 := atLeastHTTP11(bytes.TrimSuffix(lines[0], []byte("\r")))
+	reqLine, lines, _ := bytes.Cut(c.head, []byte("\n"))
+	http11 := atLeastHTTP11(bytes.TrimSuffix(reqLine, []byte("\r")))
 	var cl, te bool
 	var length int64
-	for _, l := range lines[1:] {
+	for len(lines) > 0 { // the header lines, then the empty one ending them
+		var l []byte
+		l, lines, _ = bytes.Cut(lines, []byte("\n"))
 		l = bytes.TrimRight(l, "\r")
 		if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') {
 			c.refuse("a header line is folded onto the next (obs-fold)")
