@@ -63,25 +63,31 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 }
 
 // Request smuggling: net/http itself refuses differing duplicate
-// Content-Length headers (400) and any Transfer-Encoding but a single
-// "chunked" (501). Two shapes it accepts as RFC 9112 allows, which a
-// front-end proxy may read differently, are refused here:
-//   - Content-Length together with Transfer-Encoding: net/http drops the
-//     Content-Length and reads chunks; a front-end that trusted the
-//     Content-Length would see a different request boundary;
+// Content-Length headers (400) and, on HTTP/1.1, any Transfer-Encoding
+// but a single "chunked" (501). Shapes it accepts, which a front-end
+// proxy may read differently, are refused here:
+//   - Content-Length together with Transfer-Encoding: on HTTP/1.1
+//     net/http drops the Content-Length and reads chunks; a front-end
+//     that trusted the Content-Length would see a different request
+//     boundary;
+//   - Transfer-Encoding on HTTP/1.0, with a Content-Length or without:
+//     net/http ignores it and reads the Content-Length (none: no body);
+//     a front-end that read chunks would see a different boundary. RFC
+//     9112 §6.1 makes such framing faulty;
 //   - obs-fold, a header line continued on the next line: net/http joins
 //     it into the previous value; another parser may read the continued
 //     line as a header of its own (a hidden Transfer-Encoding).
 //
-// GuardListener's connections follow the HTTP/1.1 framing of what they
-// read (request heads, Content-Length and chunked bodies) and mark the
-// connection once a head has either shape; refuseAmbiguousFraming then
-// answers 400 and closes it, so no request after it on that connection is
-// served. A connection is followed for as long as net/http reads HTTP on
-// it: a request asking for an upgrade (Upgrade, CONNECT) changes nothing
-// unless a handler hijacks the connection to grant it, and only then does
-// the guard stop. Where the stream cannot be followed (something net/http
-// refuses anyway) the guard stops too, and refuses the connection.
+// GuardListener's connections follow the framing of what they read as
+// net/http does (request heads, Content-Length and chunked bodies) and
+// mark the connection once a head has one of these shapes;
+// refuseAmbiguousFraming then answers 400 and closes it, so no request
+// after it on that connection is served. A connection is followed for as
+// long as net/http reads HTTP on it: a request asking for an upgrade
+// (Upgrade, CONNECT) changes nothing unless a handler hijacks the
+// connection to grant it, and only then does the guard stop. Where the
+// stream cannot be followed (something net/http refuses anyway) the guard
+// stops too, and refuses the connection.
 
 type guardConnKey struct{}
 
@@ -119,11 +125,10 @@ type guardConn struct {
 	refused  atomic.Pointer[string] // why; set once, never cleared
 	hijacked atomic.Bool            // by the server's ConnState hook
 
-	state   int
-	head    []byte // the head read so far
-	left    int64  // bytes left of a body or chunk
-	chunked bool
-	line    []byte // a chunk-size or trailer line read so far
+	state int
+	head  []byte // the head read so far
+	left  int64  // bytes left of a body or chunk
+	line  []byte // a chunk-size or trailer line read so far
 }
 
 const (
