@@ -48,26 +48,46 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 			}
 			return ctx
 		},
+		// A hijacked connection (an upgrade a handler grants, with 101
+		// or a tunnel) carries no HTTP any more: the guard stops there.
+		// net/http calls this inside Hijack, before the handler gets the
+		// connection.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateHijacked {
+				if gc, ok := c.(*guardConn); ok {
+					gc.hijacked.Store(true)
+				}
+			}
+		},
 	}
 }
 
 // Request smuggling: net/http itself refuses differing duplicate
-// Content-Length headers (400) and any Transfer-Encoding but a single
-// "chunked" (501). Two shapes it accepts as RFC 9112 allows, which a
-// front-end proxy may read differently, are refused here:
-//   - Content-Length together with Transfer-Encoding: net/http drops the
-//     Content-Length and reads chunks; a front-end that trusted the
-//     Content-Length would see a different request boundary;
+// Content-Length headers (400) and, on HTTP/1.1, any Transfer-Encoding
+// but a single "chunked" (501). Shapes it accepts, which a front-end
+// proxy may read differently, are refused here:
+//   - Content-Length together with Transfer-Encoding: on HTTP/1.1
+//     net/http drops the Content-Length and reads chunks; a front-end
+//     that trusted the Content-Length would see a different request
+//     boundary;
+//   - Transfer-Encoding on HTTP/1.0, with a Content-Length or without:
+//     net/http ignores it and reads the Content-Length (none: no body);
+//     a front-end that read chunks would see a different boundary. RFC
+//     9112 §6.1 makes such framing faulty;
 //   - obs-fold, a header line continued on the next line: net/http joins
 //     it into the previous value; another parser may read the continued
 //     line as a header of its own (a hidden Transfer-Encoding).
 //
-// GuardListener's connections follow the HTTP/1.1 framing of what they
-// read (request heads, Content-Length and chunked bodies) and mark the
-// connection once a head has either shape; refuseAmbiguousFraming then
-// answers 400 and closes it, so no request after it on that connection is
-// served. Where the stream cannot be followed (an upgrade, something
-// net/http will refuse anyway) the connection is no longer inspected.
+// GuardListener's connections follow the framing of what they read as
+// net/http does (request heads, Content-Length and chunked bodies) and
+// mark the connection once a head has one of these shapes;
+// refuseAmbiguousFraming then answers 400 and closes it, so no request
+// after it on that connection is served. A connection is followed for as
+// long as net/http reads HTTP on it: a request asking for an upgrade
+// (Upgrade, CONNECT) changes nothing unless a handler hijacks the
+// connection to grant it, and only then does the guard stop. Where the
+// stream cannot be followed (something net/http refuses anyway) the guard
+// stops too, and refuses the connection.
 
 type guardConnKey struct{}
 
@@ -97,32 +117,38 @@ func refuseAmbiguousFraming(next http.Handler) http.Handler {
 	})
 }
 
-// guardConn follows the request framing of what the server reads. Only
-// the server's reading goroutine calls Read.
+// guardConn follows the request framing of what the server reads. Until
+// a hijack only the server's reading goroutine calls Read; after it, the
+// hijacker's, and the guard no longer follows.
 type guardConn struct {
 	net.Conn
-	refused atomic.Pointer[string] // why; set once, never cleared
+	refused  atomic.Pointer[string] // why; set once, never cleared
+	hijacked atomic.Bool            // by the server's ConnState hook
 
-	state   int
-	head    []byte // the head read so far
-	left    int64  // bytes left of a body or chunk
-	chunked bool
-	line    []byte // a chunk-size or trailer line read so far
+	state int
+	head  []byte // the head read so far
+	left  int64  // bytes left of a body or chunk
+	line  []byte // a chunk-size or trailer line read so far
 }
 
 const (
-	gHead        = iota // reading a request head
-	gBody               // skipping left bytes of a Content-Length body
-	gChunkSize          // reading a chunk-size line
-	gChunkData          // skipping left bytes of chunk data, then its CRLF
-	gTrailer            // reading trailer lines until an empty one
-	gOff                // not following any more
-	maxGuardHead = MaxHeaderBytes + 4096
+	gHead      = iota // reading a request head
+	gBody             // skipping left bytes of a Content-Length body
+	gChunkSize        // reading a chunk-size line
+	gChunkData        // skipping left bytes of chunk data, then its CRLF
+	gTrailer          // reading trailer lines until an empty one
+	gOff              // not following any more
+
+	// maxGuardHead bounds the head the guard keeps. net/http answers 431
+	// to a longer one: it reads at most MaxHeaderBytes + 4096 bytes for
+	// a request, plus what its 4 KiB buffer already holds of it from the
+	// read of the request before.
+	maxGuardHead = MaxHeaderBytes + 4096 + 4096
 )
 
 func (c *guardConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.state != gOff {
+	if n > 0 && !c.hijacked.Load() && c.state != gOff {
 		c.follow(p[:n])
 	}
 	return n, err
@@ -145,14 +171,16 @@ func (c *guardConn) follow(b []byte) {
 			end := headEnd(c.head, start)
 			if end < 0 {
 				if len(c.head) > maxGuardHead {
-					c.state = gOff // net/http answers 431
+					c.lose("a request head too long to inspect") // net/http answers 431
 				}
 				return
 			}
-			rest := c.head[end:]
+			// What follows the head is the tail of b: no head ended in
+			// what c.head held before b.
+			rest := len(c.head) - end
 			c.head = c.head[:end]
 			c.endHead()
-			b = append([]byte(nil), rest...)
+			b = b[len(b)-rest:]
 			c.head = c.head[:0]
 		case gBody:
 			k := min(int64(len(b)), c.left)
@@ -166,11 +194,16 @@ func (c *guardConn) follow(b []byte) {
 			if i < 0 {
 				c.line = append(c.line, b...)
 				if len(c.line) > 4096 {
-					c.state = gOff
+					c.lose("a chunk-size or trailer line too long") // net/http refuses the body
 				}
 				return
 			}
-			line := bytes.TrimRight(append(c.line, b[:i]...), "\r")
+			line := b[:i]
+			if len(c.line) > 0 { // the line began in an earlier read
+				c.line = append(c.line, line...)
+				line = c.line
+			}
+			line = bytes.TrimRight(line, "\r")
 			c.line = c.line[:0]
 			b = b[i+1:]
 			if c.state == gTrailer {
@@ -185,7 +218,7 @@ func (c *guardConn) follow(b []byte) {
 			size, err := strconv.ParseUint(string(bytes.TrimSpace(line)), 16, 62)
 			switch {
 			case err != nil:
-				c.state = gOff // net/http refuses the body
+				c.lose("a malformed chunk size") // net/http refuses the body
 			case size == 0:
 				c.state = gTrailer
 			default:
@@ -219,14 +252,15 @@ func headEnd(b []byte, from int) int {
 }
 
 // endHead reads a complete head: marks the connection on an ambiguous
-// one, and sets up following its body.
+// one, and sets up following its body the way net/http reads it.
 func (c *guardConn) endHead() {
-	lines := bytes.Split(bytes.TrimRight(c.head, "\r\n"), []byte("\n"))
-	reqLine := bytes.Fields(bytes.TrimRight(lines[0], "\r"))
-	http11 := len(reqLine) == 3 && !bytes.Equal(reqLine[2], []byte("HTTP/1.0"))
-	var cl, te, upgrade bool
+	reqLine, lines, _ := bytes.Cut(c.head, []byte("\n"))
+	http11 := atLeastHTTP11(bytes.TrimSuffix(reqLine, []byte("\r")))
+	var cl, te bool
 	var length int64
-	for _, l := range lines[1:] {
+	for len(lines) > 0 { // the header lines, then the empty one ending them
+		var l []byte
+		l, lines, _ = bytes.Cut(lines, []byte("\n"))
 		l = bytes.TrimRight(l, "\r")
 		if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') {
 			c.refuse("a header line is folded onto the next (obs-fold)")
@@ -241,32 +275,63 @@ func (c *guardConn) endHead() {
 				length = n
 			}
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			if te || !bytes.EqualFold(value, []byte("chunked")) {
-				c.state = gOff // net/http answers 501 and closes
+			// net/http ignores Transfer-Encoding on HTTP/1.0 (refused
+			// below); on HTTP/1.1 it takes a single "chunked" only.
+			if http11 && (te || !bytes.EqualFold(value, []byte("chunked"))) {
+				c.lose("a Transfer-Encoding other than a single chunked") // net/http answers 501
 				return
 			}
 			te = true
-		case bytes.EqualFold(name, []byte("Upgrade")):
-			upgrade = true
 		}
 	}
-	if cl && te && http11 {
+	switch {
+	case cl && te:
 		c.refuse("Content-Length together with Transfer-Encoding")
+	case te && !http11:
+		// RFC 9112 §6.1: the framing of an HTTP/1.0 message with
+		// Transfer-Encoding is faulty, a Content-Length or none; a
+		// front-end may have read it chunked.
+		c.refuse("Transfer-Encoding on an HTTP/1.0 request")
 	}
 	switch {
-	case upgrade || (len(reqLine) > 0 && bytes.Equal(reqLine[0], []byte("CONNECT"))):
-		c.state = gOff // what follows may not be HTTP
 	case te && http11:
 		c.state = gChunkSize
-	case length > 0:
+	case length > 0: // HTTP/1.0 too: net/http reads its Content-Length
 		c.state, c.left = gBody, length
 	default:
 		c.state = gHead
 	}
 }
 
+// atLeastHTTP11 reports whether net/http reads the request with this
+// request line as HTTP/1.1 or later, where Transfer-Encoding frames the
+// body: it splits the line at its first two spaces (a tab or a non-ASCII
+// space separates nothing) and parses the version as ParseHTTPVersion
+// does. A line net/http refuses (400, 505, connection closed) counts as
+// HTTP/1.1.
+func atLeastHTTP11(line []byte) bool {
+	_, rest, _ := bytes.Cut(line, []byte(" "))
+	_, proto, _ := bytes.Cut(rest, []byte(" "))
+	switch {
+	case bytes.Equal(proto, []byte("HTTP/1.1")):
+		return true
+	case bytes.Equal(proto, []byte("HTTP/1.0")):
+		return false
+	}
+	major, minor, ok := http.ParseHTTPVersion(string(proto))
+	return !ok || major > 1 || major == 1 && minor >= 1
+}
+
 func (c *guardConn) refuse(why string) {
 	c.refused.CompareAndSwap(nil, &why)
+}
+
+// lose stops following a stream the guard can no longer follow. net/http
+// refuses what led here and closes the connection; were it ever to read
+// on, the refusal keeps what follows from being served.
+func (c *guardConn) lose(why string) {
+	c.refuse(why)
+	c.state = gOff
 }
 
 // Interface guards
