@@ -74,3 +74,35 @@ func BenchmarkLeanClientRoundTrip(b *testing.B) {
 		b.Errorf("%d dials; want 1 (every request on the one kept-alive connection)", n)
 	}
 }
+
+// BenchmarkLeanClientIdleCheck is the check a pooled connection passes
+// before it is reused (one non-blocking peek at the socket): its cost
+// alone, which BenchmarkLeanClientRoundTrip's noise hides.
+func BenchmarkLeanClientIdleCheck(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	p := newH1Pool(ln.Addr().String(), ln.Addr().String(), d.DialContext)
+	c, _, err := p.newConn(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.nc.Close()
+	if s := <-accepted; s != nil {
+		defer s.Close()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !c.idleClean() {
+			b.Fatal("a quiet connection was found unclean")
+		}
+	}
+}
