@@ -279,24 +279,29 @@ func leanPoolFor(u *scriptedUpstream) *h1Pool {
 	return newH1Pool(u.addr(), u.addr(), d.DialContext)
 }
 
-// leanDo sends request id through p and reads its answer: the answer's
-// X-Req, its body and whether it was delivered at all (err: not).
-func leanDo(p *h1Pool, method, id string) (gotID, body string, err error) {
+// leanAnswer is what a client got through the lean client.
+type leanAnswer struct {
+	status  int
+	id      string // the answer's X-Req
+	body    string
+	bodyErr error // the body was cut
+}
+
+// leanDo sends request id through p and reads its answer; err: none was
+// delivered.
+func leanDo(p *h1Pool, method, id string) (leanAnswer, error) {
 	req, err := http.NewRequestWithContext(context.Background(), method, "http://"+p.host+"/x", nil)
 	if err != nil {
-		return "", "", err
+		return leanAnswer{}, err
 	}
 	req.Header.Set("X-Req", id)
 	resp, err := p.roundTrip(req, h1Target{path: "/x"}, 5*time.Second)
 	if err != nil {
-		return "", "", err
+		return leanAnswer{}, err
 	}
 	defer resp.Body.Close()
-	b, berr := io.ReadAll(resp.Body)
-	if berr != nil {
-		return resp.Header.Get("X-Req"), "", nil // delivered; the body cut
-	}
-	return resp.Header.Get("X-Req"), string(b), nil
+	b, berr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return leanAnswer{status: resp.StatusCode, id: resp.Header.Get("X-Req"), body: string(b), bodyErr: berr}, nil
 }
 
 // answerFor is the honest answer to request id, naming it in a header and
@@ -331,17 +336,17 @@ func TestLeanClientDropsConnectionWithLateStrayAnswer(t *testing.T) {
 	p := leanPoolFor(u)
 	defer p.close()
 
-	if got, body, err := leanDo(p, "GET", "1"); err != nil || got != "1" || body != "answer 1" {
-		t.Fatalf("request 1: X-Req %q, body %q, %v", got, body, err)
+	if a, err := leanDo(p, "GET", "1"); err != nil || a.id != "1" || a.body != "answer 1" {
+		t.Fatalf("request 1: %+v, %v", a, err)
 	}
 	u.releaseLate("1")
 	u.settle(t, p)
-	got, body, err := leanDo(p, "GET", "2")
+	a, err := leanDo(p, "GET", "2")
 	if err != nil {
 		t.Fatalf("request 2: %v", err)
 	}
-	if got != "2" || body != "answer 2" {
-		t.Fatalf("request 2 got X-Req %q, body %q: another request's answer", got, body)
+	if a.id != "2" || a.body != "answer 2" {
+		t.Fatalf("request 2 got X-Req %q, body %q: another request's answer", a.id, a.body)
 	}
 	if n := u.connCount(); n != 2 {
 		t.Errorf("upstream connections = %d; want 2 (the poisoned one dropped)", n)
@@ -368,18 +373,18 @@ func TestLeanClientHeadBodyNeverAnswersTheNextRequest(t *testing.T) {
 			p := leanPoolFor(u)
 			defer p.close()
 
-			if got, _, err := leanDo(p, "HEAD", "1"); err != nil || got != "1" {
-				t.Fatalf("HEAD 1: X-Req %q, %v", got, err)
+			if a, err := leanDo(p, "HEAD", "1"); err != nil || a.id != "1" {
+				t.Fatalf("HEAD 1: %+v, %v", a, err)
 			}
 			u.releaseLate("1")
 			u.settle(t, p)
 			for _, id := range []string{"2", "3"} {
-				got, body, err := leanDo(p, "GET", id)
+				a, err := leanDo(p, "GET", id)
 				if err != nil {
 					t.Fatalf("GET %s: %v", id, err)
 				}
-				if got != id || body != "answer "+id {
-					t.Fatalf("GET %s got X-Req %q, body %q: not its own answer", id, got, body)
+				if a.id != id || a.body != "answer "+id {
+					t.Fatalf("GET %s got X-Req %q, body %q: not its own answer", id, a.id, a.body)
 				}
 				u.settle(t, p)
 			}
@@ -422,7 +427,7 @@ func TestLeanClientChainAfterPoisoning(t *testing.T) {
 		if i%4 == 0 {
 			method = "HEAD"
 		}
-		got, body, err := leanDo(p, method, id)
+		a, err := leanDo(p, method, id)
 		if err != nil {
 			t.Fatalf("%s %s: %v", method, id, err)
 		}
@@ -430,8 +435,8 @@ func TestLeanClientChainAfterPoisoning(t *testing.T) {
 		if method == "HEAD" {
 			want = ""
 		}
-		if got != id || body != want {
-			t.Fatalf("%s %s got X-Req %q, body %q: not its own answer", method, id, got, body)
+		if a.id != id || a.body != want || a.bodyErr != nil {
+			t.Fatalf("%s %s got %+v: not its own answer", method, id, a)
 		}
 		u.releaseLate(id)
 		u.settle(t, p)
