@@ -35,6 +35,18 @@ import (
 // chunked, trailers, close-delimited bodies, HEAD, 204 and 304) is the
 // standard library's. A connection goes back to the pool only when its
 // answer was read to the end and neither side asked to close it.
+//
+// Bytes the upstream sends unasked must never be read as the answer to a
+// later request: that request's client would get them, and every later
+// client on the connection its predecessor's answer. So a connection is
+// reused only when it is proven clean: nothing left in its reader when its
+// answer ends (done), and, when get takes it from the pool, nothing
+// readable on the socket and no close from the peer (idleClean, one
+// non-blocking peek). A HEAD answer's connection is never pooled (see
+// exchange). What no client-side check can close: bytes the upstream
+// sends after that peek but before it has read the new request look like
+// the answer to it; http.Transport, whose idle connections keep a read
+// pending, has the same window.
 type h1Pool struct {
 	addr        string // host:port to dial
 	host        string // the Host header
@@ -48,6 +60,10 @@ type h1Pool struct {
 	closed bool
 
 	dials atomic.Int64 // connections made, for tests and diagnostics
+	// connections dropped when taken from the pool, for tests and
+	// diagnostics: the upstream had sent bytes unasked (poisoned) or
+	// closed its side (stale)
+	poisoned, stale atomic.Int64
 }
 
 // h1Defaults match newTransport's.
@@ -69,6 +85,14 @@ type h1Conn struct {
 	idleAt time.Time
 	stop   func() bool // stops the client-cancel watch of the exchange in flight
 	broken bool        // the exchange was cut: never reuse
+
+	// The reuse check's socket (nil: nc is no socket) and its callback,
+	// made once per connection so that the check allocates nothing.
+	raw     syscall.RawConn
+	peekFn  func(fd uintptr) bool
+	peekN   int
+	peekErr error
+	peekBuf [1]byte
 }
 
 // limitedConnReader reads from the connection, counting bytes, and fails
@@ -103,11 +127,11 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time) (c *h1Conn, reused
 		c = p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if now.Sub(c.idleAt) < p.idleTimeout {
-			p.mu.Unlock()
+		fresh := now.Sub(c.idleAt) < p.idleTimeout
+		p.mu.Unlock()
+		if fresh && c.idleClean() {
 			return c, true, nil
 		}
-		p.mu.Unlock()
 		c.nc.Close()
 		p.mu.Lock()
 	}
@@ -130,7 +154,53 @@ func (p *h1Pool) newConn(ctx context.Context) (*h1Conn, bool, error) {
 	c.lr.nc = nc
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.peekFn = c.peek
+		}
+	}
 	return c, false, nil
+}
+
+// idleClean says whether an idle connection may carry a new exchange:
+// nothing buffered, nothing readable on the socket (the upstream sent
+// bytes nobody asked for: a second answer, a HEAD answer's body) and not
+// closed by the peer. It costs one non-blocking system call and never
+// waits. A connection that is no socket (tests may dial anything) cannot
+// be checked and is not reused.
+func (c *h1Conn) idleClean() bool {
+	if c.br.Buffered() > 0 || c.raw == nil {
+		return false
+	}
+	c.peekN, c.peekErr = 0, nil
+	// RawConn.Read, not a Read with a deadline in the past: the poller
+	// reports such a deadline before it makes any system call.
+	if err := c.raw.Read(c.peekFn); err != nil {
+		return false
+	}
+	switch {
+	case c.peekErr == syscall.EAGAIN || c.peekErr == syscall.EWOULDBLOCK:
+		return true // nothing to read: clean
+	case c.peekErr == nil && c.peekN > 0:
+		c.pool.poisoned.Add(1)
+	default: // 0 bytes (the peer closed its side) or an error
+		c.pool.stale.Add(1)
+	}
+	return false
+}
+
+// peek is idleClean's RawConn.Read callback: one look at the socket's
+// receive queue, taking nothing from it, without waiting (true: done, do
+// not wait for the socket to become readable).
+func (c *h1Conn) peek(fd uintptr) bool {
+	for range 3 {
+		c.peekN, _, c.peekErr = syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if c.peekErr != syscall.EINTR {
+			break
+		}
+	}
+	return true
 }
 
 // put returns a connection whose exchange is complete to the pool, or
@@ -281,7 +351,13 @@ func (c *h1Conn) exchange(req *http.Request, target h1Target, deadline time.Time
 		// never asked for (no Upgrade header is sent on this path)
 		return fail(errors.New("upstream switched protocols unasked"))
 	}
-	keep := !resp.Close && !req.Close
+	// Not after HEAD: an answer to HEAD declares the length of the body a
+	// GET would get, and a server that sends that body anyway (a common
+	// bug) may send it in a later write than the header, after done's and
+	// even the next get's check. HEAD is rare on this path; a new
+	// connection for the next request is the price of never reading such
+	// a body as another client's answer.
+	keep := !resp.Close && !req.Close && req.Method != http.MethodHead
 	if resp.Body == http.NoBody {
 		c.done(keep)
 		return resp, nil

@@ -21,6 +21,7 @@ targets=(
 	"./proxy/ FuzzProviderPath"
 	"./proxy/ FuzzPredictBody"
 	"./proxy/ FuzzRestoreEntry"
+	"./proxy/ FuzzLeanClient"
 )
 parallel=()
 if [[ -n "${FUZZPARALLEL:-}" ]]; then
