@@ -645,20 +645,3 @@ func (ps *h1Pools) close() {
 	}
 	ps.wg.Wait()
 }
-
-// closeIdle closes every idle connection (tests, and a transport's
-// CloseIdleConnections).
-func (ps *h1Pools) closeIdle() {
-	if ps == nil {
-		return
-	}
-	ps.mu.Lock()
-	pools := make([]*h1Pool, 0, len(ps.m))
-	for _, p := range ps.m {
-		pools = append(pools, p)
-	}
-	ps.mu.Unlock()
-	for _, p := range pools {
-		p.closeIdle(0)
-	}
-}
