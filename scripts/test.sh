@@ -3,9 +3,10 @@
 #   scripts/test.sh            everything
 #   SKIP_CONFORMANCE=1 ...     everything but the black-box contract suite
 #   FUZZTIME=30s ...           run each fuzzer longer (default 10s)
-# It installs what the tests need (Chromium for the UI tests, redis-server
-# for the shared-state tests) through
-# scripts/install-test-deps.sh, so a fresh machine needs nothing by hand.
+# gofmt, go vet and staticcheck must be clean. It installs what the tests
+# need (Chromium for the UI tests, redis-server for the shared-state tests)
+# through scripts/install-test-deps.sh, so a fresh machine needs nothing
+# by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,6 +25,10 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "staticcheck"
+# Built from the Go module proxy at a pinned version (staticcheck 2026.2.2).
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
