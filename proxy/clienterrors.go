@@ -105,14 +105,24 @@ func (b *clientBody) cutPending() {
 	}
 }
 
-// watch cuts a pending read once ctx, an attempt's, ends; stop it before
-// the attempt's answer is passed on.
-func (b *clientBody) watch(ctx context.Context) (stop func() bool) {
+// watch cuts a pending read once ctx, an attempt's, ends while the
+// client, whose request context is client, is still there (a client that
+// left ends its reads itself); stop it before the attempt's answer is
+// passed on.
+func (b *clientBody) watch(ctx, client context.Context) (stop func() bool) {
 	if b == nil || b.eof.Load() {
 		return alwaysTrue
 	}
-	return context.AfterFunc(ctx, b.cutPending)
+	return context.AfterFunc(ctx, func() {
+		if client.Err() == nil {
+			b.cutPending()
+		}
+	})
 }
+
+// cutSlow says whether the attempt ended while a read waited for the
+// client, and the read was cut for it.
+func (b *clientBody) cutSlow() bool { return b != nil && b.cut.Load() == cutWaiting }
 
 func alwaysTrue() bool { return true }
 

@@ -313,9 +313,10 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		if rtErr != nil {
 			cancel()
 			// Not the upstream's doing: the client's body or its leaving,
-			// or the proxy's own resources (clienterrors.go). A slow body
-			// comes first: cutting its read cancels the request's context.
-			if cerr := cb.fault(); cerr == errBodySlow || (cerr != nil && req.Context().Err() == nil) {
+			// or the proxy's own resources (clienterrors.go). A body cut
+			// for slowness comes first: cutting its read cancels the
+			// request's context too.
+			if cerr := cb.fault(); cerr != nil && (cb.cutSlow() || req.Context().Err() == nil) {
 				err = cerr
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
@@ -423,8 +424,8 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 	}
 	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 	out.URL = u.targetURL(req.URL)
-	stopWatch := cb.watch(ctx)   // a slow client must not hold the attempt past its timeout
-	r, err = u.send(t.base, out) // u.send: fault injection, see fault.go
+	stopWatch := cb.watch(ctx, req.Context()) // a slow client must not hold the attempt past its timeout
+	r, err = u.send(t.base, out)              // u.send: fault injection, see fault.go
 	stopWatch()
 	stopTimer()
 	return r, cancel, ctx, err
