@@ -360,6 +360,20 @@ func TestGuardConnFollowsInAnyPieces(t *testing.T) {
 	}
 }
 
+// TestGuardConnSkipsBodies: a body, by Content-Length or chunked, is
+// skipped, not read as a head, whatever it holds.
+func TestGuardConnSkipsBodies(t *testing.T) {
+	tests := []struct{ name, stream string }{
+		{"Content-Length", "POST / HTTP/1.1\r\n" + smuggleHost + "Content-Length: " + strconv.Itoa(len(clteReq)) + "\r\n\r\n" + clteReq},
+		{"chunked", "POST / HTTP/1.1\r\n" + smuggleHost + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n", len(clteReq)) + clteReq + "\r\n0\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		if c := feedGuard([]byte(tt.stream), 4096); c.state != gHead || c.refused.Load() != nil {
+			t.Errorf("%s body holding an ambiguous head: state %d, refused %v; want a head next, nothing refused", tt.name, c.state, c.refused.Load())
+		}
+	}
+}
+
 // TestGuardConnRefusesWhereItLoses: where the guard stops following
 // (net/http refuses those shapes itself and closes), it also refuses
 // the connection, so that nothing after would be served unfollowed.
