@@ -4,7 +4,7 @@ package proxy
 // admin access rules, cross-site request forgery and DNS rebinding against
 // the admin endpoints, secrets in every output, request smuggling shapes,
 // size limits and slow clients, over the same http.Server settings as
-// cmd/healproxy (NewHTTPServer).
+// cmd/healproxy (httpserver.New).
 
 import (
 	"bufio"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/httpserver"
 	"github.com/healproxy/healproxy/internal/proctest"
 )
 
@@ -198,7 +199,7 @@ func TestAdminTokenMatches(t *testing.T) {
 	}
 }
 
-// startServedProxy serves s as cmd/healproxy does (NewHTTPServer on a
+// startServedProxy serves s as cmd/healproxy does (httpserver.New on a
 // GuardListener) on a loopback port; tune may change the server's
 // settings before it starts.
 func startServedProxy(t *testing.T, s *Server, tune func(*http.Server)) string {
@@ -207,11 +208,11 @@ func startServedProxy(t *testing.T, s *Server, tune func(*http.Server)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := NewHTTPServer(s, log.New(io.Discard, "", 0))
+	hs := httpserver.New(s, log.New(io.Discard, "", 0))
 	if tune != nil {
 		tune(hs)
 	}
-	go hs.Serve(GuardListener(ln))
+	go hs.Serve(httpserver.GuardListener(ln))
 	t.Cleanup(func() { hs.Close() })
 	return ln.Addr().String()
 }
@@ -331,13 +332,13 @@ func TestSizeLimitsAndSlowClients(t *testing.T) {
 
 	t.Run("huge header", func(t *testing.T) {
 		status := rawExchange(t, addr, "GET /providers/p/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "+
-			strings.Repeat("a", 2*MaxHeaderBytes)+"\r\n\r\n")
+			strings.Repeat("a", 2*httpserver.MaxHeaderBytes)+"\r\n\r\n")
 		if len(status) != 1 || !strings.HasPrefix(status[0], "431 ") {
 			t.Errorf("got %q; want 431", status)
 		}
 	})
 	t.Run("huge request line", func(t *testing.T) {
-		status := rawExchange(t, addr, "GET /providers/p/"+strings.Repeat("a", 2*MaxHeaderBytes)+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		status := rawExchange(t, addr, "GET /providers/p/"+strings.Repeat("a", 2*httpserver.MaxHeaderBytes)+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 		if len(status) != 1 || !strings.HasPrefix(status[0], "431 ") && !strings.HasPrefix(status[0], "414 ") {
 			t.Errorf("got %q; want 431 or 414", status)
 		}

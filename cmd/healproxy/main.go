@@ -27,6 +27,7 @@ import (
 
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/gctune"
+	"github.com/healproxy/healproxy/internal/httpserver"
 	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/proxy"
 )
@@ -171,8 +172,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	// Timeouts, header limit and refusal of ambiguous framing: see
-	// proxy.NewHTTPServer and SECURITY.md.
-	httpSrv := proxy.NewHTTPServer(srv, slog.NewLogLogger(handler, slog.LevelDebug))
+	// httpserver.New and SECURITY.md.
+	httpSrv := httpserver.New(srv, slog.NewLogLogger(handler, slog.LevelDebug))
 
 	httpSrv.RegisterOnShutdown(srv.BeginShutdown)
 
@@ -185,7 +186,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(proxy.GuardListener(ln)) }()
+	go func() { serveErr <- httpSrv.Serve(httpserver.GuardListener(ln)) }()
 	log.Info("healproxy listening", "addr", ln.Addr().String(), "config", *path, "version", versionString(),
 		"providers", len(cfg.Providers), "models", len(cfg.Models))
 

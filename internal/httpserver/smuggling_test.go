@@ -1,11 +1,11 @@
-package proxy
+package httpserver
 
 // Request smuggling on a keep-alive connection: the guard of
-// NewHTTPServer/GuardListener must keep following the connection's framing
-// for as long as net/http reads HTTP on it, whatever came before, and
-// refuse the ambiguous shapes on every HTTP version (see
-// TestRequestSmugglingRefused in security_test.go for the shapes
-// themselves on a fresh connection).
+// New/GuardListener must keep following the connection's framing for as
+// long as net/http reads HTTP on it, whatever came before, and refuse the
+// ambiguous shapes on every HTTP version (see TestRequestSmugglingRefused
+// in proxy/security_test.go for the shapes themselves on a fresh
+// connection, through the whole proxy).
 
 import (
 	"bufio"
@@ -19,9 +19,52 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
+
+// upstream stands for healproxy and the upstream behind it: it answers
+// 200 to /healthz and to requests for provider p (/providers/p/…), which
+// it records as the upstream would see them (without the /providers/p
+// prefix, with their bodies), and 404 to the rest.
+type upstream struct {
+	mu   sync.Mutex
+	seen []string // "RequestURI body"
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/healthz":
+	case strings.HasPrefix(r.URL.Path, "/providers/p/"):
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, strings.TrimPrefix(r.RequestURI, "/providers/p")+" "+string(body))
+		u.mu.Unlock()
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (u *upstream) requests() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.seen)
+}
+
+// startServed serves h as cmd/healproxy does (New on a GuardListener) on
+// a loopback port.
+func startServed(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := New(h, log.New(io.Discard, "", 0))
+	go hs.Serve(GuardListener(ln))
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
+}
 
 // converse writes each step to one new connection to addr, reading one
 // answer after each step before writing the next, then reads answers
@@ -103,9 +146,8 @@ func teclHTTP10() string {
 // time, each after the previous answer, as an attacker who wants the
 // first requests served would.
 func TestSmugglingGuardOnKeepAlive(t *testing.T) {
-	up := newFakeUpstream(t)
-	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
-	addr := startServedProxy(t, s, nil)
+	up := &upstream{}
+	addr := startServed(t, up)
 
 	// bigHead is accepted by net/http though longer than MaxHeaderBytes
 	// + 4096: net/http's limit counts only what it reads for this
@@ -160,7 +202,7 @@ func TestSmugglingGuardOnKeepAlive(t *testing.T) {
 				}
 			}
 			for _, r := range up.requests()[before:] {
-				t.Errorf("the upstream saw %s %s; want nothing", r.Method, r.RequestURI)
+				t.Errorf("the upstream saw %q; want nothing", r)
 			}
 		})
 	}
@@ -173,9 +215,8 @@ func TestSmugglingGuardOnKeepAlive(t *testing.T) {
 // tunnelled, blank lines after a POST) are all served: the guard follows
 // them without refusing any.
 func TestSmugglingGuardPipelinedStillServed(t *testing.T) {
-	up := newFakeUpstream(t)
-	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
-	addr := startServedProxy(t, s, nil)
+	up := &upstream{}
+	addr := startServed(t, up)
 	raw := "GET /healthz HTTP/1.1\r\n" + smuggleHost + "\r\n" +
 		"POST /providers/p/chunked HTTP/1.1\r\n" + smuggleHost + "Transfer-Encoding: Chunked\r\n\r\n" +
 		"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nTrailer-A: 1\r\n\r\n" +
@@ -196,10 +237,7 @@ func TestSmugglingGuardPipelinedStillServed(t *testing.T) {
 			t.Errorf("answer %d: status %d; want %d", i, st, want[i])
 		}
 	}
-	var seen []string
-	for _, r := range up.requests() {
-		seen = append(seen, r.RequestURI+" "+r.Body)
-	}
+	seen := up.requests()
 	wantUp := []string{"/chunked helloabc", "/length hello", "/http10 hi", "/lf abc", "/last "}
 	if !slices.Equal(seen, wantUp) {
 		t.Errorf("the upstream saw %q; want %q", seen, wantUp)
@@ -245,7 +283,7 @@ func TestSmugglingGuardLetsHijackedUpgradeThrough(t *testing.T) {
 	}
 	guards := make(chan *guardConn, 1)
 	rp := httputil.NewSingleHostReverseProxy(upURL)
-	hs := NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs := New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if gc, _ := r.Context().Value(guardConnKey{}).(*guardConn); gc != nil {
 			select {
 			case guards <- gc:
@@ -322,6 +360,20 @@ func TestGuardConnFollowsInAnyPieces(t *testing.T) {
 	}
 }
 
+// TestGuardConnSkipsBodies: a body, by Content-Length or chunked, is
+// skipped, not read as a head, whatever it holds.
+func TestGuardConnSkipsBodies(t *testing.T) {
+	tests := []struct{ name, stream string }{
+		{"Content-Length", "POST / HTTP/1.1\r\n" + smuggleHost + "Content-Length: " + strconv.Itoa(len(clteReq)) + "\r\n\r\n" + clteReq},
+		{"chunked", "POST / HTTP/1.1\r\n" + smuggleHost + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n", len(clteReq)) + clteReq + "\r\n0\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		if c := feedGuard([]byte(tt.stream), 4096); c.state != gHead || c.refused.Load() != nil {
+			t.Errorf("%s body holding an ambiguous head: state %d, refused %v; want a head next, nothing refused", tt.name, c.state, c.refused.Load())
+		}
+	}
+}
+
 // TestGuardConnRefusesWhereItLoses: where the guard stops following
 // (net/http refuses those shapes itself and closes), it also refuses
 // the connection, so that nothing after would be served unfollowed.
@@ -339,5 +391,40 @@ func TestGuardConnRefusesWhereItLoses(t *testing.T) {
 		if c.state != gOff || c.refused.Load() == nil {
 			t.Errorf("%s: state %d, refused %v; want not followed, refused", tt.name, c.state, c.refused.Load())
 		}
+	}
+}
+
+// TestGuardRefusalAnswer: the refusal is healproxy's JSON error answer,
+// byte for byte, not to be cached, and it closes the connection.
+func TestGuardRefusalAnswer(t *testing.T) {
+	addr := startServed(t, &upstream{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, clteReq); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"status":"error","error":"ambiguous request framing refused: Content-Length together with Transfer-Encoding"}` + "\n"
+	if resp.StatusCode != http.StatusBadRequest || string(body) != want {
+		t.Errorf("got %d %q; want 400 %q", resp.StatusCode, body, want)
+	}
+	for k, v := range map[string]string{"Content-Type": "application/json", "Cache-Control": "no-store"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s: %q; want %q", k, got, v)
+		}
+	}
+	if !resp.Close { // ReadResponse takes Connection: close out of the header
+		t.Error("no Connection: close")
 	}
 }

@@ -1,8 +1,21 @@
-package proxy
+// Package httpserver is the http.Server healproxy listens with: its
+// timeouts and header limit, and a guard against request smuggling.
+//
+// net/http accepts, as RFC 9112 allows, request framing that a front-end
+// proxy may read differently: Content-Length together with
+// Transfer-Encoding, Transfer-Encoding on HTTP/1.0, and obs-fold (a header
+// line continued on the next). A request smuggled behind such a head
+// would reach the handler as a request of its own. GuardListener's
+// connections follow each connection's framing the way net/http reads
+// it, and the server New builds answers 400 to a request with one of
+// these shapes and closes the connection, so nothing pipelined after it
+// is served. SECURITY.md describes the whole of it.
+package httpserver
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log"
 	"net"
 	"net/http"
@@ -11,7 +24,7 @@ import (
 	"time"
 )
 
-// Limits of the HTTP server healproxy listens with (NewHTTPServer).
+// Limits of the HTTP server healproxy listens with (New).
 const (
 	// ReadHeaderTimeout bounds the time to send a request's headers: a
 	// client trickling them (slowloris) is cut off after it.
@@ -28,12 +41,12 @@ const (
 	MaxHeaderBytes = 64 << 10
 )
 
-// NewHTTPServer is the http.Server healproxy serves h with: the timeouts
+// New is the http.Server healproxy serves h with: the timeouts
 // and header limit above, and refusal (400, connection closed) of
 // requests whose framing two HTTP parsers could read differently. Serve
 // it on GuardListener(ln): the refusal needs the raw headers, which
 // net/http does not keep. errLog nil means the log package's logger.
-func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
+func New(h http.Handler, errLog *log.Logger) *http.Server {
 	return &http.Server{
 		Handler:           refuseAmbiguousFraming(h),
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -91,7 +104,7 @@ func NewHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
 
 type guardConnKey struct{}
 
-// GuardListener wraps ln for NewHTTPServer (see above).
+// GuardListener wraps ln for New (see above).
 func GuardListener(ln net.Listener) net.Listener { return guardListener{ln} }
 
 type guardListener struct{ net.Listener }
@@ -115,6 +128,20 @@ func refuseAmbiguousFraming(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// writeError answers code with the JSON error body healproxy answers
+// with everywhere: {"status":"error","error":msg}, not to be cached.
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+	}{"error", msg}) // strings only: cannot fail
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
 }
 
 // guardConn follows the request framing of what the server reads. Until
