@@ -1,4 +1,4 @@
-package proxy
+package stalecache
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 
 var staleT0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// newTestStaleCache: a cache whose clock reads *clock.
-func newTestStaleCache(cfg config.Cache, clock *time.Time) *staleCache {
+// newTestCache: a cache whose clock reads *clock.
+func newTestCache(cfg config.Cache, clock *time.Time) *Cache {
 	if cfg.StaleIfError == 0 {
 		cfg.StaleIfError = 5 * time.Minute
 	}
@@ -31,7 +31,7 @@ func newTestStaleCache(cfg config.Cache, clock *time.Time) *staleCache {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	c := newStaleCache(cfg)
+	c := New(cfg, nil)
 	c.now = func() time.Time { return *clock }
 	return c
 }
@@ -72,9 +72,9 @@ func staleResp(req *http.Request, code int, body string, hdr ...string) *http.Re
 
 // roundTrip captures resp under key and reads its body to the end the way
 // ReverseProxy does; it returns what the client read.
-func roundTrip(t testing.TB, c *staleCache, key string, resp *http.Response) []byte {
+func roundTrip(t testing.TB, c *Cache, key string, resp *http.Response) []byte {
 	t.Helper()
-	c.capture(key, resp)
+	c.Capture(key, resp)
 	got, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read: %v", err)
@@ -87,9 +87,9 @@ func roundTrip(t testing.TB, c *staleCache, key string, resp *http.Response) []b
 
 func TestStaleRoundTrip(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{}, &now)
+	c := newTestCache(config.Cache{}, &now)
 	req := staleReq("GET", "/v1/price?coin=btc", "Accept", "application/json")
-	key := c.key(req)
+	key := c.Key(req)
 	resp := staleResp(req, 200, `{"price":1}`,
 		"Content-Type", "application/json", "ETag", `"v1"`, "Cache-Control", "public, max-age=10",
 		"Connection", "X-Hop", "X-Hop", "1", "Keep-Alive", "timeout=5", "Age", "7", "Warning", `199 - "old"`,
@@ -103,9 +103,9 @@ func TestStaleRoundTrip(t *testing.T) {
 	now = now.Add(30*time.Second + 900*time.Millisecond)
 	for i := range 2 { // each answer has a body of its own
 		later := staleReq("GET", "/v1/price?coin=btc", "Accept", "application/json")
-		r, ok := c.stale(key, later, now)
+		r, ok := c.Stale(key, later, now)
 		if !ok {
-			t.Fatalf("stale() found nothing; want the kept answer")
+			t.Fatalf("Stale() found nothing; want the kept answer")
 		}
 		body, _ := io.ReadAll(r.Body)
 		r.Body.Close()
@@ -136,12 +136,12 @@ func TestStaleRoundTrip(t *testing.T) {
 
 	// HEAD is answered from the GET entry: headers, no body.
 	head := staleReq("HEAD", "/v1/price?coin=btc", "Accept", "application/json")
-	if c.key(head) != key {
-		t.Fatalf("key(HEAD) = %q; want GET's %q", c.key(head), key)
+	if c.Key(head) != key {
+		t.Fatalf("Key(HEAD) = %q; want GET's %q", c.Key(head), key)
 	}
-	r, ok := c.stale(key, head, now)
+	r, ok := c.Stale(key, head, now)
 	if !ok {
-		t.Fatal("stale(HEAD) found nothing; want the GET entry")
+		t.Fatal("Stale(HEAD) found nothing; want the GET entry")
 	}
 	if b, _ := io.ReadAll(r.Body); len(b) != 0 || r.Header.Get("Content-Length") != "11" || r.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("HEAD: body %q, Content-Length %q, Content-Type %q; want none, 11, application/json",
@@ -152,14 +152,14 @@ func TestStaleRoundTrip(t *testing.T) {
 func TestStaleStoredStatuses(t *testing.T) {
 	for _, code := range []int{200, 203, 204, 300, 301, 308} {
 		now := staleT0
-		c := newTestStaleCache(config.Cache{}, &now)
+		c := newTestCache(config.Cache{}, &now)
 		req := staleReq("GET", "/x")
 		body := "b"
 		if code == 204 {
 			body = ""
 		}
-		roundTrip(t, c, c.key(req), staleResp(req, code, body, "Location", "/y"))
-		r, ok := c.stale(c.key(req), req, now)
+		roundTrip(t, c, c.Key(req), staleResp(req, code, body, "Location", "/y"))
+		r, ok := c.Stale(c.Key(req), req, now)
 		if !ok {
 			t.Errorf("%d: not kept; want kept", code)
 			continue
@@ -271,7 +271,7 @@ func TestStaleNotStored(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := staleT0
-			c := newTestStaleCache(config.Cache{MaxBodyBytes: 1024}, &now)
+			c := newTestCache(config.Cache{MaxBodyBytes: 1024}, &now)
 			req := tc.req
 			if req == nil {
 				req = staleReq("GET", "/p")
@@ -281,11 +281,11 @@ func TestStaleNotStored(t *testing.T) {
 				mk = func(q *http.Request) *http.Response { return staleResp(q, 200, "hello") }
 			}
 			resp := mk(req)
-			key := c.key(req)
+			key := c.Key(req)
 			if tc.req != nil && tc.req.Method == "HEAD" {
-				key = c.key(staleReq("GET", "/p")) // even under GET's key, a HEAD answer is not kept
+				key = c.Key(staleReq("GET", "/p")) // even under GET's key, a HEAD answer is not kept
 			}
-			c.capture(key, resp)
+			c.Capture(key, resp)
 			if tc.client != nil {
 				tc.client(t, resp.Body)
 			} else {
@@ -295,17 +295,17 @@ func TestStaleNotStored(t *testing.T) {
 			if n := c.len(); n != 0 {
 				t.Errorf("len() = %d; want 0 (not kept)", n)
 			}
-			if _, ok := c.stale(c.key(staleReq("GET", "/p")), staleReq("GET", "/p"), now); ok {
-				t.Errorf("stale() served an answer; want none")
+			if _, ok := c.Stale(c.Key(staleReq("GET", "/p")), staleReq("GET", "/p"), now); ok {
+				t.Errorf("Stale() served an answer; want none")
 			}
 		})
 	}
 }
 
 func TestStaleKey(t *testing.T) {
-	c := newTestStaleCache(config.Cache{}, new(time.Time))
+	c := newTestCache(config.Cache{}, new(time.Time))
 	c.injected = http.Header{"Authorization": {"Bearer provider"}}
-	base := c.key(staleReq("GET", "/a%2Fb/c?x=1&y=2"))
+	base := c.Key(staleReq("GET", "/a%2Fb/c?x=1&y=2"))
 	for _, tc := range []struct {
 		name string
 		req  *http.Request
@@ -327,37 +327,37 @@ func TestStaleKey(t *testing.T) {
 		{name: "Cookie", req: staleReq("GET", "/a%2Fb/c?x=1&y=2", "Cookie", "a=b"), none: true},
 		{name: "no-store", req: staleReq("GET", "/a%2Fb/c?x=1&y=2", "Cache-Control", "No-Store"), none: true},
 	} {
-		got := c.key(tc.req)
+		got := c.Key(tc.req)
 		switch {
 		case tc.none && got != "":
-			t.Errorf("%s: key %q; want \"\"", tc.name, got)
+			t.Errorf("%s: Key %q; want \"\"", tc.name, got)
 		case tc.same && got != base:
-			t.Errorf("%s: key %q; want %q", tc.name, got, base)
+			t.Errorf("%s: Key %q; want %q", tc.name, got, base)
 		case !tc.none && !tc.same && (got == base || got == ""):
-			t.Errorf("%s: key %q; want one of its own", tc.name, got)
+			t.Errorf("%s: Key %q; want one of its own", tc.name, got)
 		}
 	}
 }
 
 func TestStaleTooOld(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{StaleIfError: time.Minute}, &now)
+	c := newTestCache(config.Cache{StaleIfError: time.Minute}, &now)
 	req := staleReq("GET", "/p")
-	roundTrip(t, c, c.key(req), staleResp(req, 200, "x"))
-	if _, ok := c.stale(c.key(req), req, staleT0.Add(time.Minute)); !ok {
+	roundTrip(t, c, c.Key(req), staleResp(req, 200, "x"))
+	if _, ok := c.Stale(c.Key(req), req, staleT0.Add(time.Minute)); !ok {
 		t.Errorf("at exactly StaleIfError: not served; want served")
 	}
-	if _, ok := c.stale(c.key(req), req, staleT0.Add(time.Minute+time.Nanosecond)); ok {
+	if _, ok := c.Stale(c.Key(req), req, staleT0.Add(time.Minute+time.Nanosecond)); ok {
 		t.Errorf("after StaleIfError: served; want not")
 	}
 	if n := c.len(); n != 0 {
 		t.Errorf("len() = %d after an expired lookup; want 0 (dropped)", n)
 	}
 	// An expired entry at the LRU end goes when another is stored.
-	roundTrip(t, c, c.key(req), staleResp(req, 200, "x"))
+	roundTrip(t, c, c.Key(req), staleResp(req, 200, "x"))
 	now = now.Add(2 * time.Minute)
 	q := staleReq("GET", "/q")
-	roundTrip(t, c, c.key(q), staleResp(q, 200, "y"))
+	roundTrip(t, c, c.Key(q), staleResp(q, 200, "y"))
 	if n := c.len(); n != 1 {
 		t.Errorf("len() = %d; want 1 (expired entry dropped on store)", n)
 	}
@@ -365,11 +365,11 @@ func TestStaleTooOld(t *testing.T) {
 
 func TestStaleReplaceAndInvalidate(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{}, &now)
+	c := newTestCache(config.Cache{}, &now)
 	req := staleReq("GET", "/p")
-	key := c.key(req)
+	key := c.Key(req)
 	body := func() string {
-		r, ok := c.stale(key, req, now)
+		r, ok := c.Stale(key, req, now)
 		if !ok {
 			return "<none>"
 		}
@@ -402,7 +402,7 @@ func TestStaleReplaceAndInvalidate(t *testing.T) {
 
 	// An older answer whose body ends after a newer one's does not replace it.
 	older := staleResp(req, 200, "older")
-	c.capture(key, older)
+	c.Capture(key, older)
 	now = now.Add(time.Second)
 	roundTrip(t, c, key, staleResp(req, 200, "newer"))
 	io.ReadAll(older.Body)
@@ -414,14 +414,14 @@ func TestStaleReplaceAndInvalidate(t *testing.T) {
 
 func TestStaleEvictByCount(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{MaxEntries: 2}, &now)
+	c := newTestCache(config.Cache{MaxEntries: 2}, &now)
 	store := func(p string) {
 		q := staleReq("GET", p)
-		roundTrip(t, c, c.key(q), staleResp(q, 200, p))
+		roundTrip(t, c, c.Key(q), staleResp(q, 200, p))
 	}
 	has := func(p string) bool {
 		q := staleReq("GET", p)
-		_, ok := c.stale(c.key(q), q, now)
+		_, ok := c.Stale(c.Key(q), q, now)
 		return ok
 	}
 	store("/a")
@@ -443,20 +443,20 @@ func TestStaleEvictByCount(t *testing.T) {
 
 func TestStaleEvictByBytes(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{MaxEntries: 100, MaxBodyBytes: 4096}, &now)
+	c := newTestCache(config.Cache{MaxEntries: 100, MaxBodyBytes: 4096}, &now)
 	q := func(p string) *http.Request { return staleReq("GET", p) }
-	size := int64(1000 + len(c.key(q("/a")))) // body + key; no headers
+	size := int64(1000 + len(c.Key(q("/a")))) // body + key; no headers
 	c.maxBytes = 3*size + size/2              // room for three entries
 	for _, p := range []string{"/a", "/b", "/c"} {
-		roundTrip(t, c, c.key(q(p)), staleResp(q(p), 200, string(make([]byte, 1000))))
+		roundTrip(t, c, c.Key(q(p)), staleResp(q(p), 200, string(make([]byte, 1000))))
 	}
-	c.stale(c.key(q("/a")), q("/a"), now)
-	roundTrip(t, c, c.key(q("/d")), staleResp(q("/d"), 200, string(make([]byte, 1000))))
+	c.Stale(c.Key(q("/a")), q("/a"), now)
+	roundTrip(t, c, c.Key(q("/d")), staleResp(q("/d"), 200, string(make([]byte, 1000))))
 	for _, w := range []struct {
 		p    string
 		want bool
 	}{{"/a", true}, {"/b", false}, {"/c", true}, {"/d", true}} {
-		if _, got := c.stale(c.key(q(w.p)), q(w.p), now); got != w.want {
+		if _, got := c.Stale(c.Key(q(w.p)), q(w.p), now); got != w.want {
 			t.Errorf("%s kept: got %v; want %v", w.p, got, w.want)
 		}
 	}
@@ -468,7 +468,7 @@ func TestStaleEvictByBytes(t *testing.T) {
 	}
 	// A body within MaxBodyBytes but larger than the whole budget is not kept
 	// and evicts nothing.
-	roundTrip(t, c, c.key(q("/e")), staleResp(q("/e"), 200, string(make([]byte, 4000))))
+	roundTrip(t, c, c.Key(q("/e")), staleResp(q("/e"), 200, string(make([]byte, 4000))))
 	if n := c.len(); n != 3 {
 		t.Errorf("len() = %d after an answer over the budget; want 3", n)
 	}
@@ -488,7 +488,7 @@ func TestStaleBudget(t *testing.T) {
 		{1 << 20, 100 << 20, 100 << 20}, // one largest body must fit
 		{1000, 100, 100000},             // 1000 × 100 B
 	} {
-		c := newStaleCache(config.Cache{StaleIfError: time.Minute, MaxEntries: tc.entries, MaxBodyBytes: tc.body})
+		c := New(config.Cache{StaleIfError: time.Minute, MaxEntries: tc.entries, MaxBodyBytes: tc.body}, nil)
 		if c.maxBytes != tc.wantBytes {
 			t.Errorf("MaxEntries %d, MaxBodyBytes %d: budget %d; want %d", tc.entries, tc.body, c.maxBytes, tc.wantBytes)
 		}
@@ -532,7 +532,7 @@ func TestStaleBodyIdentical(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := staleT0
-			c := newTestStaleCache(config.Cache{MaxBodyBytes: 1 << 20}, &now)
+			c := newTestCache(config.Cache{MaxBodyBytes: 1 << 20}, &now)
 			req := staleReq("GET", "/big")
 			src := io.Reader(bytes.NewReader(big[:tc.size]))
 			if tc.halfSrc {
@@ -544,7 +544,7 @@ func TestStaleBodyIdentical(t *testing.T) {
 			if tc.length {
 				resp.ContentLength = int64(tc.size)
 			}
-			c.capture(c.key(req), resp)
+			c.Capture(c.Key(req), resp)
 			got := readChunks(t, resp.Body, tc.chunk)
 			resp.Body.Close()
 			if !bytes.Equal(got, big[:tc.size]) {
@@ -553,7 +553,7 @@ func TestStaleBodyIdentical(t *testing.T) {
 			if cc.closes != 1 {
 				t.Errorf("underlying Close called %d times; want 1", cc.closes)
 			}
-			r, ok := c.stale(c.key(req), req, now)
+			r, ok := c.Stale(c.Key(req), req, now)
 			if ok != tc.kept {
 				t.Fatalf("kept: got %v; want %v", ok, tc.kept)
 			}
@@ -569,7 +569,7 @@ func TestStaleBodyIdentical(t *testing.T) {
 
 func TestStaleBodyUntouchedWhenNotKept(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{MaxBodyBytes: 10}, &now)
+	c := newTestCache(config.Cache{MaxBodyBytes: 10}, &now)
 	req := staleReq("GET", "/p")
 	for _, resp := range []*http.Response{
 		staleResp(req, 200, "x", "Cache-Control", "no-store"),
@@ -577,13 +577,13 @@ func TestStaleBodyUntouchedWhenNotKept(t *testing.T) {
 		staleResp(req, 200, "more than ten bytes"), // Content-Length over the limit
 	} {
 		body := resp.Body
-		c.capture(c.key(req), resp)
+		c.Capture(c.Key(req), resp)
 		if resp.Body != body {
 			t.Errorf("%d %v: Body replaced; want the upstream's own", resp.StatusCode, resp.Header)
 		}
 	}
 	resp := staleResp(req, 200, "x")
-	c.capture("", resp)
+	c.Capture("", resp)
 	if _, ok := resp.Body.(*closeCount); !ok {
 		t.Errorf("key \"\": Body replaced; want the upstream's own")
 	}
@@ -591,12 +591,12 @@ func TestStaleBodyUntouchedWhenNotKept(t *testing.T) {
 
 func TestStaleCloseWithoutRead(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{}, &now)
+	c := newTestCache(config.Cache{}, &now)
 	req := staleReq("GET", "/p")
 	before := runtime.NumGoroutine()
 	resp := staleResp(req, 200, "hello")
 	cc := resp.Body.(*closeCount)
-	c.capture(c.key(req), resp)
+	c.Capture(c.Key(req), resp)
 	for i := range 3 { // Close is idempotent and passed on each time
 		if err := resp.Body.Close(); err != nil {
 			t.Fatalf("Close %d: %v", i, err)
@@ -605,7 +605,7 @@ func TestStaleCloseWithoutRead(t *testing.T) {
 	if cc.closes != 3 {
 		t.Errorf("underlying Close called %d times; want 3", cc.closes)
 	}
-	b := resp.Body.(*staleBody)
+	b := resp.Body.(*captureBody)
 	if b.buf != nil || c.len() != 0 {
 		t.Errorf("after Close: buffer %d bytes, %d entries; want none", len(b.buf), c.len())
 	}
@@ -614,12 +614,12 @@ func TestStaleCloseWithoutRead(t *testing.T) {
 	}
 	// A body read to EOF and closed twice is stored once.
 	resp = staleResp(req, 200, "hello")
-	c.capture(c.key(req), resp)
+	c.Capture(c.Key(req), resp)
 	io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body.Close()
 	c.mu.Lock()
-	used, want := c.bytes, int64(len("hello")+len(c.key(req)))
+	used, want := c.bytes, int64(len("hello")+len(c.Key(req)))
 	c.mu.Unlock()
 	if c.len() != 1 || used != want {
 		t.Errorf("after two Closes: %d entries, %d bytes; want 1, %d", c.len(), used, want)
@@ -631,7 +631,7 @@ func TestStaleCloseWithoutRead(t *testing.T) {
 func TestStaleConcurrent(t *testing.T) {
 	var clockMu sync.Mutex
 	now := staleT0
-	c := newStaleCache(config.Cache{StaleIfError: time.Minute, MaxEntries: 8, MaxBodyBytes: 1 << 10})
+	c := New(config.Cache{StaleIfError: time.Minute, MaxEntries: 8, MaxBodyBytes: 1 << 10}, nil)
 	c.now = func() time.Time {
 		clockMu.Lock()
 		defer clockMu.Unlock()
@@ -644,19 +644,19 @@ func TestStaleConcurrent(t *testing.T) {
 			for i := range 300 {
 				p := "/k" + strconv.Itoa((g*7+i)%20)
 				req := staleReq("GET", p)
-				key := c.key(req)
+				key := c.Key(req)
 				if i%3 == 0 {
-					if r, ok := c.stale(key, req, c.now()); ok {
+					if r, ok := c.Stale(key, req, c.now()); ok {
 						b, _ := io.ReadAll(r.Body)
 						if string(b) != p {
-							t.Errorf("stale(%s) body %q; want %q", p, b, p)
+							t.Errorf("Stale(%s) body %q; want %q", p, b, p)
 						}
 						r.Header.Set("X-Mine", "x")
 					}
 					continue
 				}
 				resp := staleResp(req, 200, p)
-				c.capture(key, resp)
+				c.Capture(key, resp)
 				if i%5 == 0 {
 					resp.Body.Close() // abandoned
 					continue
@@ -687,12 +687,12 @@ func TestStaleConcurrent(t *testing.T) {
 // (as aborting an upload does), for -race.
 func TestStaleCloseDuringRead(t *testing.T) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{}, &now)
+	c := newTestCache(config.Cache{}, &now)
 	req := staleReq("GET", "/p")
 	pr, pw := io.Pipe()
 	resp := staleResp(req, 200, "")
 	resp.Body, resp.ContentLength = pr, -1
-	c.capture(c.key(req), resp)
+	c.Capture(c.Key(req), resp)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -708,9 +708,9 @@ func TestStaleCloseDuringRead(t *testing.T) {
 
 func BenchmarkStaleCapture2K(b *testing.B) {
 	now := staleT0
-	c := newTestStaleCache(config.Cache{}, &now)
+	c := newTestCache(config.Cache{}, &now)
 	req := staleReq("GET", "/v1/price?coin=btc", "Accept", "application/json")
-	key := c.key(req)
+	key := c.Key(req)
 	body := make([]byte, 2048)
 	src := bytes.NewReader(body)
 	rc := io.NopCloser(src)
@@ -721,7 +721,7 @@ func BenchmarkStaleCapture2K(b *testing.B) {
 	for b.Loop() {
 		src.Reset(body)
 		resp.Body, resp.ContentLength = rc, int64(len(body))
-		c.capture(key, resp)
+		c.Capture(key, resp)
 		for {
 			if _, err := resp.Body.Read(buf); err != nil {
 				break
