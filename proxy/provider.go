@@ -14,6 +14,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/redact"
+	"github.com/healproxy/healproxy/internal/stalecache"
 )
 
 // Provider is one configured upstream API and its pool of equivalent
@@ -34,7 +35,7 @@ type Provider struct {
 	observe      bool          // mode "observe": never block a request
 	slowCall     time.Duration // 0: off
 	maxPause     time.Duration // cap of a rate-limit pause
-	cache        *staleCache   // nil: none
+	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
 	lastResort   *Upstream // nil: none; not among Upstreams
@@ -86,8 +87,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		p.allDownOrder = []string{"stale", "last_resort", "wait", "fail"}
 	}
 	if pc.Cache != nil {
-		p.cache = newStaleCache(*pc.Cache)
-		p.cache.injected = p.headers // our own API key does not make an answer private
+		p.cache = stalecache.New(*pc.Cache, p.headers) // our own API key does not make an answer private
 	}
 	for k, v := range pc.Headers {
 		if v != "" { // an unset env("…") secret sends no header rather than an empty one

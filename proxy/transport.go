@@ -112,8 +112,8 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 					lastResp.Body.Close()
 				}
 				if p.cache != nil {
-					if key := p.cache.key(req); key != "" {
-						p.cache.capture(key, resp)
+					if key := p.cache.Key(req); key != "" {
+						p.cache.Capture(key, resp)
 					}
 				}
 				return resp, nil
@@ -173,8 +173,8 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 			if p.cache == nil {
 				continue
 			}
-			if key := p.cache.key(req); key != "" {
-				if resp, ok := p.cache.stale(key, req, time.Now()); ok {
+			if key := p.cache.Key(req); key != "" {
+				if resp, ok := p.cache.Stale(key, req, time.Now()); ok {
 					if lastResp != nil {
 						lastResp.Body.Close()
 					}

@@ -1,4 +1,20 @@
-package proxy
+// Package stalecache is a provider's stale-if-error cache (config block
+// cache): it keeps recent successful GET answers and hands one out, marked
+// stale, when no upstream can answer. See README.md, "Stale-if-error" under
+// "Resilience settings", and docs/behaviour.md for where it sits in the
+// all-down policy.
+//
+// What is kept: answers to GET (a HEAD may be answered from them) with
+// status 200, 203, 204, 300, 301 or 308 and a body of at most MaxBodyBytes,
+// read to its end. What never is: answers to requests carrying their own
+// Authorization or Cookie (the provider's injected ones are shared by every
+// client and do not count) or Cache-Control: no-store; answers with
+// no-store, private, no-cache, must-revalidate or proxy-revalidate, with
+// Set-Cookie, with trailers, or varying on anything but Accept and
+// Accept-Encoding; error answers; bodies cut short or failing. A copy served
+// carries Warning: 110 - "Response is Stale", X-Healproxy-Stale: true and
+// Age. The rules in full are on [Cache].
+package stalecache
 
 import (
 	"bytes"
@@ -12,14 +28,12 @@ import (
 	"github.com/healproxy/healproxy/config"
 )
 
-// staleCache is a provider's stale-if-error cache (config block cache): it
-// keeps recent successful GET answers and hands one out, marked stale, when
-// no upstream can answer. One staleCache serves one provider; its keys do
-// not name the upstream. It is safe for concurrent use and starts no
-// goroutines.
+// Cache is a provider's stale-if-error cache. One Cache serves one
+// provider; its keys do not name the upstream. It is safe for concurrent
+// use and starts no goroutines.
 //
-// What is kept (decided in capture):
-//   - answers to GET only, whose request has a key (see key);
+// What is kept (decided in Capture):
+//   - answers to GET only, whose request has a key (see Cache.Key);
 //   - status 200, 203, 204, 300, 301 or 308: the non-error statuses RFC 9111
 //     calls heuristically cacheable. Error answers (404, 410, …) are not kept:
 //     the cache is for answers a client would rather have late than not;
@@ -37,20 +51,19 @@ import (
 // kept 200; not 304, 206, 429 or 5xx) removes the entry for its key: the
 // upstream has said the kept one is outdated.
 //
-// Memory is bounded by MaxEntries and by a byte budget (maxBytes; see
-// newStaleCache) over each entry's body, key and header bytes; either bound
-// evicts the least recently used entries (stored or served). In-flight
-// captures are outside the budget: each buffers at most MaxBodyBytes.
-// Entries older than StaleIfError are never served; they are dropped when
-// looked up or when they reach the LRU end while a new entry is stored.
-type staleCache struct {
+// Memory is bounded by MaxEntries and by a byte budget (maxBytes; see New)
+// over each entry's body, key and header bytes; either bound evicts the
+// least recently used entries (stored or served). In-flight captures are
+// outside the budget: each buffers at most MaxBodyBytes. Entries older than
+// StaleIfError are never served; they are dropped when looked up or when
+// they reach the LRU end while a new entry is stored.
+type Cache struct {
 	// now is the clock for the time an answer was received (tests set it).
 	now func() time.Time
 	// injected are the headers the provider adds to every upstream request
-	// (config Provider.Headers, as in Provider.headers). An Authorization or
-	// Cookie whose value is exactly the injected one is the provider's own
-	// credential, shared by all clients, and does not make a request private.
-	// Set it before the cache is shared.
+	// (config Provider.Headers). An Authorization or Cookie whose value is
+	// exactly the injected one is the provider's own credential, shared by
+	// all clients, and does not make a request private. Read, never written.
 	injected http.Header
 
 	maxAge     time.Duration
@@ -59,12 +72,12 @@ type staleCache struct {
 	maxBytes   int64
 
 	mu    sync.Mutex
-	m     map[string]*staleEntry
-	lru   staleEntry // sentinel of a ring: lru.next is the most recently used
-	bytes int64      // sum of size over the entries
+	m     map[string]*entry
+	lru   entry // sentinel of a ring: lru.next is the most recently used
+	bytes int64 // sum of size over the entries
 }
 
-type staleEntry struct {
+type entry struct {
 	key        string
 	status     string // status line as received, "200 OK"
 	statusCode int
@@ -73,27 +86,31 @@ type staleEntry struct {
 	received   time.Time
 	age        int64 // the answer's own Age header when received, in seconds
 	size       int64
-	prev, next *staleEntry
+	prev, next *entry
 }
 
 // Byte budget: MaxEntries answers of min(MaxBodyBytes, 64 KiB), capped at
 // 64 MiB, and never less than MaxBodyBytes (one answer of the largest
 // size kept must fit). With the defaults (1000, 1 MiB): 62.5 MiB.
 const (
-	staleTypicalBody = 64 << 10
-	staleBudgetCap   = 64 << 20
+	typicalBody = 64 << 10
+	budgetCap   = 64 << 20
 )
 
-func newStaleCache(cfg config.Cache) *staleCache {
-	c := &staleCache{
+// New returns an empty cache with the bounds of cfg. injected are the
+// headers the provider adds to every upstream request (see Cache.injected);
+// the cache reads the map as it is at each lookup and never changes it.
+func New(cfg config.Cache, injected http.Header) *Cache {
+	c := &Cache{
 		now:        time.Now,
+		injected:   injected,
 		maxAge:     cfg.StaleIfError,
 		maxEntries: max(cfg.MaxEntries, 1),
 		maxBody:    max(cfg.MaxBodyBytes, 0),
-		m:          make(map[string]*staleEntry),
+		m:          make(map[string]*entry),
 	}
-	per := min(c.maxBody, staleTypicalBody)
-	budget := int64(staleBudgetCap)
+	per := min(c.maxBody, typicalBody)
+	budget := int64(budgetCap)
 	if per > 0 && int64(c.maxEntries) < budget/per {
 		budget = int64(c.maxEntries) * per
 	}
@@ -102,8 +119,8 @@ func newStaleCache(cfg config.Cache) *staleCache {
 	return c
 }
 
-// key is the cache key of an outgoing provider request (as
-// providerTransport sees it: URL reduced to the rest path, provider headers
+// Key is the cache key of an outgoing provider request (as the provider's
+// transport sees it: URL reduced to the rest path, provider headers
 // injected), "" when the request must neither be kept nor answered from the
 // cache: a method other than GET or HEAD; an Authorization or Cookie header
 // (unless it is the provider's injected one); Cache-Control: no-store.
@@ -112,8 +129,8 @@ func newStaleCache(cfg config.Cache) *staleCache {
 // then the values of Accept and Accept-Encoding, each after a newline (which
 // neither a path nor a header value can hold). HEAD has the key of GET: a
 // HEAD request may be answered from a GET's entry (headers, no body), but
-// capture never keeps a HEAD answer.
-func (c *staleCache) key(req *http.Request) string {
+// Capture never keeps a HEAD answer.
+func (c *Cache) Key(req *http.Request) string {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		return ""
 	}
@@ -126,7 +143,7 @@ func (c *staleCache) key(req *http.Request) string {
 }
 
 // shared: header name is absent or carries exactly the injected value.
-func (c *staleCache) shared(h http.Header, name string) bool {
+func (c *Cache) shared(h http.Header, name string) bool {
 	v, ok := h[name]
 	if !ok {
 		return true
@@ -143,15 +160,15 @@ func (c *staleCache) shared(h http.Header, name string) bool {
 	return true
 }
 
-// capture arranges for resp, the answer to a request with key, to be kept
+// Capture arranges for resp, the answer to a request with key, to be kept
 // once its body has been read to the end and closed, if it may be kept (see
-// staleCache). It wraps resp.Body in a reader that copies into a buffer as
+// Cache). It wraps resp.Body in a reader that copies into a buffer as
 // the client reads: what the client reads, when, and every Read and Close
 // result are unchanged (each Close is passed on). An answer that may not be
 // kept is left untouched. resp.Request must be the request that was sent
 // (as http.Transport sets it): its method decides; without one nothing is
 // kept.
-func (c *staleCache) capture(key string, resp *http.Response) {
+func (c *Cache) Capture(key string, resp *http.Response) {
 	if key == "" || resp == nil || resp.Request == nil || resp.Request.Method != http.MethodGet {
 		return
 	}
@@ -165,11 +182,11 @@ func (c *staleCache) capture(key string, resp *http.Response) {
 		c.remove(key) // a newer answer that cannot be kept
 		return
 	}
-	e := &staleEntry{
+	e := &entry{
 		key:        key,
 		status:     resp.Status,
 		statusCode: resp.StatusCode,
-		header:     staleHeader(resp.Header),
+		header:     keptHeader(resp.Header),
 		received:   c.now(),
 	}
 	if e.status == "" {
@@ -184,7 +201,7 @@ func (c *staleCache) capture(key string, resp *http.Response) {
 	if body == nil {
 		body = http.NoBody
 	}
-	b := &staleBody{rc: body, c: c, e: e, want: resp.ContentLength}
+	b := &captureBody{rc: body, c: c, e: e, want: resp.ContentLength}
 	if b.want > 0 {
 		b.buf = make([]byte, 0, b.want)
 	}
@@ -192,7 +209,7 @@ func (c *staleCache) capture(key string, resp *http.Response) {
 }
 
 // keepable checks everything about resp but its body.
-func (c *staleCache) keepable(resp *http.Response) bool {
+func (c *Cache) keepable(resp *http.Response) bool {
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusNonAuthoritativeInfo, http.StatusNoContent,
 		http.StatusMultipleChoices, http.StatusMovedPermanently, http.StatusPermanentRedirect:
@@ -218,9 +235,12 @@ func (c *staleCache) keepable(resp *http.Response) bool {
 }
 
 // invalidates: a status that is an upstream's working, complete answer,
-// so it outdates a kept one even when it is not kept itself.
+// so it outdates a kept one even when it is not kept itself. Failures are
+// those the proxy counts against an upstream: 5xx but 501, and 429 (a test
+// in package proxy checks the two agree).
 func invalidates(code int) bool {
-	return code >= 200 && !failureStatus(code) && code != http.StatusNotModified && code != http.StatusPartialContent
+	failure := (code >= 500 && code != http.StatusNotImplemented) || code == http.StatusTooManyRequests
+	return code >= 200 && !failure && code != http.StatusNotModified && code != http.StatusPartialContent
 }
 
 // hasDirective: h's Cache-Control names one of the directives (with or
@@ -240,11 +260,11 @@ func hasDirective(h http.Header, names ...string) bool {
 	return false
 }
 
-// staleHeader copies the headers worth keeping: all but hop-by-hop ones
-// (also those named in Connection), Set-Cookie, and those stale sets itself
+// keptHeader copies the headers worth keeping: all but hop-by-hop ones
+// (also those named in Connection), Set-Cookie, and those Stale sets itself
 // (Age, Warning, Content-Length, X-Healproxy-Stale). Like Header.Clone, it
 // makes one map and one backing array.
-func staleHeader(h http.Header) http.Header {
+func keptHeader(h http.Header) http.Header {
 	var conn []string
 	for _, v := range h["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
@@ -287,14 +307,14 @@ func staleHeader(h http.Header) http.Header {
 	return out
 }
 
-// stale returns a new answer made from the entry for key, if there is one
+// Stale returns a new answer made from the entry for key, if there is one
 // received at most StaleIfError before now: its status, headers and body
 // (its own reader: the answer can be served any number of times), with
 // Warning: 110 - "Response is Stale", X-Healproxy-Stale: true, and Age (the
 // answer's own Age when received plus the whole seconds since). A HEAD req
 // gets the headers (Content-Length included) and no body. An expired entry
 // is dropped.
-func (c *staleCache) stale(key string, req *http.Request, now time.Time) (*http.Response, bool) {
+func (c *Cache) Stale(key string, req *http.Request, now time.Time) (*http.Response, bool) {
 	if key == "" {
 		return nil, false
 	}
@@ -341,7 +361,7 @@ func (c *staleCache) stale(key string, req *http.Request, now time.Time) (*http.
 	return resp, true
 }
 
-func (c *staleCache) len() int {
+func (c *Cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.m)
@@ -349,7 +369,7 @@ func (c *staleCache) len() int {
 
 // put stores e (body set), replacing an entry for the same key unless that
 // one was received later, and evicts to the bounds.
-func (c *staleCache) put(e *staleEntry) {
+func (c *Cache) put(e *entry) {
 	e.size = int64(len(e.body) + len(e.key))
 	for k, vv := range e.header {
 		for _, v := range vv {
@@ -378,7 +398,7 @@ func (c *staleCache) put(e *staleEntry) {
 	}
 }
 
-func (c *staleCache) remove(key string) {
+func (c *Cache) remove(key string) {
 	c.mu.Lock()
 	if e := c.m[key]; e != nil {
 		c.unlink(e)
@@ -387,32 +407,32 @@ func (c *staleCache) remove(key string) {
 }
 
 // unlink drops e from the map, the list and the byte count (c.mu held).
-func (c *staleCache) unlink(e *staleEntry) {
+func (c *Cache) unlink(e *entry) {
 	delete(c.m, e.key)
 	c.unlinkList(e)
 	c.bytes -= e.size
 }
 
-func (c *staleCache) unlinkList(e *staleEntry) {
+func (c *Cache) unlinkList(e *entry) {
 	e.prev.next, e.next.prev = e.next, e.prev
 	e.prev, e.next = nil, nil
 }
 
-func (c *staleCache) pushFront(e *staleEntry) {
+func (c *Cache) pushFront(e *entry) {
 	e.prev, e.next = &c.lru, c.lru.next
 	c.lru.next.prev = e
 	c.lru.next = e
 }
 
-// staleBody is a captured answer's body: reads pass through unchanged and
+// captureBody is a captured answer's body: reads pass through unchanged and
 // are copied into buf until the body ends (then Close keeps it) or the copy
 // is given up (too large, longer than Content-Length, a read error).
 // Its lock guards only the copy, never the underlying Read or Close, so a
 // Close that aborts a blocked Read works as before.
-type staleBody struct {
+type captureBody struct {
 	rc   io.ReadCloser
-	c    *staleCache
-	e    *staleEntry
+	c    *Cache
+	e    *entry
 	want int64 // Content-Length, -1 when unknown
 
 	mu     sync.Mutex
@@ -423,7 +443,7 @@ type staleBody struct {
 	done   bool // first Close happened
 }
 
-func (b *staleBody) Read(p []byte) (int, error) {
+func (b *captureBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.mu.Lock()
 	if !b.failed && !b.done {
@@ -433,7 +453,7 @@ func (b *staleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *staleBody) copy(p []byte, n int, err error) {
+func (b *captureBody) copy(p []byte, n int, err error) {
 	if n < 0 || n > len(p) {
 		b.fail()
 		return
@@ -462,9 +482,9 @@ func (b *staleBody) copy(p []byte, n int, err error) {
 	}
 }
 
-func (b *staleBody) fail() { b.failed, b.buf = true, nil }
+func (b *captureBody) fail() { b.failed, b.buf = true, nil }
 
-func (b *staleBody) Close() error {
+func (b *captureBody) Close() error {
 	err := b.rc.Close()
 	b.mu.Lock()
 	if b.done {
