@@ -252,9 +252,6 @@ func (p *h1Pool) close() {
 // it as a timeout, as it does http.Transport's.
 var errH1Timeout = fmt.Errorf("upstream timed out: %w", context.DeadlineExceeded)
 
-// aLongTimeAgo is a deadline that has passed: it unblocks a pending read.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // roundTrip sends req (GET or HEAD, no body; see h1Eligible) to the
 // request target target and reads the answer, all within timeout (0: no
 // limit) counted from now, the body included. A client that goes away
