@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // A failed attempt counts against an upstream's health only when the
@@ -87,6 +88,9 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) Close() error { return b.rc.Close() }
+
+// aLongTimeAgo is a deadline that has passed: it unblocks a pending read.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // cutPending ends a read of the client's body that is, or could soon be,
 // waiting when an attempt has ended: http.Transport does not return from

@@ -13,6 +13,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/stalecache"
 )
@@ -59,7 +60,7 @@ type Upstream struct {
 	metrics *upstreamMetrics
 	drain   atomic.Pointer[drain] // an operator's drain, see operator.go
 	fault   atomic.Pointer[fault] // an injected fault, see fault.go
-	fast    *h1Pool               // the lean client's pool for its host; nil: http.Transport only
+	fast    *h1.Pool              // the lean client's pool for its host; nil: http.Transport only
 }
 
 // newProvider builds a provider. An upstream found in keep (by its full
@@ -389,11 +390,11 @@ func (u *Upstream) targetURL(in *url.URL) *url.URL {
 }
 
 // h1Target is targetURL's request target in pieces, for the lean client.
-func (u *Upstream) h1Target(in *url.URL) h1Target {
+func (u *Upstream) h1Target(in *url.URL) h1.Target {
 	t := u.target
-	tg := h1Target{path: u.basePath, rest: in.RawPath, query: t.RawQuery, query2: in.RawQuery}
-	if tg.query == "" {
-		tg.query, tg.query2 = tg.query2, ""
+	tg := h1.Target{Path: u.basePath, Rest: in.RawPath, Query: t.RawQuery, Query2: in.RawQuery}
+	if tg.Query == "" {
+		tg.Query, tg.Query2 = tg.Query2, ""
 	}
 	return tg
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/store"
 )
 
@@ -62,7 +63,7 @@ type Options struct {
 type Server struct {
 	log       *slog.Logger
 	transport http.RoundTripper
-	h1        *h1Pools // the lean client for plain-HTTP GET and HEAD; nil with Options.Transport
+	h1        *h1.Pools // the lean client for plain-HTTP GET and HEAD; nil with Options.Transport
 	metrics   *metrics
 	events    *hub
 	audit     auditLog
@@ -112,7 +113,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if s.transport == nil {
 		s.transport = newTransport()
-		s.h1 = newH1Pools()
+		s.h1 = h1.NewPools()
 	}
 	s.metrics = newMetrics(s)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
@@ -163,14 +164,14 @@ func newTransport() *http.Transport {
 }
 
 // attachLean gives p's plain-HTTP upstreams the lean client's pool for
-// their host (see h1client.go).
+// their host (see internal/h1).
 func (s *Server) attachLean(p *Provider) {
 	if s.h1 == nil {
 		return
 	}
 	for _, u := range append(p.Upstreams, p.lastResort) {
 		if u != nil {
-			u.fast = s.h1.pool(u.target.Scheme, u.target.Host)
+			u.fast = s.h1.Pool(u.target.Scheme, u.target.Host)
 		}
 	}
 }
@@ -195,7 +196,7 @@ func (s *Server) Close(ctx context.Context) error {
 	for _, p := range st.providerList {
 		p.stopChecks()
 	}
-	defer s.h1.close()
+	defer s.h1.Close()
 	var wg sync.WaitGroup
 	for _, m := range st.modelList {
 		wg.Go(m.close)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/h1"
 )
 
 // providerTransport is where a provider request meets its upstreams: it
@@ -396,14 +397,14 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 }
 
 // send sends one attempt to u: a GET or HEAD without a body to a plain-HTTP
-// upstream through the lean client (h1client.go), anything else through
+// upstream through the lean client (internal/h1), anything else through
 // the base transport with a context bounding it by the provider's timeout.
 // cancel ends that context once the answer is read or dropped (nil for the
 // lean client, which has none); ctx is the attempt's context, for classifyError.
 func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, cancel context.CancelFunc, ctx context.Context, err error) {
 	p := t.p
-	if u.fast != nil && u.fault.Load() == nil && h1Eligible(req) {
-		r, err = u.fast.roundTrip(req, u.h1Target(req.URL), p.timeout)
+	if u.fast != nil && u.fault.Load() == nil && h1.Eligible(req) {
+		r, err = u.fast.RoundTrip(req, u.h1Target(req.URL), p.timeout)
 		if err == nil && (r.Header["Location"] != nil || r.Header["Content-Location"] != nil || r.Header["Link"] != nil) {
 			// modifyResponse resolves them against the URL as sent
 			out := req.WithContext(req.Context())

@@ -21,7 +21,7 @@ targets=(
 	"./proxy/ FuzzProviderPath"
 	"./proxy/ FuzzPredictBody"
 	"./proxy/ FuzzRestoreEntry"
-	"./proxy/ FuzzLeanClient"
+	"./internal/h1/ FuzzLeanClient"
 )
 parallel=()
 if [[ -n "${FUZZPARALLEL:-}" ]]; then

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -217,7 +217,7 @@ func readRequestHead(br *bufio.Reader) (method, id string, ok bool) {
 // the bytes the upstream wrote after its last answer (or its close) are
 // in the client's socket: the pool then finds there what a client coming a little later
 // would.
-func (u *scriptedUpstream) settle(tb testing.TB, p *h1Pool) {
+func (u *scriptedUpstream) settle(tb testing.TB, p *Pool) {
 	tb.Helper()
 	timeout := time.NewTimer(5 * time.Second)
 	defer timeout.Stop()
@@ -235,7 +235,7 @@ func (u *scriptedUpstream) settle(tb testing.TB, p *h1Pool) {
 		}
 	}
 	p.mu.Lock()
-	idle := append([]*h1Conn(nil), p.idle...)
+	idle := append([]*conn(nil), p.idle...)
 	p.mu.Unlock()
 	for _, c := range idle {
 		u.mu.Lock()
@@ -276,7 +276,7 @@ func waitReadable(tb testing.TB, nc net.Conn, want int) {
 // leanPoolFor is a lean client pool for the scripted upstream. Its
 // connections end with a reset rather than a FIN, so that a fuzzing run's
 // thousands of them leave no TIME_WAIT sockets behind.
-func leanPoolFor(u *scriptedUpstream) *h1Pool {
+func leanPoolFor(u *scriptedUpstream) *Pool {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := d.DialContext(ctx, network, addr)
@@ -285,7 +285,7 @@ func leanPoolFor(u *scriptedUpstream) *h1Pool {
 		}
 		return nc, err
 	}
-	return newH1Pool(u.addr(), u.addr(), dial)
+	return newPool(u.addr(), u.addr(), dial)
 }
 
 // leanAnswer is what a client got through the lean client.
@@ -298,13 +298,13 @@ type leanAnswer struct {
 
 // leanDo sends request id through p and reads its answer; err: none was
 // delivered.
-func leanDo(p *h1Pool, method, id string) (leanAnswer, error) {
+func leanDo(p *Pool, method, id string) (leanAnswer, error) {
 	req, err := http.NewRequestWithContext(context.Background(), method, "http://"+p.host+"/x", nil)
 	if err != nil {
 		return leanAnswer{}, err
 	}
 	req.Header.Set("X-Req", id)
-	resp, err := p.roundTrip(req, h1Target{path: "/x"}, 5*time.Second)
+	resp, err := p.RoundTrip(req, Target{Path: "/x"}, 5*time.Second)
 	if err != nil {
 		return leanAnswer{}, err
 	}

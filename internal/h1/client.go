@@ -1,4 +1,36 @@
-package proxy
+// Package h1 is a lean HTTP/1.1 client for the proxy's common case: a GET
+// or HEAD without a body to a plain-HTTP upstream. It writes the request
+// and reads the answer on the calling goroutine, over keep-alive
+// connections it pools per upstream host.
+//
+// http.Transport hands every request to two goroutines of its own (a
+// writer and a reader per connection) through channels, and keeps a
+// background read pending on every idle connection; under load those
+// hand-offs and wake-ups are a large part of a proxied request's cost
+// (see BENCHMARKS.md). Everything else (HTTPS, which may speak HTTP/2;
+// bodies, which need the concurrent write and read only Transport does;
+// upgrades; anything unusual in the request) goes through http.Transport:
+// Eligible refuses such a request, and Pools.Pool has no pool for any
+// scheme but http. An answer that switches protocols unasked, or whose
+// header exceeds MaxHeaderBytes, is an error.
+//
+// The answer is read with http.ReadResponse, so framing (Content-Length,
+// chunked, trailers, close-delimited bodies, HEAD, 204 and 304) is the
+// standard library's. A connection goes back to the pool only when its
+// answer was read to the end and neither side asked to close it.
+//
+// Bytes the upstream sends unasked must never be read as the answer to a
+// later request: that request's client would get them, and every later
+// client on the connection its predecessor's answer. So a connection is
+// reused only when it is proven clean: nothing left in its reader when its
+// answer ends (done), and, when get takes it from the pool, nothing
+// readable on the socket and no close from the peer (idleClean, one
+// non-blocking peek). A HEAD answer's connection is never pooled (see
+// exchange). What no client-side check can close: bytes the upstream
+// sends after that peek but before it has read the new request look like
+// the answer to it; http.Transport, whose idle connections keep a read
+// pending, has the same window.
+package h1
 
 import (
 	"bufio"
@@ -17,37 +49,9 @@ import (
 	"time"
 )
 
-// h1Pool is a lean HTTP/1.1 client for the request path's common case: a
-// GET or HEAD without a body to a plain-HTTP upstream. It writes the
-// request and reads the answer on the calling goroutine, over keep-alive
-// connections it pools per upstream host.
-//
-// http.Transport hands every request to two goroutines of its own (a
-// writer and a reader per connection) through channels, and keeps a
-// background read pending on every idle connection; under load those
-// hand-offs and wake-ups are a large part of a proxied request's cost
-// (see BENCHMARKS.md). Everything else (HTTPS, which may speak HTTP/2;
-// bodies, which need the concurrent write and read only Transport does;
-// upgrades; anything unusual in the request) goes through http.Transport,
-// as before.
-//
-// The answer is read with http.ReadResponse, so framing (Content-Length,
-// chunked, trailers, close-delimited bodies, HEAD, 204 and 304) is the
-// standard library's. A connection goes back to the pool only when its
-// answer was read to the end and neither side asked to close it.
-//
-// Bytes the upstream sends unasked must never be read as the answer to a
-// later request: that request's client would get them, and every later
-// client on the connection its predecessor's answer. So a connection is
-// reused only when it is proven clean: nothing left in its reader when its
-// answer ends (done), and, when get takes it from the pool, nothing
-// readable on the socket and no close from the peer (idleClean, one
-// non-blocking peek). A HEAD answer's connection is never pooled (see
-// exchange). What no client-side check can close: bytes the upstream
-// sends after that peek but before it has read the new request look like
-// the answer to it; http.Transport, whose idle connections keep a read
-// pending, has the same window.
-type h1Pool struct {
+// Pool is the lean client's connections to one upstream host:port. Get
+// one from Pools.Pool.
+type Pool struct {
 	addr        string // host:port to dial
 	host        string // the Host header
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -56,28 +60,29 @@ type h1Pool struct {
 	maxHeader   int64 // bytes of response header read before giving up
 
 	mu     sync.Mutex
-	idle   []*h1Conn // most recently used last
+	idle   []*conn // most recently used last
 	closed bool
 
-	dials atomic.Int64 // connections made, for tests and diagnostics
+	dials atomic.Int64 // connections made, for tests and diagnostics (Dials)
 	// connections dropped when taken from the pool, for tests and
 	// diagnostics: the upstream had sent bytes unasked (poisoned) or
 	// closed its side (stale)
 	poisoned, stale atomic.Int64
 }
 
-// h1Defaults match newTransport's.
+// The defaults match those of the proxy's http.Transport. MaxHeaderBytes
+// bounds an answer's header, as Transport.MaxResponseHeaderBytes does.
 const (
-	h1MaxIdle        = 256
-	h1IdleTimeout    = 90 * time.Second
-	h1MaxHeaderBytes = 1 << 20
-	h1DefaultUA      = "Go-http-client/1.1" // what http.Transport sends when a request has none
+	defaultMaxIdle     = 256
+	defaultIdleTimeout = 90 * time.Second
+	MaxHeaderBytes     = 1 << 20
+	defaultUserAgent   = "Go-http-client/1.1" // what http.Transport sends when a request has none
 )
 
-// h1Conn is one pooled connection. Its body wrapper and buffers are
+// conn is one pooled connection. Its body wrapper and buffers are
 // reused from request to request.
-type h1Conn struct {
-	pool   *h1Pool
+type conn struct {
+	pool   *Pool
 	nc     net.Conn
 	lr     limitedConnReader
 	br     *bufio.Reader
@@ -114,13 +119,23 @@ func (l *limitedConnReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newH1Pool(addr, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *h1Pool {
-	return &h1Pool{addr: addr, host: host, dial: dial, maxIdle: h1MaxIdle, idleTimeout: h1IdleTimeout, maxHeader: h1MaxHeaderBytes}
+func newPool(addr, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Pool {
+	return &Pool{addr: addr, host: host, dial: dial, maxIdle: defaultMaxIdle, idleTimeout: defaultIdleTimeout, maxHeader: MaxHeaderBytes}
+}
+
+// Dials is the number of connections p has made.
+func (p *Pool) Dials() int64 { return p.dials.Load() }
+
+// Idle is the number of connections p holds idle.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
 }
 
 // get returns an idle connection (reused: true) or dials a new one, the
 // dial bounded by deadline (zero: none).
-func (p *h1Pool) get(ctx context.Context, deadline time.Time) (c *h1Conn, reused bool, err error) {
+func (p *Pool) get(ctx context.Context, deadline time.Time) (c *conn, reused bool, err error) {
 	now := time.Now()
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -144,13 +159,13 @@ func (p *h1Pool) get(ctx context.Context, deadline time.Time) (c *h1Conn, reused
 	return p.newConn(ctx)
 }
 
-func (p *h1Pool) newConn(ctx context.Context) (*h1Conn, bool, error) {
+func (p *Pool) newConn(ctx context.Context) (*conn, bool, error) {
 	nc, err := p.dial(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, false, err
 	}
 	p.dials.Add(1)
-	c := &h1Conn{pool: p, nc: nc}
+	c := &conn{pool: p, nc: nc}
 	c.lr.nc = nc
 	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
 	c.bw = bufio.NewWriterSize(nc, 4<<10)
@@ -169,7 +184,7 @@ func (p *h1Pool) newConn(ctx context.Context) (*h1Conn, bool, error) {
 // closed by the peer. It costs one non-blocking system call and never
 // waits. A connection that is no socket (tests may dial anything) cannot
 // be checked and is not reused.
-func (c *h1Conn) idleClean() bool {
+func (c *conn) idleClean() bool {
 	if c.br.Buffered() > 0 || c.raw == nil {
 		return false
 	}
@@ -193,7 +208,7 @@ func (c *h1Conn) idleClean() bool {
 // peek is idleClean's RawConn.Read callback: one look at the socket's
 // receive queue, taking nothing from it, without waiting (true: done, do
 // not wait for the socket to become readable).
-func (c *h1Conn) peek(fd uintptr) bool {
+func (c *conn) peek(fd uintptr) bool {
 	for range 3 {
 		c.peekN, _, c.peekErr = syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		if c.peekErr != syscall.EINTR {
@@ -205,7 +220,7 @@ func (c *h1Conn) peek(fd uintptr) bool {
 
 // put returns a connection whose exchange is complete to the pool, or
 // closes it when the pool is full or closed.
-func (p *h1Pool) put(c *h1Conn) {
+func (p *Pool) put(c *conn) {
 	c.idleAt = time.Now()
 	p.mu.Lock()
 	if p.closed || len(p.idle) >= p.maxIdle {
@@ -219,9 +234,9 @@ func (p *h1Pool) put(c *h1Conn) {
 
 // closeIdle closes idle connections: all of them, or with olderThan > 0
 // those idle for longer.
-func (p *h1Pool) closeIdle(olderThan time.Duration) {
+func (p *Pool) closeIdle(olderThan time.Duration) {
 	now := time.Now()
-	var drop []*h1Conn
+	var drop []*conn
 	p.mu.Lock()
 	keep := p.idle[:0]
 	for _, c := range p.idle {
@@ -241,25 +256,29 @@ func (p *h1Pool) closeIdle(olderThan time.Duration) {
 
 // close closes idle connections and makes the pool close every connection
 // handed back from now on.
-func (p *h1Pool) close() {
+func (p *Pool) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.closeIdle(0)
 }
 
-// errH1Timeout is the attempt's deadline passing; classifyError reports
-// it as a timeout, as it does http.Transport's.
-var errH1Timeout = fmt.Errorf("upstream timed out: %w", context.DeadlineExceeded)
+// ErrTimeout is RoundTrip's timeout passing. It wraps
+// context.DeadlineExceeded, so that a caller that tells timeouts apart
+// (the proxy's classifyError) reports it as one, as it does
+// http.Transport's.
+var ErrTimeout = fmt.Errorf("upstream timed out: %w", context.DeadlineExceeded)
 
 // aLongTimeAgo is a deadline that has passed: it unblocks a pending read.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// roundTrip sends req (GET or HEAD, no body; see h1Eligible) to the
+// RoundTrip sends req (GET or HEAD, no body; see Eligible) to the
 // request target target and reads the answer, all within timeout (0: no
-// limit) counted from now, the body included. A client that goes away
-// cuts the exchange at once.
-func (p *h1Pool) roundTrip(req *http.Request, target h1Target, timeout time.Duration) (*http.Response, error) {
+// limit) counted from now, the body included; past it, the error is
+// ErrTimeout. A client that goes away (req's context ends) cuts the
+// exchange at once. The caller must close the answer's body: read to its
+// end, it hands the connection back to the pool.
+func (p *Pool) RoundTrip(req *http.Request, target Target, timeout time.Duration) (*http.Response, error) {
 	ctx := req.Context()
 	var deadline time.Time
 	if timeout > 0 {
@@ -269,7 +288,7 @@ func (p *h1Pool) roundTrip(req *http.Request, target h1Target, timeout time.Dura
 		c, reused, err := p.get(ctx, deadline)
 		if err != nil {
 			if ctx.Err() == nil && !deadline.IsZero() && !time.Now().Before(deadline) {
-				return nil, errH1Timeout
+				return nil, ErrTimeout
 			}
 			return nil, err
 		}
@@ -292,7 +311,7 @@ func (p *h1Pool) roundTrip(req *http.Request, target h1Target, timeout time.Dura
 		}
 		var ne net.Error
 		if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() {
-			return nil, errH1Timeout
+			return nil, ErrTimeout
 		}
 		return nil, err
 	}
@@ -305,7 +324,7 @@ func staleConnError(err error) bool {
 }
 
 // exchange writes the request and reads the answer's header on c.
-func (c *h1Conn) exchange(req *http.Request, target h1Target, deadline time.Time) (*http.Response, error) {
+func (c *conn) exchange(req *http.Request, target Target, deadline time.Time) (*http.Response, error) {
 	c.lr.n = 0
 	c.broken = false
 	if err := c.nc.SetDeadline(deadline); err != nil {
@@ -364,13 +383,13 @@ func (c *h1Conn) exchange(req *http.Request, target h1Target, deadline time.Time
 	}
 	// A body of its own per exchange: ReverseProxy closes it after the
 	// connection may already serve another exchange.
-	resp.Body = &h1Body{rc: resp.Body, c: c, keep: keep}
+	resp.Body = &body{rc: resp.Body, c: c, keep: keep}
 	return resp, nil
 }
 
 // done ends an exchange: the connection goes back to the pool when it may
 // be reused.
-func (c *h1Conn) done(keep bool) {
+func (c *conn) done(keep bool) {
 	// Not reused: the client went away (the deadline is cut), a side said
 	// close, or the upstream sent more than its answer (never read as the
 	// next one).
@@ -389,24 +408,24 @@ func (c *h1Conn) done(keep bool) {
 // or HEAD without a body: request line, Host, User-Agent (the default
 // when the request has none; none when it has an empty one, as
 // ReverseProxy sets), then the other headers.
-func (c *h1Conn) writeRequest(req *http.Request, target h1Target) {
+func (c *conn) writeRequest(req *http.Request, target Target) {
 	w := c.bw
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
-	w.WriteString(target.path)
-	w.WriteString(target.rest)
-	if target.query != "" {
+	w.WriteString(target.Path)
+	w.WriteString(target.Rest)
+	if target.Query != "" {
 		w.WriteByte('?')
-		w.WriteString(target.query)
-		if target.query2 != "" {
+		w.WriteString(target.Query)
+		if target.Query2 != "" {
 			w.WriteByte('&')
-			w.WriteString(target.query2)
+			w.WriteString(target.Query2)
 		}
 	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(c.pool.host)
 	w.WriteString("\r\n")
-	ua := h1DefaultUA
+	ua := defaultUserAgent
 	if v, ok := req.Header["User-Agent"]; ok {
 		ua = ""
 		if len(v) > 0 {
@@ -436,16 +455,16 @@ func (c *h1Conn) writeRequest(req *http.Request, target h1Target) {
 	w.WriteString("\r\n")
 }
 
-// h1Body is an answer's body on a pooled connection: at its end the
+// body is an answer's body on a pooled connection: at its end the
 // connection goes back to the pool; closed before its end, it is closed.
-type h1Body struct {
+type body struct {
 	rc   io.ReadCloser
-	c    *h1Conn
+	c    *conn
 	keep bool
 	end  bool // EOF seen or closed: the connection is no longer ours
 }
 
-func (b *h1Body) Read(p []byte) (int, error) {
+func (b *body) Read(p []byte) (int, error) {
 	if b.end {
 		return 0, io.EOF
 	}
@@ -463,7 +482,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *h1Body) Close() error {
+func (b *body) Close() error {
 	if b.end {
 		return nil
 	}
@@ -472,19 +491,20 @@ func (b *h1Body) Close() error {
 	return nil
 }
 
-// h1Target is an attempt's request target, in pieces, so that it is
-// written without being built: path is the upstream's base path, rest the
-// client's path after /providers/{id}, query and query2 the upstream's own
-// query and the client's (either may be empty).
-type h1Target struct {
-	path, rest, query, query2 string
+// Target is an attempt's request target, in pieces, so that it is
+// written without being built: Path is the upstream's base path, Rest the
+// client's path after /providers/{id}, Query and Query2 the upstream's own
+// query and the client's (either may be empty; Query2 is sent only after
+// a Query).
+type Target struct {
+	Path, Rest, Query, Query2 string
 }
 
-// h1Eligible says whether req may take the lean path: GET or HEAD, no
+// Eligible says whether req may take the lean path: GET or HEAD, no
 // body, no upgrade, no Expect, and a target and header values that need
 // no escaping or cleaning (anything unusual goes through http.Transport,
 // which knows how to fix or refuse it).
-func h1Eligible(req *http.Request) bool {
+func Eligible(req *http.Request) bool {
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		return false
 	}
@@ -552,26 +572,29 @@ func cleanHeaderText(s string) bool {
 	return true
 }
 
-// h1Pools are the lean client's pools, one per upstream host:port,
+// Pools are the lean client's pools, one per upstream host:port,
 // shared by every provider of a server and kept across reloads.
-type h1Pools struct {
+type Pools struct {
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	mu   sync.Mutex
-	m    map[string]*h1Pool
+	m    map[string]*Pool
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
-func newH1Pools() *h1Pools {
+// NewPools returns an empty set of pools, and starts the goroutine that
+// closes connections left idle too long; Close stops it.
+func NewPools() *Pools {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	ps := &h1Pools{dial: d.DialContext, m: map[string]*h1Pool{}, stop: make(chan struct{})}
+	ps := &Pools{dial: d.DialContext, m: map[string]*Pool{}, stop: make(chan struct{})}
 	ps.wg.Add(1)
 	go ps.janitor()
 	return ps
 }
 
-// pool is the pool for a plain-HTTP host:port; nil for anything else.
-func (ps *h1Pools) pool(scheme, hostport string) *h1Pool {
+// Pool is the pool for a plain-HTTP host:port, made on first use; nil for
+// any other scheme, or when ps is nil.
+func (ps *Pools) Pool(scheme, hostport string) *Pool {
 	if ps == nil || scheme != "http" || hostport == "" || !asciiHost(hostport) {
 		return nil
 	}
@@ -583,7 +606,7 @@ func (ps *h1Pools) pool(scheme, hostport string) *h1Pool {
 	defer ps.mu.Unlock()
 	p := ps.m[hostport]
 	if p == nil {
-		p = newH1Pool(addr, hostport, ps.dial)
+		p = newPool(addr, hostport, ps.dial)
 		ps.m[hostport] = p
 	}
 	return p
@@ -600,9 +623,9 @@ func asciiHost(s string) bool {
 
 // janitor closes connections left idle for longer than the idle timeout,
 // so that a quiet proxy holds no sockets it will not use.
-func (ps *h1Pools) janitor() {
+func (ps *Pools) janitor() {
 	defer ps.wg.Done()
-	t := time.NewTicker(h1IdleTimeout / 3)
+	t := time.NewTicker(defaultIdleTimeout / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -610,20 +633,21 @@ func (ps *h1Pools) janitor() {
 			return
 		case <-t.C:
 			ps.mu.Lock()
-			pools := make([]*h1Pool, 0, len(ps.m))
+			pools := make([]*Pool, 0, len(ps.m))
 			for _, p := range ps.m {
 				pools = append(pools, p)
 			}
 			ps.mu.Unlock()
 			for _, p := range pools {
-				p.closeIdle(h1IdleTimeout)
+				p.closeIdle(defaultIdleTimeout)
 			}
 		}
 	}
 }
 
-// close stops the janitor and closes every pool.
-func (ps *h1Pools) close() {
+// Close stops the janitor and closes every pool; a nil ps or a second
+// Close does nothing.
+func (ps *Pools) Close() {
 	if ps == nil {
 		return
 	}
@@ -635,7 +659,7 @@ func (ps *h1Pools) close() {
 	default:
 		close(ps.stop)
 	}
-	pools := make([]*h1Pool, 0, len(ps.m))
+	pools := make([]*Pool, 0, len(ps.m))
 	for _, p := range ps.m {
 		pools = append(pools, p)
 	}

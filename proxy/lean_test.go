@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/internal/h1"
 )
 
 // headRecorder is a raw HTTP/1.1 upstream that records every request
@@ -202,15 +204,15 @@ func TestLeanClientSendsWhatTransportSends(t *testing.T) {
 			t.Errorf("%s %s: the upstream saw\nlean:\n%s\ntransport:\n%s", tc.method, tc.path, heads[0], heads[1])
 		}
 	}
-	if dials := lean.h1.pool("http", up.ln.Addr().String()).dials.Load(); dials == 0 {
+	if dials := lean.h1.Pool("http", up.ln.Addr().String()).Dials(); dials == 0 {
 		t.Error("the lean client was never used")
 	}
 }
 
 // leanPool is the lean client's pool of s for the upstream at base.
-func leanPool(t *testing.T, s *Server, base string) *h1Pool {
+func leanPool(t *testing.T, s *Server, base string) *h1.Pool {
 	t.Helper()
-	return s.h1.pool("http", strings.TrimPrefix(base, "http://"))
+	return s.h1.Pool("http", strings.TrimPrefix(base, "http://"))
 }
 
 func TestLeanClientReusesConnections(t *testing.T) {
@@ -245,7 +247,7 @@ func TestLeanClientReusesConnections(t *testing.T) {
 	if got := up.connCount(); got != 1 {
 		t.Errorf("12 sequential requests took %d upstream connections; want 1", got)
 	}
-	if d := leanPool(t, s, up.url()).dials.Load(); d != 1 {
+	if d := leanPool(t, s, up.url()).Dials(); d != 1 {
 		t.Errorf("lean client dialled %d times; want 1", d)
 	}
 }
@@ -289,11 +291,7 @@ func TestLeanClientClosesConnectionWithUnreadBody(t *testing.T) {
 		defer up.mu.Unlock()
 		return up.closed == 1
 	})
-	pool := leanPool(t, s, up.url())
-	pool.mu.Lock()
-	idle := len(pool.idle)
-	pool.mu.Unlock()
-	if idle != 0 {
+	if idle := leanPool(t, s, up.url()).Idle(); idle != 0 {
 		t.Errorf("%d connections pooled; want none", idle)
 	}
 	if h := fetchProvider(t, front.URL, "p"); h.Upstreams[0].ErrorCount != 0 {
@@ -320,7 +318,7 @@ func TestLeanClientTimeoutIsATimeout(t *testing.T) {
 
 func TestLeanClientHugeHeadersRefused(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
-		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", h1MaxHeaderBytes+10) + "\r\nContent-Length: 2\r\n\r\nok"
+		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", h1.MaxHeaderBytes+10) + "\r\nContent-Length: 2\r\n\r\nok"
 	})
 	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
 	resp, body := get(t, &http.Client{}, front.URL+"/providers/p/x")
@@ -352,44 +350,6 @@ func TestLeanClientPassesEarlyHints(t *testing.T) {
 	second, err := http.ReadResponse(br, nil)
 	if err != nil || second.StatusCode != 200 {
 		t.Fatalf("second answer: %v %v", second, err)
-	}
-}
-
-// Requests the lean client leaves to http.Transport: bodies, other
-// methods, upgrades, HTTPS.
-func TestLeanClientEligibility(t *testing.T) {
-	mk := func(method, target string, body io.Reader, hdr ...string) *http.Request {
-		r := httptest.NewRequest(method, target, body)
-		r.URL.RawPath = r.URL.EscapedPath()
-		if body == nil {
-			r.Body = nil
-		}
-		for i := 0; i+1 < len(hdr); i += 2 {
-			r.Header.Set(hdr[i], hdr[i+1])
-		}
-		return r
-	}
-	for _, tc := range []struct {
-		req  *http.Request
-		want bool
-	}{
-		{mk("GET", "/x?a=b", nil), true},
-		{mk("HEAD", "/x", nil), true},
-		{mk("POST", "/x", nil), false},
-		{mk("GET", "/x", strings.NewReader("body")), false},
-		{mk("GET", "/x", nil, "Upgrade", "websocket"), false},
-		{mk("GET", "/x", nil, "Expect", "100-continue"), false},
-		{mk("GET", "/a!b", nil), false},
-		{mk("GET", "/x", nil, "X-Bad", "a\x00b"), false},
-	} {
-		if got := h1Eligible(tc.req); got != tc.want {
-			t.Errorf("h1Eligible(%s %s %v) = %v; want %v", tc.req.Method, tc.req.URL, tc.req.Header, got, tc.want)
-		}
-	}
-	if p := newH1Pools(); p.pool("https", "example.com:443") != nil {
-		t.Error("an HTTPS upstream got a lean pool")
-	} else {
-		p.close()
 	}
 }
 
