@@ -206,6 +206,20 @@ func TestProxyOutOfFileDescriptors(t *testing.T) {
 		}
 		c.SetDeadline(time.Now().Add(15 * time.Second))
 		defer c.Close()
+		// An answer on it proves the server accepted it (a dial completes
+		// in the kernel's backlog, before Accept takes a descriptor).
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /healthz: %v %v", resp, err)
+		}
+		io.ReadAll(resp.Body)
+		if br.Buffered() > 0 {
+			t.Fatal("bytes after the /healthz answer")
+		}
 		conns = append(conns, c)
 	}
 	var answers []*http.Response
