@@ -171,7 +171,9 @@ type Entry struct {
 	published     atomic.Int32 // last Status reported to onChange
 
 	held        atomic.Pointer[string] // reason, when held unavailable
-	forceTrip   atomic.Bool            // ReadyToTrip says yes: ForceOpen, Restore
+	forceTrip   atomic.Bool            // ReadyToTrip says yes: ForceOpen, Restore, ApplyTrip
+	forceUntil  atomic.Int64           // while forceTrip: the end of the cooldown it opens
+	forceWhy    atomic.Int32           // while forceTrip: its tripReason
 	forceReason atomic.Pointer[string] // set while forced open by an operator
 	hist        history
 	hour        hourStats
@@ -235,20 +237,28 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 			if e.cb.Load() != cb { // a replaced breaker finishing old calls
 				return
 			}
+			if to == gobreaker.StateOpen {
+				// The end and the reason first, the state last: a reader
+				// that sees the entry open sees this trip's cooldown,
+				// never the one before or one it is not going to have.
+				reason := reasonThreshold
+				if from == gobreaker.StateHalfOpen {
+					reason = reasonTrialFailed
+				}
+				// nextCooldown also counts the trip for the backoff, forced or not.
+				now := time.Now()
+				until := now.Add(e.nextCooldown(now)).UnixNano()
+				if e.forceTrip.Load() { // trip: an operator, a restore, another replica's trip
+					until, reason = e.forceUntil.Load(), e.forceWhy.Load()
+				}
+				e.tripReason.Store(reason)
+				e.cooldownUntil.Store(until)
+			}
 			e.state.Store(int32(to))
 			if to != gobreaker.StateOpen && !e.forceTrip.Load() {
 				e.forceReason.Store(nil) // a forced cooldown that ran out is over
 			}
-			switch to {
-			case gobreaker.StateOpen:
-				if from == gobreaker.StateHalfOpen {
-					e.tripReason.Store(reasonTrialFailed)
-				} else {
-					e.tripReason.Store(reasonThreshold)
-				}
-				now := time.Now()
-				e.cooldownUntil.Store(now.Add(e.nextCooldown(now)).UnixNano())
-			case gobreaker.StateClosed:
+			if to == gobreaker.StateClosed {
 				e.errorCount.Store(0)
 				e.cooldownUntil.Store(0)
 				e.tripReason.Store(reasonNone)
@@ -346,8 +356,10 @@ func (e *Entry) refusal() error {
 	}
 	// While cooling down, refuse here: gobreaker's own open timeout has
 	// long passed and would admit a trial.
+	// Half-open too: a trip from half-open stores its new end a moment
+	// before the state, and that moment must not admit a trial.
 	state := gobreaker.State(e.state.Load())
-	if state == gobreaker.StateOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() {
+	if state != gobreaker.StateClosed && time.Now().UnixNano() <= e.cooldownUntil.Load() {
 		return ErrCooldown
 	}
 	if state != gobreaker.StateClosed && e.trialGated() { // trials coordinated with other replicas

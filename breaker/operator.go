@@ -14,8 +14,12 @@ var errForced = errors.New("forced open")
 
 // trip opens the gobreaker whatever its counts say, without touching the
 // entry's counters, and sets the end of the cooldown to until (math.MaxInt64
-// for none).
+// for none) and the trip's reason. The gobreaker transition stores them
+// itself, before the state: no reader sees the entry open with the
+// cooldown or the reason of a local trip in between.
 func (e *Entry) trip(until int64, reason int32) {
+	e.forceUntil.Store(until)
+	e.forceWhy.Store(reason)
 	e.forceTrip.Store(true)
 	cb := e.cb.Load()
 	// From half-open or closed one failure opens it; from open the expired

@@ -1,8 +1,10 @@
 package breaker
 
 import (
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -197,5 +199,64 @@ func TestStatusTextRoundTrip(t *testing.T) {
 	var s Status
 	if s.UnmarshalText([]byte("fine")) == nil {
 		t.Error("an unknown status decoded without error")
+	}
+}
+
+// TestApplyTripShowsOnlyTheAppliedTrip: while ApplyTrip runs, a reader on
+// another goroutine never sees the entry cooling down until anything but
+// the applied end, nor for any reason but the other replica's trip. (The
+// gobreaker transition that ApplyTrip drives used to show, for a moment,
+// a local trip: this entry's own cooldown and the threshold as the reason.)
+func TestApplyTripShowsOnlyTheAppliedTrip(t *testing.T) {
+	type applied struct {
+		e     *Entry
+		until time.Time
+	}
+	var cur atomic.Pointer[applied]
+	stop := make(chan struct{})
+	bad := make(chan string, 1)
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a := cur.Load()
+			if a == nil {
+				continue
+			}
+			e, want := a.e, a.until
+			if got, cooling := e.CooldownUntil(); cooling && !got.Equal(want) {
+				select {
+				case bad <- "cooling down until " + got.String() + "; want " + want.String():
+				default:
+				}
+				return
+			}
+			if s := e.Snapshot(); s.InCooldown && (!s.CooldownUntil.Equal(want) || !strings.HasPrefix(s.Reason, "tripped on replica b;")) {
+				select {
+				case bad <- "snapshot until " + s.CooldownUntil.String() + " reason " + s.Reason + "; want " + want.String() + " and replica b named":
+				default:
+				}
+				return
+			}
+		}
+	})
+	defer func() { close(stop); reader.Wait() }()
+	for i := range 2000 {
+		e := New("e", Settings{ErrorThreshold: 2, Cooldown: time.Minute, RecoveryCount: 2}, Options{PreciseStamps: true})
+		u := time.Now().Add(time.Hour)
+		cur.Store(&applied{e, u})
+		runtime.Gosched() // let the reader look at the closed entry first
+		if !e.ApplyTrip(u, time.Now(), "b") {
+			t.Fatalf("run %d: ApplyTrip on a fresh entry changed nothing", i)
+		}
+		select {
+		case msg := <-bad:
+			t.Fatalf("run %d: a reader saw %s", i, msg)
+		default:
+		}
 	}
 }

@@ -658,6 +658,11 @@ func (c *Cluster) write(rec *Record) error {
 				c.stale.Add(1)
 				return nil // a newer change is there already
 			}
+			if o.Replica == rec.Replica && o.At.Equal(rec.At) && o.Open() == rec.Open() {
+				// this very change, stored and published already: the
+				// writer and a resync's push can both carry a fresh trip
+				return nil
+			}
 			rec.Generation = o.Generation + 1
 		}
 	}

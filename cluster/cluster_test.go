@@ -149,6 +149,9 @@ func TestTripReachesOtherReplicas(t *testing.T) {
 			t.Errorf("replica %s: got %v (ran %v); want ErrCooldown without a call", n.c.Replica(), err, ran)
 		}
 	}
+	// b and c can apply the event before a's writer, back from EXEC,
+	// counts it: wait for the count, then check that it is the only one
+	waitUntil(t, 5*time.Second, "a to count its write", func() bool { return a.c.Status().Published >= 1 })
 	if st := a.c.Status(); st.Published != 1 {
 		t.Errorf("got published %d on a; want 1", st.Published)
 	}
@@ -420,5 +423,32 @@ func TestStaleEventIgnored(t *testing.T) {
 	rec, _ := decodeRecord(b)
 	if rec.Open() || a.c.stale.Load() != 1 {
 		t.Fatalf("got record %+v, %d stale; want the newer close kept", rec, a.c.stale.Load())
+	}
+}
+
+// TestSameChangeWrittenOnce: the writer and a resync's push can both carry
+// a fresh trip (the pull ran before the writer stored it); the second
+// write is neither stored again nor published.
+func TestSameChangeWrittenOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newNode(t, srv.URL(), "a", nodeOpts{})
+	a.startConnected(t)
+	now := time.Now()
+	for range 2 {
+		if err := a.c.write(tripRecord(upKey, "a", now, now.Add(time.Minute), "x", 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := a.c.Store().GetData(stateName(upKey))
+	rec, _ := decodeRecord(b)
+	if st := a.c.Status(); st.Published != 1 || rec == nil || rec.Generation != 0 {
+		t.Fatalf("got %d published, record %+v; want the trip written once", st.Published, rec)
+	}
+	// a later change by the same replica is written
+	if err := a.c.write(closeRecord(upKey, "a", now.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.c.Status(); st.Published != 2 {
+		t.Fatalf("got %d published; want the recovery written too", st.Published)
 	}
 }
