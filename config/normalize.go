@@ -1,6 +1,9 @@
 package config
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 // Normalize fills every zero setting of c with its default, the one a file
 // that leaves the setting out gets: Parse ends with it, and a Config built
@@ -29,21 +32,15 @@ import "slices"
 //   - Alert.MinInterval 0: every event is sent.
 //   - nil HealthCheck and Cache: none; an empty (not nil) list is kept.
 func (c *Config) Normalize() {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
+	fill(&c.Listen, DefaultListen)
 	c.Health.inherit(healthDefaults())
 	for i := range c.Providers {
 		c.Providers[i].normalize(c.Health)
 	}
 	for i := range c.Models {
 		m := &c.Models[i]
-		if m.Name == "" {
-			m.Name = m.Key
-		}
-		if m.Timeout == 0 {
-			m.Timeout = DefaultModelTimeout
-		}
+		fill(&m.Name, m.Key)
+		fill(&m.Timeout, DefaultModelTimeout)
 		m.Health.inherit(c.Health)
 	}
 	for i := range c.Alerts {
@@ -66,34 +63,18 @@ func healthDefaults() Health {
 
 // inherit fills h's zero settings that cannot be zero from def.
 func (h *Health) inherit(def Health) {
-	if h.ErrorThreshold == 0 {
-		h.ErrorThreshold = def.ErrorThreshold
-	}
-	if h.Cooldown == 0 {
-		h.Cooldown = def.Cooldown
-	}
-	if h.RecoveryCount == 0 {
-		h.RecoveryCount = def.RecoveryCount
-	}
-	if h.MaxConcurrentReinit == 0 {
-		h.MaxConcurrentReinit = def.MaxConcurrentReinit
-	}
+	fill(&h.ErrorThreshold, def.ErrorThreshold)
+	fill(&h.Cooldown, def.Cooldown)
+	fill(&h.RecoveryCount, def.RecoveryCount)
+	fill(&h.MaxConcurrentReinit, def.MaxConcurrentReinit)
 }
 
 func (p *Provider) normalize(global Health) {
-	if p.Name == "" {
-		p.Name = p.ID
-	}
-	if p.Timeout == 0 {
-		p.Timeout = DefaultProviderTimeout
-	}
+	fill(&p.Name, p.ID)
+	fill(&p.Timeout, DefaultProviderTimeout)
 	p.Health.inherit(global)
-	if p.Mode == "" {
-		p.Mode = DefaultMode
-	}
-	if p.MaxRateLimitPause == 0 {
-		p.MaxRateLimitPause = DefaultMaxRateLimitPause
-	}
+	fill(&p.Mode, DefaultMode)
+	fill(&p.MaxRateLimitPause, DefaultMaxRateLimitPause)
 	if p.HealthCheck != nil {
 		p.HealthCheck.normalize()
 	}
@@ -111,15 +92,9 @@ func (a *AllDown) normalize() {
 }
 
 func (hc *HealthCheck) normalize() {
-	if hc.Path == "" {
-		hc.Path = DefaultHealthCheckPath
-	}
-	if hc.Interval == 0 {
-		hc.Interval = DefaultHealthCheckInterval
-	}
-	if hc.Timeout == 0 {
-		hc.Timeout = DefaultHealthCheckTimeout
-	}
+	fill(&hc.Path, DefaultHealthCheckPath)
+	fill(&hc.Interval, DefaultHealthCheckInterval)
+	fill(&hc.Timeout, DefaultHealthCheckTimeout)
 	if hc.ExpectStatus == nil {
 		hc.ExpectStatus = slices.Clone(DefaultExpectStatus)
 	}
@@ -127,36 +102,87 @@ func (hc *HealthCheck) normalize() {
 
 // normalize fills r for a provider with upstreams upstreams.
 func (r *Retry) normalize(upstreams int) {
-	if r.Attempts == 0 {
-		r.Attempts = min(max(1, upstreams), MaxRetryAttempts)
-	}
+	fill(&r.Attempts, min(max(1, upstreams), MaxRetryAttempts))
 	if r.On == nil {
 		r.On = slices.Clone(DefaultRetryOn)
 	}
 	if r.Methods == nil {
 		r.Methods = slices.Clone(DefaultRetryMethods)
 	}
-	if r.Budget == 0 {
-		r.Budget = DefaultRetryBudget
-	}
-	if r.BudgetWindow == 0 {
-		r.BudgetWindow = DefaultRetryBudgetWindow
-	}
+	fill(&r.Budget, DefaultRetryBudget)
+	fill(&r.BudgetWindow, DefaultRetryBudgetWindow)
 	// A file may say min_retries = 0, but the proxy has always taken a
 	// zero for the default; kept so that behaviour does not change.
-	if r.MinRetries == 0 {
-		r.MinRetries = DefaultRetryMinRetries
-	}
+	fill(&r.MinRetries, DefaultRetryMinRetries)
 }
 
 func (c *Cache) normalize() {
-	if c.StaleIfError == 0 {
-		c.StaleIfError = DefaultCacheStaleIfError
+	fill(&c.StaleIfError, DefaultCacheStaleIfError)
+	fill(&c.MaxEntries, DefaultCacheMaxEntries)
+	fill(&c.MaxBodyBytes, DefaultCacheMaxBodyBytes)
+}
+
+// CheckNormalized returns an error naming the first setting of c that
+// Normalize would fill, or nil: a Config built by hand that skipped
+// Normalize. Meaningful zero values (see Normalize) are not reported.
+func (c *Config) CheckNormalized() error {
+	for _, p := range c.Providers {
+		if name := p.zeroSetting(); name != "" {
+			return notNormalized("provider", p.ID, name)
+		}
 	}
-	if c.MaxEntries == 0 {
-		c.MaxEntries = DefaultCacheMaxEntries
+	for _, m := range c.Models {
+		if name := zeroSetting(m.Health, m.Timeout == 0); name != "" {
+			return notNormalized("model", m.Key, name)
+		}
 	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultCacheMaxBodyBytes
+	return nil
+}
+
+func notNormalized(kind, id, setting string) error {
+	return fmt.Errorf("%s %q: %s is zero; build the Config with config.Load or config.Parse, or call its Normalize method", kind, id, setting)
+}
+
+// zeroSetting names the first setting of p that Normalize would fill.
+func (p *Provider) zeroSetting() string {
+	r := p.Retry
+	switch {
+	case p.Mode == "":
+		return "mode"
+	case p.MaxRateLimitPause == 0:
+		return "max_rate_limit_pause"
+	case p.HealthCheck != nil && (p.HealthCheck.Interval == 0 || p.HealthCheck.Timeout == 0 || p.HealthCheck.ExpectStatus == nil):
+		return "health_check.interval, timeout or expect_status"
+	case r.Attempts == 0:
+		return "retry.attempts"
+	case r.On == nil || r.Methods == nil:
+		return "retry.on or retry.methods"
+	case r.Budget == 0 || r.BudgetWindow == 0 || r.MinRetries == 0:
+		return "retry.budget, budget_window or min_retries"
+	case p.Cache != nil && (p.Cache.StaleIfError == 0 || p.Cache.MaxEntries == 0 || p.Cache.MaxBodyBytes == 0):
+		return "cache.stale_if_error, max_entries or max_body"
+	case p.AllDown.Order == nil:
+		return "all_down.order"
+	}
+	return zeroSetting(p.Health, p.Timeout == 0)
+}
+
+// zeroSetting names the first health setting of an entry (or its timeout)
+// that Normalize would fill.
+func zeroSetting(h Health, noTimeout bool) string {
+	switch {
+	case noTimeout:
+		return "timeout"
+	case h.ErrorThreshold == 0 || h.Cooldown == 0 || h.RecoveryCount == 0 || h.MaxConcurrentReinit == 0:
+		return "health.error_threshold, cooldown, success_recovery_count or max_concurrent_reinit"
+	}
+	return ""
+}
+
+// fill sets *p to def when it is zero.
+func fill[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,7 +51,13 @@ alert "ops" { webhook = "http://hook" }
 
 	// Zero values that mean something are kept.
 	z := &Config{Providers: []Provider{{ID: "z", Upstreams: []*url.URL{{Scheme: "http", Host: "a"}}}}}
+	if err := z.CheckNormalized(); err == nil || !strings.Contains(err.Error(), `provider "z": mode is zero`) {
+		t.Errorf("CheckNormalized before Normalize: %v", err)
+	}
 	z.Normalize()
+	if err := z.CheckNormalized(); err != nil {
+		t.Errorf("CheckNormalized after Normalize: %v", err)
+	}
 	p := z.Providers[0]
 	if p.Retry.Backoff != 0 || p.Retry.MaxBackoff != 0 || p.MaxRequestBody != 0 || p.SlowCallThreshold != 0 ||
 		p.AllDown.Wait != 0 || p.Health.CooldownMultiplier != 0 || p.Health.AutoReinit || p.HealthCheck != nil || p.Cache != nil {
