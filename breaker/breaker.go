@@ -81,8 +81,9 @@ type Settings struct {
 	// ErrorThreshold is T: error_count at which the entry becomes
 	// unavailable. Values below 1 mean 1.
 	ErrorThreshold int
-	// Cooldown is C, how long an unavailable entry refuses calls. Values
-	// at or below 0 mean gobreaker's default of 60s.
+	// Cooldown is C, how long an unavailable entry refuses calls; it must
+	// be > 0 (New and SetSettings panic otherwise: its default is config's,
+	// see config.Normalize).
 	Cooldown time.Duration
 	// RecoveryCount is R, the consecutive trial successes that end
 	// recovery, and the number of trials admitted at once. Below 1 means 1.
@@ -104,7 +105,7 @@ func (s Settings) normalized() Settings {
 		s.ErrorThreshold = 1
 	}
 	if s.Cooldown <= 0 {
-		s.Cooldown = 60 * time.Second
+		panic(fmt.Sprintf("breaker: Settings.Cooldown is %s; it must be > 0", s.Cooldown))
 	}
 	if s.RecoveryCount < 1 {
 		s.RecoveryCount = 1
@@ -112,8 +113,9 @@ func (s Settings) normalized() Settings {
 	return s
 }
 
-// degradedAt is max(1, T/2).
-func (s Settings) degradedAt() int64 { return int64(max(1, s.ErrorThreshold/2)) }
+// DegradedAt is the error_count at which an entry shows degraded:
+// max(1, T/2).
+func (s Settings) DegradedAt() int64 { return int64(max(1, s.ErrorThreshold/2)) }
 
 // Kind says what sort of failure a call had.
 type Kind string
@@ -209,7 +211,8 @@ type Options struct {
 	PreciseStamps bool
 }
 
-// New returns an entry in the unknown state.
+// New returns an entry in the unknown state. It panics when s.Cooldown is
+// not > 0, a programmer's error: settings come from a normalized config.
 func New(name string, s Settings, opts Options) *Entry {
 	e := &Entry{name: name, onChange: opts.OnChange, stamp: coarseNow}
 	if opts.PreciseStamps {
@@ -461,7 +464,7 @@ func (e *Entry) statusAt(now time.Time) Status {
 	if !e.called.Load() {
 		return Unknown
 	}
-	if e.errorCount.Load() >= e.settings.Load().degradedAt() {
+	if e.errorCount.Load() >= e.settings.Load().DegradedAt() {
 		return Degraded
 	}
 	return Healthy
@@ -560,7 +563,8 @@ func (e *Entry) Release() {
 // SetSettings applies new settings (a config reload) without losing the
 // entry's counters or its current cooldown. The new threshold and cooldown
 // apply from the next call; a new recovery count from the next trip (a
-// recovery in progress finishes under the old one).
+// recovery in progress finishes under the old one). Like New, it panics
+// when s.Cooldown is not > 0.
 func (e *Entry) SetSettings(s Settings) {
 	s = s.normalized()
 	old := e.settings.Load()

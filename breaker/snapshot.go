@@ -132,10 +132,10 @@ func (e *Entry) reason(s Snapshot) string {
 		return "no call yet"
 	case Degraded:
 		return fmt.Sprintf("error_count %d >= %d (half of error_threshold %d); unavailable at %d",
-			s.ErrorCount, s.Settings.degradedAt(), t, t)
+			s.ErrorCount, s.Settings.DegradedAt(), t, t)
 	case Healthy:
 		if s.ErrorCount > 0 {
-			return fmt.Sprintf("answering; error_count %d below the degraded mark %d", s.ErrorCount, s.Settings.degradedAt())
+			return fmt.Sprintf("answering; error_count %d below the degraded mark %d", s.ErrorCount, s.Settings.DegradedAt())
 		}
 		return "answering; no recent errors"
 	}

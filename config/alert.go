@@ -13,7 +13,6 @@ import (
 func (b *builder) alert(fa *fileAlert) Alert {
 	a := Alert{
 		Name:        fa.Name,
-		On:          slices.Clone(AlertEvents),
 		MinInterval: DefaultAlertMinInterval,
 	}
 	if d := b.duration(fa.MinInterval, fa.MinIntervalRange, "min_interval", false); d != nil {

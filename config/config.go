@@ -3,8 +3,13 @@
 // Loading runs in three steps, each of which appends to one hcl.Diagnostics
 // list so that a user sees every problem at once:
 //
-//	decode (gohcl) → applyDefaults (this file, the only place defaults live)
-//	→ the HEALTH_* environment overrides → validate
+//	decode (gohcl) → build (the file's settings, validated, over the
+//	HEALTH_* environment overrides) → Normalize (normalize.go)
+//
+// Normalize is the one place a zero setting gets its default, and a Config
+// built by hand must go through it too. The Default* constants below are
+// the values; normalize.go says which zero settings mean something on
+// purpose and are kept.
 //
 // Config values are immutable once Load returns; a reload builds a new one.
 package config
@@ -18,7 +23,9 @@ import (
 	"time"
 )
 
-// Built-in defaults. Every default of the configuration lives here.
+// Built-in defaults. Every default of the configuration lives here; they
+// are applied by Normalize, or by the loader for settings whose zero means
+// something.
 const (
 	DefaultListen              = "127.0.0.1:7860"
 	DefaultErrorThreshold      = 3

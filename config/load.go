@@ -69,6 +69,7 @@ func Parse(filename string, src []byte, opts LoadOptions) (*Config, hcl.Diagnost
 	diags = append(diags, d...)
 	b.decodeDiags = d
 	b.build(fc, cfg)
+	cfg.Normalize()
 	diags = finish(filename, append(diags, b.diags...))
 	if diags.HasErrors() {
 		return nil, diags

@@ -16,48 +16,38 @@ import (
 // retry, cache and all_down) and checks the cooldown backoff of the health
 // blocks. The default values are the constants of config.go.
 
+// The default* blocks are what a file that leaves a block's settings out
+// gets: the defaults of the settings whose zero means something (see
+// Normalize), then Normalize's.
+
 func defaultHealthCheck() *HealthCheck {
-	return &HealthCheck{
-		Path:         DefaultHealthCheckPath,
-		Interval:     DefaultHealthCheckInterval,
-		Timeout:      DefaultHealthCheckTimeout,
-		ExpectStatus: slices.Clone(DefaultExpectStatus),
-	}
+	hc := &HealthCheck{}
+	hc.normalize()
+	return hc
 }
 
 // defaultRetry is the retry policy of a provider with upstreams upstreams.
 func defaultRetry(upstreams int) Retry {
-	return Retry{
-		Attempts:     min(max(1, upstreams), MaxRetryAttempts),
-		Backoff:      DefaultRetryBackoff,
-		MaxBackoff:   DefaultRetryMaxBackoff,
-		On:           slices.Clone(DefaultRetryOn),
-		Methods:      slices.Clone(DefaultRetryMethods),
-		Budget:       DefaultRetryBudget,
-		BudgetWindow: DefaultRetryBudgetWindow,
-		MinRetries:   DefaultRetryMinRetries,
-	}
+	r := Retry{Backoff: DefaultRetryBackoff, MaxBackoff: DefaultRetryMaxBackoff}
+	r.normalize(upstreams)
+	return r
 }
 
 func defaultCache() *Cache {
-	return &Cache{
-		StaleIfError: DefaultCacheStaleIfError,
-		MaxEntries:   DefaultCacheMaxEntries,
-		MaxBodyBytes: DefaultCacheMaxBodyBytes,
-	}
+	c := &Cache{}
+	c.normalize()
+	return c
 }
 
 func defaultAllDown() AllDown {
-	return AllDown{
-		Order: slices.Clone(DefaultAllDownOrder),
-		Wait:  DefaultAllDownWait,
-	}
+	a := AllDown{Wait: DefaultAllDownWait}
+	a.normalize()
+	return a
 }
 
 // resilience fills p's resilience settings from fp. p.Upstreams is already
 // set.
 func (b *builder) resilience(fp *fileProvider, p *Provider) {
-	p.Mode = DefaultMode
 	if fp.Mode != nil && b.decoded(fp.ModeRange) {
 		switch m := *fp.Mode; m {
 		case ModeEnforce, ModeObserve:
@@ -77,7 +67,6 @@ func (b *builder) resilience(fp *fileProvider, p *Provider) {
 	if d, _ := b.durationIn(fp.SlowCallThreshold, fp.SlowCallThresholdRange, "slow_call_threshold", false, 0, 0); d != nil {
 		p.SlowCallThreshold = *d
 	}
-	p.MaxRateLimitPause = DefaultMaxRateLimitPause
 	if d, _ := b.durationIn(fp.MaxRateLimitPause, fp.MaxRateLimitPauseRange, "max_rate_limit_pause", true, 0, 0); d != nil {
 		p.MaxRateLimitPause = *d
 	}

@@ -162,7 +162,9 @@ func TestResilienceFull(t *testing.T) {
 				Methods:      []string{"GET", "POST"},
 				Budget:       0.5,
 				BudgetWindow: 30 * time.Second,
-				MinRetries:   0,
+				// min_retries = 0 is taken for the default, as the
+				// proxy always has (see Retry.normalize).
+				MinRetries: DefaultRetryMinRetries,
 			},
 			Cache: &Cache{StaleIfError: 30 * time.Second, MaxEntries: 50, MaxBodyBytes: 65536},
 			AllDown: AllDown{

@@ -71,7 +71,6 @@ func (b *builder) errorf(subject hcl.Range, summary, format string, args ...any)
 }
 
 func (b *builder) build(fc *fileConfig, cfg *Config) {
-	cfg.Listen = DefaultListen
 	if fc.Listen != nil && b.decoded(fc.ListenRange) {
 		cfg.Listen = *fc.Listen
 		b.checkListen(*fc.Listen, fc.ListenRange)
@@ -133,18 +132,19 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	}
 }
 
+// defaultHealth is the health block of a file that sets nothing: the
+// defaults of the settings whose zero means something (Normalize leaves
+// those alone), then Normalize's.
 func defaultHealth() Health {
-	return Health{
-		ErrorThreshold:      DefaultErrorThreshold,
-		Cooldown:            DefaultCooldown,
-		RecoveryCount:       DefaultRecoveryCount,
-		AutoReinit:          DefaultAutoReinit,
-		ReinitCooldown:      DefaultReinitCooldown,
-		MaxConcurrentReinit: DefaultMaxConcurrentReinit,
-		CooldownMultiplier:  DefaultCooldownMultiplier,
-		MaxCooldown:         DefaultMaxCooldown,
-		StablePeriod:        DefaultStablePeriod,
+	h := Health{
+		AutoReinit:         DefaultAutoReinit,
+		ReinitCooldown:     DefaultReinitCooldown,
+		CooldownMultiplier: DefaultCooldownMultiplier,
+		MaxCooldown:        DefaultMaxCooldown,
+		StablePeriod:       DefaultStablePeriod,
 	}
+	h.inherit(healthDefaults())
+	return h
 }
 
 // healthPatch validates a health block and returns the fields it sets.
@@ -189,12 +189,7 @@ func validID(s string) bool {
 }
 
 func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigin) Provider {
-	p := Provider{
-		ID:      fp.ID,
-		Name:    fp.ID,
-		Timeout: DefaultProviderTimeout,
-		Health:  global,
-	}
+	p := Provider{ID: fp.ID, Health: global} // Normalize fills Name and Timeout
 	if fp.Name != nil && *fp.Name != "" {
 		p.Name = *fp.Name
 	}
@@ -339,12 +334,7 @@ func validHeaderValue(s string) bool {
 }
 
 func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir string, keys []string) Model {
-	m := Model{
-		Key:     fm.Key,
-		Name:    fm.Key,
-		Timeout: DefaultModelTimeout,
-		Health:  global,
-	}
+	m := Model{Key: fm.Key, Health: global} // Normalize fills Name and Timeout
 	if fm.Name != nil && *fm.Name != "" {
 		m.Name = *fm.Name
 	}

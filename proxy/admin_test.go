@@ -14,7 +14,7 @@ import (
 func newAdminTestServer(t *testing.T, token string) *Server {
 	t.Helper()
 	cfg := &config.Config{AdminToken: token, Providers: []config.Provider{testProvider(t, "p", deadUpstreamURL(t))}}
-	s, err := New(cfg, Options{Logger: discardLogger()})
+	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -494,7 +494,7 @@ func TestAlertWebhookSecretNeverShown(t *testing.T) {
 		webhookAlert(t, "rejected", gone.URL, nil, 0),
 		webhookAlert(t, "dead", deadHook, nil, 0),
 	}}
-	s, err := New(cfg, Options{Logger: log})
+	s, err := New(normalized(cfg), Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +554,7 @@ func TestAlertReload(t *testing.T) {
 	hook.waitEvents(t, 2, 10*time.Second)
 
 	// Same alerts (a fresh, equal config), another provider.
-	res := s.Reload(cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour), testProvider(t, "q", newFakeUpstream(t).URL)))
+	res := s.Reload(normalized(cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour), testProvider(t, "q", newFakeUpstream(t).URL))))
 	if s.alerts.Load() != first || slices.Contains(res.Updated, "alerts") {
 		t.Fatalf("a reload with the same alerts replaced the notifier (updated %v)", res.Updated)
 	}
@@ -565,7 +565,7 @@ func TestAlertReload(t *testing.T) {
 	})
 
 	// Another min_interval and webhook: a new notifier.
-	res = s.Reload(cfgWith(webhookAlert(t, "ops", other.URL, nil, 0)))
+	res = s.Reload(normalized(cfgWith(webhookAlert(t, "ops", other.URL, nil, 0))))
 	second := s.alerts.Load()
 	if second == first || !slices.Contains(res.Updated, "alerts") {
 		t.Fatalf("a reload with other alerts kept the notifier (updated %v)", res.Updated)

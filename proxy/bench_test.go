@@ -118,7 +118,7 @@ func benchHealproxy(b *testing.B, upstream string, rt http.RoundTripper) (*Serve
 		Headers: map[string]string{"X-Api-Key": "bench-key"},
 		Health:  config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 2},
 	}}}
-	s, err := New(cfg, Options{Logger: discardLogger(), Transport: rt})
+	s, err := New(normalized(cfg), Options{Logger: discardLogger(), Transport: rt})
 	if err != nil {
 		b.Fatal(err)
 	}

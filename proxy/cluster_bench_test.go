@@ -22,7 +22,7 @@ func BenchmarkSharedStateSuccessPath(b *testing.B) {
 		name, redis string
 	}{{"local", ""}, {"shared", srv.URL()}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := New(clusterConfig(b, target, bc.redis, "bench"), Options{Logger: discardLogger(), Transport: cannedTransport})
+			s, err := New(normalized(clusterConfig(b, target, bc.redis, "bench")), Options{Logger: discardLogger(), Transport: cannedTransport})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -37,7 +37,7 @@ func clusterConfig(t testing.TB, upstream, redisURL, replica string) *config.Con
 
 func newClusterServer(t testing.TB, cfg *config.Config) (*Server, *httptest.Server) {
 	t.Helper()
-	s, err := New(cfg, Options{Logger: discardLogger()})
+	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

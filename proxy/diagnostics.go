@@ -189,7 +189,7 @@ func explainOf(snap breaker.Snapshot) explainDoc {
 		RecentFailures: snap.RecentFailures,
 		Settings: settingsDoc{
 			ErrorThreshold:  snap.Settings.ErrorThreshold,
-			DegradedAt:      max(1, snap.Settings.ErrorThreshold/2),
+			DegradedAt:      int(snap.Settings.DegradedAt()),
 			CooldownSeconds: snap.Settings.Cooldown.Seconds(),
 			RecoveryCount:   snap.Settings.RecoveryCount,
 		},

@@ -325,7 +325,7 @@ func TestInjectedFaultKeptOnReload(t *testing.T) {
 		t.Fatalf("POST fault: %d %s", code, body)
 	}
 	old := s.state.Load().providers["p"].Upstreams[0]
-	u := newProvider(testProvider(t, "p", a.URL), s.transport, s, s.metrics, s.log, map[string]*Upstream{a.URL: old}).Upstreams[0]
+	u := newProvider(normalizedProvider(testProvider(t, "p", a.URL)), s.transport, s, s.metrics, s.log, map[string]*Upstream{a.URL: old}).Upstreams[0]
 	if u.fault.Load() != old.fault.Load() {
 		t.Errorf("the rebuilt upstream lost its fault")
 	}

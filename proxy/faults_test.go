@@ -444,7 +444,7 @@ type faultProxy struct {
 
 func newFaultProxy(t *testing.T, pc config.Provider) *faultProxy {
 	t.Helper()
-	s, err := New(&config.Config{Providers: []config.Provider{pc}}, Options{Logger: discardLogger()})
+	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -85,7 +85,7 @@ func FuzzProviderPath(f *testing.F) {
 	// rest), where a request to another host would fail as a 502.
 	var servers []*Server
 	for _, opts := range []Options{{Logger: discardLogger(), Transport: tr}, {Logger: discardLogger()}} {
-		s, err := New(&config.Config{Providers: []config.Provider{pc}}, opts)
+		s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), opts)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func FuzzPredictBody(f *testing.F) {
 	h := config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1, MaxConcurrentReinit: 1}
 	cfg := &config.Config{Health: h, Models: []config.Model{
 		{Key: "m", Name: "m", Plugin: "sentiment", Timeout: 10 * time.Second, Health: h}}}
-	s, err := New(cfg, Options{Logger: discardLogger()})
+	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func FuzzRestoreEntry(f *testing.F) {
 		Health: config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1, CooldownMultiplier: 2, MaxCooldown: time.Hour},
 		Retry:  config.Retry{Budget: 1}}
 	pc.Upstreams = []*url.URL{mustParse(f, up.URL+"/v1")}
-	s, err := New(&config.Config{Providers: []config.Provider{pc}}, Options{Logger: discardLogger()})
+	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
 	if err != nil {
 		f.Fatal(err)
 	}

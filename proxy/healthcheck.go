@@ -29,13 +29,9 @@ import (
 // The loop (run) only schedules; tick does one upstream's check, so that
 // tests can drive checks one at a time.
 
-// Defaults of config.HealthCheck, applied again here so that a checker
-// built from a partly filled config still works.
 const (
-	defaultCheckInterval = 30 * time.Second
-	defaultCheckTimeout  = 2 * time.Second
-	checkJitter          = 0.1 // ± share of the interval
-	checkUserAgent       = "healproxy-health-check"
+	checkJitter    = 0.1 // ± share of the interval
+	checkUserAgent = "healproxy-health-check"
 )
 
 // checker runs the active health checks of one provider.
@@ -68,17 +64,8 @@ type checkedUpstream struct {
 
 // newChecker probes every upstream of p with cfg through rt (the provider
 // transport's base), sending p's configured headers, which are secrets and
-// never logged.
+// never logged. cfg is normalized (config.Normalize).
 func newChecker(p *Provider, cfg config.HealthCheck, rt http.RoundTripper, m *metrics, logger *slog.Logger) *checker {
-	if cfg.Interval <= 0 {
-		cfg.Interval = defaultCheckInterval
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = defaultCheckTimeout
-	}
-	if len(cfg.ExpectStatus) == 0 {
-		cfg.ExpectStatus = []int{http.StatusOK}
-	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -24,7 +24,7 @@ func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*Serv
 	t.Helper()
 	log, logs := captureLogs()
 	pc.HealthCheck = nil
-	s, err := New(&config.Config{Providers: []config.Provider{pc}}, Options{Logger: log})
+	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -361,9 +361,9 @@ func TestHealthCheckSchedule(t *testing.T) {
 	pc := testProvider(t, "sch", "http://a.test", "http://b.test", "http://slow.test")
 	// The breaker's coarse clock starts a goroutine on first use, which
 	// must not happen inside the bubble.
-	breaker.New("warm-up", breaker.Settings{}, breaker.Options{}).Fail(&breaker.Failure{Kind: breaker.KindError})
+	breaker.New("warm-up", breaker.Settings{Cooldown: time.Minute}, breaker.Options{}).Fail(&breaker.Failure{Kind: breaker.KindError})
 	m := newMetrics(&Server{})
-	p := newProvider(pc, http.DefaultTransport, nopHooks{}, m, discardLogger(), nil)
+	p := newProvider(normalizedProvider(pc), http.DefaultTransport, nopHooks{}, m, discardLogger(), nil)
 
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex

@@ -75,6 +75,13 @@ type modelProxy struct {
 // syncBuffer collects the proxy's log, shown when a test fails.
 type syncBuffer = proctest.Buffer
 
+// normalized is cfg through config.Normalize, as proxy.New and Reload
+// want it: the tests' configs, built by hand, get the defaults a file gets.
+func normalized(cfg *config.Config) *config.Config {
+	cfg.Normalize()
+	return cfg
+}
+
 // newModelProxy serves proxy.New(cfg) on a test server. At the end of the
 // test it closes the proxy and checks that no plugin process outlives it.
 // env is passed to the plugins (Options.PluginEnv).
@@ -85,7 +92,7 @@ func newModelProxy(tb testing.TB, cfg *config.Config, env ...string) *modelProxy
 	if _, ok := tb.(*testing.B); ok {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: logger, PluginEnv: env})
+	srv, err := proxy.New(normalized(cfg), proxy.Options{Logger: logger, PluginEnv: env})
 	if err != nil {
 		tb.Fatalf("proxy.New: %v", err)
 	}
@@ -1110,7 +1117,7 @@ func TestModelCloseKillsPlugins(t *testing.T) {
 		testPluginModel("hung", "test-hang", time.Minute, h),
 		testPluginModel("slow", "test-slowstart", 5*time.Second, h),
 	)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.DiscardHandler),
+	srv, err := proxy.New(normalized(cfg), proxy.Options{Logger: slog.New(slog.DiscardHandler),
 		PluginEnv: []string{proxy.TestPluginDirEnv + "=" + dir, proxy.TestPluginDelayEnv + "=1s"}})
 	if err != nil {
 		t.Fatal(err)

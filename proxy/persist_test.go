@@ -40,7 +40,7 @@ type persistServer struct {
 func startPersist(t *testing.T, cfg *config.Config) *persistServer {
 	t.Helper()
 	log, buf := captureLogs()
-	s, err := New(cfg, Options{Logger: log})
+	s, err := New(normalized(cfg), Options{Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
+	"github.com/healproxy/healproxy/internal/retry"
 	"github.com/healproxy/healproxy/internal/stalecache"
 )
 
@@ -32,7 +33,7 @@ type Provider struct {
 	m         *metrics
 
 	// resilience settings (CONTRACT beyond section 4; see README)
-	retry        *retryPolicy
+	retry        *retry.Policy
 	observe      bool          // mode "observe": never block a request
 	slowCall     time.Duration // 0: off
 	maxPause     time.Duration // cap of a rate-limit pause
@@ -74,18 +75,12 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		timeout:      pc.Timeout,
 		headers:      make(http.Header, len(pc.Headers)),
 		m:            m,
-		retry:        newRetryPolicy(pc.Retry, len(pc.Upstreams)),
+		retry:        retry.NewPolicy(pc.Retry),
 		observe:      pc.Mode == config.ModeObserve,
 		slowCall:     pc.SlowCallThreshold,
 		maxPause:     pc.MaxRateLimitPause,
 		allDownOrder: pc.AllDown.Order,
 		allDownWait:  pc.AllDown.Wait,
-	}
-	if p.maxPause <= 0 {
-		p.maxPause = 10 * time.Minute
-	}
-	if p.allDownOrder == nil {
-		p.allDownOrder = []string{"stale", "last_resort", "wait", "fail"}
 	}
 	if pc.Cache != nil {
 		p.cache = stalecache.New(*pc.Cache, p.headers) // our own API key does not make an answer private

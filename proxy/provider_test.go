@@ -59,6 +59,19 @@ func testProvider(t *testing.T, id string, upstreams ...string) config.Provider 
 	return pc
 }
 
+// normalized is cfg through config.Normalize, as New and Reload want it:
+// the tests' configs, built by hand, get the defaults a file gets.
+func normalized(cfg *config.Config) *config.Config {
+	cfg.Normalize()
+	return cfg
+}
+
+// normalizedProvider is pc normalized, for tests that build a provider
+// without a Server.
+func normalizedProvider(pc config.Provider) config.Provider {
+	return normalized(&config.Config{Providers: []config.Provider{pc}}).Providers[0]
+}
+
 // withHealth sets the provider's threshold, cooldown and recovery count.
 func withHealth(pc config.Provider, threshold int, cooldown time.Duration, recovery int) config.Provider {
 	pc.Health = config.Health{ErrorThreshold: threshold, Cooldown: cooldown, RecoveryCount: recovery}
@@ -77,7 +90,7 @@ func startHealproxyConfig(t *testing.T, log *slog.Logger, cfg *config.Config) (*
 	if log == nil {
 		log = discardLogger()
 	}
-	s, err := New(cfg, Options{Logger: log})
+	s, err := New(normalized(cfg), Options{Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -668,5 +681,14 @@ func TestProviderSecretsNeverShown(t *testing.T) {
 	if l := logs.String(); strings.Contains(l, secret) {
 		i := strings.Index(l, secret)
 		t.Errorf("a log line shows a secret: …%s…", l[max(0, i-200):min(len(l), i+100)])
+	}
+}
+
+// TestNewRefusesUnnormalized: New does not invent defaults; a Config built
+// by hand that skipped config.Normalize is refused, naming the setting.
+func TestNewRefusesUnnormalized(t *testing.T) {
+	_, err := New(&config.Config{Providers: []config.Provider{testProvider(t, "p", "http://a.test")}}, Options{Logger: discardLogger()})
+	if err == nil || !strings.Contains(err.Error(), `provider "p": mode is zero`) || !strings.Contains(err.Error(), "Normalize") {
+		t.Errorf("New of a Config not normalized: %v; want an error naming the setting and Normalize", err)
 	}
 }

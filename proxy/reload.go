@@ -30,8 +30,9 @@ type ReloadResult struct {
 	Warnings  []string `json:"warnings,omitempty"`
 }
 
-// Reload swaps in cfg, which must be valid, in one step: requests in flight
-// finish on what they started with, new ones see the new config. Entries
+// Reload swaps in cfg, which must be valid and normalized (see New), in
+// one step: requests in flight finish on what they started with, new ones
+// see the new config. Entries
 // whose definition did not change keep their health and their plugin
 // process; changed health settings apply at once; removed models' plugins
 // stop once their calls in flight have finished.

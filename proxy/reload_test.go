@@ -67,7 +67,7 @@ func startTestServer(t *testing.T, cfg *config.Config, opts Options) (*Server, *
 	if opts.Logger == nil {
 		opts.Logger = discardLogger()
 	}
-	s, err := New(cfg, opts)
+	s, err := New(normalized(cfg), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -282,8 +282,8 @@ func TestReloadProviders(t *testing.T) {
 		t.Fatal("no metric for upstream b before the reload")
 	}
 
-	res := s.Reload(&config.Config{Providers: []config.Provider{
-		keepCfg(), multiCfg(a.URL, c.URL), testProvider(t, "added", addedUp.URL)}})
+	res := s.Reload(normalized(&config.Config{Providers: []config.Provider{
+		keepCfg(), multiCfg(a.URL, c.URL), testProvider(t, "added", addedUp.URL)}}))
 	if !slices.Equal(res.Added, []string{"provider added"}) || !slices.Equal(res.Removed, []string{"provider gone"}) ||
 		!slices.Equal(res.Changed, []string{"provider multi"}) || len(res.Updated) != 0 || res.Unchanged != 1 {
 		t.Errorf("Reload = %+v; want added [provider added], removed [provider gone], changed [provider multi], 1 unchanged", res)
@@ -361,7 +361,7 @@ func TestReloadHealthSettings(t *testing.T) {
 		t.Fatalf("after one failure with threshold 5: %s, error_count %d; want healthy, 1", u.Status, u.ErrorCount)
 	}
 
-	res := s.Reload(&config.Config{Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, 10*time.Minute, 1)}})
+	res := s.Reload(normalized(&config.Config{Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, 10*time.Minute, 1)}}))
 	if !slices.Equal(res.Updated, []string{"provider p"}) || len(res.Changed) != 0 {
 		t.Errorf("Reload = %+v; want provider p updated in place", res)
 	}
@@ -409,7 +409,7 @@ func TestReloadModels(t *testing.T) {
 	changed.Plugin, changed.Command = "", plugins.BuiltinCommand("sentiment") // same program, now as a command
 	tuned := tune
 	tuned.Timeout, tuned.Fallback = 300*time.Millisecond, "keep"
-	res := s.Reload(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("keep"), changed, tuned}})
+	res := s.Reload(normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("keep"), changed, tuned}}))
 	if !slices.Equal(res.Changed, []string{"model change"}) || !slices.Equal(res.Removed, []string{"model remove"}) ||
 		!slices.Equal(res.Updated, []string{"model tune"}) || res.Unchanged != 1 || len(res.Added) != 0 {
 		t.Errorf("Reload = %+v; want change changed, remove removed, tune updated, keep unchanged", res)
@@ -486,7 +486,7 @@ func TestReloadModelRemovedInFlight(t *testing.T) {
 	}()
 	waitUntil(t, 10*time.Second, "the predict call in flight", func() bool { return m.inflight.Load() == 1 })
 
-	res := s.Reload(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("other")}})
+	res := s.Reload(normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("other")}}))
 	if !slices.Equal(res.Removed, []string{"model m"}) {
 		t.Errorf("Reload = %+v; want model m removed", res)
 	}
@@ -704,7 +704,7 @@ func TestReloadInFlight(t *testing.T) {
 		{"change this provider's upstream list", []config.Provider{withHealth(testProvider(t, "slow", slow.URL, extra.URL), 7, 2*time.Minute, 3), testProvider(t, "added", added.URL)}},
 	}
 	for _, st := range steps {
-		res := s.Reload(&config.Config{Providers: st.cfg})
+		res := s.Reload(normalized(&config.Config{Providers: st.cfg}))
 		t.Logf("%s: %+v", st.name, res)
 		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/added/x"); resp.StatusCode != 200 {
 			t.Errorf("%s: the added provider answered %d while requests are in flight", st.name, resp.StatusCode)
@@ -761,7 +761,7 @@ func TestReloadConcurrent(t *testing.T) {
 		})
 	}
 	for i := range 60 {
-		s.Reload(cfgs[i%len(cfgs)])
+		s.Reload(normalized(cfgs[i%len(cfgs)]))
 		metricLines(t, ts, "healproxy_health_status")
 	}
 	close(stop)
@@ -776,14 +776,14 @@ func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
 	next := *cfg
 	next.Listen = "127.0.0.1:1"
 	next.Shared = &config.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
-	res := s.Reload(&next)
+	res := s.Reload(normalized(&next))
 	got := strings.Join(res.Warnings, "\n")
 	for _, want := range []string{"listen changed", "state.redis, key_prefix or replica changed"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings %q; want one saying %q", res.Warnings, want)
 		}
 	}
-	if s.Reload(&next).Warnings != nil {
-		t.Errorf("a second reload of the same config warned: %q", s.Reload(&next).Warnings)
+	if s.Reload(normalized(&next)).Warnings != nil {
+		t.Errorf("a second reload of the same config warned: %q", s.Reload(normalized(&next)).Warnings)
 	}
 }

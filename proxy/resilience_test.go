@@ -1066,7 +1066,7 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	})
 	pc := resProvider(t, "p", config.Health{ErrorThreshold: 1, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 	pc.HealthCheck = &config.HealthCheck{Path: "/ping", Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, ExpectStatus: []int{200}}
-	s, err := New(&config.Config{Providers: []config.Provider{pc}}, Options{Logger: discardLogger()})
+	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func loadScaleConfig(tb testing.TB, path string) *config.Config {
 
 func newScaleServer(tb testing.TB, cfg *config.Config) *Server {
 	tb.Helper()
-	s, err := New(cfg, Options{Logger: discardLogger()})
+	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

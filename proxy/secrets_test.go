@@ -92,7 +92,7 @@ alert "ops" {
 	logger := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	s, err := New(cfg, Options{Logger: logger})
+	s, err := New(normalized(cfg), Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -461,7 +461,7 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 		return config.Parse("secrets.hcl", []byte(badSrc), config.LoadOptions{Getenv: getenv})
 	}
 	logger, logs := captureLogs()
-	s, err := New(cfg, Options{Logger: logger, ConfigSource: source})
+	s, err := New(normalized(cfg), Options{Logger: logger, ConfigSource: source})
 	if err != nil {
 		t.Fatal(err)
 	}

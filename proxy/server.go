@@ -93,12 +93,16 @@ type state struct {
 	modelList    []*Model
 }
 
-// New builds a Server for cfg, which must be valid (config.Load).
+// New builds a Server for cfg, which must be valid and normalized
+// (config.Load, or config.Normalize for a Config built by hand).
 // Models start in the background: a model whose plugin cannot start is
 // reported unavailable and does not fail New.
 func New(cfg *config.Config, opts Options) (*Server, error) {
 	if cfg == nil {
 		return nil, errors.New("proxy: nil config")
+	}
+	if err := cfg.CheckNormalized(); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		log:       opts.Logger,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/retry"
 )
 
 // providerTransport is where a provider request meets its upstreams: it
@@ -51,12 +52,12 @@ var errBodyTooLarge = errors.New("request body too large")
 func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.p
 	rp := p.retry
-	rp.budget.request()
+	rp.Budget().Request()
 	cb := clientBodyOf(req) // nil: no body
 	maxAttempts := 1
 	var body []byte
-	if rp.attempts > 1 && rp.method(req.Method) {
-		b, ok, err := replayableBody(req)
+	if rp.Attempts() > 1 && rp.Method(req.Method) {
+		b, ok, err := retry.ReplayableBody(req)
 		if err != nil { // the client's body broke while it was read: never sent
 			if req.Context().Err() != nil {
 				return nil, errClientGone
@@ -64,7 +65,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			return nil, clientBodyError(err)
 		}
 		if ok {
-			body, maxAttempts = b, rp.attempts
+			body, maxAttempts = b, rp.Attempts()
 		}
 	}
 	retryable := maxAttempts > 1
@@ -85,11 +86,11 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			break
 		}
 		if attempts > 0 { // a retry: within the budget, after a backoff
-			if !paid && !rp.budget.take() {
+			if !paid && !rp.Budget().Take() {
 				p.m.retryBudgetExhausted.WithLabelValues(p.ID).Inc()
 				break
 			}
-			if !rp.wait(req.Context(), attempts) {
+			if !rp.Wait(req.Context(), attempts) {
 				return nil, errClientGone
 			}
 		}
@@ -338,7 +339,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			}
 			kind, msg := p.classify(rtErr, ctx)
 			u.metrics.observe(string(kind), latency)
-			err = &upstreamError{kind: kind, msg: msg, retry: p.retry.kind(kind)}
+			err = &upstreamError{kind: kind, msg: msg, retry: p.retry.Kind(kind)}
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
@@ -353,7 +354,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		// Rate limited is not unhealthy: a 429 or 503 that says when to come
 		// back pauses the upstream until then, and counts for nothing.
 		if r.StatusCode == http.StatusTooManyRequests || r.StatusCode == http.StatusServiceUnavailable {
-			if d, why, ok := rateLimitPause(r.Header, time.Now()); ok {
+			if d, why, ok := retry.RateLimitPause(r.Header, time.Now()); ok {
 				u.Health.Pause(time.Now().Add(min(d, p.maxPause)), strconv.Itoa(r.StatusCode)+" with "+why)
 				// The answer is given up for a retry only when another
 				// upstream can take it: with this one paused and no other
@@ -380,7 +381,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		}
 		f := &breaker.Failure{Kind: breaker.KindStatus, StatusCode: r.StatusCode, Latency: latency,
 			Message: "upstream answered " + strconv.Itoa(r.StatusCode) + " " + http.StatusText(r.StatusCode)}
-		if retryLater && p.retry.status(r.StatusCode) && t.spendRetry() {
+		if retryLater && p.retry.Status(r.StatusCode) && t.spendRetry() {
 			drainBody(r.Body)
 			cancel()
 			err = &upstreamError{kind: breaker.KindStatus, msg: f.Message, retry: true, paid: true}
@@ -435,7 +436,7 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 // spendRetry takes a retry from the budget before a failure answer is
 // given up for it, counting a refusal.
 func (t *providerTransport) spendRetry() bool {
-	if t.p.retry.budget.take() {
+	if t.p.retry.Budget().Take() {
 		return true
 	}
 	t.p.m.retryBudgetExhausted.WithLabelValues(t.p.ID).Inc()
@@ -448,14 +449,6 @@ func (t *providerTransport) spendRetry() bool {
 // upstream does not have, which any client can provoke at will.
 func failureStatus(code int) bool {
 	return (code >= 500 && code != http.StatusNotImplemented) || code == http.StatusTooManyRequests
-}
-
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }
 
 // classify names a transport error's kind and gives its message, free of
@@ -561,11 +554,11 @@ const maxRetryAfter = time.Hour
 // writeBudget is how long answering one request may take: every attempt's
 // timeout, the backoffs between them, and a minute for a slow client.
 func (p *Provider) writeBudget() time.Duration {
-	n := time.Duration(p.retry.attempts)
+	n := time.Duration(p.retry.Attempts())
 	if p.lastResort != nil {
 		n++
 	}
-	return n*p.timeout + n*p.retry.maxBackoff + p.allDownWait + time.Minute
+	return n*p.timeout + n*p.retry.MaxBackoff() + p.allDownWait + time.Minute
 }
 
 // startChecks starts the provider's active health checks, if it has any.

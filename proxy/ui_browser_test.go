@@ -97,7 +97,7 @@ type uiProxy struct {
 
 func newUIServer(t *testing.T, cfg *config.Config) *Server {
 	t.Helper()
-	srv, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	srv, err := New(normalized(cfg), Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 	pc := uiProvider(t, "victim", "Victim API", withCooldown(uiHealth(), time.Hour))
 	pc.Upstreams = append(pc.Upstreams, mustURL(t, deadUpstreamURL(t)))
 	logger, logs := captureLogs()
-	srv, err := New(uiConfig("", []config.Provider{pc}), Options{Logger: logger})
+	srv, err := New(normalized(uiConfig("", []config.Provider{pc})), Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,17 @@
-package proxy
+// Package retry decides whether and when healproxy retries a request to a
+// provider: which methods, failures and statuses are retried (Policy), how
+// long to back off before each retry (full jitter over an exponential
+// bound), and how many retries the provider's budget still allows (Budget,
+// a lock-free sliding window), so that an outage never becomes a retry
+// storm. It also reads a rate-limited answer's pause (RateLimitPause) and
+// buffers a small request body so that it can be sent again
+// (ReplayableBody). Sending the request, picking the upstream and the
+// all-down policy are the proxy's.
+//
+// The settings are config.Retry, normalized (config.Normalize); see
+// README.md's retry section and docs/behaviour.md's "Retries and the
+// all-down policy".
+package retry
 
 import (
 	"bytes"
@@ -16,38 +29,21 @@ import (
 	"github.com/healproxy/healproxy/config"
 )
 
-// retryPolicy is a provider's retry settings, resolved once.
-type retryPolicy struct {
+// Policy is a provider's retry settings, resolved once.
+type Policy struct {
 	attempts                           int
 	backoff, maxBackoff                time.Duration
 	onConnect, onTimeout, on5xx, on429 bool
-	methods                            []string // nil: the idempotent ones
-	budget                             *retryBudget
+	methods                            []string
+	budget                             *Budget
 }
 
-// newRetryPolicy resolves c for a provider with n upstreams. Zero fields
-// (a Config built by hand rather than loaded) take config's defaults, but
-// a zero Attempts means one try per upstream and zero Backoff no wait.
-func newRetryPolicy(c config.Retry, n int) *retryPolicy {
-	if c.Attempts == 0 {
-		c.Attempts = n
-	}
-	if c.Budget == 0 {
-		c.Budget = 0.2
-	}
-	if c.BudgetWindow == 0 {
-		c.BudgetWindow = 10 * time.Second
-	}
-	if c.MinRetries == 0 {
-		c.MinRetries = 3
-	}
-	rp := &retryPolicy{attempts: max(1, c.Attempts), backoff: c.Backoff, maxBackoff: max(c.MaxBackoff, c.Backoff),
-		methods: c.Methods, budget: newRetryBudget(c)}
-	on := c.On
-	if on == nil {
-		on = []string{"connect-failure", "5xx", "timeout"}
-	}
-	for _, o := range on {
+// NewPolicy resolves c, which must be normalized (config.Normalize): a
+// zero Backoff means no wait, and a MaxBackoff below Backoff means Backoff.
+func NewPolicy(c config.Retry) *Policy {
+	rp := &Policy{attempts: max(1, c.Attempts), backoff: c.Backoff, maxBackoff: max(c.MaxBackoff, c.Backoff),
+		methods: c.Methods, budget: newBudget(c)}
+	for _, o := range c.On {
 		switch o {
 		case "connect-failure":
 			rp.onConnect = true
@@ -62,16 +58,20 @@ func newRetryPolicy(c config.Retry, n int) *retryPolicy {
 	return rp
 }
 
-// method says whether requests with this method may be retried.
-func (rp *retryPolicy) method(m string) bool {
-	if rp.methods == nil {
-		return idempotent(m)
-	}
-	return slices.Contains(rp.methods, m)
-}
+// Attempts is how many tries a request gets, the first included.
+func (rp *Policy) Attempts() int { return rp.attempts }
 
-// kind says whether a failure of this kind is retried.
-func (rp *retryPolicy) kind(k breaker.Kind) bool {
+// MaxBackoff is the longest wait before a retry.
+func (rp *Policy) MaxBackoff() time.Duration { return rp.maxBackoff }
+
+// Budget is the provider's retry budget.
+func (rp *Policy) Budget() *Budget { return rp.budget }
+
+// Method says whether requests with this method may be retried.
+func (rp *Policy) Method(m string) bool { return slices.Contains(rp.methods, m) }
+
+// Kind says whether a failure of this kind is retried.
+func (rp *Policy) Kind(k breaker.Kind) bool {
 	switch k {
 	case breaker.KindConnect, breaker.KindError:
 		return rp.onConnect
@@ -81,14 +81,14 @@ func (rp *retryPolicy) kind(k breaker.Kind) bool {
 	return false
 }
 
-// status says whether an answer with this status is retried.
-func (rp *retryPolicy) status(code int) bool {
+// Status says whether an answer with this status is retried.
+func (rp *Policy) Status(code int) bool {
 	return (code >= 500 && rp.on5xx) || (code == http.StatusTooManyRequests && rp.on429)
 }
 
-// wait sleeps before retry number n (1 for the first retry): full jitter
+// Wait sleeps before retry number n (1 for the first retry): full jitter
 // over an exponential bound. It returns false when ctx ends first.
-func (rp *retryPolicy) wait(ctx context.Context, n int) bool {
+func (rp *Policy) Wait(ctx context.Context, n int) bool {
 	if rp.backoff <= 0 {
 		return ctx.Err() == nil
 	}
@@ -107,11 +107,11 @@ func (rp *retryPolicy) wait(ctx context.Context, n int) bool {
 	}
 }
 
-// retryBudget caps retries at a share of requests over a sliding window,
+// Budget caps retries at a share of requests over a sliding window,
 // counting retries still waiting in backoff, so that an outage never
 // becomes a retry storm. The window is budgetSlots slots of one second,
 // written lock-free.
-type retryBudget struct {
+type Budget struct {
 	ratio      float64
 	minPerSec  int
 	windowSecs int64
@@ -126,12 +126,12 @@ type budgetSlot struct {
 	retries  atomic.Int64
 }
 
-func newRetryBudget(c config.Retry) *retryBudget {
+func newBudget(c config.Retry) *Budget {
 	w := int64(c.BudgetWindow / time.Second)
-	return &retryBudget{ratio: c.Budget, minPerSec: c.MinRetries, windowSecs: min(max(w, 1), budgetSlots-1)}
+	return &Budget{ratio: c.Budget, minPerSec: c.MinRetries, windowSecs: min(max(w, 1), budgetSlots-1)}
 }
 
-func (b *retryBudget) slot(now int64) *budgetSlot {
+func (b *Budget) slot(now int64) *budgetSlot {
 	s := &b.slots[now%budgetSlots]
 	if old := s.sec.Load(); old != now && s.sec.CompareAndSwap(old, now) {
 		s.requests.Store(0)
@@ -140,11 +140,11 @@ func (b *retryBudget) slot(now int64) *budgetSlot {
 	return s
 }
 
-// request counts one client request.
-func (b *retryBudget) request() { b.slot(time.Now().Unix()).requests.Add(1) }
+// Request counts one client request.
+func (b *Budget) Request() { b.slot(time.Now().Unix()).requests.Add(1) }
 
 // sums adds up the window.
-func (b *retryBudget) sums(now int64) (requests, retries int64) {
+func (b *Budget) sums(now int64) (requests, retries int64) {
 	for i := range b.windowSecs {
 		s := &b.slots[(now-i)%budgetSlots]
 		if s.sec.Load() == now-i {
@@ -156,7 +156,7 @@ func (b *retryBudget) sums(now int64) (requests, retries int64) {
 }
 
 // allows says whether one more retry fits the budget now.
-func (b *retryBudget) allows() bool {
+func (b *Budget) allows() bool {
 	if b.ratio >= 1 {
 		return true
 	}
@@ -165,8 +165,8 @@ func (b *retryBudget) allows() bool {
 	return float64(retries) < limit
 }
 
-// take spends one retry; false when the budget is spent.
-func (b *retryBudget) take() bool {
+// Take spends one retry; false when the budget is spent.
+func (b *Budget) Take() bool {
 	if !b.allows() {
 		return false
 	}
@@ -177,12 +177,12 @@ func (b *retryBudget) take() bool {
 // maxReplayBody is the largest request body kept for a retry.
 const maxReplayBody = 64 << 10
 
-// replayableBody reads a small request body into memory so that a retry
+// ReplayableBody reads a small request body into memory so that a retry
 // can send it again. It returns the body (nil for none) and whether the
 // request can be replayed; a larger body is left streaming, unreplayable.
 // An error is the client's body failing while it was read (malformed,
 // cut off, too slow, too large): the request cannot be sent at all.
-func replayableBody(req *http.Request) ([]byte, bool, error) {
+func ReplayableBody(req *http.Request) ([]byte, bool, error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, true, nil
 	}
@@ -205,10 +205,10 @@ func replayableBody(req *http.Request) ([]byte, bool, error) {
 	return buf, true, nil
 }
 
-// rateLimitPause reads how long a 429 or 503 asks the client to wait:
+// RateLimitPause reads how long a 429 or 503 asks the client to wait:
 // Retry-After in seconds or as an HTTP date, else X-RateLimit-Reset as
 // seconds from now or as a Unix time. ok is false when neither is there.
-func rateLimitPause(h http.Header, now time.Time) (time.Duration, string, bool) {
+func RateLimitPause(h http.Header, now time.Time) (time.Duration, string, bool) {
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
 			return time.Duration(min(secs, 1<<31)) * time.Second, "Retry-After: " + v, true

@@ -1,4 +1,4 @@
-package proxy
+package retry
 
 import (
 	"net/http"
@@ -31,7 +31,7 @@ func TestRateLimitPause(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := http.Header{}
 			h.Set(tt.header, tt.value)
-			got, _, ok := rateLimitPause(h, now)
+			got, _, ok := RateLimitPause(h, now)
 			if ok != tt.wantOK || got != tt.want {
 				t.Errorf("got %v, %v; want %v, %v", got, ok, tt.want, tt.wantOK)
 			}
