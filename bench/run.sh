@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh - healproxy's benchmark suite (issue 7). See bench/README.md.
+# bench/run.sh - healproxy's benchmark suite. See bench/README.md.
 #
 #   bench/run.sh [proxies]   healproxy vs direct, a stock httputil.ReverseProxy
 #                            and nginx/HAProxy/Caddy, wrk over loopback (default)

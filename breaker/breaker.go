@@ -2,7 +2,7 @@
 // upstream or one model, built on github.com/sony/gobreaker/v2. It knows
 // nothing of HTTP: callers classify their own results.
 //
-// With threshold T, cooldown C and recovery count R (CONTRACT section 3):
+// With threshold T, cooldown C and recovery count R (docs/behaviour.md):
 //
 //	unknown ──call──▶ healthy ◀─────────── R consecutive trial successes
 //	                    │ ▲ success: error_count −1           ▲
@@ -395,8 +395,8 @@ func (e *Entry) record(err error, latency time.Duration) {
 	if err == nil {
 		e.successCount.Add(1)
 		e.lastSuccess.Store(now)
-		// "success while not unavailable: error_count −1" (CONTRACT
-		// section 3), trials included.
+		// "a success while not unavailable: error_count −1"
+		// (docs/behaviour.md), trials included.
 		if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
 			decrementFloor0(&e.errorCount)
 		}
@@ -519,7 +519,7 @@ func (e *Entry) publish() {
 func (e *Entry) Poll() { e.publish() }
 
 // Reset clears counters and cooldown and makes the entry healthy: the
-// self-heal of CONTRACT section 3.
+// self-heal of the state machine (docs/behaviour.md).
 // Calls in flight on the old state are not counted.
 func (e *Entry) Reset() {
 	s := e.settings.Load()
@@ -528,7 +528,7 @@ func (e *Entry) Reset() {
 	e.cooldownUntil.Store(0)
 	e.tripReason.Store(reasonNone)
 	e.errorCount.Store(0)
-	e.called.Store(true) // healthy, not unknown: CONTRACT section 3
+	e.called.Store(true) // healthy, not unknown (docs/behaviour.md)
 	e.held.Store(nil)
 	e.forceReason.Store(nil)
 	e.pausedUntil.Store(0)

@@ -38,7 +38,8 @@ func wantState(t *testing.T, e *Entry, status Status, errors int64) Snapshot {
 	return s
 }
 
-// TestContractTable walks every row of CONTRACT section 3, in order.
+// TestContractTable walks every row of the state machine's table in
+// docs/behaviour.md, in order.
 func TestContractTable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const T, C, R = 4, time.Minute, 2

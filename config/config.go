@@ -126,7 +126,8 @@ type Config struct {
 	Alerts    []Alert
 }
 
-// Health holds the health-model settings of CONTRACT section 3.
+// Health holds the settings of the health state machine
+// (docs/behaviour.md, "The health state machine").
 type Health struct {
 	ErrorThreshold      int           // T; default 3; >= 1
 	Cooldown            time.Duration // C; default 5m; > 0

@@ -1,6 +1,6 @@
 package proxy
 
-// Webhook alerts (issue 5 item 3): status changes and failed reinits posted
+// Webhook alerts: status changes and failed reinits posted
 // to an httptest receiver, delivery while the receiver is down, hung or
 // rejecting, the counters of GET /api/diagnostics/alerts, the webhook's
 // secret, and reloads. No test sleeps for an effect: each waits for a

@@ -10,8 +10,8 @@ import (
 	"github.com/healproxy/healproxy/cluster"
 )
 
-// The health document of CONTRACT section 6. Field order follows the
-// contract; the fields after it explain each entry (reason, recent
+// The health document (docs/behaviour.md, "The health document and
+// self-heal"). Field order follows the contract clients rely on; the fields after it explain each entry (reason, recent
 // failures, next trial), which the contract leaves to us.
 
 type healthDoc struct {
@@ -200,7 +200,7 @@ func explainOf(snap breaker.Snapshot) explainDoc {
 	return d
 }
 
-// providerEntry aggregates a provider's upstreams as CONTRACT section 3
+// providerEntry aggregates a provider's upstreams as docs/behaviour.md
 // says: upstreams never called are left out unless all are.
 func providerEntry(p *Provider) providerDoc {
 	d := providerDoc{ProviderID: p.ID, Name: p.Name, Upstreams: make([]upstreamDoc, 0, len(p.Upstreams))}
@@ -350,7 +350,8 @@ func newHealDoc(results []healResult) healDoc {
 	return d
 }
 
-// serveSelfHeal is POST /api/diagnostics/self-heal (CONTRACT section 6).
+// serveSelfHeal is POST /api/diagnostics/self-heal (docs/behaviour.md,
+// "The health document and self-heal").
 func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) {
 	st := s.state.Load()
 	q := r.URL.Query()

@@ -85,7 +85,7 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	// replica: which replica answered (issue 9); shared_state only with state.redis
+	// replica: which replica answered; shared_state only with state.redis
 	wantKeys(t, "the document", doc, "status", "timestamp", "providers", "models", "overall_health", "replica")
 	var ts0 string
 	json.Unmarshal(doc["timestamp"], &ts0)
@@ -109,7 +109,7 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 	}
 	wantKeys(t, "the provider entry", entries[0], "provider_id", "name", "status", "error_count", "success_count",
 		"last_success", "last_error", "last_error_message", "cooldown_until", "in_cooldown", "upstreams",
-		"reason", "next_trial_at") // beyond the contract: the entry explains itself (issue 2)
+		"reason", "next_trial_at") // beyond the contract: the entry explains itself
 	var ups []map[string]json.RawMessage
 	json.Unmarshal(entries[0]["upstreams"], &ups)
 	if len(ups) != 1 {

@@ -1,6 +1,6 @@
 package proxy
 
-// Fault injection (issue 8 part 6): /api/admin/fault and Upstream.send.
+// Fault injection: /api/admin/fault and Upstream.send.
 
 import (
 	"encoding/json"

@@ -1,6 +1,6 @@
 package proxy
 
-// Upstream fault injection (issue 8, suite 1). Each case puts one faulty
+// Upstream fault injection (RELIABILITY.md, "Upstream faults"). Each case puts one faulty
 // upstream, a raw TCP listener or an httptest server on loopback, behind a
 // fresh healproxy and checks three things: what the client gets, what the
 // upstream's health records, and that nothing leaks once everything is
@@ -484,7 +484,7 @@ func (fp *faultProxy) close(t *testing.T) {
 var faultMethods = []struct{ method, body string }{{http.MethodGet, ""}, {http.MethodPost, `{"q":1}`}}
 
 // TestFaultUpstream: one faulty upstream alone, one request each, for each
-// fault and method. Regression (issue 8): an upstream that sent its headers
+// fault and method. Regression: an upstream that sent its headers
 // and then hung or reset before the body counted as a success, and its
 // client got no answer at all (the connection dropped) instead of 504/502;
 // a body that broke off later was never counted as a failure.
@@ -640,7 +640,7 @@ func TestFaultUpstreamRedirects(t *testing.T) {
 }
 
 // TestFaultCloseReleasesUpstreamConns: Server.Close leaves no connection
-// to an upstream open. Regression (issue 8): the keep-alive connections
+// to an upstream open. Regression: the keep-alive connections
 // of the proxy's own transport stayed idle after Close, each holding an fd
 // and two goroutines until the upstream hung up or 90 s passed.
 func TestFaultCloseReleasesUpstreamConns(t *testing.T) {

@@ -1,6 +1,6 @@
 package proxy
 
-// Fuzz tests (issue 8, part 3). Run one at a time, bounded, as
+// Fuzz tests (RELIABILITY.md, "Fuzzing"). Run one at a time, bounded, as
 // scripts/fuzz.sh does:
 //
 //	go test -run '^$' -fuzz '^FuzzProviderPath$' -fuzztime 10s ./proxy/

@@ -121,7 +121,7 @@ func (m *Model) spawn(why string) healResult {
 	if keep {
 		m.Health.Release() // counters and any cooldown as they were before the restart
 	} else {
-		m.Health.Reset() // healthy, counters cleared: CONTRACT section 3
+		m.Health.Reset() // healthy, counters cleared (docs/behaviour.md)
 	}
 	m.lifeMu.Unlock()
 	go m.watch(p)
@@ -177,8 +177,8 @@ func (m *Model) scheduleAutoReinit() {
 	})
 }
 
-// reinit kills the model's process and starts a fresh one (CONTRACT
-// section 6). At most one runs per model: a concurrent caller waits for the
+// reinit kills the model's process and starts a fresh one
+// (docs/behaviour.md, "Models"). At most one runs per model: a concurrent caller waits for the
 // one in progress and gets its result, so two processes never exist for
 // one model. Every attempt starts the reinit cooldown.
 func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
@@ -366,7 +366,8 @@ func decodeInputs(w http.ResponseWriter, r *http.Request) ([]string, int, string
 	return many, 0, ""
 }
 
-// servePredict is POST /models/{key}/predict (CONTRACT section 5). Client
+// servePredict is POST /models/{key}/predict (docs/behaviour.md,
+// "Models"). Client
 // errors stop before the model's breaker, so they never touch its health.
 func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")

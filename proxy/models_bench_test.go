@@ -1,6 +1,6 @@
 package proxy_test
 
-// Benchmarks of the model path (issue 3, "Performance"):
+// Benchmarks of the model path (BENCHMARKS.md, "Model path"):
 //
 //	go test -run '^$' -bench 'Predict' -benchtime 2s ./proxy/
 //	go test -run '^$' -bench 'ModelRespawn' -benchtime 20x ./proxy/   # 20 kills

@@ -1,6 +1,7 @@
 package proxy_test
 
-// Model tests (CONTRACT sections 3, 5, 6; issue 3). Every test runs real
+// Model tests (docs/behaviour.md: the state machine, models, self-heal).
+// Every test runs real
 // plugin subprocesses: the built-in sentiment plugin, re-executed from this
 // test binary, and the test plugins of main_test.go. None uses a fixed
 // sleep: each waits for a condition of the health document with a deadline.

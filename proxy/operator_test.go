@@ -1,7 +1,7 @@
 package proxy
 
-// Operator controls with an audit trail (issue 5 item 5, CONTRACT
-// section 8): POST /api/admin/providers/{id}/{drain|force-open|resume}
+// Operator controls with an audit trail (docs/behaviour.md, "Admin
+// endpoints"): POST /api/admin/providers/{id}/{drain|force-open|resume}
 // and GET /api/admin/audit.
 
 import (
@@ -394,7 +394,7 @@ func TestOperatorValidation(t *testing.T) {
 }
 
 // TestOperatorAdminProtection: the control and audit endpoints are admin
-// endpoints (CONTRACT section 8), as admin_test.go checks self-heal.
+// endpoints (docs/behaviour.md), as admin_test.go checks self-heal.
 func TestOperatorAdminProtection(t *testing.T) {
 	targets := []struct{ method, path string }{
 		{"POST", "/api/admin/providers/p/drain?reason=x"},

@@ -10,7 +10,8 @@ import (
 	"github.com/healproxy/healproxy/store"
 )
 
-// Health state survives restarts (CONTRACT section 7): with state.path,
+// Health state survives restarts (docs/behaviour.md, "Reload and
+// state"): with state.path,
 // every provider upstream's and model's breaker.State (and a model's
 // restarts and last reinit) is written to an embedded store once a second
 // when something changed, off the request path, and once more at Close.

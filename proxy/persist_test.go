@@ -1,6 +1,6 @@
 package proxy
 
-// Persistent health state (issue 5 item 1, CONTRACT section 7): servers
+// Persistent health state (docs/behaviour.md, "Reload and state"): servers
 // built with New and a config whose StatePath is in t.TempDir(), closed
 // (or not: a crash) and built again on the same file. Model tests run real
 // plugin subprocesses (see main_test.go). No test sleeps for an effect:

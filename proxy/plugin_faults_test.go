@@ -1,6 +1,6 @@
 package proxy_test
 
-// Plugin fault injection (issue 8, suite 2). Every case runs a real,
+// Plugin fault injection (RELIABILITY.md, "Plugin faults"). Every case runs a real,
 // separately built plugin binary (internal/testplugins/faulty) that
 // misbehaves in one way, next to a provider whose requests must keep
 // succeeding throughout. After each case no process of the plugin binary

@@ -32,7 +32,7 @@ type Provider struct {
 	rr        atomic.Uint32 // round-robin cursor
 	m         *metrics
 
-	// resilience settings (CONTRACT beyond section 4; see README)
+	// resilience settings (README, "Resilience settings (per provider)")
 	retry        *retry.Policy
 	observe      bool          // mode "observe": never block a request
 	slowCall     time.Duration // 0: off

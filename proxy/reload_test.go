@@ -1,6 +1,6 @@
 package proxy
 
-// Hot reload (issue 5 item 2, CONTRACT section 7): Server.Reload with
+// Hot reload (docs/behaviour.md, "Reload and state"): Server.Reload with
 // configs the tests build, and POST /api/admin/reload with an
 // Options.ConfigSource whose answer the test sets. Model tests run real
 // plugin subprocesses (see main_test.go). No test sleeps for an effect:

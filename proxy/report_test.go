@@ -1,6 +1,6 @@
 package proxy
 
-// Health report export (issue 5 item 4): GET /api/diagnostics/report in
+// Health report export: GET /api/diagnostics/report in
 // JSON and CSV.
 
 import (

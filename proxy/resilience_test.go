@@ -18,7 +18,8 @@ import (
 	"github.com/healproxy/healproxy/config"
 )
 
-// End-to-end tests of the resilience features of issue 6 (rate-limit
+// End-to-end tests of the resilience features (README, "Resilience
+// settings (per provider)": rate-limit
 // pauses, retry budget and backoff, retried methods, cooldown backoff, slow
 // calls, stale-if-error, the all-down order, shadow mode and active health
 // checks), through real HTTP: loopback upstreams, a Server behind

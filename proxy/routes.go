@@ -106,7 +106,8 @@ func (s *Server) serveProvider(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
 }
 
-// admin guards admin endpoints (CONTRACT section 8): with a token, a
+// admin guards admin endpoints (docs/behaviour.md, "Admin endpoints"):
+// with a token, a
 // matching Bearer token (401 otherwise); without one, loopback clients
 // only (403 otherwise). The client address is the connection's, never a
 // header's. See SECURITY.md for the threat model.

@@ -14,7 +14,7 @@ import (
 	"github.com/healproxy/healproxy/config"
 )
 
-// Benchmarks of many configured providers (issue 7, "Scale"): loading the
+// Benchmarks of many configured providers (BENCHMARKS.md, "Scale: 10,000 providers"): loading the
 // config, building the Server, its heap per provider, the health document
 // and a reload. Each provider has one upstream on a loopback port nothing
 // listens on; nothing is ever sent to it.

@@ -1,6 +1,6 @@
 package proxy
 
-// Security tests (issue 8, part 5; SECURITY.md lists what each covers):
+// Security tests (SECURITY.md lists what each covers):
 // admin access rules, cross-site request forgery and DNS rebinding against
 // the admin endpoints, secrets in every output, request smuggling shapes,
 // size limits and slow clients, over the same http.Server settings as

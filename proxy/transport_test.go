@@ -109,7 +109,8 @@ func parseStamp(t *testing.T, what string, s *string) time.Time {
 	return ts
 }
 
-// TestTransportHealthRows walks every row of CONTRACT section 3 with real
+// TestTransportHealthRows walks every row of the state machine's table
+// (docs/behaviour.md) with real
 // requests to one upstream: T=4 (degraded at 2), C=500ms, R=2.
 func TestTransportHealthRows(t *testing.T) {
 	up := newFakeUpstream(t)
@@ -448,7 +449,7 @@ func TestTransportRetryOnlyIdempotent(t *testing.T) {
 		{"OPTIONS", "", true},
 		{"DELETE", "", true},
 		{"PUT", "", true},
-		{"PUT", "with body", true}, // a small body is buffered and replayed (issue 6: idempotent methods retry)
+		{"PUT", "with body", true}, // a small body is buffered and replayed (idempotent methods retry)
 		{"POST", "", false},
 		{"POST", "with body", false},
 		{"PATCH", "with body", false},

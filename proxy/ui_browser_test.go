@@ -1,6 +1,6 @@
 package proxy
 
-// Real-browser tests of the diagnostics UI (CONTRACT section 9, issue 4):
+// Real-browser tests of the diagnostics UI (docs/behaviour.md, "The UI"):
 // headless Chromium, driven with chromedp, against a proxy with real
 // providers (httptest) and real plugin subprocesses (the built-in
 // sentiment plugin, served by this test binary; see TestMain).

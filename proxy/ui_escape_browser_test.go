@@ -1,6 +1,6 @@
 package proxy
 
-// Browser tests of issue 8 part 5 (SECURITY.md): what the UI shows from
+// Browser tests of the UI's security (SECURITY.md): what the UI shows from
 // the config and from upstreams is text, never markup; and a page of
 // another site cannot make a local browser trigger an admin action.
 

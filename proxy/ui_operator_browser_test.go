@@ -1,7 +1,7 @@
 package proxy
 
 // Real-browser tests of the operator controls in the diagnostics UI
-// (issue 5, items 4 and 5): drain, force open and resume an upstream
+// drain, force open and resume an upstream
 // through the page's form, the audit log disclosure, the report download
 // links, and the admin token flow for these actions. Same setup as
 // ui_browser_test.go, whose helpers these tests use.

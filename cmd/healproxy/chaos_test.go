@@ -1,6 +1,6 @@
 package main
 
-// `healproxy chaos` against the real binary (issue 8 part 6): it breaks a
+// `healproxy chaos` against the real binary: it breaks a
 // provider upstream and a model plugin, and reports each by name with a
 // time to detect and a time to recover; no fault is left behind.
 

@@ -1,7 +1,7 @@
 package soak
 
-// TestSoak runs the real binary under load with faults (issue 8 part 4)
-// or steady (issue 7 part 4). Short by default so CI can run it with
+// TestSoak runs the real binary under load with faults or steady
+// (RELIABILITY.md, "Soak"). Short by default so CI can run it with
 // -race; the long runs:
 //
 //	SOAK_DURATION=5m go test -run TestSoak -timeout 0 -v ./internal/soak/

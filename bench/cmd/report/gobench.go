@@ -160,13 +160,13 @@ func gobenchMarkdown(rs []benchResult) string {
 	return b.String()
 }
 
-// Model-path targets of issue 7.
+// Model-path targets (BENCHMARKS.md).
 const (
 	wantHopP50us     = 100.0 // plugin hop p50 overhead < 100 µs
 	wantRespawnMaxMs = 300.0 // kill → healthy respawn < 300 ms
 )
 
-// modelsMarkdown derives the model-path figures of issue 7 from the
+// modelsMarkdown derives the model-path figures and verdicts from the
 // benchmarks of proxy/models_bench_test.go: the p50/p99 overhead of the
 // plugin hop, requests/s under concurrency and kill → healthy times.
 func modelsMarkdown(rs []benchResult) string {
@@ -204,7 +204,7 @@ func modelsMarkdown(rs []benchResult) string {
 	fmt.Fprintf(&b, "\n| kill -9 → healthy respawned plugin (%d kills) | p50 ms | p99 ms | max ms | exit noticed, p50 ms |\n|---|---:|---:|---:|---:|\n", kills)
 	fmt.Fprintf(&b, "| sentiment, auto_reinit, reinit_cooldown 0 | %s | %s | %s | %s |\n", fmtF(rp50, 1), fmtF(rp99, 1), fmtF(rmax, 1), fmtF(det, 1))
 
-	b.WriteString("\n| issue 7 target | measured | verdict |\n|---|---|---|\n")
+	b.WriteString("\n| target | measured | verdict |\n|---|---|---|\n")
 	v := "n/a"
 	if !math.IsNaN(px50 - in50) {
 		v = "**" + metStr(px50-in50 < wantHopP50us) + "**"

@@ -256,7 +256,7 @@ func summaryTSV(rows []row) string {
 	return b.String()
 }
 
-// verdict is one of issue 7's targets at one connection count.
+// verdict is one of the request path's targets at one connection count.
 type verdict struct {
 	Target   string
 	Conns    int
@@ -264,7 +264,7 @@ type verdict struct {
 	Met      string // "met", "missed" or "n/a (why)"
 }
 
-// The request-path targets of issue 7.
+// The request-path targets (BENCHMARKS.md).
 const (
 	wantVsGo    = 1.5  // healproxy req/s ≥ 1.5 × bare ReverseProxy
 	wantVsCaddy = 1.3  // healproxy req/s ≥ 1.3 × Caddy
@@ -279,7 +279,7 @@ func metStr(ok bool) string {
 	return "missed"
 }
 
-// verdicts judges healproxy against issue 7's targets at every connection
+// verdicts judges healproxy against the targets at every connection
 // count of the run.
 func verdicts(rows []row) []verdict {
 	var vs []verdict
@@ -345,7 +345,7 @@ func proxiesMarkdown(rows []row, env string) string {
 		"(other work on the machine; high values make a cell noisy). A run with ext % over EXT_MAX was redone; " +
 		"of the tries, the least disturbed counts, for every target alike (all are in raw.tsv).\n")
 	if vs := verdicts(rows); len(vs) > 0 {
-		b.WriteString("\n| issue 7 target | conns | measured | verdict |\n|---|---:|---|---|\n")
+		b.WriteString("\n| target | conns | measured | verdict |\n|---|---:|---|---|\n")
 		for _, v := range vs {
 			met := v.Met
 			if met == "met" || met == "missed" {
