@@ -38,14 +38,28 @@ func (p *Provider) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	case errors.Is(err, errClientGone) || r.Context().Err() != nil:
 		p.m.notUpstream.WithLabelValues(p.ID, causeClientGone).Inc()
 		w.WriteHeader(StatusClientClosedRequest)
-	case errors.As(err, &ue) && ue.kind == breaker.KindTimeout:
-		writeJSON(w, http.StatusGatewayTimeout, errorBody{Status: "error", ProviderID: p.ID, Error: ue.msg})
 	case errors.As(err, &ue):
-		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID, Error: ue.msg})
+		writeJSON(w, failureAnswer(ue.kind), errorBody{Status: "error", ProviderID: p.ID, Error: ue.msg})
 	default:
 		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ProviderID: p.ID,
 			Error: "proxy error: " + p.secrets.Scrub(err.Error())})
 	}
+}
+
+// failureAnswer is the status of the answer to a call that the backend
+// (a provider's upstream, a model's plugin) failed, for both kinds of
+// backend (docs/behaviour.md, "What counts as a failure"): 504 when it
+// did not answer in time, 503 when it is not there to call (a plugin
+// process that exited; the caller adds Retry-After), 502 for any other
+// failure.
+func failureAnswer(k breaker.Kind) int {
+	switch k {
+	case breaker.KindTimeout:
+		return http.StatusGatewayTimeout
+	case breaker.KindCrash:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
 }
 
 // writeBodyTooLarge answers 413 for a request body over the provider's

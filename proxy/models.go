@@ -403,11 +403,9 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	}
 	var f *breaker.Failure
 	switch {
-	case errors.As(err, &f) && f.Kind == breaker.KindTimeout:
-		writeJSON(w, http.StatusGatewayTimeout, errorBody{Status: "error", ModelKey: key, Error: f.Message})
-	case errors.As(err, &f) && f.Kind == breaker.KindError:
-		writeJSON(w, http.StatusBadGateway, errorBody{Status: "error", ModelKey: key, Error: f.Message})
-	default:
+	case errors.As(err, &f) && failureAnswer(f.Kind) != http.StatusServiceUnavailable:
+		writeJSON(w, failureAnswer(f.Kind), errorBody{Status: "error", ModelKey: key, Error: f.Message})
+	default: // refused, or the process is gone: unavailable until a reinit
 		setRetryAfter(w, m.retryAfter())
 		msg := "model " + strconv.Quote(key) + " is unavailable: " + m.Health.Snapshot().Reason
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Status: "unavailable", ModelKey: key, Error: msg})
