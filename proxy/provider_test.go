@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -249,22 +248,7 @@ func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
 // rawHTTP writes raw to addr as one HTTP/1.1 exchange and reads the answer.
 func rawHTTP(t *testing.T, addr, raw string) (*http.Response, string) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer to %q: %v", raw, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return rawExchangeOn(t, addr, raw, false)
 }
 
 // errorJSON is the body of a healproxy error answer.

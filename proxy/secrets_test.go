@@ -42,6 +42,23 @@ func echoUpstream(t *testing.T) string {
 	}).addr()
 }
 
+// recordEvents records the event stream of the proxy at base until stop,
+// which waits for the recording to end.
+func recordEvents(base string) (events *proctest.Buffer, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	events = &proctest.Buffer{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/diagnostics/events", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(events, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	return events, func() { cancel(); <-done }
+}
+
 // TestNoSecretThroughEchoedRequests: an upstream that answers non-HTTP
 // bytes echoing the request makes the HTTP parse error quote the request
 // target, the upstream's query with its API key in it. No output of the
@@ -111,18 +128,8 @@ alert "ops" {
 	}
 	t.Cleanup(closeServer)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sse := &proctest.Buffer{}
-	sseDone := make(chan struct{})
-	go func() {
-		defer close(sseDone)
-		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/diagnostics/events", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			io.Copy(sse, resp.Body)
-			resp.Body.Close()
-		}
-	}()
+	sse, stopEvents := recordEvents(ts.URL)
+	defer stopEvents()
 
 	var out strings.Builder
 	call := func(method, path string) {
@@ -142,8 +149,7 @@ alert "ops" {
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts"} {
 		call("GET", p)
 	}
-	cancel()
-	<-sseDone
+	stopEvents()
 	closeServer() // writes the state file
 	state, err := os.ReadFile(statePath)
 	if err != nil {

@@ -29,7 +29,6 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/httpserver"
-	"github.com/healproxy/healproxy/internal/proctest"
 )
 
 // tripAdminTestServer makes provider p of a newAdminTestServer (one dead
@@ -475,18 +474,8 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 	})
 
 	var out strings.Builder // every byte the proxy gave out
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sse := &proctest.Buffer{}
-	sseDone := make(chan struct{})
-	go func() {
-		defer close(sseDone)
-		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/diagnostics/events", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			io.Copy(sse, resp.Body)
-			resp.Body.Close()
-		}
-	}()
+	sse, stopEvents := recordEvents(ts.URL)
+	defer stopEvents()
 	call := func(method, path, body string, hdr http.Header) *http.Response {
 		t.Helper()
 		var rd io.Reader
@@ -513,8 +502,7 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts", "/metrics", "/api/admin/audit"} {
 		call("GET", p, "", admin)
 	}
-	cancel()
-	<-sseDone
+	stopEvents()
 
 	// the secrets were in use
 	upMu.Lock()
