@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/testplugins"
 	"github.com/healproxy/healproxy/plugins"
 )
 
@@ -21,13 +21,7 @@ import (
 // binary as {exe, "plugin", name}. An unknown name exits with status 1,
 // which makes a plugin that never starts.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "plugin" {
-		if err := plugins.ServeBuiltin(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	testplugins.ServeIfAsked(nil)
 	os.Exit(m.Run())
 }
 
