@@ -225,7 +225,7 @@ func FuzzPredictBody(f *testing.F) {
 	})
 	m := s.state.Load().models["m"]
 	deadline := time.Now().Add(30 * time.Second)
-	for m.proc.Load() == nil || m.Health.Status() != breaker.Healthy {
+	for m.Process() == nil || m.Health.Status() != breaker.Healthy {
 		if time.Now().After(deadline) {
 			f.Fatalf("the sentiment plugin did not start: %+v", m.document())
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/internal/testplugins"
 	"github.com/healproxy/healproxy/plugins"
 )
 
@@ -19,16 +20,7 @@ import (
 // the test-only plugins of serveTestPlugin, run as
 // {os.Args[0], "plugin", "test-…"}.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "plugin" {
-		if serveTestPlugin(os.Args[2]) {
-			os.Exit(0)
-		}
-		if err := plugins.ServeBuiltin(os.Args[2]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	testplugins.ServeIfAsked(serveTestPlugin)
 	os.Exit(m.Run())
 }
 

@@ -102,9 +102,7 @@ func (s *Server) restore(st *state) {
 	for _, m := range st.modelList {
 		if ps, ok := load(modelKey(m.Key)); ok {
 			m.Health.Restore(ps.Health)
-			m.mu.Lock()
-			m.restarts, m.lastReinit, m.restored = ps.Restarts, ps.LastReinit, true
-			m.mu.Unlock()
+			m.Restore(ps.Restarts, ps.LastReinit)
 		}
 	}
 	s.log.Info("health state restored", "path", s.store.Path(), "entries", n, "stored", len(stored))
@@ -126,9 +124,8 @@ func (s *Server) snapshotState() map[string][]byte {
 		}
 	}
 	for _, m := range st.modelList {
-		m.mu.Lock()
-		ps := persisted{Restarts: m.restarts, LastReinit: m.lastReinit}
-		m.mu.Unlock()
+		sup := m.State()
+		ps := persisted{Restarts: sup.Restarts, LastReinit: sup.LastReinit}
 		ps.Health = m.Health.Export()
 		put(modelKey(m.Key), ps)
 	}

@@ -101,20 +101,20 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		var m *Model
 		switch {
 		case om == nil:
-			m = newModel(mc, cfg, s)
+			m = newModel(mc, s)
 			start = append(start, m)
 			res.Added = append(res.Added, "model "+mc.Key)
-		case sameProcess(*om.cfg.Load(), mc):
+		case sameProcess(*om.Config(), mc):
 			m = om
-			if oc := *om.cfg.Load(); !sameModel(oc, mc) {
-				om.cfg.Store(&mc)
+			if oc := *om.Config(); !sameModel(oc, mc) {
+				om.SetConfig(mc)
 				om.Health.SetSettings(settingsOf(mc.Health))
 				res.Updated = append(res.Updated, "model "+mc.Key)
 			} else {
 				res.Unchanged++
 			}
 		default: // a new command or plugin: a new process
-			m = newModel(mc, cfg, s)
+			m = newModel(mc, s)
 			start = append(start, m)
 			stop = append(stop, om)
 			res.Changed = append(res.Changed, "model "+mc.Key)
@@ -153,12 +153,12 @@ func (s *Server) Reload(cfg *config.Config) ReloadResult {
 		}
 	}
 	for _, m := range start {
-		m.start()
+		m.Start()
 	}
 	for _, m := range stop {
 		s.retiring.Store(m, struct{}{})
 		go func() {
-			m.closeWhenIdle()
+			m.CloseWhenIdle()
 			s.retiring.Delete(m)
 		}()
 	}
@@ -234,16 +234,6 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 		Status string `json:"status"`
 		ReloadResult
 	}{"success", res})
-}
-
-// closeWhenIdle stops a model a reload removed or replaced, once its calls
-// in flight are done (at most its timeout and a second later).
-func (m *Model) closeWhenIdle() {
-	deadline := time.Now().Add(m.cfg.Load().Timeout + time.Second)
-	for m.inflight.Load() > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	m.close()
 }
 
 // forget drops a removed provider's (or upstream's) request metrics.

@@ -484,7 +484,7 @@ func TestReloadModelRemovedInFlight(t *testing.T) {
 		code, body, err := predictCall(ts.Client(), ts.URL, "m", "eth dumps hard, bearish")
 		done <- answer{code, body, err}
 	}()
-	waitUntil(t, 10*time.Second, "the predict call in flight", func() bool { return m.inflight.Load() == 1 })
+	waitUntil(t, 10*time.Second, "the predict call in flight", func() bool { return m.InFlight() == 1 })
 
 	res := s.Reload(normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("other")}}))
 	if !slices.Equal(res.Removed, []string{"model m"}) {

@@ -130,7 +130,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		st.providerList = append(st.providerList, p)
 	}
 	for _, mc := range cfg.Models {
-		m := newModel(mc, cfg, s)
+		m := newModel(mc, s)
 		st.models[m.Key] = m
 		st.modelList = append(st.modelList, m)
 	}
@@ -139,7 +139,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.startCluster(cfg, st) // cluster.go: before serving, pull the replicas' shared state
 	s.router = s.routes()
 	for _, m := range st.modelList {
-		m.start()
+		m.Start()
 	}
 	for _, p := range st.providerList {
 		p.startChecks()
@@ -203,10 +203,10 @@ func (s *Server) Close(ctx context.Context) error {
 	defer s.h1.Close()
 	var wg sync.WaitGroup
 	for _, m := range st.modelList {
-		wg.Go(m.close)
+		wg.Go(m.Close)
 	}
 	s.retiring.Range(func(k, _ any) bool {
-		wg.Go(k.(*Model).close)
+		wg.Go(k.(*Model).Close)
 		return true
 	})
 	wg.Wait()
