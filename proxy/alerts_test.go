@@ -281,7 +281,7 @@ func TestAlertReinitFailed(t *testing.T) {
 		Alerts: []config.Alert{webhookAlert(t, "reinit", hook.URL, []string{"reinit_failed"}, 0)}}, Options{})
 	waitUntil(t, 20*time.Second, "ghost's first start to fail", func() bool {
 		d, ok := modelDocOf(s, "ghost")
-		return ok && d.Status.String() == "unavailable" && d.LastError != nil
+		return ok && d.Status == "unavailable" && d.LastError != nil
 	})
 
 	heal := func() string {

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/healproxy/healproxy/alert"
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/plugins"
@@ -50,11 +51,11 @@ type Model struct {
 
 	mu         sync.Mutex // guards the fields below
 	restarts   int
-	lastReinit time.Time     // start of the latest reinit attempt
-	reinitting chan struct{} // closed when the reinit in progress ends
-	reinitRes  healResult    // result of the latest reinit
-	autoTimer  *time.Timer   // pending automatic reinit
-	nextAuto   time.Time     // when autoTimer fires
+	lastReinit time.Time      // start of the latest reinit attempt
+	reinitting chan struct{}  // closed when the reinit in progress ends
+	reinitRes  api.HealResult // result of the latest reinit
+	autoTimer  *time.Timer    // pending automatic reinit
+	nextAuto   time.Time      // when autoTimer fires
 	closed     bool
 	restored   bool // health came from the state store: the first start keeps it
 }
@@ -98,7 +99,7 @@ func (m *Model) start() {
 
 // spawn starts a fresh process and installs it. The caller has made sure
 // that no other spawn of this model runs and that the old process is gone.
-func (m *Model) spawn(why string) healResult {
+func (m *Model) spawn(why string) api.HealResult {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	p, err := plugins.Start(ctx, m.spec, m.s.log)
@@ -106,13 +107,13 @@ func (m *Model) spawn(why string) healResult {
 		msg := err.Error()
 		m.Health.HoldFailed("plugin not running: "+msg, &breaker.Failure{Kind: breaker.KindCrash, Message: msg})
 		m.s.log.Warn("model plugin failed to start", "model", m.Key, "why", why, "error", msg)
-		return healResult{ModelKey: m.Key, Status: "failed", Message: msg}
+		return api.HealResult{ModelKey: m.Key, Status: "failed", Message: msg}
 	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		p.Kill()
-		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
+		return api.HealResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
 	}
 	keep := why == "start" && m.restored
 	m.mu.Unlock()
@@ -127,7 +128,7 @@ func (m *Model) spawn(why string) healResult {
 	go m.watch(p)
 	pid := p.Pid()
 	m.s.log.Info("model plugin running", "model", m.Key, "pid", pid, "why", why)
-	return healResult{ModelKey: m.Key, Status: "success", Pid: &pid,
+	return api.HealResult{ModelKey: m.Key, Status: "success", Pid: &pid,
 		Message: fmt.Sprintf("plugin started (pid %d) and passed its health check", pid)}
 }
 
@@ -181,18 +182,18 @@ func (m *Model) scheduleAutoReinit() {
 // (docs/behaviour.md, "Models"). At most one runs per model: a concurrent caller waits for the
 // one in progress and gets its result, so two processes never exist for
 // one model. Every attempt starts the reinit cooldown.
-func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
+func (s *Server) reinit(ctx context.Context, m *Model, why string) api.HealResult {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return healResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
+		return api.HealResult{ModelKey: m.Key, Status: "failed", Message: "healproxy is shutting down"}
 	}
 	if wait := m.reinitting; wait != nil {
 		m.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return healResult{ModelKey: m.Key, Status: "failed", Message: "gave up waiting for the reinit in progress"}
+			return api.HealResult{ModelKey: m.Key, Status: "failed", Message: "gave up waiting for the reinit in progress"}
 		}
 		m.mu.Lock()
 		res := m.reinitRes
@@ -203,7 +204,7 @@ func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
 		if left := time.Until(m.lastReinit.Add(h.ReinitCooldown)); left > 0 {
 			m.mu.Unlock()
 			rem := seconds(left)
-			return healResult{ModelKey: m.Key, Status: "cooldown", CooldownRemaining: &rem,
+			return api.HealResult{ModelKey: m.Key, Status: "cooldown", CooldownRemaining: &rem,
 				Message: fmt.Sprintf("reinitialised %s ago; reinit_cooldown is %s", time.Since(m.lastReinit).Round(time.Second), h.ReinitCooldown)}
 		}
 	}
@@ -246,7 +247,7 @@ func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
 
 // healAll reinitialises every model that is unavailable or not loaded, at
 // most max_concurrent_reinit at once.
-func (s *Server) healAll(ctx context.Context, st *state) []healResult {
+func (s *Server) healAll(ctx context.Context, st *state) []api.HealResult {
 	limit := max(1, st.cfg.Health.MaxConcurrentReinit)
 	sem := make(chan struct{}, limit)
 	var todo []*Model
@@ -255,7 +256,7 @@ func (s *Server) healAll(ctx context.Context, st *state) []healResult {
 			todo = append(todo, m)
 		}
 	}
-	results := make([]healResult, len(todo))
+	results := make([]api.HealResult, len(todo))
 	var wg sync.WaitGroup
 	for i, m := range todo {
 		wg.Go(func() {
@@ -309,10 +310,10 @@ func (m *Model) retryAfter() time.Duration {
 	return h.Cooldown
 }
 
-func (m *Model) document() modelDoc {
+func (m *Model) document() api.Model {
 	snap := m.Health.Snapshot()
 	mc := m.cfg.Load()
-	d := modelDoc{ModelKey: m.Key, Name: mc.Name, entryDoc: entryOf(snap), explainDoc: explainOf(snap),
+	d := api.Model{ModelKey: m.Key, Name: mc.Name, Entry: entryOf(snap), Explain: explainOf(snap),
 		Fallback: strOrNil(mc.Fallback)}
 	if p := m.proc.Load(); p != nil {
 		pid := p.Pid()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -559,7 +560,7 @@ func TestAuditLog(t *testing.T) {
 func TestAuditLogBounded(t *testing.T) {
 	var a auditLog
 	for i := range maxAudit + 10 {
-		a.add(auditRecord{Action: fmt.Sprint(i)})
+		a.add(api.AuditEntry{Action: fmt.Sprint(i)})
 	}
 	recs := a.last(maxAudit + 50)
 	if len(recs) != maxAudit || recs[0].Action != "10" || recs[len(recs)-1].Action != fmt.Sprint(maxAudit+9) {

@@ -132,7 +132,7 @@ func TestPersistRestartWithState(t *testing.T) {
 	waitModelPid(t, one.s, "slow", 0)
 	wantPredict(t, one.ts, "slow", http.StatusGatewayTimeout)
 	slowBefore, _ := modelDocOf(one.s, "slow")
-	if slowBefore.ErrorCount != 1 || slowBefore.Status.String() != "degraded" {
+	if slowBefore.ErrorCount != 1 || slowBefore.Status != "degraded" {
 		t.Fatalf("slow before the restart: error_count %d, %s; want 1, degraded", slowBefore.ErrorCount, slowBefore.Status)
 	}
 
@@ -171,7 +171,7 @@ func TestPersistRestartWithState(t *testing.T) {
 			mAfter.SuccessCount, mAfter.ErrorCount, mAfter.Restarts, stampOrNil(mAfter.LastReinit), stampOrNil(mAfter.LastSuccess),
 			mBefore.SuccessCount, mBefore.ErrorCount, mBefore.Restarts, stampOrNil(mBefore.LastReinit), stampOrNil(mBefore.LastSuccess))
 	}
-	if !mAfter.Loaded || mAfter.Status.String() != "healthy" || newPid == healedPid {
+	if !mAfter.Loaded || mAfter.Status != "healthy" || newPid == healedPid {
 		t.Errorf("model after the restart: loaded %v, status %s, pid %d; want loaded, healthy, a new process", mAfter.Loaded, mAfter.Status, newPid)
 	}
 	wantPredict(t, two.ts, "m", http.StatusOK)
@@ -179,7 +179,7 @@ func TestPersistRestartWithState(t *testing.T) {
 		d, _ := modelDocOf(two.s, "slow")
 		return d.Loaded
 	})
-	if d, _ := modelDocOf(two.s, "slow"); d.ErrorCount != 1 || d.Status.String() != "degraded" ||
+	if d, _ := modelDocOf(two.s, "slow"); d.ErrorCount != 1 || d.Status != "degraded" ||
 		stampOrNil(d.LastError) != stampOrNil(slowBefore.LastError) || len(d.RecentFailures) != 1 {
 		t.Errorf("slow after the restart: error_count %d, %s, last_error %s, %d recent failures; want 1, degraded, %s, 1",
 			d.ErrorCount, d.Status, stampOrNil(d.LastError), len(d.RecentFailures), stampOrNil(slowBefore.LastError))
