@@ -84,9 +84,7 @@ func (s *Server) sharedStateDoc() *api.SharedState {
 		return nil
 	}
 	st := s.cluster.Status()
-	return &api.SharedState{Backend: st.Backend, URL: st.URL, KeyPrefix: st.KeyPrefix, Connected: st.Connected,
-		Since: st.Since, LastError: st.LastError, ErrorAt: st.ErrorAt, Published: st.Published, Applied: st.Applied,
-		Dropped: st.Dropped, Errors: st.Errors, Queued: st.Queued}
+	return &st
 }
 
 // viewOf is one entry in a replica's compact view.

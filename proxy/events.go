@@ -159,27 +159,15 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 		var sum []breaker.Point
 		for _, u := range p.Upstreams {
 			pts := u.Health.History()
-			doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Upstream: u.Display, Points: pointsOf(pts)})
+			doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Upstream: u.Display, Points: pts})
 			sum = addPoints(sum, pts)
 		}
-		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Points: pointsOf(sum)})
+		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Points: sum})
 	}
 	for _, m := range st.modelList {
-		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: pointsOf(m.Health.History())})
+		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
 	}
 	writeJSON(w, http.StatusOK, doc)
-}
-
-// pointsOf keeps nil (null) apart from empty ([]).
-func pointsOf(pts []breaker.Point) []api.Point {
-	if pts == nil {
-		return nil
-	}
-	out := make([]api.Point, len(pts))
-	for i, p := range pts {
-		out[i] = api.Point(p)
-	}
-	return out
 }
 
 // addPoints sums b into a, interval by interval (latency weighted by calls).

@@ -17,7 +17,7 @@ func reportOf(kind, key, upstream string, e *breaker.Entry) api.ReportRow {
 	r := api.ReportRow{Kind: kind, Key: key, Upstream: upstream, Status: snap.Status.String(), Reason: snap.Reason,
 		ErrorCount: snap.ErrorCount, SuccessCount: snap.SuccessCount,
 		LastSuccess: stamp(snap.LastSuccess), LastError: stamp(snap.LastError),
-		LastErrorMsg: strOrNil(snap.LastErrorMessage), LastHour: api.HourReport(e.LastHour())}
+		LastErrorMsg: strOrNil(snap.LastErrorMessage), LastHour: e.LastHour()}
 	if snap.InCooldown {
 		r.CooldownUntil = stamp(snap.CooldownUntil)
 	}
