@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/store"
 )
@@ -66,7 +67,7 @@ func (ps *persistServer) close() {
 	}
 }
 
-func (ps *persistServer) upstream(id string, i int) upstreamHealthJSON {
+func (ps *persistServer) upstream(id string, i int) api.Upstream {
 	ps.t.Helper()
 	p := fetchProvider(ps.t, ps.ts.URL, id)
 	if i >= len(p.Upstreams) {
@@ -88,7 +89,7 @@ func (ps *persistServer) hit(id string, n int) int {
 
 // durable is what of an upstream's health must survive a restart, as the
 // health document shows it.
-func durable(u upstreamHealthJSON) string {
+func durable(u api.Upstream) string {
 	return fmt.Sprintf("status=%s error_count=%d success_count=%d last_success=%s last_error=%s last_error_message=%s cooldown_until=%s in_cooldown=%v recent_failures=%d",
 		u.Status, u.ErrorCount, u.SuccessCount, stampOrNil(u.LastSuccess), stampOrNil(u.LastError),
 		stampOrNil(u.LastErrorMessage), stampOrNil(u.CooldownUntil), u.InCooldown, len(u.RecentFailures))

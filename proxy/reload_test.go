@@ -125,7 +125,7 @@ lines:
 }
 
 // upstreamOf is the upstream of a provider's health entry with URL u.
-func upstreamOf(t *testing.T, p providerHealthJSON, u string) upstreamHealthJSON {
+func upstreamOf(t *testing.T, p api.Provider, u string) api.Upstream {
 	t.Helper()
 	for _, up := range p.Upstreams {
 		if up.URL == u {
@@ -133,7 +133,7 @@ func upstreamOf(t *testing.T, p providerHealthJSON, u string) upstreamHealthJSON
 		}
 	}
 	t.Fatalf("provider %q has no upstream %q in the health document: %+v", p.ProviderID, u, p.Upstreams)
-	return upstreamHealthJSON{}
+	return api.Upstream{}
 }
 
 func stampOrNil(s *string) string {
