@@ -3,6 +3,8 @@ package breaker
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // History resolution: HistoryBuckets buckets of HistoryInterval each, so
@@ -40,13 +42,9 @@ func (h *history) add(nowNs int64, failed bool, latency time.Duration) {
 	b.latencyUs.Add(latency.Microseconds())
 }
 
-// Point is one interval of an entry's history.
-type Point struct {
-	Start     time.Time `json:"t"`
-	Requests  int64     `json:"requests"`
-	Errors    int64     `json:"errors"`
-	LatencyMS float64   `json:"latency_ms"` // mean over the interval's calls
-}
+// Point is one interval of an entry's history, as the history document
+// shows it.
+type Point = api.Point
 
 // History returns the last HistoryBuckets intervals, oldest first, the
 // current (partial) one last; intervals without calls are zero.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // The last hour, in hourBuckets slots of hourSlot, each with a latency
@@ -86,15 +88,9 @@ func (u *unavailLog) within(from, now time.Time) time.Duration {
 	return total
 }
 
-// HourReport sums up an entry's last hour.
-type HourReport struct {
-	Requests        int64   `json:"requests"`
-	Errors          int64   `json:"errors"`
-	SuccessRate     float64 `json:"success_rate"` // 1 when there were no calls
-	P50MS           float64 `json:"p50_latency_ms"`
-	P95MS           float64 `json:"p95_latency_ms"`
-	UnavailableSecs float64 `json:"unavailable_seconds"`
-}
+// HourReport sums up an entry's last hour, as the report document shows
+// it.
+type HourReport = api.HourReport
 
 // LastHour reports the last hour. Latency percentiles come from a log2
 // histogram: each is the upper edge of the bucket holding it, so it

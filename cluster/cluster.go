@@ -48,6 +48,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 )
 
@@ -851,21 +852,9 @@ func (c *Cluster) scrub(err error) error {
 	return errors.New(strings.ReplaceAll(err.Error(), c.pw, "xxxxx"))
 }
 
-// Status is the link's state, for diagnostics and metrics.
-type Status struct {
-	Backend   string     `json:"backend"` // "redis"
-	URL       string     `json:"url"`     // redacted
-	KeyPrefix string     `json:"key_prefix"`
-	Connected bool       `json:"connected"`
-	Since     time.Time  `json:"since"` // when Connected last changed
-	LastError string     `json:"last_error,omitempty"`
-	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
-	Published uint64     `json:"published"` // own changes written and published
-	Applied   uint64     `json:"applied"`   // other replicas' changes applied here
-	Dropped   uint64     `json:"dropped"`   // own changes dropped: queue full (pushed later by a resync)
-	Errors    uint64     `json:"sync_errors"`
-	Queued    int        `json:"queued"`
-}
+// Status is the link's state, for diagnostics and metrics: the health
+// document's "shared_state".
+type Status = api.SharedState
 
 // Status reads the link's state.
 func (c *Cluster) Status() Status {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -163,17 +164,8 @@ const (
 
 // alertsDoc is GET /api/diagnostics/alerts as a client decodes it.
 type alertsDoc struct {
-	Status string `json:"status"`
-	Alerts []struct {
-		Name         string `json:"name"`
-		Webhook      string `json:"webhook"`
-		Sent         uint64 `json:"sent"`
-		Failed       uint64 `json:"failed_attempts"`
-		GivenUp      uint64 `json:"given_up"`
-		Dropped      uint64 `json:"dropped"`
-		Deduplicated uint64 `json:"deduplicated"`
-		Queued       int    `json:"queued"`
-	} `json:"alerts"`
+	Status string      `json:"status"`
+	Alerts []api.Alert `json:"alerts"`
 }
 
 func fetchAlerts(t *testing.T, ts *httptest.Server) (alertsDoc, string) {
@@ -281,7 +273,7 @@ func TestAlertReinitFailed(t *testing.T) {
 		Alerts: []config.Alert{webhookAlert(t, "reinit", hook.URL, []string{"reinit_failed"}, 0)}}, Options{})
 	waitUntil(t, 20*time.Second, "ghost's first start to fail", func() bool {
 		d, ok := modelDocOf(s, "ghost")
-		return ok && d.Status.String() == "unavailable" && d.LastError != nil
+		return ok && d.Status == "unavailable" && d.LastError != nil
 	})
 
 	heal := func() string {

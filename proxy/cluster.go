@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
@@ -78,7 +79,7 @@ func (s *Server) closeCluster(ctx context.Context) {
 }
 
 // sharedStateDoc is the health document's "shared_state".
-func (s *Server) sharedStateDoc() *cluster.Status {
+func (s *Server) sharedStateDoc() *api.SharedState {
 	if s.cluster == nil {
 		return nil
 	}
@@ -86,95 +87,38 @@ func (s *Server) sharedStateDoc() *cluster.Status {
 	return &st
 }
 
-// replicaEntryView is one entry in a replica's compact view.
-type replicaEntryView struct {
-	Status        breaker.Status `json:"status"`
-	ErrorCount    int64          `json:"error_count"`
-	InCooldown    bool           `json:"in_cooldown"`
-	CooldownUntil *string        `json:"cooldown_until"`
-	Reason        string         `json:"reason"`
-}
-
-type replicaUpstreamView struct {
-	ProviderID string `json:"provider_id"`
-	URL        string `json:"url"`
-	replicaEntryView
-}
-
-type replicaModelView struct {
-	ModelKey string `json:"model_key"`
-	Loaded   bool   `json:"loaded"`
-	replicaEntryView
-}
-
-// replicaView is what a replica publishes of itself (and what
-// scope=cluster merges).
-type replicaView struct {
-	Replica   string                `json:"replica"`
-	UpdatedAt string                `json:"updated_at"`
-	Upstreams []replicaUpstreamView `json:"upstreams"`
-	Models    []replicaModelView    `json:"models"`
-}
-
-func viewOf(snap breaker.Snapshot) replicaEntryView {
-	v := replicaEntryView{Status: snap.Status, ErrorCount: snap.ErrorCount, InCooldown: snap.InCooldown, Reason: snap.Reason}
+// viewOf is one entry in a replica's compact view.
+func viewOf(snap breaker.Snapshot) api.ReplicaEntry {
+	v := api.ReplicaEntry{Status: snap.Status.String(), ErrorCount: snap.ErrorCount, InCooldown: snap.InCooldown, Reason: snap.Reason}
 	if snap.InCooldown {
 		v.CooldownUntil = stamp(snap.CooldownUntil)
 	}
 	return v
 }
 
-func (s *Server) replicaView() replicaView {
+// replicaView is what a replica publishes of itself (and what
+// scope=cluster merges).
+func (s *Server) replicaView() api.ReplicaView {
 	st := s.state.Load()
-	v := replicaView{Replica: s.replica, UpdatedAt: time.Now().UTC().Format(time.RFC3339Nano),
-		Upstreams: []replicaUpstreamView{}, Models: []replicaModelView{}}
+	v := api.ReplicaView{Replica: s.replica, UpdatedAt: time.Now().UTC().Format(time.RFC3339Nano),
+		Upstreams: []api.ReplicaUpstream{}, Models: []api.ReplicaModel{}}
 	for _, p := range st.providerList {
 		for _, u := range p.Upstreams {
-			v.Upstreams = append(v.Upstreams, replicaUpstreamView{ProviderID: p.ID, URL: u.Display, replicaEntryView: viewOf(u.Health.Snapshot())})
+			v.Upstreams = append(v.Upstreams, api.ReplicaUpstream{ProviderID: p.ID, URL: u.Display, ReplicaEntry: viewOf(u.Health.Snapshot())})
 		}
 	}
 	for _, m := range st.modelList {
 		d := m.document()
-		v.Models = append(v.Models, replicaModelView{ModelKey: m.Key, Loaded: d.Loaded, replicaEntryView: viewOf(m.Health.Snapshot())})
+		v.Models = append(v.Models, api.ReplicaModel{ModelKey: m.Key, Loaded: d.Loaded, ReplicaEntry: viewOf(m.Health.Snapshot())})
 	}
 	return v
-}
-
-// The scope=cluster document: every entry with each replica's view of it.
-type clusterHealthDoc struct {
-	Status      string                 `json:"status"`
-	Timestamp   string                 `json:"timestamp"`
-	Scope       string                 `json:"scope"`
-	Replica     string                 `json:"replica"` // the replica that answered
-	SharedState *cluster.Status        `json:"shared_state"`
-	Complete    bool                   `json:"complete"` // false: only this replica's view (Redis unreachable)
-	Error       *string                `json:"error"`
-	Replicas    []clusterReplicaDoc    `json:"replicas"`
-	Upstreams   []clusterUpstreamDoc   `json:"upstreams"`
-	Models      []clusterModelEntryDoc `json:"models"`
-}
-
-type clusterReplicaDoc struct {
-	Replica   string `json:"replica"`
-	UpdatedAt string `json:"updated_at"`
-}
-
-type clusterUpstreamDoc struct {
-	ProviderID string                      `json:"provider_id"`
-	URL        string                      `json:"url"`
-	Replicas   map[string]replicaEntryView `json:"replicas"`
-}
-
-type clusterModelEntryDoc struct {
-	ModelKey string                      `json:"model_key"`
-	Replicas map[string]replicaModelView `json:"replicas"`
 }
 
 // serveClusterHealth is GET /api/diagnostics/health?scope=cluster.
 func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
 	own := s.replicaView()
-	views := []replicaView{own}
-	doc := clusterHealthDoc{Status: "success", Timestamp: time.Now().UTC().Format(time.RFC3339), Scope: "cluster",
+	views := []api.ReplicaView{own}
+	doc := api.ClusterHealth{Status: "success", Timestamp: time.Now().UTC().Format(time.RFC3339), Scope: "cluster",
 		Replica: s.replica, SharedState: s.sharedStateDoc(), Complete: true}
 	if s.cluster != nil {
 		raws, err := s.cluster.Views(r.Context())
@@ -183,8 +127,8 @@ func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
 			doc.Complete, doc.Error = false, &msg
 		}
 		for _, raw := range raws {
-			var v replicaView
-			if json.Unmarshal(raw, &v) == nil && v.Replica != s.replica {
+			var v api.ReplicaView
+			if json.Unmarshal(raw, &v) == nil && validView(v) && v.Replica != s.replica {
 				views = append(views, v)
 			}
 		}
@@ -193,34 +137,52 @@ func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
 	ups := map[upKey]int{}
 	models := map[string]int{}
 	for _, v := range views {
-		doc.Replicas = append(doc.Replicas, clusterReplicaDoc{Replica: v.Replica, UpdatedAt: v.UpdatedAt})
+		doc.Replicas = append(doc.Replicas, api.ClusterPeer{Replica: v.Replica, UpdatedAt: v.UpdatedAt})
 		for _, u := range v.Upstreams {
 			k := upKey{u.ProviderID, u.URL}
 			i, ok := ups[k]
 			if !ok {
 				i = len(doc.Upstreams)
 				ups[k] = i
-				doc.Upstreams = append(doc.Upstreams, clusterUpstreamDoc{ProviderID: u.ProviderID, URL: u.URL, Replicas: map[string]replicaEntryView{}})
+				doc.Upstreams = append(doc.Upstreams, api.ClusterEntry{ProviderID: u.ProviderID, URL: u.URL, Replicas: map[string]api.ReplicaEntry{}})
 			}
-			doc.Upstreams[i].Replicas[v.Replica] = u.replicaEntryView
+			doc.Upstreams[i].Replicas[v.Replica] = u.ReplicaEntry
 		}
 		for _, m := range v.Models {
 			i, ok := models[m.ModelKey]
 			if !ok {
 				i = len(doc.Models)
 				models[m.ModelKey] = i
-				doc.Models = append(doc.Models, clusterModelEntryDoc{ModelKey: m.ModelKey, Replicas: map[string]replicaModelView{}})
+				doc.Models = append(doc.Models, api.ClusterModel{ModelKey: m.ModelKey, Replicas: map[string]api.ReplicaModel{}})
 			}
 			doc.Models[i].Replicas[v.Replica] = m
 		}
 	}
 	if doc.Upstreams == nil {
-		doc.Upstreams = []clusterUpstreamDoc{}
+		doc.Upstreams = []api.ClusterEntry{}
 	}
 	if doc.Models == nil {
-		doc.Models = []clusterModelEntryDoc{}
+		doc.Models = []api.ClusterModel{}
 	}
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// validView says whether every status in another replica's view is one
+// of breaker.Status's names; a view that is not is left out, as one that
+// does not decode.
+func validView(v api.ReplicaView) bool {
+	var st breaker.Status
+	for _, u := range v.Upstreams {
+		if st.UnmarshalText([]byte(u.Status)) != nil {
+			return false
+		}
+	}
+	for _, m := range v.Models {
+		if st.UnmarshalText([]byte(m.Status)) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // clusterCollector exports the Redis link's state.

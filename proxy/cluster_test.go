@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/redistest"
 )
@@ -151,12 +152,12 @@ func TestClusterScopeHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	var doc clusterHealthDoc
+	var doc api.ClusterHealth
 	waitCond(t, 10*time.Second, "both replicas in the cluster view", func() bool {
 		getDoc(t, frontA.URL+"/api/diagnostics/health?scope=cluster", &doc)
-		return len(doc.Replicas) == 2 && len(doc.Upstreams) == 1 && doc.Upstreams[0].Replicas["b"].Status.String() == "healthy"
+		return len(doc.Replicas) == 2 && len(doc.Upstreams) == 1 && doc.Upstreams[0].Replicas["b"].Status == "healthy"
 	})
-	if !doc.Complete || doc.Replica != "a" || doc.Scope != "cluster" || doc.Upstreams[0].Replicas["a"].Status.String() != "unknown" {
+	if !doc.Complete || doc.Replica != "a" || doc.Scope != "cluster" || doc.Upstreams[0].Replicas["a"].Status != "unknown" {
 		t.Errorf("got %+v; want a complete view answered by a, upstream unknown on a and healthy on b", doc)
 	}
 }
@@ -186,7 +187,7 @@ func TestClusterNoRedisKeepsServing(t *testing.T) {
 	if strings.Contains(string(b), "s3cret") {
 		t.Error("the health document shows the redis password")
 	}
-	var cdoc clusterHealthDoc
+	var cdoc api.ClusterHealth
 	getDoc(t, front.URL+"/api/diagnostics/health?scope=cluster", &cdoc)
 	if cdoc.Complete || cdoc.Error == nil || len(cdoc.Replicas) != 1 {
 		t.Errorf("got %+v; want this replica's view only, marked incomplete", cdoc)

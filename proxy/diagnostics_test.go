@@ -136,12 +136,12 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 		t.Fatalf("got %d recent failures; want 2", len(u.RecentFailures))
 	}
 	for _, f := range u.RecentFailures {
-		if f.Kind != "status" || f.StatusCode != 500 || !strings.Contains(f.Message, "500") || f.Time == "" {
+		if f.Kind != "status" || f.StatusCode != 500 || !strings.Contains(f.Message, "500") || f.Time.IsZero() {
 			t.Errorf("got failure %+v; want kind status, status_code 500, a message and a time", f)
 		}
 	}
-	if u.RecentFailures[0].Time < u.RecentFailures[1].Time {
-		t.Errorf("recent_failures %q, %q; want newest first", u.RecentFailures[0].Time, u.RecentFailures[1].Time)
+	if u.RecentFailures[0].Time.Before(u.RecentFailures[1].Time) {
+		t.Errorf("recent_failures %v, %v; want newest first", u.RecentFailures[0].Time, u.RecentFailures[1].Time)
 	}
 	next := parseStamp(t, "next_trial_at", u.NextTrialAt)
 	until := parseStamp(t, "cooldown_until", u.CooldownUntil)
@@ -209,7 +209,7 @@ func TestDiagnosticsHealthz(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"ok"`) {
 		t.Errorf("GET /healthz: got %d %q; want 200 ok", resp.StatusCode, body)
 	}
-	if h := fetchHealth(t, ts.URL); h.Status != "success" || h.Providers.Summary["total"] != 0 || !h.Overall.ProvidersOK {
+	if h := fetchHealth(t, ts.URL); h.Status != "success" || h.Providers.Summary.Total != 0 || !h.Overall.ProvidersOK {
 		t.Errorf("empty config: got %+v; want success, no providers, providers_ok", h)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 )
 
@@ -73,24 +74,11 @@ func (h *hub) close() {
 	}
 }
 
-// statusEvent is the data of one "status" event.
-type statusEvent struct {
-	Kind     string         `json:"kind"`
-	Key      string         `json:"key"`
-	Upstream string         `json:"upstream,omitempty"`
-	From     breaker.Status `json:"from"`
-	To       breaker.Status `json:"to"`
-	Time     string         `json:"time"`
-	// Entry is the entry's new state: the provider entry (with all its
-	// upstreams) or the model entry, as in the health document.
-	Entry any `json:"entry"`
-}
-
 func (s *Server) publishChange(c Change) {
 	if !s.events.active() {
 		return
 	}
-	ev := statusEvent{Kind: c.Kind, Key: c.Key, Upstream: c.Upstream, From: c.From, To: c.To,
+	ev := api.StatusEvent{Kind: c.Kind, Key: c.Key, Upstream: c.Upstream, From: c.From.String(), To: c.To.String(),
 		Time: time.Now().UTC().Format(time.RFC3339Nano)}
 	st := s.state.Load()
 	switch c.Kind {
@@ -164,34 +152,20 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// historyDoc is GET /api/diagnostics/history.
-type historyDoc struct {
-	IntervalSeconds float64        `json:"interval_seconds"`
-	Buckets         int            `json:"buckets"`
-	Entries         []historyEntry `json:"entries"`
-}
-
-type historyEntry struct {
-	Kind     string          `json:"kind"`
-	Key      string          `json:"key"`
-	Upstream string          `json:"upstream,omitempty"` // empty: the provider as a whole
-	Points   []breaker.Point `json:"points"`
-}
-
 func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	st := s.state.Load()
-	doc := historyDoc{IntervalSeconds: breaker.HistoryInterval.Seconds(), Buckets: breaker.HistoryBuckets}
+	doc := api.History{IntervalSeconds: breaker.HistoryInterval.Seconds(), Buckets: breaker.HistoryBuckets}
 	for _, p := range st.providerList {
 		var sum []breaker.Point
 		for _, u := range p.Upstreams {
 			pts := u.Health.History()
-			doc.Entries = append(doc.Entries, historyEntry{Kind: KindProvider, Key: p.ID, Upstream: u.Display, Points: pts})
+			doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Upstream: u.Display, Points: pts})
 			sum = addPoints(sum, pts)
 		}
-		doc.Entries = append(doc.Entries, historyEntry{Kind: KindProvider, Key: p.ID, Points: sum})
+		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Points: sum})
 	}
 	for _, m := range st.modelList {
-		doc.Entries = append(doc.Entries, historyEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
+		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
 	}
 	writeJSON(w, http.StatusOK, doc)
 }

@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // Fault kinds.
@@ -55,28 +57,6 @@ type fault struct {
 	by      string
 	at      time.Time
 	until   time.Time
-}
-
-// faultRequest is the body of POST /api/admin/fault.
-type faultRequest struct {
-	Kind    string `json:"kind"`
-	Status  int    `json:"status"`   // kind error: 400–599, default 503
-	DelayMS int64  `json:"delay_ms"` // kind delay: > 0, at most the max TTL
-	Percent *int   `json:"percent"`  // 1–100, default 100
-	TTL     string `json:"ttl"`      // Go duration, default 30s, at most 10m
-	Reason  string `json:"reason"`   // for the audit log; optional
-}
-
-// faultDoc shows a fault in force in diagnostics and in GET answers.
-type faultDoc struct {
-	Kind    string  `json:"kind"`
-	Status  int     `json:"status,omitempty"`
-	DelayMS int64   `json:"delay_ms,omitempty"`
-	Percent int     `json:"percent"`
-	Reason  string  `json:"reason,omitempty"`
-	By      string  `json:"by"`
-	At      *string `json:"at"`
-	Until   *string `json:"until"`
 }
 
 // errFaultAbort is the error of an attempt a FaultAbort fault cuts.
@@ -138,12 +118,12 @@ func (u *Upstream) activeFault(now time.Time) *fault {
 }
 
 // faultDocument shows u's fault in force, or nil.
-func (u *Upstream) faultDocument() *faultDoc {
+func (u *Upstream) faultDocument() *api.Fault {
 	f := u.activeFault(time.Now())
 	if f == nil {
 		return nil
 	}
-	d := &faultDoc{Kind: f.kind, Percent: f.percent, Reason: f.reason, By: f.by, At: stamp(f.at), Until: stamp(f.until)}
+	d := &api.Fault{Kind: f.kind, Percent: f.percent, Reason: f.reason, By: f.by, At: stamp(f.at), Until: stamp(f.until)}
 	switch f.kind {
 	case FaultError:
 		d.Status = f.status
@@ -156,8 +136,8 @@ func (u *Upstream) faultDocument() *faultDoc {
 var errBadFault = errors.New("bad fault request")
 
 // decodeFault reads and checks a POST body, filling in the defaults.
-func decodeFault(r *http.Request) (faultRequest, *fault, error) {
-	var req faultRequest
+func decodeFault(r *http.Request) (api.FaultRequest, *fault, error) {
+	var req api.FaultRequest
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
 		return req, nil, fmt.Errorf("%w: cannot read body: %v", errBadFault, err)
@@ -281,7 +261,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 		for _, u := range targets {
 			if old := u.fault.Swap(nil); old != nil && now.Before(old.until) {
 				cleared++
-				s.audit.add(auditRecord{Time: now, Who: who, Action: "fault-clear", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
+				s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-clear", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 				s.log.Warn("fault cleared", "provider", id, "upstream", u.Display, "kind", old.kind, "by", who)
 			}
 		}
@@ -300,11 +280,11 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 		u.fault.Store(&f)
 		time.AfterFunc(ttl, func() { s.faultExpired(id, u, &f) })
 		target := "provider " + id + " upstream " + u.Display
-		s.audit.add(auditRecord{Time: now, Who: who, Action: "fault-" + f.kind, Target: target, Reason: f.reason, TTL: req.TTL, Result: "done"})
+		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-" + f.kind, Target: target, Reason: f.reason, TTL: req.TTL, Result: "done"})
 		s.log.Warn("fault injected", "provider", id, "upstream", u.Display, "kind", f.kind, "status", f.status,
 			"delay", f.delay, "percent", f.percent, "ttl", req.TTL, "reason", f.reason, "by", who)
 	}
-	docs := make([]*faultDoc, 0, len(targets))
+	docs := make([]*api.Fault, 0, len(targets))
 	for _, u := range targets {
 		docs = append(docs, u.faultDocument())
 	}
@@ -317,6 +297,6 @@ func (s *Server) faultExpired(id string, u *Upstream, f *fault) {
 	if !u.fault.CompareAndSwap(f, nil) {
 		return
 	}
-	s.audit.add(auditRecord{Time: time.Now(), Who: "ttl", Action: "fault-expired", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
+	s.audit.add(api.AuditEntry{Time: time.Now(), Who: "ttl", Action: "fault-expired", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 	s.log.Warn("fault expired", "provider", id, "upstream", u.Display, "kind", f.kind)
 }

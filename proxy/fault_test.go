@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -22,7 +23,7 @@ func faultCall(t *testing.T, ts *httptest.Server, method, query, body string) (i
 }
 
 // faultOf reads upstream u of provider id's fault from the health document.
-func faultOf(t *testing.T, ts *httptest.Server, id, u string) (status string, f *faultDoc) {
+func faultOf(t *testing.T, ts *httptest.Server, id, u string) (status string, f *api.Fault) {
 	t.Helper()
 	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
 	if resp.StatusCode != 200 {
@@ -54,7 +55,7 @@ func faultOf(t *testing.T, ts *httptest.Server, id, u string) (status string, f 
 			if up.Fault == nil || string(*up.Fault) == "null" {
 				return up.Status, nil
 			}
-			f = &faultDoc{}
+			f = &api.Fault{}
 			if err := json.Unmarshal(*up.Fault, f); err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +168,7 @@ func TestInjectedFaultFailover(t *testing.T) {
 	hitsA := a.hits.Load()
 	// A degraded upstream gets one pick in degradedShare: it takes a few
 	// dozen requests to reach the threshold. Retries hide every injected 503.
-	status, f := "", (*faultDoc)(nil)
+	status, f := "", (*api.Fault)(nil)
 	for i := 0; status != "unavailable"; i++ {
 		if i == 50 {
 			t.Fatalf("faulted upstream still %q after %d×10 requests; want unavailable", status, i)

@@ -28,6 +28,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 )
@@ -454,14 +455,14 @@ func newFaultProxy(t *testing.T, pc config.Provider) *faultProxy {
 	return &faultProxy{s: s, ts: ts, client: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}}
 }
 
-func (fp *faultProxy) upstream(t *testing.T, i int) upstreamHealthJSON {
+func (fp *faultProxy) upstream(t *testing.T, i int) api.Upstream {
 	t.Helper()
 	resp, err := fp.client.Get(fp.ts.URL + "/api/diagnostics/health")
 	if err != nil {
 		t.Fatalf("health: %v", err)
 	}
 	defer resp.Body.Close()
-	var h healthJSON
+	var h api.Health
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		t.Fatalf("health document: %v", err)
 	}
@@ -526,7 +527,7 @@ func TestFaultUpstream(t *testing.T) {
 				// The upstream's health: one failure of the right kind. A
 				// body that breaks off is recorded when ReverseProxy reads
 				// the break, a moment after the client saw it.
-				var h upstreamHealthJSON
+				var h api.Upstream
 				deadline := time.Now().Add(5 * time.Second)
 				for {
 					h = fp.upstream(t, 0)

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/healproxy/healproxy/alert"
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/plugins"
@@ -51,27 +52,27 @@ func (s *Server) supervisorOptions() supervisor.Options {
 
 // reinit kills the model's process and starts a fresh one (see
 // supervisor.Model.Reinit).
-func (s *Server) reinit(ctx context.Context, m *Model, why string) healResult {
+func (s *Server) reinit(ctx context.Context, m *Model, why string) api.HealResult {
 	return healResultOf(m.Reinit(ctx, why))
 }
 
 // healAll reinitialises every model that is unavailable or not loaded, at
 // most max_concurrent_reinit at once.
-func (s *Server) healAll(ctx context.Context, st *state) []healResult {
+func (s *Server) healAll(ctx context.Context, st *state) []api.HealResult {
 	models := make([]*supervisor.Model, len(st.modelList))
 	for i, m := range st.modelList {
 		models[i] = m.Model
 	}
 	res := supervisor.HealAll(ctx, models, st.cfg.Health.MaxConcurrentReinit)
-	out := make([]healResult, len(res))
+	out := make([]api.HealResult, len(res))
 	for i, r := range res {
 		out[i] = healResultOf(r)
 	}
 	return out
 }
 
-func healResultOf(r supervisor.Result) healResult {
-	h := healResult{ModelKey: r.Key, Status: r.Status, Message: r.Message}
+func healResultOf(r supervisor.Result) api.HealResult {
+	h := api.HealResult{ModelKey: r.Key, Status: r.Status, Message: r.Message}
 	switch r.Status {
 	case supervisor.StatusSuccess:
 		pid := r.Pid
@@ -83,10 +84,10 @@ func healResultOf(r supervisor.Result) healResult {
 	return h
 }
 
-func (m *Model) document() modelDoc {
+func (m *Model) document() api.Model {
 	snap := m.Health.Snapshot()
 	mc := m.Config()
-	d := modelDoc{ModelKey: m.Key, Name: mc.Name, entryDoc: entryOf(snap), explainDoc: explainOf(snap),
+	d := api.Model{ModelKey: m.Key, Name: mc.Name, Entry: entryOf(snap), Explain: explainOf(snap),
 		Fallback: strOrNil(mc.Fallback)}
 	sup := m.State()
 	if sup.Loaded {

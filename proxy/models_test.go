@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/plugins/sentiment"
@@ -174,25 +175,11 @@ func wantPredictOK(tb testing.TB, r predictReply, key string, n int) {
 	}
 }
 
-type healResult struct {
-	ModelKey          string   `json:"model_key"`
-	Status            string   `json:"status"`
-	Message           string   `json:"message"`
-	CooldownRemaining *float64 `json:"cooldown_remaining"`
-	Pid               *int     `json:"pid"`
-}
-
+// healReport is a self-heal answer with its status code and raw body.
 type healReport struct {
-	Code      int
-	Raw       string
-	Status    string       `json:"status"`
-	Timestamp string       `json:"timestamp"`
-	Results   []healResult `json:"results"`
-	Summary   struct {
-		TotalAttempts int `json:"total_attempts"`
-		Successful    int `json:"successful"`
-		Failed        int `json:"failed"`
-	} `json:"summary"`
+	Code int
+	Raw  string
+	api.Heal
 }
 
 // selfHeal posts to /api/diagnostics/self-heal with query (may be "").
@@ -230,19 +217,8 @@ func (mp *modelProxy) mustSelfHeal(query string) healReport {
 	return rep
 }
 
-type modelEntry struct {
-	ModelKey         string  `json:"model_key"`
-	Status           string  `json:"status"`
-	Loaded           bool    `json:"loaded"`
-	Pid              *int    `json:"pid"`
-	Restarts         int     `json:"restarts"`
-	ErrorCount       int64   `json:"error_count"`
-	SuccessCount     int64   `json:"success_count"`
-	LastErrorMessage *string `json:"last_error_message"`
-	LastReinit       *string `json:"last_reinit"`
-	InCooldown       bool    `json:"in_cooldown"`
-	Reason           string  `json:"reason"`
-}
+// modelEntry is a model entry of the health document, with helpers.
+type modelEntry api.Model
 
 func (e modelEntry) pid() int {
 	if e.Pid == nil {
@@ -256,28 +232,14 @@ func (e modelEntry) String() string {
 	return string(b)
 }
 
-type healthDocument struct {
-	Models struct {
-		Summary struct {
-			Total       int `json:"total"`
-			Healthy     int `json:"healthy"`
-			Unavailable int `json:"unavailable"`
-		} `json:"summary"`
-		Entries []modelEntry `json:"entries"`
-	} `json:"models"`
-	Overall struct {
-		ModelsOK bool `json:"models_ok"`
-	} `json:"overall_health"`
-}
-
-func (mp *modelProxy) health() healthDocument {
+func (mp *modelProxy) health() api.Health {
 	mp.tb.Helper()
 	resp, err := mp.client.Get(mp.url + "/api/diagnostics/health")
 	if err != nil {
 		mp.tb.Fatalf("health: %v", err)
 	}
 	defer resp.Body.Close()
-	var doc healthDocument
+	var doc api.Health
 	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != http.StatusOK {
 		mp.tb.Fatalf("health: %d, %v", resp.StatusCode, err)
 	}
@@ -288,7 +250,7 @@ func (mp *modelProxy) model(key string) modelEntry {
 	mp.tb.Helper()
 	for _, e := range mp.health().Models.Entries {
 		if e.ModelKey == key {
-			return e
+			return modelEntry(e)
 		}
 	}
 	mp.tb.Fatalf("model %q is not in the health document", key)

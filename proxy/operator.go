@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // Operator controls (admin): drain an upstream (no new requests; those in
@@ -38,22 +40,14 @@ func (u *Upstream) drained(now time.Time) *drain {
 	return d
 }
 
-// operatorDoc shows an operator's action on an upstream in diagnostics.
-type operatorDoc struct {
-	Action string  `json:"action"` // "drain" or "force_open"
-	Reason string  `json:"reason"`
-	By     string  `json:"by,omitempty"`
-	At     *string `json:"at,omitempty"`
-	Until  *string `json:"until"`
-}
-
-func (u *Upstream) operator() *operatorDoc {
+// operator shows an operator's action in force on u, or nil.
+func (u *Upstream) operator() *api.Operator {
 	if d := u.drained(time.Now()); d != nil {
-		return &operatorDoc{Action: "drain", Reason: d.Reason, By: d.By, At: stamp(d.At), Until: stamp(d.Until)}
+		return &api.Operator{Action: "drain", Reason: d.Reason, By: d.By, At: stamp(d.At), Until: stamp(d.Until)}
 	}
 	until, cooling := u.Health.CooldownUntil() // a forced cooldown whose TTL ended is over
 	if reason, ok := u.Health.Forced(); ok && cooling {
-		doc := &operatorDoc{Action: "force_open", Reason: reason}
+		doc := &api.Operator{Action: "force_open", Reason: reason}
 		if until.Year() < 2200 {
 			doc.Until = stamp(until)
 		}
@@ -69,28 +63,17 @@ type controlRequest struct {
 	TTL      string `json:"ttl"` // Go duration; empty: until resumed
 }
 
-// auditRecord is one line of the audit log.
-type auditRecord struct {
-	Time   time.Time `json:"time"`
-	Who    string    `json:"who"`
-	Action string    `json:"action"`
-	Target string    `json:"target"`
-	Reason string    `json:"reason,omitempty"`
-	TTL    string    `json:"ttl,omitempty"`
-	Result string    `json:"result"`
-}
-
 // auditLog keeps the last maxAudit records in memory (and in the state
 // store when there is one).
 type auditLog struct {
 	mu      sync.Mutex
-	records []auditRecord
+	records []api.AuditEntry
 	persist func([]byte) // may be nil
 }
 
 const maxAudit = 1000
 
-func (a *auditLog) add(r auditRecord) {
+func (a *auditLog) add(r api.AuditEntry) {
 	a.mu.Lock()
 	a.records = append(a.records, r)
 	if len(a.records) > maxAudit {
@@ -105,11 +88,11 @@ func (a *auditLog) add(r auditRecord) {
 	}
 }
 
-func (a *auditLog) last(n int) []auditRecord {
+func (a *auditLog) last(n int) []api.AuditEntry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n = min(n, len(a.records))
-	return append([]auditRecord{}, a.records[len(a.records)-n:]...) // [] not null when empty
+	return append([]api.AuditEntry{}, a.records[len(a.records)-n:]...) // [] not null when empty
 }
 
 // who names the admin caller for the audit log: the token (never its value)
@@ -223,7 +206,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
 			return
 		}
-		s.audit.add(auditRecord{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
+		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
 			Reason: req.Reason, TTL: req.TTL, Result: "done"})
 		s.log.Warn("operator control", "action", action, "provider", id, "upstream", u.Display,
 			"reason", req.Reason, "ttl", req.TTL, "by", who)

@@ -16,39 +16,18 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
-type operatorJSON struct {
-	Action string  `json:"action"`
-	Reason string  `json:"reason"`
-	By     string  `json:"by"`
-	At     *string `json:"at"`
-	Until  *string `json:"until"`
-}
-
-// operatedUpstreamJSON is an upstream of the health document with its operator
-// field.
-type operatedUpstreamJSON struct {
-	upstreamHealthJSON
-	Operator *operatorJSON `json:"operator"`
-}
-
 // operatedUpstream reads upstream u of provider id from the health document.
-func operatedUpstream(t *testing.T, ts *httptest.Server, id, u string) operatedUpstreamJSON {
+func operatedUpstream(t *testing.T, ts *httptest.Server, id, u string) api.Upstream {
 	t.Helper()
 	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
 	if resp.StatusCode != 200 {
 		t.Fatalf("health: %d", resp.StatusCode)
 	}
-	var doc struct {
-		Providers struct {
-			Entries []struct {
-				ProviderID string                 `json:"provider_id"`
-				Upstreams  []operatedUpstreamJSON `json:"upstreams"`
-			} `json:"entries"`
-		} `json:"providers"`
-	}
+	var doc api.Health
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +39,7 @@ func operatedUpstream(t *testing.T, ts *httptest.Server, id, u string) operatedU
 		}
 	}
 	t.Fatalf("no upstream %s of provider %s in the health document", u, id)
-	return operatedUpstreamJSON{}
+	return api.Upstream{}
 }
 
 // control posts an operator action; body is JSON or "".
@@ -452,25 +431,15 @@ func TestOperatorAdminProtection(t *testing.T) {
 	})
 }
 
-type auditJSON struct {
-	Time   string `json:"time"`
-	Who    string `json:"who"`
-	Action string `json:"action"`
-	Target string `json:"target"`
-	Reason string `json:"reason"`
-	TTL    string `json:"ttl"`
-	Result string `json:"result"`
-}
-
-func fetchAudit(t *testing.T, ts *httptest.Server, query string) []auditJSON {
+func fetchAudit(t *testing.T, ts *httptest.Server, query string) []api.AuditEntry {
 	t.Helper()
 	resp, body := adminCall(t, ts, "GET", "/api/admin/audit"+query, "", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET audit%s: %d %s", query, resp.StatusCode, body)
 	}
 	var doc struct {
-		Status  string      `json:"status"`
-		Records []auditJSON `json:"records"`
+		Status  string           `json:"status"`
+		Records []api.AuditEntry `json:"records"`
 	}
 	if err := json.Unmarshal([]byte(body), &doc); err != nil || doc.Status != "success" || doc.Records == nil {
 		t.Fatalf("audit body %s: %v", body, err)
@@ -506,7 +475,7 @@ func TestAuditLog(t *testing.T) {
 
 	recs := fetchAudit(t, ts, "")
 	target := "provider p upstream " + up.URL
-	want := []auditJSON{
+	want := []api.AuditEntry{
 		{Action: "drain", Target: target, Reason: "r1: migration", TTL: "1h", Result: "done"},
 		{Action: "force-open", Target: target, Reason: "r2: bad data", Result: "done"},
 		{Action: "resume", Target: target, Reason: "r3: fixed", Result: "done"},
@@ -531,9 +500,9 @@ func TestAuditLog(t *testing.T) {
 		if !strings.HasPrefix(r.Who, "loopback 127.0.0.1:") {
 			t.Errorf("record %d: who %q; want the loopback client", i, r.Who)
 		}
-		when, err := time.Parse(time.RFC3339Nano, r.Time)
-		if err != nil || when.Before(prev) || when.After(time.Now()) {
-			t.Errorf("record %d: time %q (%v); want in order, after %v", i, r.Time, err, prev)
+		when := r.Time // fetchAudit's decoding checked it is RFC 3339
+		if when.IsZero() || when.Before(prev) || when.After(time.Now()) {
+			t.Errorf("record %d: time %v; want in order, after %v", i, r.Time, prev)
 		} else {
 			prev = when
 		}
@@ -559,7 +528,7 @@ func TestAuditLog(t *testing.T) {
 func TestAuditLogBounded(t *testing.T) {
 	var a auditLog
 	for i := range maxAudit + 10 {
-		a.add(auditRecord{Action: fmt.Sprint(i)})
+		a.add(api.AuditEntry{Action: fmt.Sprint(i)})
 	}
 	recs := a.last(maxAudit + 50)
 	if len(recs) != maxAudit || recs[0].Action != "10" || recs[len(recs)-1].Action != fmt.Sprint(maxAudit+9) {

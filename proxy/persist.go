@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/store"
 )
@@ -55,7 +56,7 @@ func (s *Server) openStore(path string) {
 	}
 	if recs, err := st.Audit(maxAudit); err == nil {
 		for _, b := range recs {
-			var r auditRecord
+			var r api.AuditEntry
 			if json.Unmarshal(b, &r) == nil {
 				s.audit.records = append(s.audit.records, r)
 			}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/store"
 )
@@ -66,7 +67,7 @@ func (ps *persistServer) close() {
 	}
 }
 
-func (ps *persistServer) upstream(id string, i int) upstreamHealthJSON {
+func (ps *persistServer) upstream(id string, i int) api.Upstream {
 	ps.t.Helper()
 	p := fetchProvider(ps.t, ps.ts.URL, id)
 	if i >= len(p.Upstreams) {
@@ -88,7 +89,7 @@ func (ps *persistServer) hit(id string, n int) int {
 
 // durable is what of an upstream's health must survive a restart, as the
 // health document shows it.
-func durable(u upstreamHealthJSON) string {
+func durable(u api.Upstream) string {
 	return fmt.Sprintf("status=%s error_count=%d success_count=%d last_success=%s last_error=%s last_error_message=%s cooldown_until=%s in_cooldown=%v recent_failures=%d",
 		u.Status, u.ErrorCount, u.SuccessCount, stampOrNil(u.LastSuccess), stampOrNil(u.LastError),
 		stampOrNil(u.LastErrorMessage), stampOrNil(u.CooldownUntil), u.InCooldown, len(u.RecentFailures))
@@ -132,7 +133,7 @@ func TestPersistRestartWithState(t *testing.T) {
 	waitModelPid(t, one.s, "slow", 0)
 	wantPredict(t, one.ts, "slow", http.StatusGatewayTimeout)
 	slowBefore, _ := modelDocOf(one.s, "slow")
-	if slowBefore.ErrorCount != 1 || slowBefore.Status.String() != "degraded" {
+	if slowBefore.ErrorCount != 1 || slowBefore.Status != "degraded" {
 		t.Fatalf("slow before the restart: error_count %d, %s; want 1, degraded", slowBefore.ErrorCount, slowBefore.Status)
 	}
 
@@ -171,7 +172,7 @@ func TestPersistRestartWithState(t *testing.T) {
 			mAfter.SuccessCount, mAfter.ErrorCount, mAfter.Restarts, stampOrNil(mAfter.LastReinit), stampOrNil(mAfter.LastSuccess),
 			mBefore.SuccessCount, mBefore.ErrorCount, mBefore.Restarts, stampOrNil(mBefore.LastReinit), stampOrNil(mBefore.LastSuccess))
 	}
-	if !mAfter.Loaded || mAfter.Status.String() != "healthy" || newPid == healedPid {
+	if !mAfter.Loaded || mAfter.Status != "healthy" || newPid == healedPid {
 		t.Errorf("model after the restart: loaded %v, status %s, pid %d; want loaded, healthy, a new process", mAfter.Loaded, mAfter.Status, newPid)
 	}
 	wantPredict(t, two.ts, "m", http.StatusOK)
@@ -179,7 +180,7 @@ func TestPersistRestartWithState(t *testing.T) {
 		d, _ := modelDocOf(two.s, "slow")
 		return d.Loaded
 	})
-	if d, _ := modelDocOf(two.s, "slow"); d.ErrorCount != 1 || d.Status.String() != "degraded" ||
+	if d, _ := modelDocOf(two.s, "slow"); d.ErrorCount != 1 || d.Status != "degraded" ||
 		stampOrNil(d.LastError) != stampOrNil(slowBefore.LastError) || len(d.RecentFailures) != 1 {
 		t.Errorf("slow after the restart: error_count %d, %s, last_error %s, %d recent failures; want 1, degraded, %s, 1",
 			d.ErrorCount, d.Status, stampOrNil(d.LastError), len(d.RecentFailures), stampOrNil(slowBefore.LastError))

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/healproxy/healproxy/alert"
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -20,27 +21,17 @@ import (
 // file.
 type ConfigSource func() (*config.Config, hcl.Diagnostics)
 
-// ReloadResult says what a reload changed.
-type ReloadResult struct {
-	Added     []string `json:"added"`     // "provider ID" / "model KEY"
-	Removed   []string `json:"removed"`   // idem
-	Changed   []string `json:"changed"`   // rebuilt; upstreams with an unchanged URL kept their health
-	Updated   []string `json:"updated"`   // settings applied in place (health settings, model timeout, …)
-	Unchanged int      `json:"unchanged"` // entries that kept everything
-	Warnings  []string `json:"warnings,omitempty"`
-}
-
 // Reload swaps in cfg, which must be valid and normalized (see New), in
 // one step: requests in flight finish on what they started with, new ones
 // see the new config. Entries
 // whose definition did not change keep their health and their plugin
 // process; changed health settings apply at once; removed models' plugins
 // stop once their calls in flight have finished.
-func (s *Server) Reload(cfg *config.Config) ReloadResult {
+func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.state.Load()
-	res := ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}, Updated: []string{}}
+	res := api.ReloadResult{Added: []string{}, Removed: []string{}, Changed: []string{}, Updated: []string{}}
 	if cfg.Listen != old.cfg.Listen {
 		res.Warnings = append(res.Warnings, "listen changed: it takes effect at the next restart")
 	}
@@ -203,9 +194,9 @@ func sameModel(a, b config.Model) bool {
 // ReloadConfig re-reads the configuration from Options.ConfigSource and
 // applies it; an invalid file is refused with its diagnostics and the
 // running configuration stays. who says what asked (for logs and audit).
-func (s *Server) ReloadConfig(who string) (ReloadResult, hcl.Diagnostics) {
+func (s *Server) ReloadConfig(who string) (api.ReloadResult, hcl.Diagnostics) {
 	if s.opts.ConfigSource == nil {
-		return ReloadResult{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "reload is not available: no config source"}}
+		return api.ReloadResult{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "reload is not available: no config source"}}
 	}
 	cfg, diags := s.opts.ConfigSource()
 	if cfg == nil && !diags.HasErrors() { // never apply (or answer 200 for) nothing
@@ -213,11 +204,11 @@ func (s *Server) ReloadConfig(who string) (ReloadResult, hcl.Diagnostics) {
 	}
 	if cfg == nil || diags.HasErrors() {
 		s.log.Error("config reload refused; the running config stays", "by", who, "diagnostics", config.FormatDiagnostics(diags))
-		s.audit.add(auditRecord{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
-		return ReloadResult{}, diags
+		s.audit.add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
+		return api.ReloadResult{}, diags
 	}
 	res := s.Reload(cfg)
-	s.audit.add(auditRecord{Time: time.Now(), Who: who, Action: "reload", Target: "config " + cfg.Path, Result: "applied"})
+	s.audit.add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config " + cfg.Path, Result: "applied"})
 	return res, diags
 }
 
@@ -232,7 +223,7 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Status string `json:"status"`
-		ReloadResult
+		api.ReloadResult
 	}{"success", res})
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/plugins"
@@ -124,7 +125,7 @@ lines:
 }
 
 // upstreamOf is the upstream of a provider's health entry with URL u.
-func upstreamOf(t *testing.T, p providerHealthJSON, u string) upstreamHealthJSON {
+func upstreamOf(t *testing.T, p api.Provider, u string) api.Upstream {
 	t.Helper()
 	for _, up := range p.Upstreams {
 		if up.URL == u {
@@ -132,7 +133,7 @@ func upstreamOf(t *testing.T, p providerHealthJSON, u string) upstreamHealthJSON
 		}
 	}
 	t.Fatalf("provider %q has no upstream %q in the health document: %+v", p.ProviderID, u, p.Upstreams)
-	return upstreamHealthJSON{}
+	return api.Upstream{}
 }
 
 func stampOrNil(s *string) string {
@@ -158,13 +159,13 @@ func commandModel(key, plugin string, timeout time.Duration) config.Model {
 }
 
 // modelDocOf is model key's entry in the health document.
-func modelDocOf(s *Server, key string) (modelDoc, bool) {
+func modelDocOf(s *Server, key string) (api.Model, bool) {
 	for _, e := range s.healthDocument().Models.Entries {
 		if e.ModelKey == key {
 			return e, true
 		}
 	}
-	return modelDoc{}, false
+	return api.Model{}, false
 }
 
 // waitModelPid waits until model key is healthy and loaded with a pid
@@ -174,7 +175,7 @@ func waitModelPid(t *testing.T, s *Server, key string, not int) int {
 	var pid int
 	waitUntil(t, 20*time.Second, fmt.Sprintf("model %s healthy with a pid other than %d", key, not), func() bool {
 		e, ok := modelDocOf(s, key)
-		if ok && e.Loaded && e.Pid != nil && *e.Pid != not && e.Status.String() == "healthy" {
+		if ok && e.Loaded && e.Pid != nil && *e.Pid != not && e.Status == "healthy" {
 			pid = *e.Pid
 			return true
 		}

@@ -6,29 +6,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 )
 
-// reportRow is one entry of GET /api/diagnostics/report: its state now and
+// reportOf is one entry of GET /api/diagnostics/report: its state now and
 // its last hour.
-type reportRow struct {
-	Kind          string             `json:"kind"`
-	Key           string             `json:"key"`
-	Upstream      string             `json:"upstream,omitempty"`
-	Status        breaker.Status     `json:"status"`
-	Reason        string             `json:"reason"`
-	ErrorCount    int64              `json:"error_count"`
-	SuccessCount  int64              `json:"success_count"`
-	LastSuccess   *string            `json:"last_success"`
-	LastError     *string            `json:"last_error"`
-	LastErrorMsg  *string            `json:"last_error_message"`
-	CooldownUntil *string            `json:"cooldown_until"`
-	LastHour      breaker.HourReport `json:"last_hour"`
-}
-
-func reportOf(kind, key, upstream string, e *breaker.Entry) reportRow {
+func reportOf(kind, key, upstream string, e *breaker.Entry) api.ReportRow {
 	snap := e.Snapshot()
-	r := reportRow{Kind: kind, Key: key, Upstream: upstream, Status: snap.Status, Reason: snap.Reason,
+	r := api.ReportRow{Kind: kind, Key: key, Upstream: upstream, Status: snap.Status.String(), Reason: snap.Reason,
 		ErrorCount: snap.ErrorCount, SuccessCount: snap.SuccessCount,
 		LastSuccess: stamp(snap.LastSuccess), LastError: stamp(snap.LastError),
 		LastErrorMsg: strOrNil(snap.LastErrorMessage), LastHour: e.LastHour()}
@@ -43,7 +29,7 @@ func reportOf(kind, key, upstream string, e *breaker.Entry) reportRow {
 // rate, p50/p95 latency, time unavailable), for download.
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 	st := s.state.Load()
-	var rows []reportRow
+	var rows []api.ReportRow
 	for _, p := range st.providerList {
 		for _, u := range p.Upstreams {
 			rows = append(rows, reportOf(KindProvider, p.ID, u.Display, u.Health))
@@ -57,7 +43,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 	switch format := r.URL.Query().Get("format"); format {
 	case "", "json":
 		if rows == nil {
-			rows = []reportRow{}
+			rows = []api.ReportRow{}
 		}
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
 		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "timestamp": now.Format(time.RFC3339),
@@ -72,7 +58,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 			"last_success", "last_error", "last_error_message", "cooldown_until",
 			"requests_1h", "errors_1h", "success_rate_1h", "p50_latency_ms_1h", "p95_latency_ms_1h", "unavailable_seconds_1h"})
 		for _, row := range rows {
-			cw.Write([]string{row.Kind, row.Key, row.Upstream, row.Status.String(), row.Reason,
+			cw.Write([]string{row.Kind, row.Key, row.Upstream, row.Status, row.Reason,
 				strconv.FormatInt(row.ErrorCount, 10), strconv.FormatInt(row.SuccessCount, 10),
 				deref(row.LastSuccess), deref(row.LastError), deref(row.LastErrorMsg), deref(row.CooldownUntil),
 				strconv.FormatInt(row.LastHour.Requests, 10), strconv.FormatInt(row.LastHour.Errors, 10),

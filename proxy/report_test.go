@@ -15,35 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
-type lastHourJSON struct {
-	Requests        int64   `json:"requests"`
-	Errors          int64   `json:"errors"`
-	SuccessRate     float64 `json:"success_rate"`
-	P50MS           float64 `json:"p50_latency_ms"`
-	P95MS           float64 `json:"p95_latency_ms"`
-	UnavailableSecs float64 `json:"unavailable_seconds"`
-}
-
-type reportRowJSON struct {
-	Kind          string       `json:"kind"`
-	Key           string       `json:"key"`
-	Upstream      string       `json:"upstream"`
-	Status        string       `json:"status"`
-	Reason        string       `json:"reason"`
-	ErrorCount    int64        `json:"error_count"`
-	SuccessCount  int64        `json:"success_count"`
-	LastSuccess   *string      `json:"last_success"`
-	LastError     *string      `json:"last_error"`
-	LastErrorMsg  *string      `json:"last_error_message"`
-	CooldownUntil *string      `json:"cooldown_until"`
-	LastHour      lastHourJSON `json:"last_hour"`
-}
-
 // fetchReport reads the JSON report and checks its envelope and fields.
-func fetchReport(t *testing.T, ts *httptest.Server) ([]reportRowJSON, string) {
+func fetchReport(t *testing.T, ts *httptest.Server) ([]api.ReportRow, string) {
 	t.Helper()
 	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=json")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
@@ -59,7 +36,7 @@ func fetchReport(t *testing.T, ts *httptest.Server) ([]reportRowJSON, string) {
 		t.Fatalf("JSON report %s: %v", body, err)
 	}
 	parseStamp(t, "timestamp", &doc.Timestamp)
-	rows := make([]reportRowJSON, len(doc.Entries))
+	rows := make([]api.ReportRow, len(doc.Entries))
 	for i, raw := range doc.Entries {
 		var fields map[string]json.RawMessage
 		json.Unmarshal(raw, &fields)
@@ -79,7 +56,7 @@ func fetchReport(t *testing.T, ts *httptest.Server) ([]reportRowJSON, string) {
 	return rows, body
 }
 
-func rowOf(t *testing.T, rows []reportRowJSON, kind, key, upstream string) reportRowJSON {
+func rowOf(t *testing.T, rows []api.ReportRow, kind, key, upstream string) api.ReportRow {
 	t.Helper()
 	for _, r := range rows {
 		if r.Kind == kind && r.Key == key && r.Upstream == upstream {
@@ -87,7 +64,7 @@ func rowOf(t *testing.T, rows []reportRowJSON, kind, key, upstream string) repor
 		}
 	}
 	t.Fatalf("report has no %s %s %s row: %+v", kind, key, upstream, rows)
-	return reportRowJSON{}
+	return api.ReportRow{}
 }
 
 // TestReportJSON: one row per upstream and model; the last hour matches

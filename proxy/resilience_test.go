@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -98,44 +99,14 @@ func answer(code int, hdr ...string) http.HandlerFunc {
 	}
 }
 
-// Health document fields these tests read (beyond upstreamHealthJSON).
-type resFailure struct {
-	Kind       string `json:"kind"`
-	StatusCode int    `json:"status_code"`
-	Message    string `json:"message"`
-}
-
-type resUpstream struct {
-	URL           string  `json:"url"`
-	Status        string  `json:"status"`
-	ErrorCount    int64   `json:"error_count"`
-	SuccessCount  int64   `json:"success_count"`
-	CooldownUntil *string `json:"cooldown_until"`
-	InCooldown    bool    `json:"in_cooldown"`
-	Reason        string  `json:"reason"`
-	PausedUntil   *string `json:"paused_until"`
-	LastProbe     *struct {
-		Time string `json:"time"`
-		OK   bool   `json:"ok"`
-	} `json:"last_probe"`
-	RecentFailures []resFailure `json:"recent_failures"`
-}
-
 // resUpstreams reads the upstreams of provider id from the health document.
-func resUpstreams(t *testing.T, base, id string) []resUpstream {
+func resUpstreams(t *testing.T, base, id string) []api.Upstream {
 	t.Helper()
 	resp, body := get(t, http.DefaultClient, base+"/api/diagnostics/health")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
 	}
-	var doc struct {
-		Providers struct {
-			Entries []struct {
-				ProviderID string        `json:"provider_id"`
-				Upstreams  []resUpstream `json:"upstreams"`
-			} `json:"entries"`
-		} `json:"providers"`
-	}
+	var doc api.Health
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatalf("health document %q: %v", body, err)
 	}
@@ -148,7 +119,7 @@ func resUpstreams(t *testing.T, base, id string) []resUpstream {
 	return nil
 }
 
-func resUpstreamOf(t *testing.T, base, id string, i int) resUpstream {
+func resUpstreamOf(t *testing.T, base, id string, i int) api.Upstream {
 	t.Helper()
 	ups := resUpstreams(t, base, id)
 	if i >= len(ups) {
@@ -682,7 +653,7 @@ func TestResilienceCooldownBackoff(t *testing.T) {
 		return up, ts
 	}
 	// trip makes the upstream fail once and checks the cooldown it starts.
-	trip := func(t *testing.T, up *scriptUpstream, ts *httptest.Server, want time.Duration) resUpstream {
+	trip := func(t *testing.T, up *scriptUpstream, ts *httptest.Server, want time.Duration) api.Upstream {
 		t.Helper()
 		up.set(answer(500))
 		t0 := time.Now()

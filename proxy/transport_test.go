@@ -15,75 +15,24 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
-// Health documents as a client decodes them.
-type upstreamHealthJSON struct {
-	URL              string  `json:"url"`
-	Status           string  `json:"status"`
-	ErrorCount       int64   `json:"error_count"`
-	SuccessCount     int64   `json:"success_count"`
-	LastSuccess      *string `json:"last_success"`
-	LastError        *string `json:"last_error"`
-	LastErrorMessage *string `json:"last_error_message"`
-	CooldownUntil    *string `json:"cooldown_until"`
-	InCooldown       bool    `json:"in_cooldown"`
-	Reason           string  `json:"reason"`
-	NextTrialAt      *string `json:"next_trial_at"`
-	Recovery         *struct {
-		TrialSuccesses int `json:"trial_successes"`
-		TrialsNeeded   int `json:"trials_needed"`
-	} `json:"recovery"`
-	RecentFailures []struct {
-		Time       string  `json:"time"`
-		Kind       string  `json:"kind"`
-		StatusCode int     `json:"status_code"`
-		LatencyMS  float64 `json:"latency_ms"`
-		Message    string  `json:"message"`
-	} `json:"recent_failures"`
-}
-
-type providerHealthJSON struct {
-	ProviderID       string               `json:"provider_id"`
-	Name             string               `json:"name"`
-	Status           string               `json:"status"`
-	ErrorCount       int64                `json:"error_count"`
-	SuccessCount     int64                `json:"success_count"`
-	LastSuccess      *string              `json:"last_success"`
-	LastError        *string              `json:"last_error"`
-	LastErrorMessage *string              `json:"last_error_message"`
-	CooldownUntil    *string              `json:"cooldown_until"`
-	InCooldown       bool                 `json:"in_cooldown"`
-	Upstreams        []upstreamHealthJSON `json:"upstreams"`
-}
-
-type healthJSON struct {
-	Status    string `json:"status"`
-	Timestamp string `json:"timestamp"`
-	Providers struct {
-		Summary map[string]int       `json:"summary"`
-		Entries []providerHealthJSON `json:"entries"`
-	} `json:"providers"`
-	Overall struct {
-		ProvidersOK bool `json:"providers_ok"`
-		ModelsOK    bool `json:"models_ok"`
-	} `json:"overall_health"`
-}
-
-func fetchHealth(t *testing.T, base string) healthJSON {
+func fetchHealth(t *testing.T, base string) api.Health {
 	t.Helper()
 	resp, body := get(t, http.DefaultClient, base+"/api/diagnostics/health")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
 	}
-	var h healthJSON
+	var h api.Health
 	if err := json.Unmarshal([]byte(body), &h); err != nil {
 		t.Fatalf("health document %q: %v", body, err)
 	}
 	return h
 }
 
-func fetchProvider(t *testing.T, base, id string) providerHealthJSON {
+func fetchProvider(t *testing.T, base, id string) api.Provider {
 	t.Helper()
 	for _, e := range fetchHealth(t, base).Providers.Entries {
 		if e.ProviderID == id {
@@ -91,7 +40,7 @@ func fetchProvider(t *testing.T, base, id string) providerHealthJSON {
 		}
 	}
 	t.Fatalf("health document has no provider %q", id)
-	return providerHealthJSON{}
+	return api.Provider{}
 }
 
 func parseStamp(t *testing.T, what string, s *string) time.Time {
@@ -118,7 +67,7 @@ func TestTransportHealthRows(t *testing.T) {
 	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 4, cooldown, 2))
 	c := ts.Client()
 
-	check := func(t *testing.T, wantStatus string, wantErrors int64, wantCooldown bool) providerHealthJSON {
+	check := func(t *testing.T, wantStatus string, wantErrors int64, wantCooldown bool) api.Provider {
 		t.Helper()
 		p := fetchProvider(t, ts.URL, "p")
 		u := p.Upstreams[0]
@@ -152,7 +101,7 @@ func TestTransportHealthRows(t *testing.T) {
 	t.Run("no call yet: unknown", func(t *testing.T) {
 		check(t, "unknown", 0, false)
 		h := fetchHealth(t, ts.URL)
-		if g := h.Providers.Summary["unknown"]; g != 1 {
+		if g := h.Providers.Summary.Unknown; g != 1 {
 			t.Errorf("got summary unknown %d; want 1", g)
 		}
 	})
@@ -190,7 +139,7 @@ func TestTransportHealthRows(t *testing.T) {
 			t.Errorf("cooldown_until is %v from now; want within (0, %v]", d, cooldown)
 		}
 		h := fetchHealth(t, ts.URL)
-		if h.Providers.Summary["unavailable"] != 1 || h.Providers.Summary["in_cooldown"] != 1 || h.Overall.ProvidersOK {
+		if h.Providers.Summary.Unavailable != 1 || h.Providers.Summary.InCooldown != 1 || h.Overall.ProvidersOK {
 			t.Errorf("got summary %v, providers_ok %v; want 1 unavailable, 1 in_cooldown, providers_ok false", h.Providers.Summary, h.Overall.ProvidersOK)
 		}
 	})

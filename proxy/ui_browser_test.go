@@ -35,6 +35,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -143,7 +144,7 @@ func uiGet(t *testing.T, u string) int {
 	return res.StatusCode
 }
 
-func (p *uiProxy) model(t *testing.T, key string) modelDoc {
+func (p *uiProxy) model(t *testing.T, key string) api.Model {
 	t.Helper()
 	for _, m := range p.srv.healthDocument().Models.Entries {
 		if m.ModelKey == key {
@@ -151,10 +152,10 @@ func (p *uiProxy) model(t *testing.T, key string) modelDoc {
 		}
 	}
 	t.Fatalf("no model %q in the health document", key)
-	return modelDoc{}
+	return api.Model{}
 }
 
-func (p *uiProxy) provider(t *testing.T, id string) providerDoc {
+func (p *uiProxy) provider(t *testing.T, id string) api.Provider {
 	t.Helper()
 	for _, e := range p.srv.healthDocument().Providers.Entries {
 		if e.ProviderID == id {
@@ -162,7 +163,7 @@ func (p *uiProxy) provider(t *testing.T, id string) providerDoc {
 		}
 	}
 	t.Fatalf("no provider %q in the health document", id)
-	return providerDoc{}
+	return api.Provider{}
 }
 
 func (p *uiProxy) waitModelsLoaded(t *testing.T) {
@@ -535,7 +536,7 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("beta did not turn healthy again\n%s", b.debug())
 		}
-		if px.provider(t, "beta").Status.String() != "unavailable" {
+		if px.provider(t, "beta").Status != "unavailable" {
 			px.send(t, "beta")
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -813,13 +814,13 @@ func TestBrowserUIScreenshot(t *testing.T) {
 	flaky.code.Store(http.StatusServiceUnavailable)
 	uiEventually(t, 10*time.Second, "binance is degraded", func() bool {
 		px.send(t, "binance")
-		return px.provider(t, "binance").Status.String() == "degraded"
+		return px.provider(t, "binance").Status == "degraded"
 	})
 	down.code.Store(http.StatusInternalServerError)
 	for range 4 {
 		px.send(t, "kraken")
 	}
-	if st := px.provider(t, "kraken").Status.String(); st != "unavailable" {
+	if st := px.provider(t, "kraken").Status; st != "unavailable" {
 		t.Fatalf("kraken is %s; want unavailable", st)
 	}
 	body := strings.NewReader(`{"inputs":["BTC breaks out to a new high","ETH dumps after the hack"]}`)
@@ -830,7 +831,7 @@ func TestBrowserUIScreenshot(t *testing.T) {
 	res.Body.Close()
 	px.kill(t, "crypto_sent_1")
 	uiEventually(t, 10*time.Second, "crypto_sent_1 is unavailable", func() bool {
-		return px.model(t, "crypto_sent_1").Status.String() == "unavailable"
+		return px.model(t, "crypto_sent_1").Status == "unavailable"
 	})
 
 	b := newUIBrowser(t)

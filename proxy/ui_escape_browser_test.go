@@ -68,7 +68,7 @@ func TestBrowserUIEscapesNamesAndErrors(t *testing.T) {
 		}
 	}
 	doc := px.provider(t, "xss")
-	if doc.Status != breaker.Unavailable || doc.LastErrorMessage == nil || !strings.Contains(*doc.LastErrorMessage, "<img/src=x") {
+	if doc.Status != breaker.Unavailable.String() || doc.LastErrorMessage == nil || !strings.Contains(*doc.LastErrorMessage, "<img/src=x") {
 		t.Fatalf("provider is %s with last error %v; want unavailable with the upstream's markup in it", doc.Status, doc.LastErrorMessage)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/internal/redistest"
 )
 
@@ -99,30 +100,14 @@ func startReplica(t *testing.T, config, id string) *healproxyProc {
 	return p
 }
 
-// clusterDoc is what the tests read of a replica's health document.
-type clusterDoc struct {
-	Replica     string `json:"replica"`
-	SharedState *struct {
-		Connected bool   `json:"connected"`
-		LastError string `json:"last_error"`
-		URL       string `json:"url"`
-	} `json:"shared_state"`
-	Providers struct {
-		Entries []struct {
-			ProviderID string `json:"provider_id"`
-			Status     string `json:"status"`
-			Reason     string `json:"reason"`
-		} `json:"entries"`
-	} `json:"providers"`
-}
-
-func clusterHealth(t *testing.T, p *healproxyProc) clusterDoc {
+// clusterHealth is p's health document.
+func clusterHealth(t *testing.T, p *healproxyProc) api.Health {
 	t.Helper()
 	code, body := httpGet(t, p.base+"/api/diagnostics/health")
 	if code != http.StatusOK {
 		t.Fatalf("health: %d %s", code, body)
 	}
-	var d clusterDoc
+	var d api.Health
 	if err := json.Unmarshal([]byte(body), &d); err != nil {
 		t.Fatalf("health document %s: %v", body, err)
 	}

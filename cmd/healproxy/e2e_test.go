@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/internal/proctest"
 )
 
@@ -198,43 +199,13 @@ func newSwitchable(t *testing.T) *switchable {
 
 // ---- the health document ----
 
-type healthDoc struct {
-	Status    string `json:"status"`
-	Providers struct {
-		Summary struct {
-			Total int `json:"total"`
-		} `json:"summary"`
-		Entries []struct {
-			ProviderID string `json:"provider_id"`
-			Status     string `json:"status"`
-			InCooldown bool   `json:"in_cooldown"`
-			Upstreams  []struct {
-				URL           string  `json:"url"`
-				Status        string  `json:"status"`
-				ErrorCount    int64   `json:"error_count"`
-				SuccessCount  int64   `json:"success_count"`
-				InCooldown    bool    `json:"in_cooldown"`
-				CooldownUntil *string `json:"cooldown_until"`
-			} `json:"upstreams"`
-		} `json:"entries"`
-	} `json:"providers"`
-	Models struct {
-		Entries []struct {
-			ModelKey string `json:"model_key"`
-			Status   string `json:"status"`
-			Loaded   bool   `json:"loaded"`
-			Pid      *int   `json:"pid"`
-		} `json:"entries"`
-	} `json:"models"`
-}
-
-func fetchHealth(t *testing.T, base string) healthDoc {
+func fetchHealth(t *testing.T, base string) api.Health {
 	t.Helper()
 	code, body := httpGet(t, base+"/api/diagnostics/health")
 	if code != http.StatusOK {
 		t.Fatalf("GET /api/diagnostics/health: %d %s", code, body)
 	}
-	var h healthDoc
+	var h api.Health
 	if err := json.Unmarshal([]byte(body), &h); err != nil {
 		t.Fatalf("health document %s: %v", body, err)
 	}

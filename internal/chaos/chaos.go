@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // Options of a rehearsal. Zero fields take the defaults documented on
@@ -246,7 +248,7 @@ func (t target) String() string {
 	return fmt.Sprintf("provider/%s/%d", t.provider, t.index)
 }
 
-func selectTargets(h *healthDoc, only []string) []target {
+func selectTargets(h *api.Health, only []string) []target {
 	var all []target
 	for _, p := range h.Providers.Entries {
 		for i, u := range p.Upstreams {
@@ -274,40 +276,10 @@ func selectTargets(h *healthDoc, only []string) []target {
 
 // ---- diagnostics ----
 
-type healthDoc struct {
-	Providers struct {
-		Entries []struct {
-			ProviderID string        `json:"provider_id"`
-			Name       string        `json:"name"`
-			Upstreams  []upstreamDoc `json:"upstreams"`
-		} `json:"entries"`
-	} `json:"providers"`
-	Models struct {
-		Entries []modelDoc `json:"entries"`
-	} `json:"models"`
-}
-
-type upstreamDoc struct {
-	URL           string  `json:"url"`
-	Status        string  `json:"status"`
-	CooldownUntil *string `json:"cooldown_until"`
-	NextTrialAt   *string `json:"next_trial_at"`
-}
-
-type modelDoc struct {
-	ModelKey    string  `json:"model_key"`
-	Name        string  `json:"name"`
-	Status      string  `json:"status"`
-	Loaded      bool    `json:"loaded"`
-	Pid         *int    `json:"pid"`
-	NextTrialAt *string `json:"next_trial_at"`
-	Fallback    *string `json:"fallback"`
-}
-
 type runner struct{ o Options }
 
-func (r *runner) health(ctx context.Context) (*healthDoc, error) {
-	var h healthDoc
+func (r *runner) health(ctx context.Context) (*api.Health, error) {
+	var h api.Health
 	code, body, err := r.call(ctx, http.MethodGet, "/api/diagnostics/health", nil, false)
 	if err != nil {
 		return nil, err
@@ -318,7 +290,8 @@ func (r *runner) health(ctx context.Context) (*healthDoc, error) {
 	return &h, json.Unmarshal(body, &h)
 }
 
-func (h *healthDoc) upstream(t target) *upstreamDoc {
+// upstreamOf is t's upstream in h, or nil.
+func upstreamOf(h *api.Health, t target) *api.Upstream {
 	for _, p := range h.Providers.Entries {
 		if p.ProviderID == t.provider && t.index < len(p.Upstreams) {
 			return &p.Upstreams[t.index]
@@ -327,7 +300,8 @@ func (h *healthDoc) upstream(t target) *upstreamDoc {
 	return nil
 }
 
-func (h *healthDoc) model(key string) *modelDoc {
+// modelOf is the model key in h, or nil.
+func modelOf(h *api.Health, key string) *api.Model {
 	for i, m := range h.Models.Entries {
 		if m.ModelKey == key {
 			return &h.Models.Entries[i]
@@ -363,7 +337,7 @@ func (r *runner) call(ctx context.Context, method, path string, body []byte, adm
 
 // poll calls cond with fresh diagnostics every Poll until it holds or d
 // passes; it returns the time it held at (since from), or -1.
-func (r *runner) poll(ctx context.Context, from time.Time, d time.Duration, cond func(*healthDoc) bool) time.Duration {
+func (r *runner) poll(ctx context.Context, from time.Time, d time.Duration, cond func(*api.Health) bool) time.Duration {
 	deadline := time.Now().Add(d)
 	for {
 		if h, err := r.health(ctx); err == nil && cond(h) {
@@ -474,7 +448,7 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if u := h.upstream(t); u == nil {
+	if u := upstreamOf(h, t); u == nil {
 		res.Skipped = "gone from diagnostics (a reload?)"
 		return res, nil
 	} else if u.Status == "unavailable" {
@@ -484,8 +458,8 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 	fmt.Fprintf(r.o.Progress, "chaos: %s (%s): injecting %s for %v\n", res.Target, t.url, res.Fault, r.o.Hold)
 	probes := r.startProbes(ctx, http.MethodGet, "/providers/"+url.PathEscape(t.provider)+r.o.Path, nil)
 	// Let the probes call an upstream never called yet, so "healthy" means something.
-	r.poll(ctx, time.Now(), 5*time.Second, func(h *healthDoc) bool {
-		u := h.upstream(t)
+	r.poll(ctx, time.Now(), 5*time.Second, func(h *api.Health) bool {
+		u := upstreamOf(h, t)
 		return u != nil && u.Status != "unknown"
 	})
 
@@ -519,8 +493,8 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 	}
 	defer clearFault()
 
-	res.Detected = r.poll(ctx, injected, r.o.Hold, func(h *healthDoc) bool {
-		u := h.upstream(t)
+	res.Detected = r.poll(ctx, injected, r.o.Hold, func(h *api.Health) bool {
+		u := upstreamOf(h, t)
 		if u != nil && u.Status == "unavailable" && res.Unavailable < 0 {
 			res.Unavailable = time.Since(injected)
 		}
@@ -532,8 +506,8 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 	})
 	if res.Detected >= 0 && res.Unavailable < 0 {
 		// Keep watching for unavailable until the hold ends.
-		res.Unavailable = r.poll(ctx, injected, time.Until(injected.Add(r.o.Hold)), func(h *healthDoc) bool {
-			u := h.upstream(t)
+		res.Unavailable = r.poll(ctx, injected, time.Until(injected.Add(r.o.Hold)), func(h *api.Health) bool {
+			u := upstreamOf(h, t)
 			return u != nil && u.Status == "unavailable"
 		})
 	}
@@ -557,7 +531,7 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 		selfHeal()
 	case "auto":
 		if h, err := r.health(ctx); err == nil {
-			if u := h.upstream(t); u != nil && u.CooldownUntil != nil {
+			if u := upstreamOf(h, t); u != nil && u.CooldownUntil != nil {
 				if until, err := time.Parse(time.RFC3339Nano, *u.CooldownUntil); err == nil && time.Until(until) > r.o.Recover {
 					res.Note = "cooldown until " + until.Format(time.RFC3339) + " ends after -recover; "
 					selfHeal()
@@ -565,8 +539,8 @@ func (r *runner) provider(ctx context.Context, t target) (Result, error) {
 			}
 		}
 	}
-	res.Recovered = r.poll(ctx, removed, r.o.Recover, func(h *healthDoc) bool {
-		u := h.upstream(t)
+	res.Recovered = r.poll(ctx, removed, r.o.Recover, func(h *api.Health) bool {
+		u := upstreamOf(h, t)
 		return u != nil && u.Status == "healthy"
 	})
 	res.RecoveredBy = "recovery trials after the cooldown"
@@ -614,7 +588,7 @@ func (r *runner) model(ctx context.Context, t target) Result {
 		res.Skipped = "diagnostics: " + err.Error()
 		return res
 	}
-	m := h.model(t.model)
+	m := modelOf(h, t.model)
 	switch {
 	case m == nil:
 		res.Skipped = "gone from diagnostics (a reload?)"
@@ -640,8 +614,8 @@ func (r *runner) model(ctx context.Context, t target) Result {
 		res.Skipped = fmt.Sprintf("kill %d: %v", pid, err)
 		return res
 	}
-	res.Detected = r.poll(ctx, killed, max(r.o.Hold, 10*time.Second), func(h *healthDoc) bool {
-		m := h.model(t.model)
+	res.Detected = r.poll(ctx, killed, max(r.o.Hold, 10*time.Second), func(h *api.Health) bool {
+		m := modelOf(h, t.model)
 		if m == nil {
 			return false
 		}
@@ -654,8 +628,8 @@ func (r *runner) model(ctx context.Context, t target) Result {
 		}
 		return false
 	})
-	recovered := func(h *healthDoc) bool {
-		m := h.model(t.model)
+	recovered := func(h *api.Health) bool {
+		m := modelOf(h, t.model)
 		return m != nil && m.Loaded && m.Pid != nil && *m.Pid != pid && m.Status == "healthy"
 	}
 	res.RecoveredBy = "auto_reinit"
@@ -665,14 +639,14 @@ func (r *runner) model(ctx context.Context, t target) Result {
 	} else if r.o.Heal == "auto" {
 		// Wait a little for auto_reinit to act or be scheduled; without it,
 		// or when it is scheduled past -recover, self-heal.
-		if r.poll(ctx, killed, 2*time.Second, func(h *healthDoc) bool {
-			m := h.model(t.model)
+		if r.poll(ctx, killed, 2*time.Second, func(h *api.Health) bool {
+			m := modelOf(h, t.model)
 			return recovered(h) || (m != nil && m.NextTrialAt != nil)
 		}) < 0 {
 			healed = true
 			res.Note += "no automatic reinit came (auto_reinit off?); "
 		} else if h, err := r.health(ctx); err == nil && !recovered(h) {
-			if m := h.model(t.model); m != nil && m.NextTrialAt != nil {
+			if m := modelOf(h, t.model); m != nil && m.NextTrialAt != nil {
 				if at, err := time.Parse(time.RFC3339Nano, *m.NextTrialAt); err == nil && time.Until(at) > r.o.Recover {
 					healed = true
 					res.Note += "automatic reinit due only at " + at.Format(time.RFC3339) + " (reinit_cooldown); "
@@ -686,7 +660,7 @@ func (r *runner) model(ctx context.Context, t target) Result {
 	}
 	res.Recovered = r.poll(ctx, killed, r.o.Recover, recovered)
 	if h, err := r.health(ctx); err == nil && res.Recovered >= 0 {
-		if m := h.model(t.model); m != nil && m.Pid != nil {
+		if m := modelOf(h, t.model); m != nil && m.Pid != nil {
 			res.RecoveredBy += fmt.Sprintf(", new pid %d", *m.Pid)
 		}
 	}

@@ -5,21 +5,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
-func testHealth() *healthDoc {
-	h := &healthDoc{}
-	h.Providers.Entries = append(h.Providers.Entries, struct {
-		ProviderID string        `json:"provider_id"`
-		Name       string        `json:"name"`
-		Upstreams  []upstreamDoc `json:"upstreams"`
-	}{ProviderID: "pair", Upstreams: []upstreamDoc{{URL: "http://a"}, {URL: "http://b"}}})
-	h.Providers.Entries = append(h.Providers.Entries, struct {
-		ProviderID string        `json:"provider_id"`
-		Name       string        `json:"name"`
-		Upstreams  []upstreamDoc `json:"upstreams"`
-	}{ProviderID: "solo", Upstreams: []upstreamDoc{{URL: "http://c"}}})
-	h.Models.Entries = []modelDoc{{ModelKey: "s1"}, {ModelKey: "s2"}}
+func testHealth() *api.Health {
+	h := &api.Health{}
+	h.Providers.Entries = []api.Provider{
+		{ProviderID: "pair", Upstreams: []api.Upstream{{URL: "http://a"}, {URL: "http://b"}}},
+		{ProviderID: "solo", Upstreams: []api.Upstream{{URL: "http://c"}}},
+	}
+	h.Models.Entries = []api.Model{{ModelKey: "s1"}, {ModelKey: "s2"}}
 	return h
 }
 

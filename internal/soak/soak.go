@@ -47,6 +47,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/healproxy/healproxy/api"
 )
 
 // Config of one soak run. Zero fields take the defaults documented on
@@ -651,23 +653,6 @@ func (p *proxyProc) stop(d time.Duration) (int, error) {
 
 // ---- readiness and diagnostics ----
 
-type healthDoc struct {
-	Providers struct {
-		Entries []struct {
-			ProviderID string `json:"provider_id"`
-			Status     string `json:"status"`
-		} `json:"entries"`
-	} `json:"providers"`
-	Models struct {
-		Entries []struct {
-			ModelKey string `json:"model_key"`
-			Status   string `json:"status"`
-			Loaded   bool   `json:"loaded"`
-			Pid      *int   `json:"pid"`
-		} `json:"entries"`
-	} `json:"models"`
-}
-
 // waitReady waits until both model plugins are loaded and healthy.
 func waitReady(ctx context.Context, c *http.Client, base string, d time.Duration) error {
 	deadline := time.Now().Add(d)
@@ -692,7 +677,7 @@ func waitReady(ctx context.Context, c *http.Client, base string, d time.Duration
 	}
 }
 
-func fetchHealth(ctx context.Context, c *http.Client, base string) (*healthDoc, error) {
+func fetchHealth(ctx context.Context, c *http.Client, base string) (*api.Health, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/diagnostics/health", nil)
 	if err != nil {
 		return nil, err
@@ -705,7 +690,7 @@ func fetchHealth(ctx context.Context, c *http.Client, base string) (*healthDoc, 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /api/diagnostics/health: %s", resp.Status)
 	}
-	var h healthDoc
+	var h api.Health
 	return &h, json.NewDecoder(resp.Body).Decode(&h)
 }
 

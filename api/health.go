@@ -1,0 +1,194 @@
+package api
+
+import "time"
+
+// Health is GET /api/diagnostics/health: every provider and model entry,
+// their summaries and the replica that answered.
+type Health struct {
+	Status    string    `json:"status"`
+	Timestamp string    `json:"timestamp"`
+	Providers Providers `json:"providers"`
+	Models    Models    `json:"models"`
+	Overall   Overall   `json:"overall_health"`
+	// Replica is the replica that answered; SharedState its link to the
+	// other replicas (absent without state.redis).
+	Replica     string       `json:"replica"`
+	SharedState *SharedState `json:"shared_state,omitempty"`
+}
+
+// SharedState is the replica's link to the Redis holding the shared
+// health state.
+type SharedState struct {
+	Backend   string     `json:"backend"` // "redis"
+	URL       string     `json:"url"`     // redacted
+	KeyPrefix string     `json:"key_prefix"`
+	Connected bool       `json:"connected"`
+	Since     time.Time  `json:"since"` // when Connected last changed
+	LastError string     `json:"last_error,omitempty"`
+	ErrorAt   *time.Time `json:"last_error_at,omitempty"`
+	Published uint64     `json:"published"` // own changes written and published
+	Applied   uint64     `json:"applied"`   // other replicas' changes applied here
+	Dropped   uint64     `json:"dropped"`   // own changes dropped: queue full (pushed later by a resync)
+	Errors    uint64     `json:"sync_errors"`
+	Queued    int        `json:"queued"`
+}
+
+// Providers is the health document's provider entries and their summary.
+type Providers struct {
+	Summary Summary    `json:"summary"`
+	Entries []Provider `json:"entries"`
+}
+
+// Models is the health document's model entries and their summary.
+type Models struct {
+	Summary Summary `json:"summary"`
+	Entries []Model `json:"entries"`
+}
+
+// Summary counts entries by status.
+type Summary struct {
+	Total       int `json:"total"`
+	Healthy     int `json:"healthy"`
+	Degraded    int `json:"degraded"`
+	Unavailable int `json:"unavailable"`
+	Unknown     int `json:"unknown"`
+	InCooldown  int `json:"in_cooldown"`
+}
+
+// Overall is true for a kind while none of its entries is unavailable.
+type Overall struct {
+	ProvidersOK bool `json:"providers_ok"`
+	ModelsOK    bool `json:"models_ok"`
+}
+
+// Entry is what every entry, provider, upstream or model, shows. Status
+// is "unknown", "healthy", "degraded" or "unavailable".
+type Entry struct {
+	Status           string  `json:"status"`
+	ErrorCount       int64   `json:"error_count"`
+	SuccessCount     int64   `json:"success_count"`
+	LastSuccess      *string `json:"last_success"`
+	LastError        *string `json:"last_error"`
+	LastErrorMessage *string `json:"last_error_message"`
+	CooldownUntil    *string `json:"cooldown_until"`
+	InCooldown       bool    `json:"in_cooldown"`
+}
+
+// Explain says why an upstream or model entry is in its status.
+type Explain struct {
+	Reason      string  `json:"reason"`
+	NextTrialAt *string `json:"next_trial_at"`
+	// PausedUntil: the backend rate limited us (Retry-After or
+	// X-RateLimit-Reset) until then; reason starts with "rate_limited".
+	PausedUntil    *string   `json:"paused_until"`
+	LastProbe      *Probe    `json:"last_probe,omitempty"`
+	Recovery       *Recovery `json:"recovery,omitempty"`
+	RecentFailures []Failure `json:"recent_failures"` // newest first
+	Settings       Settings  `json:"settings"`
+}
+
+// Probe is the latest active health check of an entry.
+type Probe struct {
+	Time    time.Time `json:"time"`
+	OK      bool      `json:"ok"`
+	Failure *Failure  `json:"failure,omitempty"`
+}
+
+// Failure is one failed call (or probe) of an entry.
+type Failure struct {
+	Time       time.Time `json:"time"`
+	Kind       string    `json:"kind"`
+	StatusCode int       `json:"status_code,omitempty"` // e.g. the HTTP status, when there is one
+	LatencyMS  float64   `json:"latency_ms"`
+	Message    string    `json:"message"`
+}
+
+// Recovery is the progress of a half-open entry's recovery trials.
+type Recovery struct {
+	TrialSuccesses int `json:"trial_successes"`
+	TrialsNeeded   int `json:"trials_needed"`
+}
+
+// Settings are an entry's health settings.
+type Settings struct {
+	ErrorThreshold  int     `json:"error_threshold"`
+	DegradedAt      int     `json:"degraded_at"`
+	CooldownSeconds float64 `json:"cooldown_seconds"`
+	RecoveryCount   int     `json:"success_recovery_count"`
+}
+
+// Provider is a provider's entry: its upstreams aggregated, then each of
+// them.
+type Provider struct {
+	ProviderID string `json:"provider_id"`
+	Name       string `json:"name"`
+	Entry
+	// Reason sums up the upstreams and names the worst one's reason;
+	// NextTrialAt is when the first upstream admits requests again, while
+	// none does.
+	Reason      string     `json:"reason"`
+	NextTrialAt *string    `json:"next_trial_at"`
+	Upstreams   []Upstream `json:"upstreams"`
+}
+
+// Upstream is one upstream of a provider.
+type Upstream struct {
+	URL string `json:"url"`
+	Entry
+	// Operator is an operator's drain or forced open in force, or null.
+	Operator *Operator `json:"operator"`
+	// Fault is an injected fault in force, or null.
+	Fault *Fault `json:"fault"`
+	Explain
+}
+
+// Model is a model's entry with its plugin process.
+type Model struct {
+	ModelKey string `json:"model_key"`
+	Name     string `json:"name"`
+	Entry
+	Loaded     bool    `json:"loaded"`
+	Pid        *int    `json:"pid"`
+	Restarts   int     `json:"restarts"`
+	LastReinit *string `json:"last_reinit"`
+	Fallback   *string `json:"fallback"`
+	Explain
+}
+
+// Alert is one webhook alert's delivery counters in GET
+// /api/diagnostics/alerts.
+type Alert struct {
+	Name         string `json:"name"`
+	Webhook      string `json:"webhook"` // scheme://host only
+	Sent         uint64 `json:"sent"`
+	Failed       uint64 `json:"failed_attempts"`
+	GivenUp      uint64 `json:"given_up"`
+	Dropped      uint64 `json:"dropped"`
+	Deduplicated uint64 `json:"deduplicated"`
+	Queued       int    `json:"queued"`
+}
+
+// Heal is the answer of POST /api/diagnostics/self-heal.
+type Heal struct {
+	Status    string       `json:"status"`
+	Timestamp string       `json:"timestamp"`
+	Results   []HealResult `json:"results"`
+	Summary   HealSummary  `json:"summary"`
+}
+
+// HealResult is one line of a self-heal answer.
+type HealResult struct {
+	ModelKey          string   `json:"model_key,omitempty"`
+	ProviderID        string   `json:"provider_id,omitempty"`
+	Status            string   `json:"status"` // success, failed, cooldown
+	Message           string   `json:"message"`
+	CooldownRemaining *float64 `json:"cooldown_remaining,omitempty"`
+	Pid               *int     `json:"pid,omitempty"`
+}
+
+// HealSummary counts a self-heal's attempts ("cooldown" results are none).
+type HealSummary struct {
+	TotalAttempts int `json:"total_attempts"`
+	Successful    int `json:"successful"`
+	Failed        int `json:"failed"`
+}
