@@ -53,7 +53,10 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	p := t.p
 	rp := p.retry
 	rp.Budget().Request()
-	cb := clientBodyOf(req) // nil: no body
+	var cb *clientBody // the client's body, if any (clienterrors.go)
+	if req.Body != nil && req.Body != http.NoBody {
+		cb = clientBodyOf(req)
+	}
 	maxAttempts := 1
 	var body []byte
 	if rp.Attempts() > 1 && rp.Method(req.Method) {
