@@ -267,7 +267,11 @@ func (p *Provider) clientURL(v string, req *http.Request) string {
 		loc = req.URL.ResolveReference(loc)
 	}
 	host := loc.Hostname()
-	for _, u := range append(p.Upstreams, p.lastResort) {
+	for i := 0; i <= len(p.Upstreams); i++ { // every upstream, then the last resort
+		u := p.lastResort
+		if i < len(p.Upstreams) {
+			u = p.Upstreams[i]
+		}
 		if u == nil || !strings.EqualFold(host, u.target.Hostname()) {
 			continue
 		}
