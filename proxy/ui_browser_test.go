@@ -547,6 +547,45 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 // TestBrowserUIReinitAndAutoHeal: a killed plugin turns its row
 // unavailable; its Reinit button brings it back with a new pid; Auto-Heal
 // brings back two killed models at once.
+// TestBrowserUINamelessAndManyEntries: entries without a name (the name
+// is then the id), with one, and many of them render as text a person
+// can read: the id once, never "null" or "undefined" (DOM methods such as
+// replaceChildren turn a null argument into the text "null").
+func TestBrowserUINamelessAndManyEntries(t *testing.T) {
+	uiChromePath(t) // skip before starting anything
+	up := newUIUpstream(t)
+	var providers []config.Provider
+	for i := range 30 {
+		name := ""
+		if i%3 == 0 {
+			name = "Exchange " + strconv.Itoa(i)
+		}
+		providers = append(providers, uiProvider(t, "p"+strconv.Itoa(i), name, uiHealth(), up))
+	}
+	px := startUIProxy(t, uiConfig("", providers, uiModel("named", "Sentiment"), uiModel("nameless", "")))
+	px.send(t, "p1")
+	b := newUIBrowser(t)
+	b.open(px.url + "/")
+	b.waitStatus("provider", "p1", "healthy", 10*time.Second)
+	if n := uiEval[int](b, `document.querySelectorAll('#health-diagnostics-result article[data-kind]').length`); n != 32 {
+		t.Errorf("%d rows; want 32", n)
+	}
+	for _, c := range []struct{ kind, key, want string }{
+		{"provider", "p1", "p1"}, {"provider", "p3", "Exchange 3p3"}, {"model", "nameless", "nameless"}, {"model", "named", "Sentimentnamed"},
+	} {
+		if got := uiEval[string](b, rowJS(c.kind, c.key)+`.querySelector('.entry-title').textContent`); got != c.want {
+			t.Errorf("%s %s title = %q; want %q", c.kind, c.key, got, c.want)
+		}
+	}
+	text := uiEval[string](b, `document.body.innerText`)
+	for _, bad := range []string{"null", "undefined", "NaN"} {
+		if i := strings.Index(text, bad); i >= 0 {
+			t.Errorf("the page shows %q: …%s…", bad, text[max(0, i-80):min(len(text), i+40)])
+		}
+	}
+	b.noProblems()
+}
+
 func TestBrowserUIReinitAndAutoHeal(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
 	up := newUIUpstream(t)

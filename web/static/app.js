@@ -521,7 +521,7 @@
     $('.entry-badge', row).replaceChildren(badge(e.status));
     const title = $('.entry-title', row);
     title.replaceChildren(h('span', { class: 'entry-name', text: e.name || key }),
-      e.name && e.name !== key ? h('code', { class: 'entry-key', text: key }) : null);
+      ...(e.name && e.name !== key ? [h('code', { class: 'entry-key', text: key })] : []));
 
     const facts = [
       fact('errors', 'Errors', String(e.error_count ?? 0)),
@@ -892,7 +892,7 @@
     box.dataset.kind = kind;
     box.replaceChildren(
       h('p', { class: 'note-title' }, h('span', { 'aria-hidden': 'true', text: icons[kind] + ' ' }), title),
-      lines && lines.length ? h('ul', { class: 'note-lines' }, lines.map((l) => h('li', { text: l }))) : null,
+      ...(lines && lines.length ? [h('ul', { class: 'note-lines' }, lines.map((l) => h('li', { text: l })))] : []),
       h('button', { type: 'button', class: 'note-close', 'aria-label': 'Dismiss notification', text: '×', onclick: () => box.replaceChildren() }));
   }
 
