@@ -215,15 +215,7 @@ alert "h" { webhook = 42 }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := mustFail(t, "x.hcl", tt.src, tt.env)
-			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if len(lines) != len(tt.want) {
-				t.Fatalf("got %d diagnostics:\n%s\nwant %d:\n%s", len(lines), out, len(tt.want), strings.Join(tt.want, "\n"))
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(lines[i], w) {
-					t.Errorf("got line %d\n%s\nwant prefix\n%s", i, lines[i], w)
-				}
-			}
+			wantDiagnostics(t, out, tt.want)
 		})
 	}
 }

@@ -239,15 +239,7 @@ provider "b" {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := mustFail(t, "x.hcl", tt.src, nil)
-			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if len(lines) != len(tt.want) {
-				t.Fatalf("got %d diagnostics:\n%s\nwant %d:\n%s", len(lines), out, len(tt.want), strings.Join(tt.want, "\n"))
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(lines[i], w) {
-					t.Errorf("got line %d\n%s\nwant prefix\n%s", i, lines[i], w)
-				}
-			}
+			wantDiagnostics(t, out, tt.want)
 		})
 	}
 }

@@ -58,6 +58,21 @@ func mustFail(t *testing.T, filename, src string, env map[string]string) string 
 	return FormatDiagnostics(diags)
 }
 
+// wantDiagnostics checks that out, formatted diagnostics, has one line
+// per want, each starting with it.
+func wantDiagnostics(t *testing.T, out string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d diagnostics:\n%s\nwant %d:\n%s", len(lines), out, len(want), strings.Join(want, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("got line %d\n%s\nwant prefix\n%s", i, lines[i], w)
+		}
+	}
+}
+
 func mustURL(t *testing.T, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
@@ -694,15 +709,7 @@ model "a b" { plugin = "sentiment" }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := mustFail(t, "x.hcl", tt.src, nil)
-			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-			if len(lines) != len(tt.want) {
-				t.Fatalf("got %d diagnostics:\n%s\nwant %d:\n%s", len(lines), out, len(tt.want), strings.Join(tt.want, "\n"))
-			}
-			for i, w := range tt.want {
-				if !strings.HasPrefix(lines[i], w) {
-					t.Errorf("got line %d\n%s\nwant prefix\n%s", i, lines[i], w)
-				}
-			}
+			wantDiagnostics(t, out, tt.want)
 		})
 	}
 }
