@@ -12,11 +12,18 @@
 set -eu
 
 missing=""
-[ -x /usr/bin/chromium ] || missing="$missing chromium"
+paths=""
+# need PATH PACKAGE: PACKAGE is installed unless PATH exists. One line per
+# need, so that a new suite adds one line.
+need() {
+	paths="$paths $1"
+	[ -e "$1" ] || missing="$missing $2"
+}
+need /usr/bin/chromium chromium
 # The UI's status badges are emoji (✅ ⚠️ ❌ ❔): without a colour emoji font
 # the screenshot kept in docs/ shows empty boxes.
-[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$missing fonts-noto-color-emoji"
-command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$missing redis-server"
+need /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf fonts-noto-color-emoji
+need /usr/bin/redis-server redis-server
 
 [ -z "$missing" ] && exit 0
 
@@ -48,5 +55,6 @@ if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-rec
 	cat "$log" >&2
 	cannot "apt-get failed"
 fi
-[ -x /usr/bin/chromium ] || cannot "/usr/bin/chromium is still missing after apt-get"
-[ -x /usr/bin/redis-server ] || cannot "/usr/bin/redis-server is still missing after apt-get"
+for p in $paths; do
+	[ -e "$p" ] || cannot "$p is still missing after apt-get"
+done
