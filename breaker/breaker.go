@@ -38,6 +38,9 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/config"
 )
 
 // Status is the health of one entry as users see it.
@@ -118,15 +121,15 @@ func (s Settings) normalized() Settings {
 func (s Settings) DegradedAt() int64 { return int64(max(1, s.ErrorThreshold/2)) }
 
 // Kind says what sort of failure a call had.
-type Kind string
+type Kind = api.Kind
 
 // Failure kinds. Callers may use others.
 const (
-	KindConnect Kind = "connect" // could not reach the backend
-	KindTimeout Kind = "timeout" // no answer in time
-	KindStatus  Kind = "status"  // answered with a failure status (5xx, 429)
-	KindCrash   Kind = "crash"   // the backend process died
-	KindError   Kind = "error"   // any other failure
+	KindConnect = api.KindConnect // could not reach the backend
+	KindTimeout = api.KindTimeout // no answer in time
+	KindStatus  = api.KindStatus  // answered with a failure status (5xx, 429)
+	KindCrash   = api.KindCrash   // the backend process died
+	KindError   = api.KindError   // any other failure
 )
 
 // Failure is a failed call: what the caller's function returns to Call
@@ -586,4 +589,11 @@ func (e *Entry) Fail(f *Failure) {
 		return
 	}
 	_ = e.Call(func() (time.Duration, error) { return f.Latency, f })
+}
+
+// SettingsOf are the settings a health block of the configuration
+// gives (every field normalized by config; Observe is the caller's).
+func SettingsOf(h config.Health) Settings {
+	return Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
+		CooldownMultiplier: h.CooldownMultiplier, MaxCooldown: h.MaxCooldown, StablePeriod: h.StablePeriod}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // The benchmarks compare, over loopback with keep-alive clients, a client
@@ -79,7 +80,7 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		pool httputil.BufferPool
-	}{{"default", nil}, {"pooled", bufferPool}} {
+	}{{"default", nil}, {"pooled", provider.BufferPool}} {
 		b.Run(bc.name, func(b *testing.B) {
 			up := benchUpstream(b)
 			target, _ := url.Parse(up.URL + "/api/v3")
@@ -177,7 +178,7 @@ func BenchmarkTransportSuccessPath(b *testing.B) {
 			pr.SetXForwarded()
 		},
 		Transport:  cannedTransport,
-		BufferPool: bufferPool, // as healproxy's, so buffers are not part of the difference
+		BufferPool: provider.BufferPool, // as healproxy's, so buffers are not part of the difference
 	}
 	s, _ := benchHealproxy(b, target.String(), cannedTransport)
 	for _, bc := range []struct {
@@ -203,41 +204,4 @@ func BenchmarkTransportSuccessPath(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkRequestAccounting is everything healproxy does for a
-// successful request beyond proxying it: the breaker's admission and
-// result (error_count, history, last-hour stats) and the Prometheus
-// counter and latency histogram. It must not allocate, and "parallel"
-// shows it does not serialise concurrent requests on one upstream (the
-// breaker is atomics, the metrics lock-free).
-//
-//	go test -run '^$' -bench RequestAccounting -benchmem -cpu 1,2 ./proxy/
-func BenchmarkRequestAccounting(b *testing.B) {
-	up := benchUpstream(b)
-	s, _ := benchHealproxy(b, up.URL, cannedTransport)
-	u := s.state.Load().providers["p"].Upstreams[0]
-	call := func() {
-		err := u.Health.Call(func() (time.Duration, error) {
-			u.metrics.observeCode(http.StatusOK, 150*time.Microsecond)
-			return 150 * time.Microsecond, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			call()
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				call()
-			}
-		})
-	})
 }

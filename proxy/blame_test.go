@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // A failure counts against an upstream only when the upstream caused it
@@ -62,24 +64,24 @@ func TestClientFaultsNeverCountAgainstUpstream(t *testing.T) {
 	}{
 		{name: "malformed chunked body, POST",
 			raw:      "POST /providers/p/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-			wantCode: 400, cause: causeBodyMalformed},
+			wantCode: 400, cause: provider.CauseBodyMalformed},
 		{name: "malformed chunked body, PUT (buffered for retries)",
 			raw:      "PUT /providers/p/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
-			wantCode: 400, cause: causeBodyMalformed},
+			wantCode: 400, cause: provider.CauseBodyMalformed},
 		// The client that closes its side mid-body has left: 499.
 		{name: "body cut off before its Content-Length",
 			raw:      "POST /providers/p/x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc",
-			wantCode: StatusClientClosedRequest, cause: causeClientGone, halfClose: true},
+			wantCode: api.StatusClientClosedRequest, cause: provider.CauseClientGone, halfClose: true},
 		{name: "chunked body cut off, PUT",
 			raw:      "PUT /providers/p/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc",
-			wantCode: StatusClientClosedRequest, cause: causeClientGone, halfClose: true},
+			wantCode: api.StatusClientClosedRequest, cause: provider.CauseClientGone, halfClose: true},
 		{name: "body slower than the provider timeout",
 			raw:      "POST /providers/p/x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc",
 			timeout:  300 * time.Millisecond,
-			wantCode: 408, cause: causeBodySlow},
+			wantCode: 408, cause: provider.CauseBodySlow},
 		{name: "chunked body over max_request_body",
 			raw:     "POST /providers/p/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" + strings.Repeat("a", 32) + "\r\n0\r\n\r\n",
-			maxBody: 16, wantCode: 413, cause: causeBodyTooLarge},
+			maxBody: 16, wantCode: 413, cause: provider.CauseBodyTooLarge},
 		{name: "TRACE",
 			raw:      "TRACE /providers/p/x HTTP/1.1\r\nHost: h\r\n\r\n",
 			wantCode: 405},
@@ -280,8 +282,8 @@ func TestProxyOutOfFileDescriptors(t *testing.T) {
 	if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
 		t.Errorf("upstream: status %s, error_count %d, failures %v; want no failure counted", u.Status, u.ErrorCount, u.RecentFailures)
 	}
-	if g := metricValue(t, s, notUpstreamMetric, map[string]string{"provider": "p", "cause": causeResources}); g != 2 {
-		t.Errorf("%s{cause=%q} = %v; want 2", notUpstreamMetric, causeResources, g)
+	if g := metricValue(t, s, notUpstreamMetric, map[string]string{"provider": "p", "cause": provider.CauseResources}); g != 2 {
+		t.Errorf("%s{cause=%q} = %v; want 2", notUpstreamMetric, provider.CauseResources, g)
 	}
 	if up.hits.Load() != 0 {
 		t.Errorf("upstream got %d requests; want 0", up.hits.Load())

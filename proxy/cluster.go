@@ -63,7 +63,7 @@ func (s *Server) syncClusterMembers(st *state) {
 		for _, u := range p.Upstreams {
 			r := u.Health.Settings().RecoveryCount
 			ms = append(ms, cluster.Member{Key: upstreamKey(p.ID, u), Upstream: u.Display, Entry: u.Health,
-				TrialTTL: max(3*time.Second, time.Duration(r)*p.timeout+2*time.Second)})
+				TrialTTL: max(3*time.Second, time.Duration(r)*p.Timeout()+2*time.Second)})
 		}
 	}
 	s.cluster.SetMembers(ms)
@@ -91,7 +91,7 @@ func (s *Server) sharedStateDoc() *api.SharedState {
 func viewOf(snap breaker.Snapshot) api.ReplicaEntry {
 	v := api.ReplicaEntry{Status: snap.Status.String(), ErrorCount: snap.ErrorCount, InCooldown: snap.InCooldown, Reason: snap.Reason}
 	if snap.InCooldown {
-		v.CooldownUntil = stamp(snap.CooldownUntil)
+		v.CooldownUntil = api.Stamp(snap.CooldownUntil)
 	}
 	return v
 }
@@ -164,7 +164,7 @@ func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
 	if doc.Models == nil {
 		doc.Models = []api.ClusterModel{}
 	}
-	writeJSON(w, http.StatusOK, doc)
+	api.WriteJSON(w, http.StatusOK, doc)
 }
 
 // validView says whether every status in another replica's view is one

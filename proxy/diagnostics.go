@@ -8,6 +8,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // The health document (docs/behaviour.md, "The health document and
@@ -32,33 +33,18 @@ func addTo(s *api.Summary, st string, inCooldown bool) {
 	}
 }
 
-func stamp(t time.Time) *string {
-	if t.IsZero() {
-		return nil
-	}
-	s := t.UTC().Format(time.RFC3339Nano)
-	return &s
-}
-
-func strOrNil(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
 func entryOf(snap breaker.Snapshot) api.Entry {
 	d := api.Entry{
 		Status:           snap.Status.String(),
 		ErrorCount:       snap.ErrorCount,
 		SuccessCount:     snap.SuccessCount,
-		LastSuccess:      stamp(snap.LastSuccess),
-		LastError:        stamp(snap.LastError),
-		LastErrorMessage: strOrNil(snap.LastErrorMessage),
+		LastSuccess:      api.Stamp(snap.LastSuccess),
+		LastError:        api.Stamp(snap.LastError),
+		LastErrorMessage: api.StrOrNil(snap.LastErrorMessage),
 		InCooldown:       snap.InCooldown,
 	}
 	if snap.InCooldown {
-		d.CooldownUntil = stamp(snap.CooldownUntil)
+		d.CooldownUntil = api.Stamp(snap.CooldownUntil)
 	}
 	return d
 }
@@ -66,8 +52,8 @@ func entryOf(snap breaker.Snapshot) api.Entry {
 func explainOf(snap breaker.Snapshot) api.Explain {
 	d := api.Explain{
 		Reason:         snap.Reason,
-		NextTrialAt:    stamp(snap.NextTrialAt),
-		PausedUntil:    stamp(snap.PausedUntil),
+		NextTrialAt:    api.Stamp(snap.NextTrialAt),
+		PausedUntil:    api.Stamp(snap.PausedUntil),
 		LastProbe:      probeOf(snap.LastProbe),
 		RecentFailures: failuresOf(snap.RecentFailures),
 		Settings: api.Settings{
@@ -113,7 +99,7 @@ func probeOf(p *breaker.Probe) *api.Probe {
 
 // providerEntry aggregates a provider's upstreams as docs/behaviour.md
 // says: upstreams never called are left out unless all are.
-func providerEntry(p *Provider) api.Provider {
+func providerEntry(p *provider.Provider) api.Provider {
 	d := api.Provider{ProviderID: p.ID, Name: p.Name, Upstreams: make([]api.Upstream, 0, len(p.Upstreams))}
 	var called, healthy, unavailable, cooling int
 	worst, worstStatus := -1, breaker.Unknown
@@ -121,7 +107,7 @@ func providerEntry(p *Provider) api.Provider {
 	var lastErrMsg string
 	for i, u := range p.Upstreams {
 		snap := u.Health.Snapshot()
-		d.Upstreams = append(d.Upstreams, api.Upstream{URL: u.Display, Entry: entryOf(snap), Operator: u.operator(), Fault: u.faultDocument(), Explain: explainOf(snap)})
+		d.Upstreams = append(d.Upstreams, api.Upstream{URL: u.Display, Entry: entryOf(snap), Operator: u.Operator(), Fault: u.FaultDocument(), Explain: explainOf(snap)})
 		if snap.Status > breaker.Healthy && (worst < 0 || snap.Status > worstStatus) {
 			worst, worstStatus = i, snap.Status
 		}
@@ -164,17 +150,17 @@ func providerEntry(p *Provider) api.Provider {
 		status = breaker.Degraded
 	}
 	d.Status = status.String()
-	d.LastSuccess, d.LastError, d.LastErrorMessage = stamp(lastSuccess), stamp(lastError), strOrNil(lastErrMsg)
+	d.LastSuccess, d.LastError, d.LastErrorMessage = api.Stamp(lastSuccess), api.Stamp(lastError), api.StrOrNil(lastErrMsg)
 	d.Reason = fmt.Sprintf("%d of %d upstreams healthy", healthy, len(p.Upstreams))
 	if worst >= 0 {
 		d.Reason += "; " + d.Upstreams[worst].URL + " is " + worstStatus.String() + ": " + d.Upstreams[worst].Reason
 	}
 	if status == breaker.Unavailable {
-		d.NextTrialAt = stamp(nextTrial)
+		d.NextTrialAt = api.Stamp(nextTrial)
 	}
 	if cooling == len(p.Upstreams) {
 		d.InCooldown = true
-		d.CooldownUntil = stamp(cooldownUntil)
+		d.CooldownUntil = api.Stamp(cooldownUntil)
 	}
 	return d
 }
@@ -211,7 +197,7 @@ func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) {
 		docs = append(docs, api.Alert{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
 			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": docs})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": docs})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -219,7 +205,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		s.serveClusterHealth(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.healthDocument())
+	api.WriteJSON(w, http.StatusOK, s.healthDocument())
 }
 
 func newHealDoc(results []api.HealResult) api.Heal {
@@ -250,24 +236,24 @@ func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) {
 		id := q.Get("provider_id")
 		p := st.providers[id]
 		if p == nil {
-			writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
+			api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
 			return
 		}
 		for _, u := range p.Upstreams {
 			u.Health.Reset()
 		}
 		s.log.Info("self-heal: provider reset", "provider", id, "remote", r.RemoteAddr)
-		writeJSON(w, http.StatusOK, newHealDoc([]api.HealResult{{ProviderID: id, Status: "success",
+		api.WriteJSON(w, http.StatusOK, newHealDoc([]api.HealResult{{ProviderID: id, Status: "success",
 			Message: "cooldowns and counters of " + strconv.Itoa(len(p.Upstreams)) + " upstream(s) cleared"}}))
 	case q.Has("model_key"):
 		key := q.Get("model_key")
 		m := st.models[key]
 		if m == nil {
-			writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
+			api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
 			return
 		}
-		writeJSON(w, http.StatusOK, newHealDoc([]api.HealResult{s.reinit(r.Context(), m, "self-heal")}))
+		api.WriteJSON(w, http.StatusOK, newHealDoc([]api.HealResult{s.reinit(r.Context(), m, "self-heal")}))
 	default:
-		writeJSON(w, http.StatusOK, newHealDoc(s.healAll(r.Context(), st)))
+		api.WriteJSON(w, http.StatusOK, newHealDoc(s.healAll(r.Context(), st)))
 	}
 }

@@ -108,12 +108,12 @@ const sseHeartbeat = 15 * time.Second
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		api.WriteError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
 	ch, ok := s.events.subscribe()
 	if !ok {
-		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		api.WriteError(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
 	defer s.events.unsubscribe(ch)
@@ -167,7 +167,7 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 	for _, m := range st.modelList {
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
 	}
-	writeJSON(w, http.StatusOK, doc)
+	api.WriteJSON(w, http.StatusOK, doc)
 }
 
 // addPoints sums b into a, interval by interval (latency weighted by calls).

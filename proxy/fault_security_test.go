@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 )
 
@@ -42,7 +44,7 @@ func TestFaultUnknownUpstreamRedacted(t *testing.T) {
 	}
 	// What is kept still says which upstream was meant.
 	_, body := faultCall(t, ts, "POST", "?provider=p&upstream="+url.QueryEscape(configured), `{"kind": "abort"}`)
-	var doc errorBody
+	var doc api.ErrorBody
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatalf("%v: %s", err, body)
 	}
@@ -82,14 +84,14 @@ func TestFaultNumbersInRange(t *testing.T) {
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			code, body := faultCall(t, ts, "POST", "?provider=p", tt.body)
-			var doc errorBody
+			var doc api.ErrorBody
 			if err := json.Unmarshal([]byte(body), &doc); err != nil {
 				t.Fatalf("%v: %s", err, body)
 			}
 			if code != 400 || !strings.Contains(doc.Error, tt.wantErr) {
 				t.Errorf("got %d %q; want 400 with %q", code, doc.Error, tt.wantErr)
 			}
-			if f := s.state.Load().providers["p"].Upstreams[0].fault.Swap(nil); f != nil { // cleared: each case on its own
+			if f := s.state.Load().providers["p"].Upstreams[0].ClearFault(time.Now()); f != nil { // cleared: each case on its own
 				t.Errorf("a refused request set a fault: %+v", *f)
 			}
 		})

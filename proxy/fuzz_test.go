@@ -26,6 +26,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // pathUpstream records what one upstream receives.
@@ -320,7 +321,7 @@ func FuzzRestoreEntry(f *testing.F) {
 			RecentFailures: []breaker.Failure{{Kind: breaker.KindStatus, StatusCode: 502, Message: "upstream answered 502"}}}},
 		{Health: breaker.State{Open: true, Indefinite: true, ForceReason: "operator"}},
 		{Health: breaker.State{PausedUntil: now.Add(time.Hour), PauseReason: "429 with Retry-After: 3600"}},
-		{Drain: &drain{}},
+		{Drain: &provider.DrainInfo{}},
 	}
 	for _, sd := range seeds {
 		b, _ := json.Marshal(sd)
@@ -342,17 +343,15 @@ func FuzzRestoreEntry(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		u := p.Upstreams[0]
-		u.Health = breaker.New("provider/p/fuzz", providerSettings(pc), breaker.Options{})
-		u.drain.Store(nil)
+		u.Health = breaker.New("provider/p/fuzz", breaker.SettingsOf(pc.Health), breaker.Options{})
+		u.Resume() // no drain
 		// as Server.restore does with one stored value
 		var ps persisted
 		if json.Unmarshal(b, &ps) != nil {
 			return
 		}
 		u.Health.Restore(ps.Health)
-		if d := ps.Drain; d != nil && (d.Until.IsZero() || time.Now().Before(d.Until)) {
-			u.drain.Store(d)
-		}
+		u.RestoreDrain(ps.Drain, time.Now())
 
 		if _, err := json.Marshal(s.healthDocument()); err != nil {
 			t.Fatalf("entry %q: the health document does not encode: %v", b, err)
@@ -360,7 +359,7 @@ func FuzzRestoreEntry(f *testing.F) {
 		if _, err := s.metrics.reg.Gather(); err != nil {
 			t.Fatalf("entry %q: metrics: %v", b, err)
 		}
-		_ = p.cooldownRemaining()
+		_ = p.CooldownRemaining()
 		w := httptest.NewRecorder()
 		req := httptest.NewRequest("GET", "/providers/p/x", nil)
 		s.ServeHTTP(w, req)

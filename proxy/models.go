@@ -33,7 +33,7 @@ type Model struct {
 }
 
 func newModel(mc config.Model, s *Server) *Model {
-	return &Model{supervisor.New(mc, settingsOf(mc.Health), s.supervisorOptions())}
+	return &Model{supervisor.New(mc, breaker.SettingsOf(mc.Health), s.supervisorOptions())}
 }
 
 // supervisorOptions are the Options of every model of s: its logger, the
@@ -78,7 +78,7 @@ func healResultOf(r supervisor.Result) api.HealResult {
 		pid := r.Pid
 		h.Pid = &pid
 	case supervisor.StatusCooldown:
-		rem := seconds(r.CooldownRemaining)
+		rem := api.Seconds(r.CooldownRemaining)
 		h.CooldownRemaining = &rem
 	}
 	return h
@@ -88,16 +88,16 @@ func (m *Model) document() api.Model {
 	snap := m.Health.Snapshot()
 	mc := m.Config()
 	d := api.Model{ModelKey: m.Key, Name: mc.Name, Entry: entryOf(snap), Explain: explainOf(snap),
-		Fallback: strOrNil(mc.Fallback)}
+		Fallback: api.StrOrNil(mc.Fallback)}
 	sup := m.State()
 	if sup.Loaded {
 		pid := sup.Pid
 		d.Loaded, d.Pid = true, &pid
 	}
 	d.Restarts = sup.Restarts
-	d.LastReinit = stamp(sup.LastReinit)
+	d.LastReinit = api.Stamp(sup.LastReinit)
 	if !sup.NextReinit.IsZero() {
-		d.NextTrialAt = stamp(sup.NextReinit)
+		d.NextTrialAt = api.Stamp(sup.NextReinit)
 	}
 	return d
 }
@@ -147,22 +147,22 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
 	st, m := s.acquireModel(key)
 	if m == nil {
-		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
+		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
 		return
 	}
 	defer m.Release()
 	inputs, code, msg := decodeInputs(w, r)
 	if code != 0 {
-		writeJSON(w, code, errorBody{Status: "error", ModelKey: key, Error: msg})
+		api.WriteJSON(w, code, api.ErrorBody{Status: "error", ModelKey: key, Error: msg})
 		return
 	}
 	data, err := m.predict(r.Context(), inputs)
 	if err == nil {
-		writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: key, Data: data})
+		api.WriteJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: key, Data: data})
 		return
 	}
 	if r.Context().Err() != nil {
-		w.WriteHeader(StatusClientClosedRequest)
+		w.WriteHeader(api.StatusClientClosedRequest)
 		return
 	}
 	// The model failed or refused: its fallback answers when it can.
@@ -171,18 +171,18 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 		data, fbErr := fb.predict(r.Context(), inputs)
 		fb.Release()
 		if fbErr == nil {
-			writeJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
+			api.WriteJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
 			return
 		}
 	}
 	var f *breaker.Failure
 	switch {
-	case errors.As(err, &f) && failureAnswer(f.Kind) != http.StatusServiceUnavailable:
-		writeJSON(w, failureAnswer(f.Kind), errorBody{Status: "error", ModelKey: key, Error: f.Message})
+	case errors.As(err, &f) && api.FailureStatus(f.Kind) != http.StatusServiceUnavailable:
+		api.WriteJSON(w, api.FailureStatus(f.Kind), api.ErrorBody{Status: "error", ModelKey: key, Error: f.Message})
 	default: // refused, or the process is gone: unavailable until a reinit
-		setRetryAfter(w, m.RetryAfter())
+		api.SetRetryAfter(w, m.RetryAfter())
 		msg := "model " + strconv.Quote(key) + " is unavailable: " + m.Health.Snapshot().Reason
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Status: "unavailable", ModelKey: key, Error: msg})
+		api.WriteJSON(w, http.StatusServiceUnavailable, api.ErrorBody{Status: "unavailable", ModelKey: key, Error: msg})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/redact"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // Operator controls (admin): drain an upstream (no new requests; those in
@@ -22,39 +23,6 @@ import (
 // resume it (end a drain, a forced or an ordinary cooldown: recovery trials
 // then decide). Each takes a reason and an optional TTL, is logged and is
 // kept in the audit log.
-
-// drain is an operator's drain of one upstream.
-type drain struct {
-	Reason string    `json:"reason"`
-	By     string    `json:"by"`
-	At     time.Time `json:"at"`
-	Until  time.Time `json:"until,omitzero"` // zero: until resumed
-}
-
-// drained is the upstream's drain, if one is in force now.
-func (u *Upstream) drained(now time.Time) *drain {
-	d := u.drain.Load()
-	if d == nil || (!d.Until.IsZero() && now.After(d.Until)) {
-		return nil
-	}
-	return d
-}
-
-// operator shows an operator's action in force on u, or nil.
-func (u *Upstream) operator() *api.Operator {
-	if d := u.drained(time.Now()); d != nil {
-		return &api.Operator{Action: "drain", Reason: d.Reason, By: d.By, At: stamp(d.At), Until: stamp(d.Until)}
-	}
-	until, cooling := u.Health.CooldownUntil() // a forced cooldown whose TTL ended is over
-	if reason, ok := u.Health.Forced(); ok && cooling {
-		doc := &api.Operator{Action: "force_open", Reason: reason}
-		if until.Year() < 2200 {
-			doc.Until = stamp(until)
-		}
-		return doc
-	}
-	return nil
-}
 
 // controlRequest is the body of POST /api/admin/providers/{id}/{action}.
 type controlRequest struct {
@@ -104,19 +72,6 @@ func (s *Server) who(r *http.Request) string {
 	return "loopback " + r.RemoteAddr
 }
 
-// redactInput is a URL given by a client without its user info and query
-// string, which may hold secrets; a value that does not parse is cut.
-func redactInput(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return redactURL(u)
-	}
-	s, _, _ = strings.Cut(s, "?")
-	if _, after, ok := strings.Cut(s, "@"); ok {
-		return after
-	}
-	return s
-}
-
 var errBadControl = errors.New("bad control request")
 
 func decodeControl(r *http.Request) (controlRequest, time.Duration, error) {
@@ -158,23 +113,23 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	id, action := chi.URLParam(r, "id"), chi.URLParam(r, "action")
 	p := s.state.Load().providers[id]
 	if p == nil {
-		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
+		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
 		return
 	}
 	if action != "drain" && action != "force-open" && action != "resume" { // before the body's checks
-		writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
+		api.WriteError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
 		return
 	}
 	req, ttl, err := decodeControl(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Status: "error", ProviderID: id, Error: err.Error()})
+		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id, Error: err.Error()})
 		return
 	}
 	if action != "resume" && strings.TrimSpace(req.Reason) == "" {
-		writeJSON(w, http.StatusBadRequest, errorBody{Status: "error", ProviderID: id, Error: "a reason is required"})
+		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id, Error: "a reason is required"})
 		return
 	}
-	var targets []*Upstream
+	var targets []*provider.Upstream
 	for _, u := range p.Upstreams {
 		if req.Upstream == "" || strings.TrimRight(req.Upstream, "/") == strings.TrimRight(u.Display, "/") {
 			targets = append(targets, u)
@@ -183,8 +138,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	if len(targets) == 0 {
 		// Not echoed as sent: a caller naming the upstream by its full URL
 		// would get its API key back in the answer (and in any log of it).
-		writeJSON(w, http.StatusNotFound, errorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) +
-			" has no upstream " + strconv.Quote(redactInput(req.Upstream)) + "; name it as diagnostics show it, without query string"})
+		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) +
+			" has no upstream " + strconv.Quote(redact.Input(req.Upstream)) + "; name it as diagnostics show it, without query string"})
 		return
 	}
 	now := time.Now()
@@ -196,14 +151,13 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	for _, u := range targets {
 		switch action {
 		case "drain":
-			u.drain.Store(&drain{Reason: req.Reason, By: who, At: now, Until: until})
+			u.Drain(req.Reason, who, now, until)
 		case "force-open":
 			u.Health.ForceOpen(until, req.Reason)
 		case "resume":
-			u.drain.Store(nil)
-			u.Health.Resume()
+			u.Resume()
 		default:
-			writeError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
+			api.WriteError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
 			return
 		}
 		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
@@ -211,7 +165,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("operator control", "action", action, "provider", id, "upstream", u.Display,
 			"reason", req.Reason, "ttl", req.TTL, "by", who)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "action": action,
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "action": action,
 		"upstreams": len(targets), "entry": providerEntry(p)})
 }
 
@@ -222,10 +176,10 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit must be a positive whole number")
+			api.WriteError(w, http.StatusBadRequest, "limit must be a positive whole number")
 			return
 		}
 		limit = min(n, maxAudit)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.last(limit)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.last(limit)})
 }

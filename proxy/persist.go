@@ -8,6 +8,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
 )
 
@@ -21,17 +22,17 @@ import (
 
 // persisted is one stored entry.
 type persisted struct {
-	Health     breaker.State `json:"health"`
-	Drain      *drain        `json:"drain,omitempty"` // an operator's drain in force
-	Restarts   int           `json:"restarts,omitempty"`
-	LastReinit time.Time     `json:"last_reinit,omitzero"`
+	Health     breaker.State       `json:"health"`
+	Drain      *provider.DrainInfo `json:"drain,omitempty"` // an operator's drain in force
+	Restarts   int                 `json:"restarts,omitempty"`
+	LastReinit time.Time           `json:"last_reinit,omitzero"`
 }
 
 // upstreamKey names an upstream in the store without its URL, whose query
 // string may hold a secret: a hash of the whole URL keeps upstreams that
 // differ only in their query apart.
-func upstreamKey(providerID string, u *Upstream) string {
-	sum := sha256.Sum256([]byte(u.target.String()))
+func upstreamKey(providerID string, u *provider.Upstream) string {
+	sum := sha256.Sum256([]byte(u.Target()))
 	return "provider/" + providerID + "/" + hex.EncodeToString(sum[:12])
 }
 
@@ -94,9 +95,7 @@ func (s *Server) restore(st *state) {
 		for _, u := range p.Upstreams {
 			if ps, ok := load(upstreamKey(p.ID, u)); ok {
 				u.Health.Restore(ps.Health)
-				if d := ps.Drain; d != nil && (d.Until.IsZero() || time.Now().Before(d.Until)) {
-					u.drain.Store(d)
-				}
+				u.RestoreDrain(ps.Drain, time.Now())
 			}
 		}
 	}
@@ -121,7 +120,7 @@ func (s *Server) snapshotState() map[string][]byte {
 	now := time.Now()
 	for _, p := range st.providerList {
 		for _, u := range p.Upstreams {
-			put(upstreamKey(p.ID, u), persisted{Health: u.Health.Export(), Drain: u.drained(now)})
+			put(upstreamKey(p.ID, u), persisted{Health: u.Health.Export(), Drain: u.Drained(now)})
 		}
 	}
 	for _, m := range st.modelList {

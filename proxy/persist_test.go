@@ -332,7 +332,7 @@ func TestPersistBackgroundSave(t *testing.T) {
 		if json.Unmarshal(entries[key], &p) != nil || !p.Health.Open {
 			return false
 		}
-		return stampOrNil(stamp(p.Health.CooldownUntil)) == stampOrNil(before.CooldownUntil)
+		return stampOrNil(api.Stamp(p.Health.CooldownUntil)) == stampOrNil(before.CooldownUntil)
 	})
 	if g := one.upstream("p", 0); g.Status != "unavailable" {
 		t.Fatalf("p while copying: %s; the original server must still be running", durable(g))

@@ -13,7 +13,9 @@ import (
 
 	"github.com/healproxy/healproxy/alert"
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/provider"
 )
 
 // ConfigSource re-reads the configuration for a reload (SIGHUP, POST
@@ -41,37 +43,34 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 	if sharedSetting(cfg) != sharedSetting(old.cfg) {
 		res.Warnings = append(res.Warnings, "state.redis, key_prefix or replica changed: it takes effect at the next restart")
 	}
-	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
+	st := &state{cfg: cfg, providers: map[string]*provider.Provider{}, models: map[string]*Model{}}
 
 	for _, pc := range cfg.Providers {
 		op := old.providers[pc.ID]
-		var p *Provider
+		var p *provider.Provider
 		switch {
 		case op == nil:
-			p = newProvider(pc, s.transport, s, s.metrics, s.log, nil)
+			p = provider.New(pc, s.transport, s.providerHooks(), s.metrics.providers, s.log, nil)
 			s.attachLean(p)
 			res.Added = append(res.Added, "provider "+pc.ID)
-		case sameProvider(op.cfg, pc):
+		case sameProvider(op.Config(), pc):
 			p = op
-			if op.cfg.Health != pc.Health {
-				for _, u := range op.Upstreams {
-					u.Health.SetSettings(providerSettings(pc))
-				}
-				op.cfg.Health = pc.Health // only reload writes it, under reloadMu
+			if op.Config().Health != pc.Health {
+				op.UpdateHealth(pc) // under reloadMu
 				res.Updated = append(res.Updated, "provider "+pc.ID)
 			} else {
 				res.Unchanged++
 			}
 		default:
-			keep := map[string]*Upstream{}
+			keep := map[string]*provider.Upstream{}
 			for _, u := range op.Upstreams {
-				keep[u.target.String()] = u
+				keep[u.Target()] = u
 			}
-			p = newProvider(pc, s.transport, s, s.metrics, s.log, keep)
+			p = provider.New(pc, s.transport, s.providerHooks(), s.metrics.providers, s.log, keep)
 			s.attachLean(p)
 			res.Changed = append(res.Changed, "provider "+pc.ID)
 			for _, u := range op.Upstreams {
-				if !slices.ContainsFunc(p.Upstreams, func(n *Upstream) bool { return n.Health == u.Health }) {
+				if !slices.ContainsFunc(p.Upstreams, func(n *provider.Upstream) bool { return n.Health == u.Health }) {
 					s.metrics.forget(op.ID, u.Display)
 				}
 			}
@@ -99,7 +98,7 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 			m = om
 			if oc := *om.Config(); !sameModel(oc, mc) {
 				om.SetConfig(mc)
-				om.Health.SetSettings(settingsOf(mc.Health))
+				om.Health.SetSettings(breaker.SettingsOf(mc.Health))
 				res.Updated = append(res.Updated, "model "+mc.Key)
 			} else {
 				res.Unchanged++
@@ -135,12 +134,12 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 	s.state.Store(st)
 	for _, op := range old.providerList {
 		if st.providers[op.ID] != op {
-			op.stopChecks() // replaced or removed
+			op.StopChecks() // replaced or removed
 		}
 	}
 	for _, p := range st.providerList {
 		if old.providers[p.ID] != p {
-			p.startChecks()
+			p.StartChecks()
 		}
 	}
 	for _, m := range start {
@@ -217,11 +216,11 @@ func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
 	res, diags := s.ReloadConfig(s.who(r))
 	if diags.HasErrors() {
 		lines := strings.FieldsFunc(config.FormatDiagnostics(diags), func(r rune) bool { return r == '\n' })
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "error",
+		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "error",
 			"error": "invalid config; the running config stays", "diagnostics": lines})
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
+	api.WriteJSON(w, http.StatusOK, struct {
 		Status string `json:"status"`
 		api.ReloadResult
 	}{"success", res})
@@ -233,8 +232,7 @@ func (m *metrics) forget(provider, upstream string) {
 	if upstream != "" {
 		l["upstream"] = upstream
 	}
-	m.requests.DeletePartialMatch(l)
-	m.latency.DeletePartialMatch(l)
+	m.providers.Forget(provider, upstream)
 	delete(l, "provider") // the status-change counter labels it kind/key/upstream
 	l["kind"], l["key"] = KindProvider, provider
 	m.transitions.DeletePartialMatch(l)

@@ -16,10 +16,10 @@ func reportOf(kind, key, upstream string, e *breaker.Entry) api.ReportRow {
 	snap := e.Snapshot()
 	r := api.ReportRow{Kind: kind, Key: key, Upstream: upstream, Status: snap.Status.String(), Reason: snap.Reason,
 		ErrorCount: snap.ErrorCount, SuccessCount: snap.SuccessCount,
-		LastSuccess: stamp(snap.LastSuccess), LastError: stamp(snap.LastError),
-		LastErrorMsg: strOrNil(snap.LastErrorMessage), LastHour: e.LastHour()}
+		LastSuccess: api.Stamp(snap.LastSuccess), LastError: api.Stamp(snap.LastError),
+		LastErrorMsg: api.StrOrNil(snap.LastErrorMessage), LastHour: e.LastHour()}
 	if snap.InCooldown {
-		r.CooldownUntil = stamp(snap.CooldownUntil)
+		r.CooldownUntil = api.Stamp(snap.CooldownUntil)
 	}
 	return r
 }
@@ -46,7 +46,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 			rows = []api.ReportRow{}
 		}
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.json"`)
-		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "timestamp": now.Format(time.RFC3339),
+		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "timestamp": now.Format(time.RFC3339),
 			"window_seconds": 3600, "entries": rows})
 	case "csv":
 		h := w.Header()
@@ -67,7 +67,7 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 		}
 		cw.Flush()
 	default:
-		writeError(w, http.StatusBadRequest, "format must be json or csv")
+		api.WriteError(w, http.StatusBadRequest, "format must be json or csv")
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
 )
 
@@ -87,8 +88,8 @@ type Server struct {
 // state is what a config produces; a reload swaps it whole.
 type state struct {
 	cfg          *config.Config
-	providers    map[string]*Provider
-	providerList []*Provider
+	providers    map[string]*provider.Provider
+	providerList []*provider.Provider
 	models       map[string]*Model
 	modelList    []*Model
 }
@@ -122,9 +123,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
 	s.openStore(cfg.StatePath)
-	st := &state{cfg: cfg, providers: map[string]*Provider{}, models: map[string]*Model{}}
+	st := &state{cfg: cfg, providers: map[string]*provider.Provider{}, models: map[string]*Model{}}
 	for _, pc := range cfg.Providers {
-		p := newProvider(pc, s.transport, s, s.metrics, s.log, nil)
+		p := provider.New(pc, s.transport, s.providerHooks(), s.metrics.providers, s.log, nil)
 		s.attachLean(p)
 		st.providers[p.ID] = p
 		st.providerList = append(st.providerList, p)
@@ -142,7 +143,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		m.Start()
 	}
 	for _, p := range st.providerList {
-		p.startChecks()
+		p.StartChecks()
 	}
 	go s.pollLoop()
 	return s, nil
@@ -169,15 +170,17 @@ func newTransport() *http.Transport {
 
 // attachLean gives p's plain-HTTP upstreams the lean client's pool for
 // their host (see internal/h1).
-func (s *Server) attachLean(p *Provider) {
-	if s.h1 == nil {
-		return
+func (s *Server) attachLean(p *provider.Provider) {
+	if s.h1 != nil {
+		p.UseLean(s.h1)
 	}
-	for _, u := range append(p.Upstreams, p.lastResort) {
-		if u != nil {
-			u.fast = s.h1.Pool(u.target.Scheme, u.target.Host)
-		}
-	}
+}
+
+// providerHooks forward the providers' status changes to s.
+func (s *Server) providerHooks() provider.Hooks {
+	return provider.Hooks{Changed: func(id, upstream string, e *breaker.Entry, from, to breaker.Status) {
+		s.changed(Change{Kind: KindProvider, Key: id, Upstream: upstream, From: from, To: to, entry: e})
+	}}
 }
 
 // ServeHTTP serves every endpoint of healproxy.
@@ -198,7 +201,7 @@ func (s *Server) Close(ctx context.Context) error {
 	s.events.close()
 	st := s.state.Load()
 	for _, p := range st.providerList {
-		p.stopChecks()
+		p.StopChecks()
 	}
 	defer s.h1.Close()
 	var wg sync.WaitGroup

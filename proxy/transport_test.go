@@ -233,8 +233,8 @@ func TestRetryAfterSeconds(t *testing.T) {
 		{-time.Second, 1},
 	}
 	for _, tt := range tests {
-		if got := retryAfterSeconds(tt.d); got != tt.want {
-			t.Errorf("retryAfterSeconds(%v) = %d; want %d", tt.d, got, tt.want)
+		if got := api.RetryAfterSeconds(tt.d); got != tt.want {
+			t.Errorf("api.RetryAfterSeconds(%v) = %d; want %d", tt.d, got, tt.want)
 		}
 	}
 }

@@ -104,3 +104,27 @@ func (s *Scrubber) Scrub(msg string) string {
 
 // Empty says whether s scrubs nothing.
 func (s *Scrubber) Empty() bool { return s == nil || len(s.secrets) == 0 }
+
+// URL is u as it may be shown: without query string, user info and
+// fragment, which may hold secrets.
+func URL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.ForceQuery = false
+	c.Fragment = ""
+	return c.String()
+}
+
+// Input is a URL given by a client, as it may be shown: without its user
+// info and query string; a value that does not parse is cut.
+func Input(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return URL(u)
+	}
+	s, _, _ = strings.Cut(s, "?")
+	if _, after, ok := strings.Cut(s, "@"); ok {
+		return after
+	}
+	return s
+}

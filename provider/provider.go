@@ -1,16 +1,18 @@
-package proxy
+package provider
 
 import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/h1"
@@ -20,7 +22,7 @@ import (
 )
 
 // Provider is one configured upstream API and its pool of equivalent
-// upstreams. It is immutable after newProvider except for health, which
+// upstreams. It is immutable after New except for health, which
 // lives in each Upstream's breaker entry.
 type Provider struct {
 	ID, Name  string
@@ -30,7 +32,7 @@ type Provider struct {
 	headers   http.Header // injected; values are secrets
 	rp        *httputil.ReverseProxy
 	rr        atomic.Uint32 // round-robin cursor
-	m         *metrics
+	m         *Metrics
 
 	// resilience settings (README, "Resilience settings (per provider)")
 	retry        *retry.Policy
@@ -49,6 +51,13 @@ type Provider struct {
 	secrets *redact.Scrubber
 }
 
+// Hooks tell the server what happens to a provider's upstreams.
+type Hooks struct {
+	// Changed is called on every status change of the health entry e of
+	// provider id's upstream shown as upstream.
+	Changed func(id, upstream string, e *breaker.Entry, from, to breaker.Status)
+}
+
 // Upstream is one endpoint of a provider with its own health.
 type Upstream struct {
 	provider *Provider
@@ -59,15 +68,15 @@ type Upstream struct {
 	Display string
 	Health  *breaker.Entry
 	metrics *upstreamMetrics
-	drain   atomic.Pointer[drain] // an operator's drain, see operator.go
-	fault   atomic.Pointer[fault] // an injected fault, see fault.go
-	fast    *h1.Pool              // the lean client's pool for its host; nil: http.Transport only
+	drain   atomic.Pointer[DrainInfo] // an operator's drain, see operator.go
+	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
+	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
 }
 
-// newProvider builds a provider. An upstream found in keep (by its full
+// New builds a provider. An upstream found in keep (by its full
 // URL) keeps its health entry, metrics and drain: a reload that changes a
 // provider's other upstreams or settings does not reset it.
-func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m *metrics, errLog *slog.Logger, keep map[string]*Upstream) *Provider {
+func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, errLog *slog.Logger, keep map[string]*Upstream) *Provider {
 	p := &Provider{
 		cfg:          pc,
 		ID:           pc.ID,
@@ -102,7 +111,9 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 		}
 		up.Health = breaker.New("provider/"+pc.ID+"/"+up.Display, providerSettings(pc), breaker.Options{
 			OnChange: func(_ *breaker.Entry, from, to breaker.Status) {
-				hooks.changed(Change{Kind: KindProvider, Key: p.ID, Upstream: up.Display, From: from, To: to, entry: up.Health})
+				if hooks.Changed != nil {
+					hooks.Changed(p.ID, up.Display, up.Health, from, to)
+				}
 			},
 		})
 		up.metrics = m.forUpstream(p.ID, up.Display)
@@ -110,7 +121,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 	}
 	if lr := pc.AllDown.LastResort; lr != nil {
 		up := newUpstream(p, lr)
-		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", settingsOf(pc.Health), breaker.Options{})
+		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", breaker.SettingsOf(pc.Health), breaker.Options{})
 		up.metrics = m.forUpstream(p.ID, "last_resort "+up.Display)
 		p.lastResort = up
 	}
@@ -130,7 +141,7 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &providerTransport{p: p, base: base},
-		BufferPool:     bufferPool,
+		BufferPool:     BufferPool,
 		ErrorHandler:   p.proxyError,
 		ModifyResponse: p.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(errLog.Handler(), slog.LevelWarn),
@@ -140,30 +151,15 @@ func newProvider(pc config.Provider, base http.RoundTripper, hooks entryHooks, m
 
 // newUpstream is the endpoint u of p, before its health and metrics.
 func newUpstream(p *Provider, u *url.URL) *Upstream {
-	return &Upstream{provider: p, target: u, Display: redactURL(u), basePath: strings.TrimSuffix(u.EscapedPath(), "/")}
-}
-
-func settingsOf(h config.Health) breaker.Settings {
-	return breaker.Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
-		CooldownMultiplier: h.CooldownMultiplier, MaxCooldown: h.MaxCooldown, StablePeriod: h.StablePeriod}
+	return &Upstream{provider: p, target: u, Display: redact.URL(u), basePath: strings.TrimSuffix(u.EscapedPath(), "/")}
 }
 
 // providerSettings are a provider's breaker settings: its health block,
 // and observe mode.
 func providerSettings(pc config.Provider) breaker.Settings {
-	s := settingsOf(pc.Health)
+	s := breaker.SettingsOf(pc.Health)
 	s.Observe = pc.Mode == config.ModeObserve
 	return s
-}
-
-// redactURL drops the query string and user info, which may hold secrets.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery = ""
-	c.ForceQuery = false
-	c.Fragment = ""
-	return c.String()
 }
 
 // rewrite prepares the outgoing request. The upstream itself (scheme, host,
@@ -400,13 +396,13 @@ func (u *Upstream) h1Target(in *url.URL) h1.Target {
 
 // Available is what selection asks: may this upstream be sent a request?
 func (u *Upstream) Available() bool {
-	return u.Health.Status() != breaker.Unavailable && (u.drain.Load() == nil || u.drained(time.Now()) == nil)
+	return u.Health.Status() != breaker.Unavailable && (u.drain.Load() == nil || u.Drained(time.Now()) == nil)
 }
 
-// bufferPool lends ReverseProxy its copy buffers instead of a new 32 KiB
+// BufferPool lends ReverseProxy its copy buffers instead of a new 32 KiB
 // one per request.
 // Buffers are pooled as array pointers so that Put does not allocate.
-var bufferPool = &syncBufferPool{pool: sync.Pool{New: func() any { return new([bufSize]byte) }}}
+var BufferPool = &syncBufferPool{pool: sync.Pool{New: func() any { return new([bufSize]byte) }}}
 
 const bufSize = 32 * 1024
 
@@ -422,3 +418,79 @@ func (b *syncBufferPool) Put(p []byte) {
 
 // Interface guards
 var _ httputil.BufferPool = (*syncBufferPool)(nil)
+
+// ServeHTTP proxies a request for /providers/{id}/{rest} to an upstream
+// of p (the router has found p by its id).
+func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := p.ID
+	if _, ok := restPath(r, id); !ok {
+		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id,
+			Error: "path must not hold dot segments, encoded slashes or backslashes"})
+		return
+	}
+	switch r.Method {
+	case http.MethodConnect: // a tunnel through the proxy to the upstream's host: never
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		api.WriteJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Status: "error", ProviderID: id,
+			Error: "method CONNECT is not forwarded to providers"})
+		return
+	case http.MethodTrace:
+		// An upstream that echoes TRACE would show the client the headers
+		// the proxy injects (its API keys).
+		if !p.cfg.AllowTrace {
+			api.WriteJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Status: "error", ProviderID: id,
+				Error: "method TRACE is not forwarded to provider " + strconv.Quote(id) + " (allow_trace is off)"})
+			return
+		}
+	}
+	if !p.available() && !p.hasAllDownFallback() {
+		writeCooldown(w, p, p.CooldownRemaining())
+		return
+	}
+	if limit := p.cfg.MaxRequestBody; limit > 0 {
+		if r.ContentLength > limit {
+			p.m.notUpstream.WithLabelValues(p.ID, CauseBodyTooLarge).Inc()
+			writeBodyTooLarge(w, p)
+			return
+		}
+		if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, limit) // chunked: counted as it streams
+		}
+	}
+	r = withClientBody(w, r) // tells the client's faults from the upstream's (clienterrors.go)
+	// A client that stops reading must not hold this goroutine (and the
+	// upstream connection) forever: the answer has as long as every
+	// attempt may take, plus a margin for a slow link.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(p.writeBudget()))
+	p.rp.ServeHTTP(w, r)
+}
+
+// Config is the configuration p was built from.
+func (p *Provider) Config() config.Provider { return p.cfg }
+
+// Timeout bounds one attempt (the provider's timeout setting).
+func (p *Provider) Timeout() time.Duration { return p.timeout }
+
+// UpdateHealth applies the health block of pc, a configuration that
+// differs from p's only there, to p's upstreams in place: their state is
+// kept. Only a reload calls it, one at a time.
+func (p *Provider) UpdateHealth(pc config.Provider) {
+	for _, u := range p.Upstreams {
+		u.Health.SetSettings(providerSettings(pc))
+	}
+	p.cfg.Health = pc.Health
+}
+
+// Target is u's full URL, which may hold a secret in its query string:
+// to tell upstreams apart, never to show.
+func (u *Upstream) Target() string { return u.target.String() }
+
+// UseLean gives p's plain-HTTP upstreams the lean client's pool for
+// their host (see internal/h1): their GET and HEAD requests go through it.
+func (p *Provider) UseLean(pools *h1.Pools) {
+	for _, u := range append(p.Upstreams, p.lastResort) {
+		if u != nil {
+			u.fast = pools.Pool(u.target.Scheme, u.target.Host)
+		}
+	}
+}

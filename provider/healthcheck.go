@@ -1,4 +1,4 @@
-package proxy
+package provider
 
 import (
 	"context"
@@ -65,7 +65,7 @@ type checkedUpstream struct {
 // newChecker probes every upstream of p with cfg through rt (the provider
 // transport's base), sending p's configured headers, which are secrets and
 // never logged. cfg is normalized (config.Normalize).
-func newChecker(p *Provider, cfg config.HealthCheck, rt http.RoundTripper, m *metrics, logger *slog.Logger) *checker {
+func newChecker(p *Provider, cfg config.HealthCheck, rt http.RoundTripper, m *Metrics, logger *slog.Logger) *checker {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

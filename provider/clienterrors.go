@@ -1,4 +1,4 @@
-package proxy
+package provider
 
 import (
 	"context"
@@ -36,20 +36,20 @@ func (e *localError) Error() string { return e.msg }
 
 // Causes of localError, the metric's labels.
 const (
-	causeBodyMalformed = "client_body_malformed"
-	causeBodyAborted   = "client_body_aborted"
-	causeBodySlow      = "client_body_slow"
-	causeBodyTooLarge  = "client_body_too_large"
-	causeResources     = "proxy_resources"
-	causeClientGone    = "client_gone"
+	CauseBodyMalformed = "client_body_malformed"
+	CauseBodyAborted   = "client_body_aborted"
+	CauseBodySlow      = "client_body_slow"
+	CauseBodyTooLarge  = "client_body_too_large"
+	CauseResources     = "proxy_resources"
+	CauseClientGone    = "client_gone"
 )
 
 var (
-	errBodySlow = &localError{status: http.StatusRequestTimeout, cause: causeBodySlow,
+	errBodySlow = &localError{status: http.StatusRequestTimeout, cause: CauseBodySlow,
 		msg: "the request body arrived too slowly: the upstream's timeout passed while the proxy was still waiting for it"}
-	errBodyAborted = &localError{status: http.StatusBadRequest, cause: causeBodyAborted,
+	errBodyAborted = &localError{status: http.StatusBadRequest, cause: CauseBodyAborted,
 		msg: "the request body ended before its declared end"}
-	errResources = &localError{status: http.StatusServiceUnavailable, cause: causeResources,
+	errResources = &localError{status: http.StatusServiceUnavailable, cause: CauseResources,
 		msg: "the proxy is out of connections or file descriptors; retry later"}
 )
 
@@ -186,7 +186,7 @@ func clientBodyError(err error) error {
 	}
 	// net/http's own parse errors ("malformed chunked encoding", "invalid
 	// byte in chunk length"): text of our own server, free of secrets.
-	return &localError{status: http.StatusBadRequest, cause: causeBodyMalformed,
+	return &localError{status: http.StatusBadRequest, cause: CauseBodyMalformed,
 		msg: "the request body is malformed: " + err.Error()}
 }
 

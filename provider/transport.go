@@ -1,4 +1,4 @@
-package proxy
+package provider
 
 import (
 	"bytes"
@@ -246,7 +246,7 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 	if lastErr != nil {
 		return nil, lastErr
 	}
-	return nil, &cooldownError{remaining: p.cooldownRemaining()}
+	return nil, &cooldownError{remaining: p.CooldownRemaining()}
 }
 
 // pick returns the index of the next upstream to try, preferring healthy
@@ -270,7 +270,7 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 			continue
 		}
 		u := p.Upstreams[i]
-		if u.drain.Load() != nil && u.drained(time.Now()) != nil {
+		if u.drain.Load() != nil && u.Drained(time.Now()) != nil {
 			continue
 		}
 		var rank int
@@ -492,21 +492,21 @@ func classifyError(err error, ctx context.Context) (breaker.Kind, string) {
 	return breaker.KindError, "upstream request failed: " + err.Error()
 }
 
-// cooldownRemaining is how long until the first upstream admits requests
+// CooldownRemaining is how long until the first upstream admits requests
 // again; a second when one is half-open with all its trials busy.
 // A drained upstream counts until its drain ends; an indefinite drain or
 // forced open counts as maxRetryAfter.
-func (p *Provider) cooldownRemaining() time.Duration {
+func (p *Provider) CooldownRemaining() time.Duration {
 	best := time.Duration(math.MaxInt64)
 	now := time.Now()
 	for _, u := range p.Upstreams {
 		var wait time.Duration
 		if until, ok := u.Health.BlockedUntil(); ok {
 			wait = until.Sub(now)
-		} else if u.drained(now) == nil {
+		} else if u.Drained(now) == nil {
 			return time.Second // half-open with all trials busy
 		}
-		if d := u.drained(now); d != nil {
+		if d := u.Drained(now); d != nil {
 			if d.Until.IsZero() {
 				wait = max(wait, maxRetryAfter)
 			} else {
@@ -526,7 +526,7 @@ func (p *Provider) nextRecovery() (time.Duration, bool) {
 	best, ok := time.Duration(math.MaxInt64), false
 	now := time.Now()
 	for _, u := range p.Upstreams {
-		if d := u.drained(now); d != nil {
+		if d := u.Drained(now); d != nil {
 			continue
 		}
 		until, blocked := u.Health.BlockedUntil()
@@ -564,15 +564,15 @@ func (p *Provider) writeBudget() time.Duration {
 	return n*p.timeout + n*p.retry.MaxBackoff() + p.allDownWait + time.Minute
 }
 
-// startChecks starts the provider's active health checks, if it has any.
-func (p *Provider) startChecks() {
+// StartChecks starts the provider's active health checks, if it has any.
+func (p *Provider) StartChecks() {
 	if p.checker != nil {
 		p.checker.start()
 	}
 }
 
-// stopChecks stops them and waits.
-func (p *Provider) stopChecks() {
+// StopChecks stops them and waits.
+func (p *Provider) StopChecks() {
 	if p.checker != nil {
 		p.checker.stop()
 	}

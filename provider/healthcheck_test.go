@@ -1,4 +1,4 @@
-package proxy
+package provider
 
 import (
 	"context"
@@ -11,49 +11,49 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
-// checkServer builds a Server for pc (without an active check of its own)
-// and a checker for its provider with hc, sending through the server's
-// transport.
-func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*Server, *Provider, *checker, *logBuffer) {
+// checkProvider is provider pc (without an active check of its own) and
+// a checker for it with hc, sending over http.Transport, with its metrics
+// registered on a registry of their own.
+type checkProvider struct {
+	reg *prometheus.Registry
+	m   *Metrics
+}
+
+func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*checkProvider, *Provider, *checker, *proxytest.LogBuffer) {
 	t.Helper()
-	log, logs := captureLogs()
+	log, logs := proxytest.CaptureLogs()
 	pc.HealthCheck = nil
-	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: log})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Server.Close: %v", err)
-		}
-	})
-	p := s.state.Load().providers[pc.ID]
-	c := newChecker(p, hc, s.transport, s.metrics, log)
+	cp := &checkProvider{reg: prometheus.NewRegistry()}
+	cp.m = NewMetrics(cp.reg)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	p := New(proxytest.NormalizedProvider(pc), tr, Hooks{}, cp.m, log, nil)
+	c := newChecker(p, hc, tr, cp.m, log)
 	t.Cleanup(c.stop)
-	return s, p, c, logs
+	return cp, p, c, logs
 }
 
 func pingCheck() config.HealthCheck {
 	return config.HealthCheck{Path: "/ping", Interval: 30 * time.Second, Timeout: 2 * time.Second, ExpectStatus: []int{200}}
 }
 
-func checksTotal(t *testing.T, s *Server, id, result string) float64 {
+func checksTotal(t *testing.T, s *checkProvider, id, result string) float64 {
 	t.Helper()
-	return metricValue(t, s, "healproxy_health_checks_total", map[string]string{"provider": id, "result": result})
+	return proxytest.MetricValue(t, s.reg, "healproxy_health_checks_total", map[string]string{"provider": id, "result": result})
 }
 
 func TestProbeResults(t *testing.T) {
-	up := newFakeUpstream(t)
-	dead := deadUpstreamURL(t)
-	pc := testProvider(t, "p", up.URL+"/api/v3?key=qsecret", dead+"/base?key=qsecret")
+	up := proxytest.NewUpstream(t)
+	dead := proxytest.DeadURL(t)
+	pc := proxytest.Provider(t, "p", up.URL+"/api/v3?key=qsecret", dead+"/base?key=qsecret")
 	pc.Headers = map[string]string{"Authorization": "Bearer hsecret", "X-Empty": ""}
 	_, p, c, _ := checkServer(t, pc, pingCheck())
 	live, down := p.Upstreams[0], p.Upstreams[1]
@@ -64,7 +64,7 @@ func TestProbeResults(t *testing.T) {
 		if !ok || f != nil {
 			t.Fatalf("probe = %v, %+v; want a pass", ok, f)
 		}
-		r := up.last(t)
+		r := up.Last(t)
 		if r.Method != http.MethodGet || r.RequestURI != "/api/v3/ping?key=qsecret" {
 			t.Errorf("upstream got %s %s; want GET /api/v3/ping?key=qsecret", r.Method, r.RequestURI)
 		}
@@ -81,22 +81,22 @@ func TestProbeResults(t *testing.T) {
 
 	t.Run("unexpected status", func(t *testing.T) {
 		for _, code := range []int{503, 404, 204} {
-			up.code.Store(int32(code))
+			up.Code.Store(int32(code))
 			ok, f := c.probe(ctx, live)
 			if ok || f == nil || f.Kind != breaker.KindStatus || f.StatusCode != code {
 				t.Fatalf("status %d: probe = %v, %+v; want a status failure", code, ok, f)
 			}
 			wantClean(t, f.Message)
 		}
-		up.code.Store(0)
+		up.Code.Store(0)
 	})
 
 	t.Run("expected statuses", func(t *testing.T) {
 		hc := pingCheck()
 		hc.ExpectStatus = []int{200, 204}
 		c2 := newChecker(p, hc, c.rt, nil, nil)
-		up.code.Store(204)
-		defer up.code.Store(0)
+		up.Code.Store(204)
+		defer up.Code.Store(0)
 		if ok, f := c2.probe(ctx, live); !ok {
 			t.Fatalf("204 with expect_status [200, 204]: probe failed: %+v", f)
 		}
@@ -111,9 +111,9 @@ func TestProbeResults(t *testing.T) {
 	})
 
 	t.Run("timeout", func(t *testing.T) {
-		slow := newFakeUpstream(t)
-		slow.hold()
-		pc := testProvider(t, "slow", slow.URL+"?key=qsecret")
+		slow := proxytest.NewUpstream(t)
+		slow.Hold()
+		pc := proxytest.Provider(t, "slow", slow.URL+"?key=qsecret")
 		hc := pingCheck()
 		hc.Timeout = 100 * time.Millisecond
 		_, sp, sc, _ := checkServer(t, pc, hc)
@@ -149,23 +149,23 @@ func TestProbePathJoin(t *testing.T) {
 		{"/api", "/a%20b", "/api/a%20b"},
 		{"?k=v", "/ping?x=1", "/ping?k=v&x=1"},
 	} {
-		up := newFakeUpstream(t)
-		pc := testProvider(t, "j", up.URL+tc.base)
+		up := proxytest.NewUpstream(t)
+		pc := proxytest.Provider(t, "j", up.URL+tc.base)
 		hc := pingCheck()
 		hc.Path = tc.path
 		_, p, c, _ := checkServer(t, pc, hc)
 		if ok, f := c.probe(context.Background(), p.Upstreams[0]); !ok {
 			t.Fatalf("base %q path %q: probe failed: %+v", tc.base, tc.path, f)
 		}
-		if got := up.last(t).RequestURI; got != tc.want {
+		if got := up.Last(t).RequestURI; got != tc.want {
 			t.Errorf("base %q path %q: upstream got %q; want %q", tc.base, tc.path, got, tc.want)
 		}
 	}
 }
 
 func TestHealthCheckEndsCooldown(t *testing.T) {
-	up := newFakeUpstream(t)
-	pc := withHealth(testProvider(t, "cd", up.URL), 1, time.Hour, 2)
+	up := proxytest.NewUpstream(t)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "cd", up.URL), 1, time.Hour, 2)
 	s, p, c, logs := checkServer(t, pc, pingCheck())
 	u := p.Upstreams[0]
 	u.Health.Fail(&breaker.Failure{Kind: breaker.KindStatus, StatusCode: 503, Message: "user request failed"})
@@ -173,13 +173,13 @@ func TestHealthCheckEndsCooldown(t *testing.T) {
 		t.Fatalf("after a failure with threshold 1: %v, in_cooldown %v; want unavailable in cooldown", snap.Status, snap.InCooldown)
 	}
 
-	up.code.Store(503)
+	up.Code.Store(503)
 	c.tick(context.Background(), u)
 	if snap := u.Health.Snapshot(); !snap.InCooldown || snap.Status != breaker.Unavailable {
 		t.Fatalf("after a failing probe: %v, in_cooldown %v; want still in cooldown", snap.Status, snap.InCooldown)
 	}
 
-	up.code.Store(0)
+	up.Code.Store(0)
 	c.tick(context.Background(), u)
 	snap := u.Health.Snapshot()
 	if snap.InCooldown || snap.Status != breaker.Degraded || !snap.HalfOpen {
@@ -189,10 +189,10 @@ func TestHealthCheckEndsCooldown(t *testing.T) {
 	if snap.LastProbe == nil || !snap.LastProbe.OK {
 		t.Errorf("LastProbe = %+v; want the passing probe", snap.LastProbe)
 	}
-	if up.hits.Load() != 2 {
-		t.Errorf("upstream got %d requests; want the 2 probes only", up.hits.Load())
+	if up.Hits.Load() != 2 {
+		t.Errorf("upstream got %d requests; want the 2 probes only", up.Hits.Load())
 	}
-	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "cd"}); n != 0 {
+	if n := proxytest.MetricValue(t, s.reg, "healproxy_upstream_requests_total", map[string]string{"provider": "cd"}); n != 0 {
 		t.Errorf("healproxy_upstream_requests_total = %v; want 0 (probes are not requests)", n)
 	}
 	if pass, fail := checksTotal(t, s, "cd", "pass"), checksTotal(t, s, "cd", "fail"); pass != 1 || fail != 1 {
@@ -204,14 +204,14 @@ func TestHealthCheckEndsCooldown(t *testing.T) {
 }
 
 func TestHealthCheckFailuresWhileClosed(t *testing.T) {
-	up := newFakeUpstream(t)
-	pc := withHealth(testProvider(t, "cl", up.URL+"?key=qsecret"), 3, time.Hour, 1)
+	up := proxytest.NewUpstream(t)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "cl", up.URL+"?key=qsecret"), 3, time.Hour, 1)
 	pc.Headers = map[string]string{"Authorization": "Bearer hsecret"}
 	s, p, c, logs := checkServer(t, pc, pingCheck())
 	u := p.Upstreams[0]
 	ctx := context.Background()
 
-	up.code.Store(500)
+	up.Code.Store(500)
 	for i := int64(1); i <= 2; i++ {
 		c.tick(ctx, u)
 		if snap := u.Health.Snapshot(); snap.ErrorCount != i || snap.InCooldown {
@@ -226,7 +226,7 @@ func TestHealthCheckFailuresWhileClosed(t *testing.T) {
 	if snap.SuccessCount != 0 {
 		t.Errorf("success_count = %d; want 0", snap.SuccessCount)
 	}
-	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "cl"}); n != 0 {
+	if n := proxytest.MetricValue(t, s.reg, "healproxy_upstream_requests_total", map[string]string{"provider": "cl"}); n != 0 {
 		t.Errorf("healproxy_upstream_requests_total = %v; want 0", n)
 	}
 	if n := checksTotal(t, s, "cl", "fail"); n != 3 {
@@ -244,8 +244,8 @@ func TestHealthCheckFailuresWhileClosed(t *testing.T) {
 }
 
 func TestHealthCheckPassWhileDegraded(t *testing.T) {
-	up := newFakeUpstream(t)
-	pc := withHealth(testProvider(t, "dg", up.URL), 4, time.Hour, 1)
+	up := proxytest.NewUpstream(t)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "dg", up.URL), 4, time.Hour, 1)
 	s, p, c, _ := checkServer(t, pc, pingCheck())
 	u := p.Upstreams[0]
 	u.Health.Reset() // called: healthy, not unknown
@@ -266,21 +266,22 @@ func TestHealthCheckPassWhileDegraded(t *testing.T) {
 	if n := checksTotal(t, s, "dg", "pass"); n != 1 {
 		t.Errorf("healproxy_health_checks_total{result=pass} = %v; want 1", n)
 	}
-	if n := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "dg"}); n != 0 {
+	if n := proxytest.MetricValue(t, s.reg, "healproxy_upstream_requests_total", map[string]string{"provider": "dg"}); n != 0 {
 		t.Errorf("healproxy_upstream_requests_total = %v; want 0", n)
 	}
 }
 
 func TestHealthCheckLoopStartStop(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	pc := testProvider(t, "lp", a.URL, b.URL)
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	pc := proxytest.Provider(t, "lp", a.URL, b.URL)
 	hc := pingCheck()
 	hc.Interval, hc.Timeout = 20*time.Millisecond, 20*time.Millisecond
 	s, p, _, _ := checkServer(t, pc, hc)
 	// A transport of the test's own, whose kept-alive connections (and
 	// their goroutines) it can close.
-	rt := newTransport()
-	c := newChecker(p, hc, rt, s.metrics, discardLogger())
+	rt := &http.Transport{}
+	t.Cleanup(rt.CloseIdleConnections)
+	c := newChecker(p, hc, rt, s.m, proxytest.DiscardLogger())
 	t.Cleanup(c.stop)
 	runtime.GC()
 	base := runtime.NumGoroutine()
@@ -291,7 +292,7 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 	// reached the upstream but not returned yet is cut short by stop and
 	// never recorded.
 	recorded := func(u string) float64 {
-		return metricValue(t, s, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"})
+		return proxytest.MetricValue(t, s.reg, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"})
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for recorded(a.URL) < 3 || recorded(b.URL) < 3 {
@@ -312,13 +313,13 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 	rt.CloseIdleConnections()
 	waitGoroutines(t, base)
 
-	hits := a.hits.Load() + b.hits.Load()
+	hits := a.Hits.Load() + b.Hits.Load()
 	time.Sleep(3 * hc.Interval)
-	if n := a.hits.Load() + b.hits.Load(); n != hits {
+	if n := a.Hits.Load() + b.Hits.Load(); n != hits {
 		t.Errorf("%d probes after stop", n-hits)
 	}
 	for _, u := range []string{a.URL, b.URL} {
-		if n := metricValue(t, s, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"}); n < 3 {
+		if n := proxytest.MetricValue(t, s.reg, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"}); n < 3 {
 			t.Errorf("healproxy_health_checks_total{upstream=%s} = %v; want at least 3", u, n)
 		}
 	}
@@ -342,14 +343,14 @@ func waitGoroutines(t *testing.T, base int) {
 }
 
 func TestHealthCheckStopWithoutStart(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, _, c, _ := checkServer(t, testProvider(t, "ns", up.URL), pingCheck())
+	up := proxytest.NewUpstream(t)
+	_, _, c, _ := checkServer(t, proxytest.Provider(t, "ns", up.URL), pingCheck())
 	c.stop()
 	c.stop()
 	c.start()
 	time.Sleep(10 * time.Millisecond)
-	if up.hits.Load() != 0 {
-		t.Errorf("a checker stopped before start probed %d times", up.hits.Load())
+	if up.Hits.Load() != 0 {
+		t.Errorf("a checker stopped before start probed %d times", up.Hits.Load())
 	}
 }
 
@@ -358,18 +359,18 @@ func TestHealthCheckStopWithoutStart(t *testing.T) {
 // interval ±10% apart, and a slow upstream not delaying the others.
 func TestHealthCheckSchedule(t *testing.T) {
 	const interval = 30 * time.Second
-	pc := testProvider(t, "sch", "http://a.test", "http://b.test", "http://slow.test")
+	pc := proxytest.Provider(t, "sch", "http://a.test", "http://b.test", "http://slow.test")
 	// The breaker's coarse clock starts a goroutine on first use, which
 	// must not happen inside the bubble.
 	breaker.New("warm-up", breaker.Settings{Cooldown: time.Minute}, breaker.Options{}).Fail(&breaker.Failure{Kind: breaker.KindError})
-	m := newMetrics(&Server{})
-	p := newProvider(normalizedProvider(pc), http.DefaultTransport, nopHooks{}, m, discardLogger(), nil)
+	m := NewMetrics(prometheus.NewRegistry())
+	p := New(proxytest.NormalizedProvider(pc), http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), nil)
 
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		seen := map[string][]time.Duration{}
 		start := time.Now()
-		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		rt := proxytest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
 			seen[r.URL.Host] = append(seen[r.URL.Host], time.Since(start))
 			mu.Unlock()
@@ -380,7 +381,7 @@ func TestHealthCheckSchedule(t *testing.T) {
 			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok"))}, nil
 		})
 		hc := config.HealthCheck{Path: "/ping", Interval: interval, Timeout: 2 * time.Second, ExpectStatus: []int{200}}
-		c := newChecker(p, hc, rt, m, discardLogger())
+		c := newChecker(p, hc, rt, m, proxytest.DiscardLogger())
 		c.start()
 		time.Sleep(10*interval + time.Second)
 		c.stop()
@@ -417,10 +418,6 @@ func TestHealthCheckSchedule(t *testing.T) {
 		}
 	})
 }
-
-type nopHooks struct{}
-
-func (nopHooks) changed(Change) {}
 
 func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
 	t.Helper()
@@ -463,15 +460,15 @@ func TestHealthCheckJitter(t *testing.T) {
 // An injected fault (chaos rehearsal) fails active health checks too, or
 // passing checks would end the cooldown it caused.
 func TestProbeSeesInjectedFault(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, p, c, _ := checkServer(t, testProvider(t, "p", up.URL), pingCheck())
+	up := proxytest.NewUpstream(t)
+	_, p, c, _ := checkServer(t, proxytest.Provider(t, "p", up.URL), pingCheck())
 	u := p.Upstreams[0]
-	u.fault.Store(&fault{kind: FaultError, status: http.StatusServiceUnavailable, percent: 100, until: time.Now().Add(time.Minute)})
-	hits := up.hits.Load()
+	u.fault.Store(&Fault{Kind: FaultError, Status: http.StatusServiceUnavailable, Percent: 100, Until: time.Now().Add(time.Minute)})
+	hits := up.Hits.Load()
 	if ok, f := c.probe(context.Background(), u); ok || f == nil {
 		t.Fatalf("probe under an injected 503 = %v, %+v; want a failure", ok, f)
 	}
-	if up.hits.Load() != hits {
+	if up.Hits.Load() != hits {
 		t.Error("the probe reached the upstream through an injected error fault")
 	}
 }
