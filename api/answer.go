@@ -50,6 +50,8 @@ type ErrorBody struct {
 	ProviderID string `json:"provider_id,omitempty"`
 	ModelKey   string `json:"model_key,omitempty"`
 	Error      string `json:"error"`
+	// Diagnostics are the lines of a refused configuration.
+	Diagnostics []string `json:"diagnostics,omitempty"`
 }
 
 // WriteJSON answers code with v as JSON, never cached.

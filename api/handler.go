@@ -18,6 +18,8 @@ type Error struct {
 	ModelKey   string        // for the body's model_key
 	RetryAfter time.Duration // > 0: a Retry-After header
 	Allow      string        // with 405: the Allow header
+	// Diagnostics are the lines of a refused configuration.
+	Diagnostics []string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Msg) }
@@ -42,7 +44,8 @@ func WriteErr(w http.ResponseWriter, r *http.Request, log *slog.Logger, err erro
 		if e.Allow != "" {
 			w.Header().Set("Allow", e.Allow)
 		}
-		WriteJSON(w, e.Status, ErrorBody{Status: "error", ProviderID: e.ProviderID, ModelKey: e.ModelKey, Error: e.Msg})
+		WriteJSON(w, e.Status, ErrorBody{Status: "error", ProviderID: e.ProviderID, ModelKey: e.ModelKey, Error: e.Msg,
+			Diagnostics: e.Diagnostics})
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		w.WriteHeader(StatusClientClosedRequest)
 	default:

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // alert validates one alert block. The webhook URL is never echoed in a
@@ -23,15 +25,15 @@ func (b *builder) alert(fa *fileAlert) Alert {
 		switch u, problem := parseWebhook(fa.Webhook); {
 		case strings.TrimSpace(fa.Webhook) == "":
 			b.errorf(fa.WebhookRange, "Empty webhook",
-				"Alert %s: webhook is empty; when it is env(\"…\"), that variable is unset or empty.", quote(fa.Name))
+				"Alert %s: webhook is empty; when it is env(\"…\"), that variable is unset or empty.", hclx.Quote(fa.Name))
 		case problem != "":
-			b.errorf(fa.WebhookRange, "Invalid webhook URL", "Alert %s: %s.", quote(fa.Name), problem)
+			b.errorf(fa.WebhookRange, "Invalid webhook URL", "Alert %s: %s.", hclx.Quote(fa.Name), problem)
 		default:
 			a.Webhook = u
 		}
 	}
 
-	items, present, d := evalStringList(fa.On, b.ectx, "on")
+	items, present, d := hclx.StringList(fa.On, b.ectx, "on")
 	b.diags = append(b.diags, d...)
 	if !present {
 		return a
@@ -39,7 +41,7 @@ func (b *builder) alert(fa *fileAlert) Alert {
 	if len(items) == 0 {
 		if !d.HasErrors() {
 			b.errorf(fa.On.Range(), "Empty on",
-				"Alert %s: on lists no event; list some of %s, or leave on out to get them all.", quote(fa.Name), eventList())
+				"Alert %s: on lists no event; list some of %s, or leave on out to get them all.", hclx.Quote(fa.Name), eventList())
 		}
 		a.On = nil
 		return a
@@ -49,10 +51,10 @@ func (b *builder) alert(fa *fileAlert) Alert {
 		switch {
 		case !slices.Contains(AlertEvents, it.Value):
 			b.errorf(it.Range, "Unknown alert event",
-				"on[%d]: %s is not an event; the events are %s.%s", it.Index, quote(it.Value), eventList(), suggest(it.Value, AlertEvents))
+				"on[%d]: %s is not an event; the events are %s.%s", it.Index, hclx.Quote(it.Value), eventList(), hclx.Suggest(it.Value, AlertEvents))
 		case slices.Contains(a.On, it.Value):
 			b.errorf(it.Range, "Duplicate alert event",
-				"on[%d]: %s is already listed.", it.Index, quote(it.Value))
+				"on[%d]: %s is already listed.", it.Index, hclx.Quote(it.Value))
 		default:
 			a.On = append(a.On, it.Value)
 		}
@@ -83,7 +85,7 @@ func parseHTTPURL(s string) (u *url.URL, problem string) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		// Some parse errors quote a piece of the URL (an escape, a host
+		// Some parse errors hclx.Quote a piece of the URL (an escape, a host
 		// character), which could be part of a secret: name the problem only.
 		if strings.ContainsAny(err.Error(), "\"'`") {
 			return nil, "not a URL"

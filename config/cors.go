@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // This file builds a provider's cors block. An origin is checked and
@@ -15,25 +17,25 @@ const originExample = `"https://app.example"`
 
 // cors builds the cross-origin policy of provider id from its cors block.
 func (b *builder) cors(fc *fileCORS, id string) *CORS {
-	items, present, d := evalStringList(fc.AllowOrigins, b.ectx, "allow_origins")
+	items, present, d := hclx.StringList(fc.AllowOrigins, b.ectx, "allow_origins")
 	b.diags = append(b.diags, d...)
 	c := &CORS{}
 	if !present {
 		if !d.HasErrors() {
 			b.errorf(fc.DefRange, "Missing allow_origins",
 				`Provider %s: cors needs allow_origins = [%s, …], the origins whose pages may read its answers, or ["*"] for any; leave the cors block out to allow none.`,
-				quote(id), originExample)
+				hclx.Quote(id), originExample)
 		}
 		return c
 	}
 	if len(items) == 0 && !d.HasErrors() {
 		b.errorf(fc.AllowOrigins.Range(), "Empty allow_origins",
 			"Provider %s: allow_origins lists no origin; list one or more such as [%s], or leave the cors block out to allow none.",
-			quote(id), originExample)
+			hclx.Quote(id), originExample)
 		return c
 	}
 
-	var wildcard *stringItem
+	var wildcard *hclx.StringItem
 	others := 0
 	firstAt := map[string]int{} // normalised origin → index of its first listing
 	for _, it := range items {
@@ -48,7 +50,7 @@ func (b *builder) cors(fc *fileCORS, id string) *CORS {
 		if prev, dup := firstAt[origin]; dup {
 			b.errorf(it.Range, "Duplicate origin",
 				"allow_origins[%d]: %s is already listed, at allow_origins[%d] (origins are compared without case and default port).",
-				it.Index, quote(origin), prev)
+				it.Index, hclx.Quote(origin), prev)
 			continue
 		}
 		firstAt[origin] = it.Index
@@ -135,7 +137,7 @@ func normalizeOrigin(s string) (origin, problem string) {
 }
 
 func suggestOrigin(origin string) string {
-	return " Did you mean " + quote(origin) + "?"
+	return " Did you mean " + hclx.Quote(origin) + "?"
 }
 
 // checkOriginHost returns "" for a host name or IPv4 address (in lower

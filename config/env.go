@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/function"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // Environment variables that override the global health block.
@@ -20,41 +20,6 @@ const (
 	EnvAutoReinit     = "HEALTH_AUTO_REINIT"      // true/false/1/0, any case
 	EnvReinitCooldown = "HEALTH_REINIT_COOLDOWN"  // whole seconds >= 0
 )
-
-// evalContext is the only context config expressions are evaluated in: no
-// variables, one function, env("NAME").
-func evalContext(getenv func(string) (string, bool)) *hcl.EvalContext {
-	return &hcl.EvalContext{
-		Functions: map[string]function.Function{"env": envFunc(getenv)},
-	}
-}
-
-// envFunc returns env("NAME"): the value of environment variable NAME, or
-// "" when it is unset (optional secrets such as API keys commonly are).
-// NAME must be a non-empty string; other argument types are rejected rather
-// than converted so that env(FOO) mistakes are caught.
-func envFunc(getenv func(string) (string, bool)) function.Function {
-	return function.New(&function.Spec{
-		Description: "Returns the value of an environment variable, or an empty string when it is unset.",
-		Params: []function.Parameter{{
-			Name: "name",
-			Type: cty.DynamicPseudoType,
-		}},
-		Type: function.StaticReturnType(cty.String),
-		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-			arg := args[0]
-			if arg.Type() != cty.String {
-				return cty.UnknownVal(cty.String), function.NewArgErrorf(0, "want a string such as \"API_KEY\", got %s", arg.Type().FriendlyName())
-			}
-			name := arg.AsString()
-			if name == "" || strings.ContainsAny(name, "=\x00") {
-				return cty.UnknownVal(cty.String), function.NewArgErrorf(0, "%s is not a valid environment variable name", quote(name))
-			}
-			v, _ := getenv(name)
-			return cty.StringVal(v), nil
-		},
-	})
-}
 
 // healthPatch holds the fields of a health block that are set. Applying it
 // over a Health overrides exactly those fields.
@@ -118,7 +83,7 @@ func envHealth(getenv func(string) (string, bool)) (healthPatch, hcl.Diagnostics
 	bad := func(name, raw, want string) {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  fmt.Sprintf("%s=%s: want %s", name, quote(raw), want),
+			Summary:  fmt.Sprintf("%s=%s: want %s", name, hclx.Quote(raw), want),
 		})
 	}
 	whole := func(name string, minimum, maximum int64, want string) *int64 {
@@ -148,9 +113,9 @@ func envHealth(getenv func(string) (string, bool)) (healthPatch, hcl.Diagnostics
 		return &d
 	}
 
-	p.ErrorThreshold = asInt(whole(EnvErrorThreshold, 1, maxInt, "a whole number >= 1"))
+	p.ErrorThreshold = asInt(whole(EnvErrorThreshold, 1, hclx.MaxInt, "a whole number >= 1"))
 	p.Cooldown = asSeconds(whole(EnvCooldown, 1, maxSeconds, "a whole number of seconds >= 1"))
-	p.RecoveryCount = asInt(whole(EnvRecoveryCount, 1, maxInt, "a whole number >= 1"))
+	p.RecoveryCount = asInt(whole(EnvRecoveryCount, 1, hclx.MaxInt, "a whole number >= 1"))
 	p.ReinitCooldown = asSeconds(whole(EnvReinitCooldown, 0, maxSeconds, "a whole number of seconds >= 0"))
 	if raw, ok := lookup(EnvAutoReinit); ok {
 		switch strings.ToLower(strings.TrimSpace(raw)) {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // Regression tests for what FuzzParse found: inputs that crashed hcl's
@@ -25,7 +27,7 @@ func TestGuards(t *testing.T) {
 		{"unary not run", "listen = " + strings.Repeat("!\n", deep) + "true",
 			"x.hcl:17:1: Too many operators in a row;"},
 		{"tiny number", "listen = 1e-99999", "x.hcl:1:10: Number out of range;"},
-		{"file too large", strings.Repeat("# comment\n", maxFileSize/10+1),
+		{"file too large", strings.Repeat("# comment\n", hclx.MaxFileSize/10+1),
 			"x.hcl: Config file too large; The file has 1048580 bytes; the limit is 1048576.\n"},
 		{"huge number in a template", `listen = "${1e99999}"`, "x.hcl:1:13: Number out of range;"},
 		{"huge number as a key", `provider "p" { headers = { 1e99999 = "x" } }`, "x.hcl:1:28: Number out of range;"},

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // LoadOptions tunes Load. The zero value is usable.
@@ -33,7 +35,7 @@ func Load(path string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, finish(path, hcl.Diagnostics{{
+		return nil, hclx.Finish(path, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read config file",
 			Detail:   err.Error(),
@@ -51,26 +53,26 @@ func Parse(filename string, src []byte, opts LoadOptions) (*Config, hcl.Diagnost
 		getenv = os.LookupEnv
 	}
 
-	if diags := checkTokens(src, filename); diags.HasErrors() {
-		return nil, finish(filename, diags)
+	if diags := hclx.CheckTokens(src, filename); diags.HasErrors() {
+		return nil, hclx.Finish(filename, diags)
 	}
 	file, diags := hclparse.NewParser().ParseHCL(src, filename)
 	if diags.HasErrors() || file == nil {
 		// A broken syntax tree gives misleading follow-on errors: stop here.
-		return nil, finish(filename, diags)
+		return nil, hclx.Finish(filename, diags)
 	}
-	if d := checkExprs(file.Body); d.HasErrors() {
-		return nil, finish(filename, append(diags, d...))
+	if d := hclx.CheckExprs(file.Body); d.HasErrors() {
+		return nil, hclx.Finish(filename, append(diags, d...))
 	}
 
 	cfg := &Config{Path: filename, Dir: configDir(filename)}
-	b := &builder{ectx: evalContext(getenv), opts: opts, getenv: getenv}
+	b := &builder{ectx: hclx.EvalContext(getenv), opts: opts, getenv: getenv}
 	fc, d := decodeFile(file.Body, b.ectx)
 	diags = append(diags, d...)
 	b.decodeDiags = d
 	b.build(fc, cfg)
 	cfg.Normalize()
-	diags = finish(filename, append(diags, b.diags...))
+	diags = hclx.Finish(filename, append(diags, b.diags...))
 	if diags.HasErrors() {
 		return nil, diags
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // This file builds a provider's resilience settings (mode,
@@ -56,12 +58,12 @@ func (b *builder) resilience(fp *fileProvider, p *Provider) {
 			modes := []string{ModeEnforce, ModeObserve}
 			b.errorf(fp.ModeRange, "Invalid mode",
 				"%s is not a mode; want %q (the default: unavailable upstreams get no traffic) or %q (track health, metrics and alerts, never block a request).%s",
-				quote(m), ModeEnforce, ModeObserve, suggest(m, modes))
+				hclx.Quote(m), ModeEnforce, ModeObserve, hclx.Suggest(m, modes))
 		}
 	}
 
 	maxReq := int(DefaultMaxRequestBody)
-	b.evalTo(&maxReq, fp.MaxRequestBody, "max_request_body", 1, maxInt)
+	b.evalTo(&maxReq, fp.MaxRequestBody, "max_request_body", 1, hclx.MaxInt)
 	p.MaxRequestBody = int64(maxReq)
 	p.SlowCallThreshold = DefaultSlowCallThreshold
 	if d, _ := b.durationIn(fp.SlowCallThreshold, fp.SlowCallThresholdRange, "slow_call_threshold", false, 0, 0); d != nil {
@@ -81,7 +83,7 @@ func (b *builder) resilience(fp *fileProvider, p *Provider) {
 	p.AllDown = b.allDown(fp.AllDown, fp.ID, p.Upstreams)
 }
 
-// durationIn checks an optional duration like parseDuration and, when
+// durationIn checks an optional duration like hclx.Duration and, when
 // minimum or maximum is not 0, that it lies between them. bad reports a
 // value that was set but rejected (and reported), so that checks comparing
 // it with another value can be skipped.
@@ -92,16 +94,16 @@ func (b *builder) durationIn(s *string, rng hcl.Range, name string, positive boo
 	if s == nil {
 		return nil, false
 	}
-	d, diags := parseDuration(s, rng, name, positive)
+	d, diags := hclx.Duration(s, rng, name, positive)
 	b.diags = append(b.diags, diags...)
 	switch {
 	case d == nil:
 		return nil, true
 	case minimum > 0 && *d < minimum:
-		b.errorf(rng, "Invalid "+name, "%s is shorter than the minimum, %s.", quote(*s), minimum)
+		b.errorf(rng, "Invalid "+name, "%s is shorter than the minimum, %s.", hclx.Quote(*s), minimum)
 		return nil, true
 	case maximum > 0 && *d > maximum:
-		b.errorf(rng, "Invalid "+name, "%s is longer than the maximum, %s.", quote(*s), maximum)
+		b.errorf(rng, "Invalid "+name, "%s is longer than the maximum, %s.", hclx.Quote(*s), maximum)
 		return nil, true
 	}
 	return d, false
@@ -109,7 +111,7 @@ func (b *builder) durationIn(s *string, rng hcl.Range, name string, positive boo
 
 // evalTo evaluates an optional whole number into *dst.
 func (b *builder) evalTo(dst *int, expr hcl.Expression, name string, minimum, maximum int) {
-	n, d := evalIntRange(expr, b.ectx, name, minimum, maximum)
+	n, d := hclx.IntRange(expr, b.ectx, name, minimum, maximum)
 	b.diags = append(b.diags, d...)
 	if n != nil {
 		*dst = *n
@@ -120,7 +122,7 @@ func (b *builder) healthCheck(fh *fileHealthCheck) *HealthCheck {
 	hc := defaultHealthCheck()
 	if fh.Path != nil && b.decoded(fh.PathRange) {
 		if problem := checkProbePath(*fh.Path); problem != "" {
-			b.errorf(fh.PathRange, "Invalid path", "%s: %s.", quote(*fh.Path), problem)
+			b.errorf(fh.PathRange, "Invalid path", "%s: %s.", hclx.Quote(*fh.Path), problem)
 		} else {
 			hc.Path = *fh.Path
 		}
@@ -147,7 +149,7 @@ func (b *builder) healthCheck(fh *fileHealthCheck) *HealthCheck {
 		}
 	}
 
-	items, present, d := evalIntList(fh.ExpectStatus, b.ectx, "expect_status", 100, 599)
+	items, present, d := hclx.IntList(fh.ExpectStatus, b.ectx, "expect_status", 100, 599)
 	b.diags = append(b.diags, d...)
 	if present {
 		hc.ExpectStatus = nil
@@ -194,7 +196,7 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 		return r
 	}
 	b.evalTo(&r.Attempts, fr.Attempts, "attempts", 1, MaxRetryAttempts)
-	b.evalTo(&r.MinRetries, fr.MinRetries, "min_retries", 0, maxInt)
+	b.evalTo(&r.MinRetries, fr.MinRetries, "min_retries", 0, hclx.MaxInt)
 
 	backoff, backoffBad := b.durationIn(fr.Backoff, fr.BackoffRange, "backoff", false, 0, 0)
 	if backoff != nil {
@@ -223,7 +225,7 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 			if slices.Contains(RetryOnValues, v) {
 				return ""
 			}
-			return fmt.Sprintf("%s is not a failure that can be retried; they are %s.%s", quote(v), quoteList(RetryOnValues), suggest(v, RetryOnValues))
+			return fmt.Sprintf("%s is not a failure that can be retried; they are %s.%s", hclx.Quote(v), quoteList(RetryOnValues), hclx.Suggest(v, RetryOnValues))
 		}); present {
 		r.On = values(items)
 	}
@@ -234,7 +236,7 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 		r.Methods = values(items)
 	}
 
-	budget, d := evalFloat(fr.Budget, b.ectx, "budget", "a number greater than 0 and at most 1, such as 0.2 (20 %)",
+	budget, d := hclx.Float(fr.Budget, b.ectx, "budget", "a number greater than 0 and at most 1, such as 0.2 (20 %)",
 		func(f float64) bool { return f > 0 && f <= 1 })
 	b.diags = append(b.diags, d...)
 	if budget != nil {
@@ -251,9 +253,9 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 func checkMethod(m string) string {
 	switch {
 	case !validHeaderName(m):
-		return fmt.Sprintf(`%s is not an HTTP method name such as "GET".`, quote(m))
+		return fmt.Sprintf(`%s is not an HTTP method name such as "GET".`, hclx.Quote(m))
 	case strings.ToUpper(m) != m:
-		return fmt.Sprintf("%s must be upper case (HTTP methods are case-sensitive). Did you mean %s?", quote(m), quote(strings.ToUpper(m)))
+		return fmt.Sprintf("%s must be upper case (HTTP methods are case-sensitive). Did you mean %s?", hclx.Quote(m), hclx.Quote(strings.ToUpper(m)))
 	}
 	return ""
 }
@@ -263,9 +265,9 @@ func (b *builder) cache(fc *fileCache) *Cache {
 	if d, _ := b.durationIn(fc.StaleIfError, fc.StaleIfErrorRange, "stale_if_error", true, 0, 0); d != nil {
 		c.StaleIfError = *d
 	}
-	b.evalTo(&c.MaxEntries, fc.MaxEntries, "max_entries", 1, maxInt)
+	b.evalTo(&c.MaxEntries, fc.MaxEntries, "max_entries", 1, hclx.MaxInt)
 	maxBody := int(c.MaxBodyBytes)
-	b.evalTo(&maxBody, fc.MaxBody, "max_body", 1, maxInt)
+	b.evalTo(&maxBody, fc.MaxBody, "max_body", 1, hclx.MaxInt)
 	c.MaxBodyBytes = int64(maxBody)
 	return c
 }
@@ -284,7 +286,7 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 			if slices.Contains(AllDownSteps, v) {
 				return ""
 			}
-			return fmt.Sprintf("%s is not a step; the steps are %s.%s", quote(v), quoteList(AllDownSteps), suggest(v, AllDownSteps))
+			return fmt.Sprintf("%s is not a step; the steps are %s.%s", hclx.Quote(v), quoteList(AllDownSteps), hclx.Suggest(v, AllDownSteps))
 		})
 	if present {
 		for i, it := range items {
@@ -304,10 +306,10 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 		u, problem := parseUpstream(*fa.LastResort)
 		switch {
 		case problem != "":
-			b.errorf(fa.LastResortRange, "Invalid last_resort URL", "Provider %s: last_resort: %s.", quote(id), problem)
+			b.errorf(fa.LastResortRange, "Invalid last_resort URL", "Provider %s: last_resort: %s.", hclx.Quote(id), problem)
 		case slices.ContainsFunc(upstreams, func(up *url.URL) bool { return upstreamKey(up) == upstreamKey(u) }):
 			b.errorf(fa.LastResortRange, "Invalid last_resort URL",
-				"Provider %s: last_resort is one of its upstreams; it must be another endpoint, used only when every upstream is out.", quote(id))
+				"Provider %s: last_resort is one of its upstreams; it must be another endpoint, used only when every upstream is out.", hclx.Quote(id))
 		default:
 			a.LastResort = u
 		}
@@ -324,8 +326,8 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 // list with emptyDetail, a rejected element as "Invalid "+what and a repeat
 // as "Duplicate "+what, and returns the accepted elements and whether the
 // list is present.
-func (b *builder) distinctList(expr hcl.Expression, name, what, emptyDetail string, check func(string) string) ([]stringItem, bool) {
-	items, present, d := evalStringList(expr, b.ectx, name)
+func (b *builder) distinctList(expr hcl.Expression, name, what, emptyDetail string, check func(string) string) ([]hclx.StringItem, bool) {
+	items, present, d := hclx.StringList(expr, b.ectx, name)
 	b.diags = append(b.diags, d...)
 	if !present {
 		return nil, false
@@ -333,14 +335,14 @@ func (b *builder) distinctList(expr hcl.Expression, name, what, emptyDetail stri
 	if len(items) == 0 && !d.HasErrors() {
 		b.errorf(expr.Range(), "Empty "+name, "%s", emptyDetail)
 	}
-	var out []stringItem
+	var out []hclx.StringItem
 	for _, it := range items {
 		if problem := check(it.Value); problem != "" {
 			b.errorf(it.Range, "Invalid "+what, "%s[%d]: %s", name, it.Index, problem)
 			continue
 		}
-		if slices.ContainsFunc(out, func(o stringItem) bool { return o.Value == it.Value }) {
-			b.errorf(it.Range, "Duplicate "+what, "%s[%d]: %s is already listed.", name, it.Index, quote(it.Value))
+		if slices.ContainsFunc(out, func(o hclx.StringItem) bool { return o.Value == it.Value }) {
+			b.errorf(it.Range, "Duplicate "+what, "%s[%d]: %s is already listed.", name, it.Index, hclx.Quote(it.Value))
 			continue
 		}
 		out = append(out, it)
@@ -348,7 +350,7 @@ func (b *builder) distinctList(expr hcl.Expression, name, what, emptyDetail stri
 	return out, true
 }
 
-func values(items []stringItem) []string {
+func values(items []hclx.StringItem) []string {
 	out := make([]string, 0, len(items))
 	for _, it := range items {
 		out = append(out, it.Value)
@@ -449,7 +451,7 @@ func (b *builder) checkMaxCooldown(h *Health, o cooldownOrigin, blameCooldown bo
 		b.diags = append(b.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary: fmt.Sprintf("%s=%s: more than max_cooldown", EnvCooldown,
-				quote(strconv.FormatInt(int64(h.Cooldown/time.Second), 10))),
+				hclx.Quote(strconv.FormatInt(int64(h.Cooldown/time.Second), 10))),
 			Detail: fmt.Sprintf("The cooldown %s is more than max_cooldown %s (the default); set max_cooldown in the health block to at least %s.",
 				h.Cooldown, h.MaxCooldown, h.Cooldown),
 		})

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // The state block: where health state lives beyond this process.
@@ -71,7 +73,7 @@ func (b *builder) state(fs *fileState, cfg *Config) {
 	if v, ok := b.getenv(ReplicaEnv); ok && v != "" {
 		if problem := replicaProblem(v); problem != "" {
 			b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + ReplicaEnv,
-				Detail: fmt.Sprintf("%s=%s: %s.", ReplicaEnv, quote(v), problem)})
+				Detail: fmt.Sprintf("%s=%s: %s.", ReplicaEnv, hclx.Quote(v), problem)})
 		}
 		cfg.Replica = v
 	}
@@ -87,7 +89,7 @@ func (b *builder) state(fs *fileState, cfg *Config) {
 	}
 	if fs.Replica != nil && b.decoded(fs.ReplicaRange) && cfg.Replica == "" {
 		if problem := replicaProblem(*fs.Replica); problem != "" {
-			b.errorf(fs.ReplicaRange, "Invalid replica", "%s: %s.", quote(*fs.Replica), problem)
+			b.errorf(fs.ReplicaRange, "Invalid replica", "%s: %s.", hclx.Quote(*fs.Replica), problem)
 		}
 		cfg.Replica = *fs.Replica
 	}
@@ -96,7 +98,7 @@ func (b *builder) state(fs *fileState, cfg *Config) {
 		prefix = *fs.KeyPrefix
 		if len(prefix) > maxKeyPrefix || strings.ContainsFunc(prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 			b.errorf(fs.KeyPrefixRange, "Invalid key_prefix",
-				"%s: want at most %d characters without spaces or control characters, such as \"healproxy:\".", quote(prefix), maxKeyPrefix)
+				"%s: want at most %d characters without spaces or control characters, such as \"healproxy:\".", hclx.Quote(prefix), maxKeyPrefix)
 		}
 	}
 	if fs.Redis == nil || !b.decoded(fs.RedisRange) || strings.TrimSpace(*fs.Redis) == "" {
@@ -133,7 +135,7 @@ func parseRedisURL(s string) (redacted, problem string) {
 	redacted = u.Redacted()
 	switch {
 	case u.Scheme != "redis" && u.Scheme != "rediss":
-		return "", fmt.Sprintf("the scheme is %s; %s", quote(u.Scheme), want)
+		return "", fmt.Sprintf("the scheme is %s; %s", hclx.Quote(u.Scheme), want)
 	case u.Opaque != "" || u.Hostname() == "":
 		return "", "no host; " + want
 	case u.Fragment != "":
@@ -146,7 +148,7 @@ func parseRedisURL(s string) (redacted, problem string) {
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		if n, err := strconv.Atoi(db); err != nil || n < 0 {
-			return "", fmt.Sprintf("the database must be a whole number such as /0, got %s; %s", quote("/"+db), want)
+			return "", fmt.Sprintf("the database must be a whole number such as /0, got %s; %s", hclx.Quote("/"+db), want)
 		}
 	}
 	if _, err := redis.ParseURL(s); err != nil {

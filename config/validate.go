@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/healproxy/healproxy/internal/hclx"
 )
 
 // idPattern is what provider IDs and model keys must match: they appear as
@@ -51,12 +53,12 @@ func (b *builder) decoded(rng hcl.Range) bool {
 	return true
 }
 
-// duration is parseDuration for a value that gohcl decoded.
+// duration is hclx.Duration for a value that gohcl decoded.
 func (b *builder) duration(s *string, rng hcl.Range, name string, positive bool) *time.Duration {
 	if s == nil || !b.decoded(rng) {
 		return nil
 	}
-	d, diags := parseDuration(s, rng, name, positive)
+	d, diags := hclx.Duration(s, rng, name, positive)
 	b.diags = append(b.diags, diags...)
 	return d
 }
@@ -151,16 +153,16 @@ func defaultHealth() Health {
 func (b *builder) healthPatch(fh *fileHealth) healthPatch {
 	var p healthPatch
 	var d hcl.Diagnostics
-	p.ErrorThreshold, d = evalInt(fh.ErrorThreshold, b.ectx, "error_threshold", 1)
+	p.ErrorThreshold, d = hclx.Int(fh.ErrorThreshold, b.ectx, "error_threshold", 1)
 	b.diags = append(b.diags, d...)
-	p.RecoveryCount, d = evalInt(fh.RecoveryCount, b.ectx, "success_recovery_count", 1)
+	p.RecoveryCount, d = hclx.Int(fh.RecoveryCount, b.ectx, "success_recovery_count", 1)
 	b.diags = append(b.diags, d...)
-	p.MaxConcurrentReinit, d = evalInt(fh.MaxConcurrentReinit, b.ectx, "max_concurrent_reinit", 1)
+	p.MaxConcurrentReinit, d = hclx.Int(fh.MaxConcurrentReinit, b.ectx, "max_concurrent_reinit", 1)
 	b.diags = append(b.diags, d...)
 	p.Cooldown = b.duration(fh.Cooldown, fh.CooldownRange, "cooldown", true)
 	p.ReinitCooldown = b.duration(fh.ReinitCooldown, fh.ReinitCooldownRange, "reinit_cooldown", false)
 	p.AutoReinit = fh.AutoReinit
-	p.CooldownMultiplier, d = evalFloat(fh.CooldownMultiplier, b.ectx, "cooldown_multiplier",
+	p.CooldownMultiplier, d = hclx.Float(fh.CooldownMultiplier, b.ectx, "cooldown_multiplier",
 		fmt.Sprintf("a number from 1 (no growth) to %g", MaxCooldownMultiplier),
 		func(f float64) bool { return f >= 1 && f <= MaxCooldownMultiplier })
 	b.diags = append(b.diags, d...)
@@ -174,10 +176,10 @@ func (b *builder) healthPatch(fh *fileHealth) healthPatch {
 func (b *builder) checkName(what, name string, rng hcl.Range, seen map[string]hcl.Range) {
 	if !validID(name) {
 		b.errorf(rng, "Invalid "+what,
-			"%s is not a valid %s: use letters, digits, '_', '.' and '-', starting with a letter or digit.", quote(name), what)
+			"%s is not a valid %s: use letters, digits, '_', '.' and '-', starting with a letter or digit.", hclx.Quote(name), what)
 	}
 	if prev, dup := seen[name]; dup {
-		b.errorf(rng, "Duplicate "+what+" "+quote(name),
+		b.errorf(rng, "Duplicate "+what+" "+hclx.Quote(name),
 			"previous definition at %s:%d", prev.Filename, prev.Start.Line)
 		return
 	}
@@ -212,24 +214,24 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 }
 
 func (b *builder) upstreams(fp *fileProvider) []*url.URL {
-	items, present, d := evalStringList(fp.Upstreams, b.ectx, "upstreams")
+	items, present, d := hclx.StringList(fp.Upstreams, b.ectx, "upstreams")
 	b.diags = append(b.diags, d...)
 	if !present {
 		if d.HasErrors() {
 			return nil
 		}
 		b.errorf(fp.DefRange, "Missing upstreams",
-			"Provider %s needs upstreams = [\"https://…\", …], one or more equivalent base URLs.", quote(fp.ID))
+			"Provider %s needs upstreams = [\"https://…\", …], one or more equivalent base URLs.", hclx.Quote(fp.ID))
 		return nil
 	}
 	if len(items) == 0 && !d.HasErrors() {
 		b.errorf(fp.Upstreams.Range(), "Empty upstreams",
-			"Provider %s needs at least one upstream URL.", quote(fp.ID))
+			"Provider %s needs at least one upstream URL.", hclx.Quote(fp.ID))
 		return nil
 	}
 	if len(items) > MaxUpstreams {
 		b.errorf(fp.Upstreams.Range(), "Too many upstreams",
-			"Provider %s has %d upstreams; at most %d are supported.", quote(fp.ID), len(items), MaxUpstreams)
+			"Provider %s has %d upstreams; at most %d are supported.", hclx.Quote(fp.ID), len(items), MaxUpstreams)
 		return nil
 	}
 	var out []*url.URL
@@ -245,7 +247,7 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 		key := upstreamKey(u)
 		if seen[key] {
 			b.errorf(it.Range, "Duplicate upstream URL",
-				"upstreams[%d] repeats an earlier upstream of provider %s.", i, quote(fp.ID))
+				"upstreams[%d] repeats an earlier upstream of provider %s.", i, hclx.Quote(fp.ID))
 			continue
 		}
 		seen[key] = true
@@ -276,7 +278,7 @@ func upstreamKey(u *url.URL) string {
 }
 
 func (b *builder) headers(fp *fileProvider) map[string]string {
-	items, d := evalStringMap(fp.Headers, b.ectx, "headers")
+	items, d := hclx.StringMap(fp.Headers, b.ectx, "headers")
 	b.diags = append(b.diags, d...)
 	if items == nil {
 		return nil
@@ -288,13 +290,13 @@ func (b *builder) headers(fp *fileProvider) map[string]string {
 		switch {
 		case !validHeaderName(it.Key):
 			b.errorf(it.Range, "Invalid header name",
-				"%s is not a valid HTTP header name.", quote(it.Key))
+				"%s is not a valid HTTP header name.", hclx.Quote(it.Key))
 		case seen[strings.ToLower(it.Key)]:
 			b.errorf(it.Range, "Duplicate header",
-				"Header %s is set more than once (names are case-insensitive).", quote(it.Key))
+				"Header %s is set more than once (names are case-insensitive).", hclx.Quote(it.Key))
 		case !validHeaderValue(it.Value):
 			b.errorf(it.Range, "Invalid header value",
-				"The value of header %s contains a control character such as a newline.", quote(it.Key))
+				"The value of header %s contains a control character such as a newline.", hclx.Quote(it.Key))
 		case it.Value == "":
 			// Typically env() of an unset variable: send no header at all.
 		default:
@@ -345,13 +347,13 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 		b.entryHealth(fm.Health, &m.Health, origin)
 	}
 
-	cmd, cmdPresent, d := evalStringList(fm.Command, b.ectx, "command")
+	cmd, cmdPresent, d := hclx.StringList(fm.Command, b.ectx, "command")
 	b.diags = append(b.diags, d...)
 	cmdFailed := d.HasErrors()
 	switch {
 	case fm.Plugin != nil && cmdPresent:
 		b.errorf(fm.Command.Range(), "Conflicting plugin and command",
-			"Model %s sets both plugin and command; set exactly one.", quote(fm.Key))
+			"Model %s sets both plugin and command; set exactly one.", hclx.Quote(fm.Key))
 	case fm.Plugin != nil:
 		m.Plugin = *fm.Plugin
 		if b.decoded(fm.PluginRange) {
@@ -363,17 +365,17 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 		// Already reported.
 	case !cmdFailed:
 		b.errorf(fm.DefRange, "Missing plugin or command",
-			"Model %s needs plugin = \"NAME\" (a built-in plugin) or command = [\"./path\", …] (an external one).", quote(fm.Key))
+			"Model %s needs plugin = \"NAME\" (a built-in plugin) or command = [\"./path\", …] (an external one).", hclx.Quote(fm.Key))
 	}
 
 	if fm.Fallback != nil && *fm.Fallback != "" && b.decoded(fm.FallbackRange) {
 		m.Fallback = *fm.Fallback
 		switch {
 		case *fm.Fallback == fm.Key:
-			b.errorf(fm.FallbackRange, "Invalid fallback", "Model %s cannot fall back to itself.", quote(fm.Key))
+			b.errorf(fm.FallbackRange, "Invalid fallback", "Model %s cannot fall back to itself.", hclx.Quote(fm.Key))
 		case !slices.Contains(keys, *fm.Fallback):
 			b.errorf(fm.FallbackRange, "Unknown fallback model",
-				"No model %s is defined in this file.%s", quote(*fm.Fallback), suggest(*fm.Fallback, keys))
+				"No model %s is defined in this file.%s", hclx.Quote(*fm.Fallback), hclx.Suggest(*fm.Fallback, keys))
 		}
 	}
 	return m
@@ -383,7 +385,7 @@ func (b *builder) checkPlugin(name string, rng hcl.Range) {
 	if b.opts.BuiltinPlugins == nil {
 		if !pluginPattern.MatchString(name) {
 			b.errorf(rng, "Invalid plugin name",
-				"%s is not a valid plugin name: use letters, digits, '_', '.' and '-', starting with a letter.", quote(name))
+				"%s is not a valid plugin name: use letters, digits, '_', '.' and '-', starting with a letter.", hclx.Quote(name))
 		}
 		return
 	}
@@ -395,17 +397,17 @@ func (b *builder) checkPlugin(name string, rng hcl.Range) {
 		known = strings.Join(b.opts.BuiltinPlugins, ", ")
 	}
 	b.errorf(rng, "Unknown plugin",
-		"No built-in plugin is named %s (built-in: %s); an external plugin binary is set with command = [...].%s", quote(name), known, suggest(name, b.opts.BuiltinPlugins))
+		"No built-in plugin is named %s (built-in: %s); an external plugin binary is set with command = [...].%s", hclx.Quote(name), known, hclx.Suggest(name, b.opts.BuiltinPlugins))
 }
 
-func (b *builder) command(fm *fileModel, items []stringItem, dir string) []string {
+func (b *builder) command(fm *fileModel, items []hclx.StringItem, dir string) []string {
 	if len(items) == 0 {
 		b.errorf(fm.Command.Range(), "Empty command",
-			"Model %s: command needs at least the program to run.", quote(fm.Key))
+			"Model %s: command needs at least the program to run.", hclx.Quote(fm.Key))
 		return nil
 	}
 	if items[0].Value == "" {
-		b.errorf(items[0].Range, "Invalid command", "Model %s: the program (command[0]) is empty.", quote(fm.Key))
+		b.errorf(items[0].Range, "Invalid command", "Model %s: the program (command[0]) is empty.", hclx.Quote(fm.Key))
 		return nil
 	}
 	argv := make([]string, len(items))
@@ -444,46 +446,10 @@ func (b *builder) checkListen(addr string, rng hcl.Range) {
 			err = errors.New(ae.Err)
 		}
 		b.errorf(rng, "Invalid listen address",
-			"%s is not a host:port address such as \"127.0.0.1:7860\" or \":7860\": %v.", quote(addr), err)
+			"%s is not a host:port address such as \"127.0.0.1:7860\" or \":7860\": %v.", hclx.Quote(addr), err)
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		b.errorf(rng, "Invalid listen address", "%s: the port must be a number from 0 to 65535.", quote(addr))
+		b.errorf(rng, "Invalid listen address", "%s: the port must be a number from 0 to 65535.", hclx.Quote(addr))
 	}
-}
-
-// suggest returns ` Did you mean "x"?` for the closest of candidates to s,
-// or "" when none is close.
-func suggest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" Did you mean %s?", quote(best))
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -12,7 +12,7 @@ import (
 
 // serveFault is /api/admin/fault (admin): POST sets a fault, DELETE
 // clears, GET lists.
-func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.Load()
 	q := r.URL.Query()
 	id := q.Get("provider")
@@ -29,30 +29,25 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "faults": list})
-		return
+		return nil
 	}
 	if r.Method != http.MethodPost && r.Method != http.MethodDelete {
-		w.Header().Set("Allow", "GET, POST, DELETE")
-		api.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+": want GET, POST or DELETE")
-		return
+		return &api.Error{Status: http.StatusMethodNotAllowed, Allow: "GET, POST, DELETE", Msg: "method " + r.Method + " not allowed on " + r.URL.Path + ": want GET, POST or DELETE"}
 	}
 	if id == "" {
-		api.WriteError(w, http.StatusBadRequest, "the provider query parameter is required: ?provider=ID[&upstream=URL or 0-based index]")
-		return
+		return &api.Error{Status: http.StatusBadRequest, Msg: "the provider query parameter is required: ?provider=ID[&upstream=URL or 0-based index]"}
 	}
 	p := st.providers[id]
 	if p == nil {
-		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
-		return
+		return &api.Error{Status: http.StatusNotFound, ProviderID: id, Msg: "unknown provider " + strconv.Quote(id)}
 	}
 	targets := p.UpstreamsNamed(q.Get("upstream"))
 	if len(targets) == 0 {
 		// Not echoed as sent: a caller naming the upstream by its full URL
 		// would get its API key back in the answer (and in any log of it).
-		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id,
-			Error: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(redact.Input(q.Get("upstream"))) +
-				"; name it as diagnostics show it, without query string, or by its 0-based index"})
-		return
+		return &api.Error{Status: http.StatusNotFound, ProviderID: id,
+			Msg: "provider " + strconv.Quote(id) + " has no upstream " + strconv.Quote(redact.Input(q.Get("upstream"))) +
+				"; name it as diagnostics show it, without query string, or by its 0-based index"}
 	}
 	who := s.who(r)
 	now := time.Now()
@@ -66,12 +61,11 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "cleared": cleared})
-		return
+		return nil
 	}
 	req, proto, err := provider.ParseFault(r.Body)
 	if err != nil {
-		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id, Error: err.Error()})
-		return
+		return &api.Error{Status: http.StatusBadRequest, ProviderID: id, Msg: err.Error()}
 	}
 	ttl := proto.Until.Sub(proto.At)
 	for _, u := range targets {
@@ -89,6 +83,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) {
 		docs = append(docs, u.FaultDocument())
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "upstreams": len(targets), "faults": docs})
+	return nil
 }
 
 // faultExpired clears f from u when its TTL ends, unless it was cleared

@@ -115,7 +115,7 @@ func (s *Server) replicaView() api.ReplicaView {
 }
 
 // serveClusterHealth is GET /api/diagnostics/health?scope=cluster.
-func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) error {
 	own := s.replicaView()
 	views := []api.ReplicaView{own}
 	doc := api.ClusterHealth{Status: "success", Timestamp: time.Now().UTC().Format(time.RFC3339), Scope: "cluster",
@@ -165,6 +165,7 @@ func (s *Server) serveClusterHealth(w http.ResponseWriter, r *http.Request) {
 		doc.Models = []api.ClusterModel{}
 	}
 	api.WriteJSON(w, http.StatusOK, doc)
+	return nil
 }
 
 // validView says whether every status in another replica's view is one

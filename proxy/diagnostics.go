@@ -191,21 +191,22 @@ func (s *Server) healthDocument() api.Health {
 
 // serveAlerts is GET /api/diagnostics/alerts: the webhook alerts' delivery
 // counters.
-func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) error {
 	docs := []api.Alert{}
 	for _, a := range s.alerts.Load().Stats().Alerts {
 		docs = append(docs, api.Alert{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
 			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": docs})
+	return nil
 }
 
-func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("scope") == "cluster" {
-		s.serveClusterHealth(w, r)
-		return
+		return s.serveClusterHealth(w, r)
 	}
 	api.WriteJSON(w, http.StatusOK, s.healthDocument())
+	return nil
 }
 
 func newHealDoc(results []api.HealResult) api.Heal {
@@ -228,7 +229,7 @@ func newHealDoc(results []api.HealResult) api.Heal {
 
 // serveSelfHeal is POST /api/diagnostics/self-heal (docs/behaviour.md,
 // "The health document and self-heal").
-func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.Load()
 	q := r.URL.Query()
 	switch {
@@ -236,8 +237,7 @@ func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) {
 		id := q.Get("provider_id")
 		p := st.providers[id]
 		if p == nil {
-			api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
-			return
+			return &api.Error{Status: http.StatusNotFound, ProviderID: id, Msg: "unknown provider " + strconv.Quote(id)}
 		}
 		for _, u := range p.Upstreams {
 			u.Health.Reset()
@@ -249,11 +249,11 @@ func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) {
 		key := q.Get("model_key")
 		m := st.models[key]
 		if m == nil {
-			api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
-			return
+			return &api.Error{Status: http.StatusNotFound, ModelKey: key, Msg: "unknown model " + strconv.Quote(key)}
 		}
 		api.WriteJSON(w, http.StatusOK, newHealDoc([]api.HealResult{s.reinit(r.Context(), m, "self-heal")}))
 	default:
 		api.WriteJSON(w, http.StatusOK, newHealDoc(s.healAll(r.Context(), st)))
 	}
+	return nil
 }

@@ -105,16 +105,14 @@ const sseHeartbeat = 15 * time.Second
 // "status" event per status change. The stream opens with a "hello" event;
 // a client that fell behind gets "resync" and should re-read
 // /api/diagnostics/health.
-func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) error {
 	fl, ok := w.(http.Flusher)
 	if !ok {
-		api.WriteError(w, http.StatusInternalServerError, "streaming unsupported")
-		return
+		return &api.Error{Status: http.StatusInternalServerError, Msg: "streaming unsupported"}
 	}
 	ch, ok := s.events.subscribe()
 	if !ok {
-		api.WriteError(w, http.StatusServiceUnavailable, "shutting down")
-		return
+		return &api.Error{Status: http.StatusServiceUnavailable, Msg: "shutting down"}
 	}
 	defer s.events.unsubscribe(ch)
 	// The server's write timeout does not apply to an event stream.
@@ -132,27 +130,27 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			return nil
 		case msg, ok := <-ch:
 			if !ok {
 				w.Write([]byte("event: resync\ndata: {}\n\n"))
 				fl.Flush()
-				return
+				return nil
 			}
 			if _, err := w.Write(msg); err != nil {
-				return
+				return nil
 			}
 			fl.Flush()
 		case <-tick.C:
 			if _, err := w.Write([]byte(": ping\n\n")); err != nil {
-				return
+				return nil
 			}
 			fl.Flush()
 		}
 	}
 }
 
-func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.Load()
 	doc := api.History{IntervalSeconds: breaker.HistoryInterval.Seconds(), Buckets: breaker.HistoryBuckets}
 	for _, p := range st.providerList {
@@ -168,6 +166,7 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) {
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
 	}
 	api.WriteJSON(w, http.StatusOK, doc)
+	return nil
 }
 
 // addPoints sums b into a, interval by interval (latency weighted by calls).

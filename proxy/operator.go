@@ -109,25 +109,21 @@ func decodeControl(r *http.Request) (controlRequest, time.Duration, error) {
 }
 
 // serveControl is POST /api/admin/providers/{id}/{drain|force-open|resume}.
-func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) error {
 	id, action := chi.URLParam(r, "id"), chi.URLParam(r, "action")
 	p := s.state.Load().providers[id]
 	if p == nil {
-		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "unknown provider " + strconv.Quote(id)})
-		return
+		return &api.Error{Status: http.StatusNotFound, ProviderID: id, Msg: "unknown provider " + strconv.Quote(id)}
 	}
 	if action != "drain" && action != "force-open" && action != "resume" { // before the body's checks
-		api.WriteError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
-		return
+		return &api.Error{Status: http.StatusNotFound, Msg: "unknown action " + strconv.Quote(action) + ": want drain, force-open or resume"}
 	}
 	req, ttl, err := decodeControl(r)
 	if err != nil {
-		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id, Error: err.Error()})
-		return
+		return &api.Error{Status: http.StatusBadRequest, ProviderID: id, Msg: err.Error()}
 	}
 	if action != "resume" && strings.TrimSpace(req.Reason) == "" {
-		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id, Error: "a reason is required"})
-		return
+		return &api.Error{Status: http.StatusBadRequest, ProviderID: id, Msg: "a reason is required"}
 	}
 	var targets []*provider.Upstream
 	for _, u := range p.Upstreams {
@@ -138,9 +134,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	if len(targets) == 0 {
 		// Not echoed as sent: a caller naming the upstream by its full URL
 		// would get its API key back in the answer (and in any log of it).
-		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ProviderID: id, Error: "provider " + strconv.Quote(id) +
-			" has no upstream " + strconv.Quote(redact.Input(req.Upstream)) + "; name it as diagnostics show it, without query string"})
-		return
+		return &api.Error{Status: http.StatusNotFound, ProviderID: id, Msg: "provider " + strconv.Quote(id) +
+			" has no upstream " + strconv.Quote(redact.Input(req.Upstream)) + "; name it as diagnostics show it, without query string"}
 	}
 	now := time.Now()
 	var until time.Time
@@ -157,8 +152,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		case "resume":
 			u.Resume()
 		default:
-			api.WriteError(w, http.StatusNotFound, "unknown action "+strconv.Quote(action)+": want drain, force-open or resume")
-			return
+			return &api.Error{Status: http.StatusNotFound, Msg: "unknown action " + strconv.Quote(action) + ": want drain, force-open or resume"}
 		}
 		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
 			Reason: req.Reason, TTL: req.TTL, Result: "done"})
@@ -167,19 +161,20 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "action": action,
 		"upstreams": len(targets), "entry": providerEntry(p)})
+	return nil
 }
 
 // serveAudit is GET /api/admin/audit (admin): the newest records, oldest
 // first; ?limit=N (default 100).
-func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) error {
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			api.WriteError(w, http.StatusBadRequest, "limit must be a positive whole number")
-			return
+			return &api.Error{Status: http.StatusBadRequest, Msg: "limit must be a positive whole number"}
 		}
 		limit = min(n, maxAudit)
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.last(limit)})
+	return nil
 }

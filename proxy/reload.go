@@ -212,18 +212,17 @@ func (s *Server) ReloadConfig(who string) (api.ReloadResult, hcl.Diagnostics) {
 }
 
 // serveReload is POST /api/admin/reload (admin).
-func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveReload(w http.ResponseWriter, r *http.Request) error {
 	res, diags := s.ReloadConfig(s.who(r))
 	if diags.HasErrors() {
 		lines := strings.FieldsFunc(config.FormatDiagnostics(diags), func(r rune) bool { return r == '\n' })
-		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"status": "error",
-			"error": "invalid config; the running config stays", "diagnostics": lines})
-		return
+		return &api.Error{Status: http.StatusUnprocessableEntity, Msg: "invalid config; the running config stays", Diagnostics: lines}
 	}
 	api.WriteJSON(w, http.StatusOK, struct {
 		Status string `json:"status"`
 		api.ReloadResult
 	}{"success", res})
+	return nil
 }
 
 // forget drops a removed provider's (or upstream's) request metrics.

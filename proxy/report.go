@@ -27,7 +27,7 @@ func reportOf(kind, key, upstream string, e *breaker.Entry) api.ReportRow {
 // serveReport is GET /api/diagnostics/report?format=json|csv: every
 // provider upstream and model with its state and its last hour (success
 // rate, p50/p95 latency, time unavailable), for download.
-func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.Load()
 	var rows []api.ReportRow
 	for _, p := range st.providerList {
@@ -67,8 +67,9 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 		}
 		cw.Flush()
 	default:
-		api.WriteError(w, http.StatusBadRequest, "format must be json or csv")
+		return &api.Error{Status: http.StatusBadRequest, Msg: "format must be json or csv"}
 	}
+	return nil
 }
 
 func deref(s *string) string {

@@ -43,8 +43,6 @@ type Change struct {
 	entry    *breaker.Entry
 }
 
-type entryHooks interface{ changed(Change) }
-
 // Options for New.
 type Options struct {
 	// Logger receives the server's logs. nil means slog.Default().

@@ -1,4 +1,4 @@
-package config
+package hclx
 
 import (
 	"fmt"
@@ -16,21 +16,21 @@ import (
 // config needs none of that, so these limits are checked before and after
 // parsing, and a file that breaks them is not decoded.
 const (
-	maxFileSize = 1 << 20 // bytes; bounds the time any input can take
+	MaxFileSize = 1 << 20 // bytes; bounds the time any input can take
 	maxNesting  = 64      // brackets, braces, parentheses, quotes, ${ } and %{ }
 	maxUnaryRun = 16      // consecutive - and ! operators
 	maxAbsNum   = 1e15    // largest number literal
 	minAbsNum   = 1e-15
 )
 
-// checkTokens enforces maxFileSize, then maxNesting and maxUnaryRun with
+// CheckTokens enforces MaxFileSize, then maxNesting and maxUnaryRun with
 // hcl's lexer, which is not recursive. Lexing errors are left to the parser.
-func checkTokens(src []byte, filename string) hcl.Diagnostics {
-	if len(src) > maxFileSize {
+func CheckTokens(src []byte, filename string) hcl.Diagnostics {
+	if len(src) > MaxFileSize {
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Config file too large",
-			Detail:   fmt.Sprintf("The file has %d bytes; the limit is %d.", len(src), maxFileSize),
+			Detail:   fmt.Sprintf("The file has %d bytes; the limit is %d.", len(src), MaxFileSize),
 		}}
 	}
 	toks, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
@@ -74,10 +74,10 @@ func checkTokens(src []byte, filename string) hcl.Diagnostics {
 	return nil
 }
 
-// checkExprs rejects arithmetic and number literals out of range, so that
+// CheckExprs rejects arithmetic and number literals out of range, so that
 // every number that can reach a string is short. It reports the outermost
 // arithmetic expression only.
-func checkExprs(body hcl.Body) hcl.Diagnostics {
+func CheckExprs(body hcl.Body) hcl.Diagnostics {
 	sb, ok := body.(*hclsyntax.Body)
 	if !ok {
 		return nil
