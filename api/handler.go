@@ -24,11 +24,6 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Msg) }
 
-// Errorf is an Error with status and a formatted message.
-func Errorf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
-}
-
 // WriteErr answers err. It is the one place where an error of a
 // diagnostics, admin or model handler becomes a status code: an *Error
 // has its own; a client that left gets 499 (nginx's); anything else is a

@@ -377,7 +377,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		if !failureStatus(r.StatusCode) {
 			keep()
 			if p.slowCall > 0 && latency > p.slowCall {
-				return latency, &breaker.Failure{Kind: KindSlow, StatusCode: r.StatusCode, Latency: latency,
+				return latency, &breaker.Failure{Kind: kindSlow, StatusCode: r.StatusCode, Latency: latency,
 					Message: "slow call: answered in " + latency.Round(time.Millisecond).String() + ", over slow_call_threshold " + p.slowCall.String()}
 			}
 			return latency, nil
@@ -616,5 +616,5 @@ func drainBody(body io.ReadCloser) {
 
 func noop() {}
 
-// KindSlow is a call that answered, slower than slow_call_threshold.
-const KindSlow breaker.Kind = "slow"
+// kindSlow is a call that answered, slower than slow_call_threshold.
+const kindSlow breaker.Kind = "slow"

@@ -25,8 +25,8 @@ func Format(diags hcl.Diagnostics) string {
 		if d == nil {
 			continue
 		}
-		msg := OneLine(d.Summary)
-		if detail := OneLine(d.Detail); detail != "" {
+		msg := oneLine(d.Summary)
+		if detail := oneLine(d.Detail); detail != "" {
 			msg += "; " + detail
 		}
 		if d.Severity == hcl.DiagWarning {
@@ -64,7 +64,7 @@ func Quote(s string) string {
 	return strconv.Quote(s[:cut]) + "…"
 }
 
-func OneLine(s string) string {
+func oneLine(s string) string {
 	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 	return strings.TrimSpace(s)
 }

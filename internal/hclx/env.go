@@ -12,15 +12,15 @@ import (
 // variables, one function, env("NAME").
 func EvalContext(getenv func(string) (string, bool)) *hcl.EvalContext {
 	return &hcl.EvalContext{
-		Functions: map[string]function.Function{"env": EnvFunc(getenv)},
+		Functions: map[string]function.Function{"env": envFunc(getenv)},
 	}
 }
 
-// EnvFunc returns env("NAME"): the value of environment variable NAME, or
+// envFunc returns env("NAME"): the value of environment variable NAME, or
 // "" when it is unset (optional secrets such as API keys commonly are).
 // NAME must be a non-empty string; other argument types are rejected rather
 // than converted so that env(FOO) mistakes are caught.
-func EnvFunc(getenv func(string) (string, bool)) function.Function {
+func envFunc(getenv func(string) (string, bool)) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the value of an environment variable, or an empty string when it is unset.",
 		Params: []function.Parameter{{

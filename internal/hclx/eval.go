@@ -30,21 +30,21 @@ func IntRange(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, 
 	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
 		return nil, diags
 	}
-	i, ok := WholeNumber(val, minimum, maximum)
+	i, ok := wholeNumber(val, minimum, maximum)
 	if !ok {
 		return nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maximum, Describe(val)),
+			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maximum, describe(val)),
 			Subject:  expr.Range().Ptr(),
 		})
 	}
 	return &i, diags
 }
 
-// WholeNumber converts a known value to an int from minimum to maximum, as
+// wholeNumber converts a known value to an int from minimum to maximum, as
 // HCL converts (a string of digits counts).
-func WholeNumber(val cty.Value, minimum, maximum int) (int, bool) {
+func wholeNumber(val cty.Value, minimum, maximum int) (int, bool) {
 	num, err := convert.Convert(val, cty.Number)
 	if err != nil || num.IsNull() || !num.IsKnown() {
 		return 0, false
@@ -80,7 +80,7 @@ func Float(expr hcl.Expression, ectx *hcl.EvalContext, name, want string, ok fun
 	return nil, append(diags, &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  "Invalid " + name,
-		Detail:   fmt.Sprintf("Want %s, got %s.", want, Describe(val)),
+		Detail:   fmt.Sprintf("Want %s, got %s.", want, describe(val)),
 		Subject:  expr.Range().Ptr(),
 	})
 }
@@ -95,23 +95,23 @@ type IntItem struct {
 // IntList evaluates an optional list of whole numbers from minimum to
 // maximum. present is false when the attribute is absent or null.
 func IntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, maximum int) (items []IntItem, present bool, diags hcl.Diagnostics) {
-	return List(expr, ectx, name, "whole numbers", func(i int, ev cty.Value, rng hcl.Range) (IntItem, string) {
+	return list(expr, ectx, name, "whole numbers", func(i int, ev cty.Value, rng hcl.Range) (IntItem, string) {
 		n, ok := 0, false
 		if !ev.IsNull() && ev.IsKnown() {
-			n, ok = WholeNumber(ev, minimum, maximum)
+			n, ok = wholeNumber(ev, minimum, maximum)
 		}
 		if !ok {
-			return IntItem{}, fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, Describe(ev))
+			return IntItem{}, fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, describe(ev))
 		}
 		return IntItem{Index: i, Value: n, Range: rng}, ""
 	})
 }
 
-// List evaluates an optional list (or tuple or set) whose elements
+// list evaluates an optional list (or tuple or set) whose elements
 // elem converts, each with its own range when the list is written
 // literally, else the whole list's; elem returns a problem's detail, or "".
 // present is false when the attribute is absent or null.
-func List[T any](expr hcl.Expression, ectx *hcl.EvalContext, name, of string,
+func list[T any](expr hcl.Expression, ectx *hcl.EvalContext, name, of string,
 	elem func(i int, ev cty.Value, rng hcl.Range) (T, string)) (items []T, present bool, diags hcl.Diagnostics) {
 	if expr == nil {
 		return nil, false, nil
@@ -155,11 +155,11 @@ func List[T any](expr hcl.Expression, ectx *hcl.EvalContext, name, of string,
 	return items, true, diags
 }
 
-// Describe shows a value in a message: short primitives in full, anything
+// describe shows a value in a message: short primitives in full, anything
 // else by its type.
-func Describe(val cty.Value) string {
+func describe(val cty.Value) string {
 	if val.IsNull() || !val.IsKnown() {
-		return Friendly(val)
+		return friendly(val)
 	}
 	switch val.Type() {
 	case cty.String:
@@ -169,7 +169,7 @@ func Describe(val cty.Value) string {
 	case cty.Bool:
 		return strconv.FormatBool(val.True())
 	}
-	return Friendly(val)
+	return friendly(val)
 }
 
 // Duration checks an optional duration string. positive asks for > 0,
@@ -207,10 +207,10 @@ type StringItem struct {
 // when the attribute is absent or null. Each element carries its own range
 // when the list is written literally, else the whole list's range.
 func StringList(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items []StringItem, present bool, diags hcl.Diagnostics) {
-	return List(expr, ectx, name, "strings", func(i int, ev cty.Value, rng hcl.Range) (StringItem, string) {
-		s, ok := String(ev)
+	return list(expr, ectx, name, "strings", func(i int, ev cty.Value, rng hcl.Range) (StringItem, string) {
+		s, ok := ctyString(ev)
 		if !ok {
-			return StringItem{}, fmt.Sprintf("Element %d: want a string, got %s.", i, Friendly(ev))
+			return StringItem{}, fmt.Sprintf("Element %d: want a string, got %s.", i, friendly(ev))
 		}
 		return StringItem{Value: s, Index: i, Range: rng}, ""
 	})
@@ -240,7 +240,7 @@ func StringMap(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items [
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("The value of %s must be a string, got %s.", Quote(key), Friendly(v)),
+			Detail:   fmt.Sprintf("The value of %s must be a string, got %s.", Quote(key), friendly(v)),
 			Subject:  rng.Ptr(),
 		})
 	}
@@ -253,11 +253,11 @@ func StringMap(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items [
 			if kdiags.HasErrors() || vdiags.HasErrors() {
 				continue // already reported by the evaluation of the whole map
 			}
-			k, ok := String(kv)
+			k, ok := ctyString(kv)
 			if !ok {
 				continue // likewise: a non-string key fails the whole map
 			}
-			s, ok := String(vv)
+			s, ok := ctyString(vv)
 			if !ok {
 				bad(k, vv, p.Value.Range())
 				continue
@@ -269,8 +269,8 @@ func StringMap(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items [
 
 	for it := val.ElementIterator(); it.Next(); {
 		kv, vv := it.Element()
-		k, _ := String(kv)
-		s, ok := String(vv)
+		k, _ := ctyString(kv)
+		s, ok := ctyString(vv)
 		if !ok {
 			bad(k, vv, expr.Range())
 			continue
@@ -280,9 +280,9 @@ func StringMap(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items [
 	return items, diags
 }
 
-// String converts a known, non-null primitive to a string, as HCL does
+// ctyString converts a known, non-null primitive to a string, as HCL does
 // for string attributes (numbers and bools convert).
-func String(v cty.Value) (string, bool) {
+func ctyString(v cty.Value) (string, bool) {
 	if v.IsNull() || !v.IsKnown() || !v.Type().IsPrimitiveType() {
 		return "", false
 	}
@@ -293,7 +293,7 @@ func String(v cty.Value) (string, bool) {
 	return s.AsString(), true
 }
 
-func Friendly(v cty.Value) string {
+func friendly(v cty.Value) string {
 	if v.IsNull() {
 		return "null"
 	}

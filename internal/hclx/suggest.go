@@ -7,7 +7,7 @@ import "fmt"
 func Suggest(s string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
-		if d := EditDistance(s, c); d < bestDist {
+		if d := editDistance(s, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
@@ -17,8 +17,8 @@ func Suggest(s string, candidates []string) string {
 	return fmt.Sprintf(" Did you mean %s?", Quote(best))
 }
 
-// EditDistance is the Levenshtein distance between a and b, in bytes.
-func EditDistance(a, b string) int {
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
