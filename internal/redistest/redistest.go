@@ -210,6 +210,9 @@ func (s *Server) Do(args ...string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), err
 }
 
+// Ping sends PING to the server at addr and checks the PONG.
+func Ping(addr string) error { return ping(addr) }
+
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
