@@ -46,8 +46,9 @@ const (
 // { redis = … }).
 type SharedState struct {
 	// RedisURL is redis://[user:password@]host[:port][/db] or rediss://….
-	// It may hold a password: never log or show it; show Redacted.
-	RedisURL string
+	// It may hold a password: never log or show it; show Redacted. It is
+	// left out of JSON.
+	RedisURL string `json:"-"`
 	// Redacted is RedisURL with the password replaced by "xxxxx".
 	Redacted string
 	// KeyPrefix starts every Redis key and channel name healproxy uses.
@@ -179,16 +180,18 @@ type RedisTarget struct {
 	Addrs []string // host:port; one for RedisSingle, the seeds otherwise
 	// URL is the URL as given: for RedisSingle go-redis reads it (query
 	// options such as dial_timeout included).
-	URL string
+	URL string `json:"-"`
 	// MasterName is the Sentinel master name (RedisSentinel).
 	MasterName string
 	DB         int // not for RedisCluster
 	// Username and Password authenticate to the data nodes (ACL user, or
 	// the password alone for requirepass).
-	Username, Password string
+	Username string
+	Password string `json:"-"`
 	// SentinelUsername and SentinelPassword authenticate to the sentinels
 	// (query sentinel_username, sentinel_password).
-	SentinelUsername, SentinelPassword string
+	SentinelUsername string
+	SentinelPassword string `json:"-"`
 	TLS                                bool // rediss…: TLS with the system's roots, host name checked
 	// Redacted is the URL with every password replaced by "xxxxx".
 	Redacted string

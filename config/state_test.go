@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -122,9 +123,21 @@ func TestStateRedisErrors(t *testing.T) {
 }
 
 func TestSharedStateStringRedacts(t *testing.T) {
-	cfg := mustParse(t, "x.hcl", "state {\n  redis = \"redis://:s3cret@h:6379/1\"\n}\n", nil)
-	if s := cfg.Shared.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "redis://:xxxxx@h:6379/1") {
-		t.Errorf("got %q; want the URL with its password redacted", s)
+	cfg := mustParse(t, "x.hcl", "state {\n  redis = \"redis-sentinel://u:s3cret@h:26379/m?sentinel_password=s3cret\"\n}\n", nil)
+	if s := cfg.Shared.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "redis-sentinel://u:xxxxx@h:26379/m?sentinel_password=xxxxx") {
+		t.Errorf("got %q; want the URL with its passwords redacted", s)
+	}
+	target, err := ParseRedisURL(cfg.Shared.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{cfg.Shared, *cfg.Shared, target, &target} {
+		b, _ := json.Marshal(v)
+		for _, s := range []string{fmt.Sprint(v), fmt.Sprintf("%+v", v), string(b)} {
+			if strings.Contains(s, "s3cret") {
+				t.Errorf("%T printed or encoded shows the password: %s", v, s)
+			}
+		}
 	}
 }
 
