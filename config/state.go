@@ -192,7 +192,7 @@ type RedisTarget struct {
 	// (query sentinel_username, sentinel_password).
 	SentinelUsername string
 	SentinelPassword string `json:"-"`
-	TLS                                bool // rediss…: TLS with the system's roots, host name checked
+	TLS              bool   // rediss…: TLS with the system's roots, host name checked
 	// Redacted is the URL with every password replaced by "xxxxx".
 	Redacted string
 }
