@@ -783,7 +783,7 @@ func (c *Cluster) Views(ctx context.Context) ([]json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*c.opts.OpTimeout)
 	defer cancel()
 	since := strconv.FormatInt(time.Now().Add(-c.opts.HeartbeatTTL).UnixMilli(), 10)
-	//lint:ignore SA1019 ZRANGEBYSCORE works on every Redis we support; ZRANGE … BYSCORE needs 6.2
+	// ZRANGEBYSCORE works on every Redis we support; ZRANGE … BYSCORE needs 6.2
 	ids, err := c.rdb.ZRangeByScore(ctx, c.opts.KeyPrefix+"replicas", &redis.ZRangeBy{Min: since, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, c.scrub(err)
