@@ -179,3 +179,28 @@ func gaugeValue(t *testing.T, c *Cluster, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestQuorumCountsOtherVotes: with quorum = 3, a's unconfirmed trip
+// shows the second vote once b trips too ("2 of 3"); c still sends.
+func TestQuorumCountsOtherVotes(t *testing.T) {
+	srv := redistest.Start(t)
+	o := nodeOpts{quorum: 3}
+	a, b, c := newNode(t, srv.URL(), "a", o), newNode(t, srv.URL(), "b", o), newNode(t, srv.URL(), "c", o)
+	for _, n := range []*node{a, b, c} {
+		n.startConnected(t)
+	}
+	trip(t, a.e())
+	votesCounted(t, a, 1)
+	trip(t, b.e())
+	votesCounted(t, b, 1)
+	want := "tripped locally, not confirmed by the fleet (2 of 3)"
+	for _, n := range []*node{a, b} {
+		waitUntil(t, 5*time.Second, "replica "+n.c.Replica()+" to count both votes", func() bool {
+			trips := n.c.UnconfirmedTrips()
+			return len(trips) == 1 && trips[0].Message == want
+		})
+	}
+	if st := c.e().Status(); st == breaker.Unavailable {
+		t.Errorf("c: got %v; want two votes of three not applied", st)
+	}
+}
