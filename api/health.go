@@ -31,6 +31,29 @@ type SharedState struct {
 	Dropped   uint64     `json:"dropped"`   // own changes dropped: queue full (pushed later by a resync)
 	Errors    uint64     `json:"sync_errors"`
 	Queued    int        `json:"queued"`
+	// Mode is how Redis is reached: "single", "sentinel" or "cluster".
+	Mode string `json:"mode,omitempty"`
+	// Quorum is state.quorum: replicas that must trip an upstream within
+	// its cooldown before the others apply the trip.
+	Quorum    int    `json:"quorum,omitempty"`
+	Votes     uint64 `json:"votes,omitempty"`     // own trips counted as votes
+	Confirmed uint64 `json:"confirmed,omitempty"` // own votes that reached the quorum
+	// UnconfirmedTrips are the upstreams this replica tripped that fewer
+	// than Quorum replicas did: this replica may be the outlier.
+	UnconfirmedTrips []UnconfirmedTrip `json:"unconfirmed_trips,omitempty"`
+}
+
+// UnconfirmedTrip is an upstream a replica tripped on its own, without
+// the fleet's quorum: it cools down on that replica only.
+type UnconfirmedTrip struct {
+	Key           string    `json:"key"`      // the upstream's shared key (provider/<id>/<hash>)
+	Upstream      string    `json:"upstream"` // its display URL
+	Votes         int       `json:"votes"`    // replicas that tripped it within its cooldown, as last counted
+	Quorum        int       `json:"quorum"`
+	TrippedAt     time.Time `json:"tripped_at"`
+	CooldownUntil time.Time `json:"cooldown_until"`
+	// Message is "tripped locally, not confirmed by the fleet (1 of 2)".
+	Message string `json:"message"`
 }
 
 // Providers is the health document's provider entries and their summary.

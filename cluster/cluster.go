@@ -35,10 +35,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,18 +46,28 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/config"
 )
 
 // Options for New. Zero durations take the defaults given.
 type Options struct {
-	URL       string // redis:// or rediss://; may hold a password, never logged or shown
+	// URL is one of the forms config.ParseRedisURL reads: redis://,
+	// rediss:// (one server), redis-sentinel://…/master (a primary found
+	// through Sentinel), redis-cluster:// (a Redis Cluster). It may hold
+	// passwords: never logged or shown.
+	URL       string
 	KeyPrefix string
 	Replica   string // this replica's id
 	Logger    *slog.Logger
+
+	// Quorum is how many replicas (this one included) must trip an
+	// upstream within its cooldown before the others apply the trip
+	// (quorum.go). 0 or 1: every trip is applied at once. Recoveries need
+	// none.
+	Quorum int
 
 	// View returns this replica's health view, written as JSON to
 	// <prefix>replica:<id>. nil: none is written.
@@ -106,7 +116,8 @@ type Member struct {
 
 type member struct {
 	Member
-	gate atomic.Pointer[verdict]
+	gate        atomic.Pointer[verdict]
+	unconfirmed atomic.Pointer[unconfirmed] // an own trip the fleet has not confirmed (quorum.go)
 }
 
 // verdict is a replica's standing for one generation's recovery trials.
@@ -130,11 +141,12 @@ type Cluster struct {
 	opts    Options
 	url     string // redacted
 	log     *slog.Logger
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	store   *Store
 	replica string
 	channel string
-	pw      string // the URL's password, scrubbed from errors
+	secrets []string // the URL's passwords, scrubbed from errors
+	mode    config.RedisMode
 
 	mu        sync.RWMutex
 	members   map[string]*member
@@ -150,6 +162,7 @@ type Cluster struct {
 	ps        *redis.PubSub // the session's subscription, guarded by mu
 
 	published, applied, dropped, syncErrors, stale atomic.Uint64
+	votes, confirmed                               atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -169,39 +182,32 @@ var quietOnce sync.Once
 // New prepares a cluster link; it connects when started.
 func New(opts Options) (*Cluster, error) {
 	opts.defaults()
-	u, err := url.Parse(opts.URL)
+	target, err := config.ParseRedisURL(opts.URL)
 	if err != nil {
-		return nil, errors.New("cluster: invalid redis URL") // the error would quote it
+		return nil, fmt.Errorf("cluster: %w", err) // never holds a password
 	}
-	redacted := u.Redacted()
-	ro, err := redis.ParseURL(opts.URL)
+	rdb, err := newClient(target, opts.OpTimeout)
 	if err != nil {
-		return nil, errors.New("cluster: invalid redis URL " + redacted)
+		return nil, err
 	}
-	ro.Protocol = 2
-	ro.DisableIdentity = true
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	ro.ContextTimeoutEnabled = true
-	ro.DialTimeout = opts.OpTimeout
-	ro.ReadTimeout = opts.OpTimeout
-	ro.WriteTimeout = opts.OpTimeout
-	ro.PoolTimeout = opts.OpTimeout
-	ro.MaxRetries = -1 // fail fast; the callers decide what to do
-	ro.DialerRetries = 1
-	ro.PoolSize = 8
 	quietOnce.Do(func() { redis.SetLogger(quietLogger{}) })
 	c := &Cluster{
 		opts:     opts,
-		url:      redacted,
+		url:      target.Redacted,
 		log:      opts.Logger,
-		rdb:      redis.NewClient(ro),
+		rdb:      rdb,
 		replica:  opts.Replica,
 		channel:  opts.KeyPrefix + "events",
-		pw:       ro.Password,
+		mode:     target.Mode,
 		members:  map[string]*member{},
 		firstTry: make(chan struct{}),
 		queue:    make(chan *Record, opts.QueueSize),
 		resync:   make(chan struct{}, 1),
+	}
+	for _, pw := range []string{target.Password, target.SentinelPassword} {
+		if pw != "" {
+			c.secrets = append(c.secrets, pw)
+		}
 	}
 	c.store = NewStore(c.rdb, opts.KeyPrefix, opts.OpTimeout, 2*time.Second, 7*24*time.Hour)
 	c.status.since = time.Now()
@@ -303,10 +309,14 @@ func (c *Cluster) SetMembers(ms []Member) {
 func (c *Cluster) hooks(m *member) *breaker.SharedHooks {
 	return &breaker.SharedHooks{
 		Tripped: func(_ *breaker.Entry, t breaker.Trip) {
+			if c.quorum() > 1 { // unconfirmed until the fleet agrees (quorum.go)
+				m.unconfirmed.Store(&unconfirmed{at: t.At, until: t.Until, votes: 1})
+			}
 			c.enqueue(tripRecord(m.Key, c.replica, t.At, t.Until, t.Reason, t.ErrorCount))
 		},
 		Closed: func(_ *breaker.Entry, at time.Time) {
 			m.gate.Store(nil)
+			m.unconfirmed.Store(nil)
 			c.enqueue(closeRecord(m.Key, c.replica, at))
 		},
 		TrialGate: func(_ *breaker.Entry, gen int64) bool { return c.trialGate(m, gen) },
@@ -460,8 +470,15 @@ func (c *Cluster) session() (wasUp bool, err error) {
 		return false, c.ctx.Err()
 	}
 	sctx, cancel := context.WithTimeout(c.ctx, c.opts.OpTimeout)
-	err = ps.Subscribe(sctx, c.channel)
-	if err == nil {
+	channels := []string{c.channel}
+	if c.quorum() > 1 {
+		channels = append(channels, c.voteChannel())
+	}
+	err = ps.Subscribe(sctx, channels...)
+	for range channels {
+		if err != nil {
+			break
+		}
 		var msg any
 		msg, err = ps.ReceiveTimeout(sctx, c.opts.OpTimeout)
 		if _, ok := msg.(*redis.Subscription); err == nil && !ok {
@@ -530,16 +547,24 @@ func (c *Cluster) applyEvent(payload string) {
 	c.mu.RLock()
 	m := c.members[rec.Key]
 	c.mu.RUnlock()
+	if m != nil && rec.Vote {
+		c.heardVote(m, rec)
+		return
+	}
 	if m != nil && c.apply(m, rec) {
 		c.applied.Add(1)
 	}
 }
 
 func (c *Cluster) apply(m *member, rec *Record) bool {
+	if rec.Vote {
+		return false // a vote is never a trip
+	}
 	if rec.Open() {
 		if rec.CooldownUntil == nil {
 			return false
 		}
+		c.fleetTripped(m, rec)
 		return m.Entry.ApplyTrip(*rec.CooldownUntil, rec.At, rec.Replica)
 	}
 	if m.Entry.ApplyClose(rec.At) {
@@ -567,7 +592,7 @@ func (c *Cluster) reconcile() error {
 			keys[j] = c.opts.KeyPrefix + stateName(m.Key)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.opts.OpTimeout)
-		vals, err := c.rdb.MGet(ctx, keys...).Result()
+		vals, err := c.getAll(ctx, keys)
 		cancel()
 		if err != nil {
 			c.dirty.Store(true)
@@ -583,7 +608,7 @@ func (c *Cluster) reconcile() error {
 				continue
 			}
 			if push := c.localNewer(m, rec); push != nil {
-				if err := c.write(push); err != nil {
+				if err := c.commit(m, push); err != nil {
 					c.dirty.Store(true)
 					return err
 				}
@@ -693,7 +718,13 @@ func (c *Cluster) writer() {
 				c.dirty.Store(true) // the pull at rejoin pushes it
 				continue
 			}
-			if err := c.write(rec); err != nil {
+			c.mu.RLock()
+			m := c.members[rec.Key]
+			c.mu.RUnlock()
+			if m == nil {
+				continue // dropped by a reload meanwhile
+			}
+			if err := c.commit(m, rec); err != nil {
 				c.dirty.Store(true)
 				c.opFailed(err)
 			}
@@ -752,7 +783,7 @@ func (c *Cluster) Views(ctx context.Context) ([]json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*c.opts.OpTimeout)
 	defer cancel()
 	since := strconv.FormatInt(time.Now().Add(-c.opts.HeartbeatTTL).UnixMilli(), 10)
-	//lint:ignore SA1019 ZRANGEBYSCORE works on every Redis we support; ZRANGE … BYSCORE needs 6.2
+	// ZRANGEBYSCORE works on every Redis we support; ZRANGE … BYSCORE needs 6.2
 	ids, err := c.rdb.ZRangeByScore(ctx, c.opts.KeyPrefix+"replicas", &redis.ZRangeBy{Min: since, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, c.scrub(err)
@@ -764,7 +795,7 @@ func (c *Cluster) Views(ctx context.Context) ([]json.RawMessage, error) {
 	for i, id := range ids {
 		keys[i] = c.opts.KeyPrefix + "replica:" + id
 	}
-	vals, err := c.rdb.MGet(ctx, keys...).Result()
+	vals, err := c.getAll(ctx, keys)
 	if err != nil {
 		return nil, c.scrub(err)
 	}
@@ -844,12 +875,19 @@ func (c *Cluster) snapshotMembers() []*member {
 	return ms
 }
 
-// scrub removes the password from an error's text.
+// scrub removes the passwords from an error's text.
 func (c *Cluster) scrub(err error) error {
-	if c.pw == "" || !strings.Contains(err.Error(), c.pw) {
+	msg := err.Error()
+	changed := false
+	for _, pw := range c.secrets {
+		if strings.Contains(msg, pw) {
+			msg, changed = strings.ReplaceAll(msg, pw, "xxxxx"), true
+		}
+	}
+	if !changed {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), c.pw, "xxxxx"))
+	return errors.New(msg)
 }
 
 // Status is the link's state, for diagnostics and metrics: the health
@@ -859,7 +897,7 @@ type Status = api.SharedState
 // Status reads the link's state.
 func (c *Cluster) Status() Status {
 	c.mu.RLock()
-	st := Status{Backend: "redis", URL: c.url, KeyPrefix: c.opts.KeyPrefix, Since: c.status.since.UTC(),
+	st := Status{Backend: "redis", Mode: modeNames[c.mode], URL: c.url, KeyPrefix: c.opts.KeyPrefix, Since: c.status.since.UTC(),
 		LastError: c.status.lastError}
 	if !c.status.errorAt.IsZero() {
 		at := c.status.errorAt.UTC()
@@ -869,6 +907,9 @@ func (c *Cluster) Status() Status {
 	st.Connected = c.connected.Load()
 	st.Published, st.Applied, st.Dropped, st.Errors = c.published.Load(), c.applied.Load(), c.dropped.Load(), c.syncErrors.Load()
 	st.Queued = len(c.queue)
+	st.Quorum = c.quorum()
+	st.Votes, st.Confirmed = c.votes.Load(), c.confirmed.Load()
+	st.UnconfirmedTrips = c.UnconfirmedTrips()
 	return st
 }
 

@@ -62,6 +62,7 @@ type nodeOpts struct {
 	keys     []string
 	view     func() any
 	hb       time.Duration
+	quorum   int
 }
 
 func newNode(t *testing.T, url, replica string, o nodeOpts) *node {
@@ -78,7 +79,7 @@ func newNode(t *testing.T, url, replica string, o nodeOpts) *node {
 	logs := &proctest.Buffer{}
 	c, err := New(Options{URL: url, KeyPrefix: "hp-test:", Replica: replica,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), View: o.view, HeartbeatInterval: o.hb,
-		MaxBackoff: 500 * time.Millisecond})
+		MaxBackoff: 500 * time.Millisecond, Quorum: o.quorum})
 	if err != nil {
 		t.Fatal(err)
 	}

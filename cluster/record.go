@@ -25,6 +25,12 @@ type Record struct {
 	Replica       string     `json:"replica"` // the replica that tripped or recovered it
 	At            time.Time  `json:"at"`      // when, by that replica's clock
 	ErrorCount    int64      `json:"error_count"`
+	// Vote marks a trip not confirmed by the quorum yet, published on
+	// <prefix>votes: it is never applied (quorum.go).
+	Vote bool `json:"vote,omitempty"`
+	// Votes is how many replicas had tripped the upstream within its
+	// cooldown when the record was written (with a quorum only).
+	Votes int `json:"votes,omitempty"`
 }
 
 // Open reports a trip (cooling down or waiting for recovery trials).
@@ -47,6 +53,8 @@ func closeRecord(key, replica string, at time.Time) *Record {
 	r.Start = r.At
 	return r
 }
+
+func encodeRecord(r *Record) ([]byte, error) { return json.Marshal(r) }
 
 func decodeRecord(b []byte) (*Record, error) {
 	var r Record

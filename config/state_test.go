@@ -1,6 +1,9 @@
 package config
 
 import (
+	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -17,13 +20,13 @@ func TestStateRedis(t *testing.T) {
 		{
 			name:       "redis with the default prefix",
 			src:        "state {\n  redis = \"redis://127.0.0.1:6379/0\"\n}\n",
-			wantShared: &SharedState{RedisURL: "redis://127.0.0.1:6379/0", Redacted: "redis://127.0.0.1:6379/0", KeyPrefix: "healproxy:"},
+			wantShared: &SharedState{RedisURL: "redis://127.0.0.1:6379/0", Redacted: "redis://127.0.0.1:6379/0", KeyPrefix: "healproxy:", Quorum: 1},
 		},
 		{
 			name: "path, redis, prefix and replica",
 			src:  "state {\n  path = \"s\"\n  redis = \"rediss://u:pw@cache.example:6380/2\"\n  key_prefix = \"hp-test:\"\n  replica = \"a\"\n}\n",
 			wantShared: &SharedState{RedisURL: "rediss://u:pw@cache.example:6380/2",
-				Redacted: "rediss://u:xxxxx@cache.example:6380/2", KeyPrefix: "hp-test:"},
+				Redacted: "rediss://u:xxxxx@cache.example:6380/2", KeyPrefix: "hp-test:", Quorum: 1},
 			wantReplica: "a",
 			wantPath:    true,
 		},
@@ -31,7 +34,7 @@ func TestStateRedis(t *testing.T) {
 			name:        "HEALPROXY_REPLICA wins over the file",
 			src:         "state {\n  redis = \"redis://h\"\n  replica = \"a\"\n}\n",
 			env:         map[string]string{"HEALPROXY_REPLICA": "b"},
-			wantShared:  &SharedState{RedisURL: "redis://h", Redacted: "redis://h", KeyPrefix: "healproxy:"},
+			wantShared:  &SharedState{RedisURL: "redis://h", Redacted: "redis://h", KeyPrefix: "healproxy:", Quorum: 1},
 			wantReplica: "b",
 		},
 		{
@@ -43,6 +46,18 @@ func TestStateRedis(t *testing.T) {
 		{
 			name: "an empty redis (unset env) shares nothing",
 			src:  "state {\n  redis = env(\"NOPE\")\n  key_prefix = \"x:\"\n}\n",
+		},
+		{
+			name: "quorum and a Sentinel URL",
+			src:  "state {\n  redis = \"redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=spw\"\n  quorum = 2\n}\n",
+			wantShared: &SharedState{RedisURL: "redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=spw",
+				Redacted: "redis-sentinel://app:xxxxx@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=xxxxx", KeyPrefix: "healproxy:", Quorum: 2},
+		},
+		{
+			name: "a Redis Cluster over TLS",
+			src:  "state {\n  redis = \"rediss-cluster://:pw@a:7000,b:7001\"\n}\n",
+			wantShared: &SharedState{RedisURL: "rediss-cluster://:pw@a:7000,b:7001",
+				Redacted: "rediss-cluster://:xxxxx@a:7000,b:7001", KeyPrefix: "healproxy:", Quorum: 1},
 		},
 		{
 			name:     "path only",
@@ -84,6 +99,14 @@ func TestStateRedisErrors(t *testing.T) {
 		{"bad prefix", "state {\n  redis = \"redis://h\"\n  key_prefix = \"a b\"\n}\n", nil, `x.hcl:3:16: Invalid key_prefix;`},
 		{"prefix without redis", "state {\n  path = \"p\"\n  key_prefix = \"a:\"\n}\n", nil, `x.hcl:3:16: key_prefix without redis;`},
 		{"empty block", "state {}\n", nil, `x.hcl:1:1: Empty state block;`},
+		{"quorum 0", "state {\n  redis = \"redis://h\"\n  quorum = 0\n}\n", nil, `x.hcl:3:12: Invalid quorum;`},
+		{"quorum not a number", "state {\n  redis = \"redis://h\"\n  quorum = \"two\"\n}\n", nil, `x.hcl:3:12: Invalid quorum;`},
+		{"quorum without redis", "state {\n  path = \"p\"\n  quorum = 2\n}\n", nil, `x.hcl:3:12: quorum without redis;`},
+		{"sentinel without master", "state {\n  redis = \"redis-sentinel://:s3cret@h:26379\"\n}\n", nil, `x.hcl:2:11: Invalid redis URL; no master name`},
+		{"sentinel host without port", "state {\n  redis = \"redis-sentinel://:s3cret@h1:26379,h2/m\"\n}\n", nil, `x.hcl:2:11: Invalid redis URL; the host "h2" has no port`},
+		{"sentinel unknown option", "state {\n  redis = \"redis-sentinel://h:26379/m?sentinel_pasword=s3cret\"\n}\n", nil, `x.hcl:2:11: Invalid redis URL; unknown option "sentinel_pasword"`},
+		{"cluster with a database", "state {\n  redis = \"redis-cluster://:s3cret@h:7000/1\"\n}\n", nil, `x.hcl:2:11: Invalid redis URL; a Redis Cluster has no database`},
+		{"several hosts for one server", "state {\n  redis = \"redis://:s3cret@a:1,b:2/0\"\n}\n", nil, `x.hcl:2:11: Invalid redis URL; one host only for redis://`},
 		{"unknown attribute", "state {\n  redis_url = \"redis://h\"\n}\n", nil, `x.hcl:2:3: Unsupported argument;`},
 	}
 	for _, tt := range tests {
@@ -100,9 +123,54 @@ func TestStateRedisErrors(t *testing.T) {
 }
 
 func TestSharedStateStringRedacts(t *testing.T) {
-	cfg := mustParse(t, "x.hcl", "state {\n  redis = \"redis://:s3cret@h:6379/1\"\n}\n", nil)
-	if s := cfg.Shared.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "redis://:xxxxx@h:6379/1") {
-		t.Errorf("got %q; want the URL with its password redacted", s)
+	cfg := mustParse(t, "x.hcl", "state {\n  redis = \"redis-sentinel://u:s3cret@h:26379/m?sentinel_password=s3cret\"\n}\n", nil)
+	if s := cfg.Shared.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "redis-sentinel://u:xxxxx@h:26379/m?sentinel_password=xxxxx") {
+		t.Errorf("got %q; want the URL with its passwords redacted", s)
+	}
+	target, err := ParseRedisURL(cfg.Shared.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{cfg.Shared, *cfg.Shared, target, &target} {
+		b, _ := json.Marshal(v)
+		for _, s := range []string{fmt.Sprint(v), fmt.Sprintf("%+v", v), string(b)} {
+			if strings.Contains(s, "s3cret") {
+				t.Errorf("%T printed or encoded shows the password: %s", v, s)
+			}
+		}
+	}
+}
+
+func TestParseRedisURL(t *testing.T) {
+	tests := []struct {
+		in   string
+		want RedisTarget
+	}{
+		{"redis://u:pw@h:6379/2", RedisTarget{Mode: RedisSingle, Addrs: []string{"h:6379"}, DB: 2, Username: "u", Password: "pw",
+			Redacted: "redis://u:xxxxx@h:6379/2"}},
+		{"rediss://h", RedisTarget{Mode: RedisSingle, Addrs: []string{"h"}, TLS: true, Redacted: "rediss://h"}},
+		{"redis-sentinel://u:pw@[::1]:26379,10.0.0.2:26380/main/1?sentinel_username=s&sentinel_password=spw",
+			RedisTarget{Mode: RedisSentinel, Addrs: []string{"[::1]:26379", "10.0.0.2:26380"}, MasterName: "main", DB: 1,
+				Username: "u", Password: "pw", SentinelUsername: "s", SentinelPassword: "spw",
+				Redacted: "redis-sentinel://u:xxxxx@[::1]:26379,10.0.0.2:26380/main/1?sentinel_password=xxxxx&sentinel_username=s"}},
+		{"rediss-sentinel://h:26379/m", RedisTarget{Mode: RedisSentinel, Addrs: []string{"h:26379"}, MasterName: "m", TLS: true,
+			Redacted: "rediss-sentinel://h:26379/m"}},
+		{"redis-cluster://a:7000,b:7001,c:7002", RedisTarget{Mode: RedisCluster, Addrs: []string{"a:7000", "b:7001", "c:7002"},
+			Redacted: "redis-cluster://a:7000,b:7001,c:7002"}},
+	}
+	for _, tt := range tests {
+		got, err := ParseRedisURL(tt.in)
+		if err != nil {
+			t.Errorf("ParseRedisURL(%q): %v", tt.in, err)
+			continue
+		}
+		tt.want.URL = tt.in
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseRedisURL(%q)\ngot  %+v\nwant %+v", tt.in, got, tt.want)
+		}
+		if s := fmt.Sprint(got); strings.Contains(s, "pw") {
+			t.Errorf("printing the target shows a password: %s", s)
+		}
 	}
 }
 

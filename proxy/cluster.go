@@ -37,6 +37,7 @@ func (s *Server) startCluster(cfg *config.Config, st *state) {
 	c, err := cluster.New(cluster.Options{
 		URL:       cfg.Shared.RedisURL,
 		KeyPrefix: cfg.Shared.KeyPrefix,
+		Quorum:    cfg.Shared.Quorum,
 		Replica:   s.replica,
 		Logger:    s.log,
 		View:      func() any { return s.replicaView() },
@@ -46,7 +47,7 @@ func (s *Server) startCluster(cfg *config.Config, st *state) {
 		return
 	}
 	s.cluster = c
-	s.metrics.reg.MustRegister(&clusterCollector{c: c})
+	s.metrics.reg.MustRegister(&clusterCollector{c: c}, c.QuorumCollector())
 	s.syncClusterMembers(st)
 	c.Start()
 	c.WaitConnected(startupPull)

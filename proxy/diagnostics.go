@@ -8,6 +8,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -175,6 +176,7 @@ func (s *Server) healthDocument() api.Health {
 	}
 	for _, p := range st.providerList {
 		e := providerEntry(p)
+		s.noteUnconfirmed(st, p, &e)
 		addTo(&doc.Providers.Summary, e.Status, e.InCooldown)
 		doc.Providers.Entries = append(doc.Providers.Entries, e)
 	}
@@ -256,4 +258,19 @@ func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) error {
 		api.WriteJSON(w, http.StatusOK, newHealDoc(s.healAll(r.Context(), st)))
 	}
 	return nil
+}
+
+// noteUnconfirmed adds to the reason of each upstream of p that this
+// replica tripped but the fleet has not confirmed (state.quorum) that it
+// is so, which makes a replica with a broken route of its own visible as
+// the outlier it is.
+func (s *Server) noteUnconfirmed(st *state, p *provider.Provider, e *api.Provider) {
+	if s.cluster == nil || st.cfg.Shared == nil || st.cfg.Shared.Quorum <= 1 {
+		return
+	}
+	for i, u := range p.Upstreams {
+		if votes, ok := s.cluster.Unconfirmed(upstreamKey(p.ID, u)); ok {
+			e.Upstreams[i].Reason += "; " + cluster.UnconfirmedMessage(votes, st.cfg.Shared.Quorum)
+		}
+	}
 }

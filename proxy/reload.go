@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 		res.Warnings = append(res.Warnings, "state.path changed: it takes effect at the next restart")
 	}
 	if sharedSetting(cfg) != sharedSetting(old.cfg) {
-		res.Warnings = append(res.Warnings, "state.redis, key_prefix or replica changed: it takes effect at the next restart")
+		res.Warnings = append(res.Warnings, "state.redis, key_prefix, quorum or replica changed: it takes effect at the next restart")
 	}
 	st := &state{cfg: cfg, providers: map[string]*provider.Provider{}, models: map[string]*Model{}}
 
@@ -178,7 +179,7 @@ func sharedSetting(cfg *config.Config) string {
 	if cfg.Shared == nil {
 		return "\x00" + cfg.Replica
 	}
-	return cfg.Shared.RedisURL + "\x00" + cfg.Shared.KeyPrefix + "\x00" + cfg.Replica
+	return cfg.Shared.RedisURL + "\x00" + cfg.Shared.KeyPrefix + "\x00" + cfg.Replica + "\x00" + strconv.Itoa(cfg.Shared.Quorum)
 }
 
 // sameProcess: the plugin process can be kept.

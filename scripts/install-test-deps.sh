@@ -24,6 +24,8 @@ need /usr/bin/chromium chromium
 # the screenshot kept in docs/ shows empty boxes.
 need /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf fonts-noto-color-emoji
 need /usr/bin/redis-server redis-server
+need /usr/bin/redis-sentinel redis-sentinel
+need /usr/sbin/ip iproute2
 
 [ -z "$missing" ] && exit 0
 

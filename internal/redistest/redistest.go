@@ -28,6 +28,23 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	logs *os.File
+	opts Options
+}
+
+// Options of StartWith. The zero value is Start's server.
+type Options struct {
+	// Bind is the address to listen on and to check; default 127.0.0.1.
+	// A server on another address than 127.0.0.1 runs without protected
+	// mode (it has no password; the tests' networks are their own).
+	Bind string
+	// Port to listen on; 0: a free one (checked on 127.0.0.1).
+	Port int
+	// Wrap runs the server through a command, e.g. ip netns exec NS.
+	Wrap []string
+	// Args are added to redis-server's command line (--replicaof …).
+	Args []string
+	// Ping checks that the server answers; nil: a PING to Bind:Port.
+	Ping func(addr string) error
 }
 
 // Binary returns the path of redis-server, or skips tb (fails it with
@@ -54,11 +71,23 @@ func Binary(tb testing.TB) string {
 // test ends.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s := &Server{tb: tb, bin: Binary(tb), dir: tb.TempDir()}
+	return StartWith(tb, Options{})
+}
+
+// StartWith runs a redis-server as opts say and stops it when the test
+// ends.
+func StartWith(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	if opts.Bind == "" {
+		opts.Bind = "127.0.0.1"
+	}
+	s := &Server{tb: tb, bin: Binary(tb), dir: tb.TempDir(), opts: opts}
 	var err error
 	for range 3 { // a free port can be taken between picking and binding
-		if s.port, err = freePort(); err != nil {
-			continue
+		if s.port = opts.Port; s.port == 0 {
+			if s.port, err = freePort(); err != nil {
+				continue
+			}
 		}
 		if err = s.start(); err == nil {
 			break
@@ -72,7 +101,10 @@ func Start(tb testing.TB) *Server {
 }
 
 // Addr is host:port.
-func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+func (s *Server) Addr() string { return net.JoinHostPort(s.opts.Bind, strconv.Itoa(s.port)) }
+
+// Port is the port it listens on.
+func (s *Server) Port() int { return s.port }
 
 // URL is redis://127.0.0.1:PORT/0.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
@@ -83,8 +115,15 @@ func (s *Server) start() error {
 		return err
 	}
 	s.logs = logs
-	s.cmd = exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes")
+	protected := "yes"
+	if s.opts.Bind != "127.0.0.1" {
+		protected = "no"
+	}
+	args := append([]string{}, s.opts.Wrap...)
+	args = append(args, s.bin, "--port", strconv.Itoa(s.port), "--bind", s.opts.Bind,
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", protected)
+	args = append(args, s.opts.Args...)
+	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = logs, logs
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
 	if err := s.cmd.Start(); err != nil {
@@ -103,7 +142,11 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server exited at start:\n%s", b)
 		default:
 		}
-		if ping(s.Addr()) == nil {
+		check := ping
+		if s.opts.Ping != nil {
+			check = s.opts.Ping
+		}
+		if check(s.Addr()) == nil {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval while redis-server starts
@@ -166,6 +209,9 @@ func (s *Server) Do(args ...string) (string, error) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimRight(line, "\r\n"), err
 }
+
+// Ping sends PING to the server at addr and checks the PONG.
+func Ping(addr string) error { return ping(addr) }
 
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
