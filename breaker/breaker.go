@@ -127,6 +127,8 @@ const (
 	KindStatus  Kind = "status"  // answered with a failure status (5xx, 429)
 	KindCrash   Kind = "crash"   // the backend process died
 	KindError   Kind = "error"   // any other failure
+	KindStalled Kind = "stalled" // an answer's body went silent beyond its idle timeout
+	KindCut     Kind = "cut"     // an answer's body broke off before its end
 )
 
 // Failure is a failed call: what the caller's function returns to Call
