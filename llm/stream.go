@@ -145,7 +145,7 @@ func (c *call) streamAnswer(m *Model, md mode, resp *http.Response, timer *time.
 		}
 		if ev.IsComment() {
 			if started {
-				if c.forward(ev.Raw) != nil {
+				if c.forward(ev.Raw, rd.HasEvent()) != nil {
 					return &result{out: outGone, health: breaker.Excluded()}
 				}
 			}
@@ -235,7 +235,9 @@ func (c *call) streamAnswer(m *Model, md mode, resp *http.Response, timer *time.
 				c.g.metrics.ttft.WithLabelValues(m.Key).Observe(c.firstToken.Sub(c.start).Seconds())
 			}
 		}
-		if c.forward(raw) != nil {
+		// Events that arrived together go out together: a flush (a write
+		// to the client) only when the next event is not already here.
+		if c.forward(raw, rd.HasEvent()) != nil {
 			return &result{out: outGone, health: breaker.Excluded()}
 		}
 		c.delivered.WriteString(text)
@@ -253,7 +255,7 @@ func (c *call) streamAnswer(m *Model, md mode, resp *http.Response, timer *time.
 
 	complete := done || (finished && (err == io.EOF || errors.Is(err, sse.ErrIncomplete) || errors.Is(err, idle.ErrStalled)))
 	if complete && started {
-		if c.forward(doneEvent) != nil {
+		if c.forward(doneEvent, false) != nil {
 			return &result{out: outGone, health: breaker.Excluded()}
 		}
 		c.countUsage(m, use)
@@ -298,10 +300,14 @@ func (c *call) streamAnswer(m *Model, md mode, resp *http.Response, timer *time.
 	return fail(outBroken, kind, msg)
 }
 
-// forward writes an event to the client and flushes it.
-func (c *call) forward(raw []byte) error {
+// forward writes an event to the client and flushes it, unless more
+// follows at once.
+func (c *call) forward(raw []byte, more bool) error {
 	if _, err := c.w.Write(raw); err != nil {
 		return err
+	}
+	if more {
+		return nil
 	}
 	return c.rc.Flush()
 }

@@ -488,6 +488,7 @@ func (a *answerWriter) stream() {
 	if a.chat {
 		send(a.chunk(nil, "", nil))
 	}
+	paceStart := time.Now()
 	for i, tok := range a.tokens {
 		switch {
 		case a.fault == Cut && i == a.s.opts.CutAfter:
@@ -500,7 +501,9 @@ func (a *answerWriter) stream() {
 		}
 		send(a.chunk(&tok, "", nil))
 		if d := a.s.opts.TokenInterval; d > 0 {
-			t := time.NewTimer(d)
+			// A steady rate: token i+1 is due at paceStart + (i+1)·d,
+			// however late this goroutine ran.
+			t := time.NewTimer(time.Until(paceStart.Add(time.Duration(i+1) * d)))
 			select {
 			case <-t.C:
 			case <-a.r.Context().Done():

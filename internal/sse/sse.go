@@ -81,6 +81,14 @@ func NewReader(r io.Reader) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, 4096)}
 }
 
+// HasEvent reports whether a whole event is already read ahead, so that
+// the next Next will not wait for the stream: a proxy that forwards events
+// may flush only when it is false. It never blocks.
+func (r *Reader) HasEvent() bool {
+	b, _ := r.br.Peek(r.br.Buffered())
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
 // Next returns the next event. At the end of the stream it returns io.EOF
 // when the last event was complete, ErrIncomplete (with the partial event)
 // when it was not; any error of the underlying reader is returned as is,

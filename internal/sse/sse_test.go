@@ -124,3 +124,20 @@ func TestWriteError(t *testing.T) {
 		t.Error("WriteData accepted a line break")
 	}
 }
+
+func TestHasEvent(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewReader(pr)
+	go pw.Write([]byte("data: a\n\ndata: b\n\ndata: c"))
+	if ev, err := r.Next(); err != nil || string(ev.Data) != "a" {
+		t.Fatalf("got %q, %v", ev.Data, err)
+	}
+	if !r.HasEvent() {
+		t.Error("HasEvent false with \"data: b\" read ahead")
+	}
+	r.Next()
+	if r.HasEvent() {
+		t.Error("HasEvent true with only part of an event read ahead")
+	}
+	pw.Close()
+}
