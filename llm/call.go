@@ -196,6 +196,7 @@ func (c *call) run() {
 
 func (c *call) fellBack(from, to *Model, reason string, res *result) {
 	c.g.metrics.fallbacks.WithLabelValues(from.Key, to.Key, reason).Inc()
+	c.g.opts.Logger.Info("model call handed to its fallback", "from", from.Key, "to", to.Key, "reason", reason, "error", res.msg)
 	if h := c.g.opts.Hooks.OnFallback; h != nil {
 		h(Fallback{From: from.Key, To: to.Key, Reason: reason, Error: res.msg})
 	}

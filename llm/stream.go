@@ -386,6 +386,9 @@ outer:
 
 func (c *call) recovered(from, to *Model, way string, delivered int, cause *result) {
 	c.g.metrics.recoveries.WithLabelValues(from.Key, way).Inc()
+	// Lengths only: prompts and answers are never logged.
+	c.g.opts.Logger.Info("streamed answer broke after reaching the client", "model", from.Key, "way", way,
+		"delivered_bytes", delivered, "cause", cause.msg)
 	if h := c.g.opts.Hooks.OnRecovery; h != nil {
 		r := Recovery{Model: from.Key, Way: way, Delivered: delivered, Cause: cause.msg}
 		if to != nil {
