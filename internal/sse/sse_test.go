@@ -141,3 +141,46 @@ func TestHasEvent(t *testing.T) {
 	}
 	pw.Close()
 }
+
+func TestMarkerBreak(t *testing.T) {
+	m := NewMarker(io.NopCloser(&failingReader{data: "data: a\n\ndata: b\n\ndata: unfin"}), func(err error) (string, string) {
+		return "cut", "the answer broke off: " + err.Error()
+	})
+	got, err := io.ReadAll(m)
+	if !errors.Is(err, errBroken) {
+		t.Fatalf("got error %v; want the body's own", err)
+	}
+	r := NewReader(bytes.NewReader(got))
+	var data []string
+	var errEv *Event
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			if err != io.EOF {
+				t.Fatalf("the marked stream does not parse: %v (%q)", err, got)
+			}
+			break
+		}
+		if ev.Type == "error" {
+			e := ev
+			errEv = &e
+			continue
+		}
+		data = append(data, string(ev.Data))
+	}
+	if strings.Join(data, ",") != "a,b" {
+		t.Errorf("got events %v; want a, b (the unfinished one dropped)", data)
+	}
+	var body ErrorBody
+	if errEv == nil || json.Unmarshal(errEv.Data, &body) != nil || body.Error.Code != "cut" || !strings.Contains(body.Error.Message, "connection reset") {
+		t.Errorf("got error event %q; want one JSON error with code cut", errEv.Raw)
+	}
+}
+
+func TestMarkerEOF(t *testing.T) {
+	m := NewMarker(io.NopCloser(strings.NewReader("data: a\n\ndata: tail")), func(error) (string, string) { return "", "" })
+	got, err := io.ReadAll(m)
+	if err != nil || string(got) != "data: a\n\ndata: tail" {
+		t.Errorf("got %q, %v; want everything at EOF", got, err)
+	}
+}
