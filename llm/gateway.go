@@ -21,6 +21,8 @@
 package llm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"net/http"
@@ -208,6 +210,14 @@ type Endpoint struct {
 	Health *breaker.Entry
 	base   *url.URL
 	key    string // the full URL: what a reconfiguration matches on
+}
+
+// ID identifies the endpoint by its full URL without showing it (the
+// query string may hold a secret): a hex SHA-256 prefix, stable across
+// restarts, for keys of persisted state.
+func (ep *Endpoint) ID() string {
+	sum := sha256.Sum256([]byte(ep.key))
+	return hex.EncodeToString(sum[:12])
 }
 
 // Config returns the model's configuration.

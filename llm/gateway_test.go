@@ -217,6 +217,9 @@ model "added" {
 	if len(ch.Added) != 1 || ch.Added[0] != "added" || len(ch.Changed) != 1 || ch.Changed[0] != "primary" {
 		t.Errorf("changes %+v", ch)
 	}
+	if id := e.g.Model("primary").Endpoints()[0].ID(); len(id) != 24 || id == e.g.Model("primary").Endpoints()[1].ID() || strings.Contains(p.BaseURL(), id) {
+		t.Errorf("endpoint ids %q", id)
+	}
 	if e.entry("primary", 0) != old || old.Export().ErrorCount != 2 {
 		t.Error("the unchanged endpoint lost its health entry")
 	}
