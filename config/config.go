@@ -62,6 +62,10 @@ const (
 	DefaultCacheMaxBodyBytes = int64(1 << 20)   // 1 MiB
 	DefaultMaxRequestBody    = int64(10 << 20)  // 10 MiB
 	DefaultAllDownWait       = time.Duration(0) // no wait
+
+	// DefaultIdleTimeout bounds the silence between reads of an answer's
+	// body, for providers and endpoint models (endpoints.go).
+	DefaultIdleTimeout = 30 * time.Second
 )
 
 // Default lists. Loading copies them, so changing a Config cannot change
@@ -233,6 +237,13 @@ type Provider struct {
 	// CORS lets browsers on other origins read this provider's answers;
 	// nil (the default) drops the upstreams' CORS headers from every answer.
 	CORS *CORS
+
+	// IdleTimeout bounds the silence between reads of an answer's body
+	// (Timeout bounds the wait for its headers); default
+	// DefaultIdleTimeout. MaxDuration bounds a whole answer, body
+	// included; 0 (the default): no bound. See endpoints.go.
+	IdleTimeout time.Duration
+	MaxDuration time.Duration
 }
 
 // CORS is a provider's cross-origin policy (block cors): the upstream's
@@ -266,9 +277,10 @@ func (c *CORS) Allows(origin string) bool {
 	return false
 }
 
-// Model is one model backend served by a go-plugin subprocess. Exactly one
-// of Plugin (a built-in plugin name) and Command (argv of an external plugin
-// binary, argv[0] already resolved against Config.Dir) is set.
+// Model is one model backend: a go-plugin subprocess, or OpenAI-compatible
+// model servers over HTTP. Exactly one of Plugin (a built-in plugin name),
+// Command (argv of an external plugin binary, argv[0] already resolved
+// against Config.Dir) and Endpoints is set.
 type Model struct {
 	Key      string
 	Name     string // default: Key
@@ -277,6 +289,16 @@ type Model struct {
 	Timeout  time.Duration
 	Fallback string // "" or the key of another model
 	Health   Health
+
+	// The settings of an endpoint model (Endpoints set); endpoints.go
+	// documents each.
+	Endpoints       []*url.URL
+	UpstreamModel   string
+	Headers         map[string]string // secrets, like Provider.Headers
+	IdleTimeout     time.Duration
+	MaxDuration     time.Duration
+	ContextFallback string
+	Prefill         bool
 }
 
 // Alert is one webhook that is told about status changes.

@@ -74,6 +74,10 @@ type fileProvider struct {
 	AllDown                *fileAllDown     `hcl:"all_down,block"`
 	AllowTrace             *bool            `hcl:"allow_trace,optional"`
 	CORS                   *fileCORS        `hcl:"cors,block"`
+	IdleTimeout            *string          `hcl:"idle_timeout,optional"`
+	IdleTimeoutRange       hcl.Range        `hcl:"idle_timeout,attr_value_range"`
+	MaxDuration            *string          `hcl:"max_duration,optional"`
+	MaxDurationRange       hcl.Range        `hcl:"max_duration,attr_value_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -144,6 +148,20 @@ type fileModel struct {
 	Fallback      *string        `hcl:"fallback,optional"`
 	FallbackRange hcl.Range      `hcl:"fallback,attr_value_range"`
 	Health        *fileHealth    `hcl:"health,block"`
+
+	// An endpoint model's (endpoints.go).
+	Endpoints            hcl.Expression `hcl:"endpoints,optional"`
+	UpstreamModel        *string        `hcl:"upstream_model,optional"`
+	UpstreamModelRange   hcl.Range      `hcl:"upstream_model,attr_value_range"`
+	Headers              hcl.Expression `hcl:"headers,optional"`
+	IdleTimeout          *string        `hcl:"idle_timeout,optional"`
+	IdleTimeoutRange     hcl.Range      `hcl:"idle_timeout,attr_value_range"`
+	MaxDuration          *string        `hcl:"max_duration,optional"`
+	MaxDurationRange     hcl.Range      `hcl:"max_duration,attr_value_range"`
+	ContextFallback      *string        `hcl:"context_fallback,optional"`
+	ContextFallbackRange hcl.Range      `hcl:"context_fallback,attr_value_range"`
+	Prefill              *bool          `hcl:"prefill,optional"`
+	PrefillRange         hcl.Range      `hcl:"prefill,attr_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

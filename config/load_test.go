@@ -180,6 +180,7 @@ func TestParseFull(t *testing.T) {
 				MaxRequestBody:    DefaultMaxRequestBody,
 				Retry:             defaultRetryWant(2),
 				AllDown:           defaultAllDownWant(),
+				IdleTimeout:       30 * time.Second,
 			},
 			{
 				ID:        "plain",
@@ -193,6 +194,7 @@ func TestParseFull(t *testing.T) {
 				MaxRequestBody:    DefaultMaxRequestBody,
 				Retry:             defaultRetryWant(1),
 				AllDown:           defaultAllDownWant(),
+				IdleTimeout:       30 * time.Second,
 			},
 		},
 		Models: []Model{
@@ -260,6 +262,7 @@ model "m" {
 			MaxRequestBody:    DefaultMaxRequestBody,
 			Retry:             defaultRetryWant(1),
 			AllDown:           defaultAllDownWant(),
+			IdleTimeout:       30 * time.Second,
 		}},
 		Models: []Model{{
 			Key: "m", Name: "m", Plugin: "sentiment",

@@ -42,6 +42,7 @@ func (c *Config) Normalize() {
 		fill(&m.Name, m.Key)
 		fill(&m.Timeout, DefaultModelTimeout)
 		m.Health.inherit(c.Health)
+		m.normalizeEndpoints() // endpoints.go
 	}
 	for i := range c.Alerts {
 		if c.Alerts[i].On == nil {
@@ -83,6 +84,7 @@ func (p *Provider) normalize(global Health) {
 		p.Cache.normalize()
 	}
 	p.AllDown.normalize()
+	fill(&p.IdleTimeout, DefaultIdleTimeout)
 }
 
 func (a *AllDown) normalize() {

@@ -172,6 +172,7 @@ func TestResilienceFull(t *testing.T) {
 				LastResort: mustURL(t, "https://backup.example:8443/v1?key=k"),
 				Wait:       2 * time.Second,
 			},
+			IdleTimeout: 30 * time.Second,
 		},
 		{
 			ID:                "brief",
@@ -205,6 +206,7 @@ func TestResilienceFull(t *testing.T) {
 				LastResort: mustURL(t, "https://backup.example/api"),
 				Wait:       10 * time.Second,
 			},
+			IdleTimeout: 30 * time.Second,
 		},
 	}
 	if !reflect.DeepEqual(cfg.Providers, want) {

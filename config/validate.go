@@ -123,6 +123,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 		}
 		cfg.Models = append(cfg.Models, b.model(fm, cfg.Health, origin, cfg.Dir, keys))
 	}
+	b.checkModelKinds(fc.Models, cfg.Models) // endpoints.go
 
 	seen = map[string]hcl.Range{}
 	for _, fa := range fc.Alerts {
@@ -210,6 +211,7 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 	if fp.CORS != nil {
 		p.CORS = b.cors(fp.CORS, fp.ID)
 	}
+	b.providerBodyTimeouts(fp, &p) // endpoints.go
 	return p
 }
 
@@ -278,7 +280,12 @@ func upstreamKey(u *url.URL) string {
 }
 
 func (b *builder) headers(fp *fileProvider) map[string]string {
-	items, d := hclx.StringMap(fp.Headers, b.ectx, "headers")
+	return b.headerMap(fp.Headers)
+}
+
+// headerMap evaluates a map of headers to inject; their values are secrets.
+func (b *builder) headerMap(expr hcl.Expression) map[string]string {
+	items, d := hclx.StringMap(expr, b.ectx, "headers")
 	b.diags = append(b.diags, d...)
 	if items == nil {
 		return nil
@@ -350,7 +357,10 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 	cmd, cmdPresent, d := hclx.StringList(fm.Command, b.ectx, "command")
 	b.diags = append(b.diags, d...)
 	cmdFailed := d.HasErrors()
+	endpoints := b.endpointModel(fm, &m, fm.Plugin != nil || cmdPresent) // endpoints.go
 	switch {
+	case endpoints:
+		// Checked by endpointModel, a conflict with plugin or command included.
 	case fm.Plugin != nil && cmdPresent:
 		b.errorf(fm.Command.Range(), "Conflicting plugin and command",
 			"Model %s sets both plugin and command; set exactly one.", hclx.Quote(fm.Key))
@@ -365,7 +375,7 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 		// Already reported.
 	case !cmdFailed:
 		b.errorf(fm.DefRange, "Missing plugin or command",
-			"Model %s needs plugin = \"NAME\" (a built-in plugin) or command = [\"./path\", …] (an external one).", hclx.Quote(fm.Key))
+			"Model %s needs plugin = \"NAME\" (a built-in plugin), command = [\"./path\", …] (an external one) or endpoints = [\"https://…/v1\", …] (OpenAI-compatible model servers).", hclx.Quote(fm.Key))
 	}
 
 	if fm.Fallback != nil && *fm.Fallback != "" && b.decoded(fm.FallbackRange) {

@@ -779,7 +779,7 @@ func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
 	next.Shared = &config.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
 	res := s.Reload(normalized(&next))
 	got := strings.Join(res.Warnings, "\n")
-	for _, want := range []string{"listen changed", "state.redis, key_prefix or replica changed"} {
+	for _, want := range []string{"listen changed", "state.redis, key_prefix, quorum or replica changed"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings %q; want one saying %q", res.Warnings, want)
 		}
