@@ -176,6 +176,10 @@ type Model struct {
 	LastReinit *string `json:"last_reinit"`
 	Fallback   *string `json:"fallback"`
 	Explain
+	// Upstreams are the endpoints of a model served over HTTP
+	// (endpoints = [...]), each with its own health, as a provider's
+	// upstreams; absent for a plugin model.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
 }
 
 // Alert is one webhook alert's delivery counters in GET

@@ -102,18 +102,33 @@ func probeOf(p *breaker.Probe) *api.Probe {
 // says: upstreams never called are left out unless all are.
 func providerEntry(p *provider.Provider) api.Provider {
 	d := api.Provider{ProviderID: p.ID, Name: p.Name, Upstreams: make([]api.Upstream, 0, len(p.Upstreams))}
+	snaps := make([]breaker.Snapshot, len(p.Upstreams))
+	for i, u := range p.Upstreams {
+		snaps[i] = u.Health.Snapshot()
+		d.Upstreams = append(d.Upstreams, api.Upstream{URL: u.Display, Entry: entryOf(snaps[i]), Operator: u.Operator(),
+			Fault: u.FaultDocument(), Explain: explainOf(snaps[i])})
+	}
+	d.Entry, d.Reason, d.NextTrialAt = aggregate(d.Upstreams, snaps)
+	return d
+}
+
+// aggregate sums up the entries of a pool of equivalent backends (a
+// provider's upstreams, an endpoint model's endpoints), docs[i] showing
+// snaps[i]: its status (unknown while none was called, healthy when every
+// called one is, unavailable when every called one is, degraded
+// otherwise), counts, times, a reason naming the worst one, and when the
+// first admits requests again while none does.
+func aggregate(docs []api.Upstream, snaps []breaker.Snapshot) (e api.Entry, reason string, nextTrialAt *string) {
 	var called, healthy, unavailable, cooling int
 	worst, worstStatus := -1, breaker.Unknown
 	var lastSuccess, lastError, cooldownUntil, nextTrial time.Time
 	var lastErrMsg string
-	for i, u := range p.Upstreams {
-		snap := u.Health.Snapshot()
-		d.Upstreams = append(d.Upstreams, api.Upstream{URL: u.Display, Entry: entryOf(snap), Operator: u.Operator(), Fault: u.FaultDocument(), Explain: explainOf(snap)})
+	for i, snap := range snaps {
 		if snap.Status > breaker.Healthy && (worst < 0 || snap.Status > worstStatus) {
 			worst, worstStatus = i, snap.Status
 		}
-		d.ErrorCount += snap.ErrorCount
-		d.SuccessCount += snap.SuccessCount
+		e.ErrorCount += snap.ErrorCount
+		e.SuccessCount += snap.SuccessCount
 		if snap.LastSuccess.After(lastSuccess) {
 			lastSuccess = snap.LastSuccess
 		}
@@ -150,20 +165,20 @@ func providerEntry(p *provider.Provider) api.Provider {
 	default:
 		status = breaker.Degraded
 	}
-	d.Status = status.String()
-	d.LastSuccess, d.LastError, d.LastErrorMessage = api.Stamp(lastSuccess), api.Stamp(lastError), api.StrOrNil(lastErrMsg)
-	d.Reason = fmt.Sprintf("%d of %d upstreams healthy", healthy, len(p.Upstreams))
+	e.Status = status.String()
+	e.LastSuccess, e.LastError, e.LastErrorMessage = api.Stamp(lastSuccess), api.Stamp(lastError), api.StrOrNil(lastErrMsg)
+	reason = fmt.Sprintf("%d of %d upstreams healthy", healthy, len(snaps))
 	if worst >= 0 {
-		d.Reason += "; " + d.Upstreams[worst].URL + " is " + worstStatus.String() + ": " + d.Upstreams[worst].Reason
+		reason += "; " + docs[worst].URL + " is " + worstStatus.String() + ": " + docs[worst].Reason
 	}
 	if status == breaker.Unavailable {
-		d.NextTrialAt = api.Stamp(nextTrial)
+		nextTrialAt = api.Stamp(nextTrial)
 	}
-	if cooling == len(p.Upstreams) {
-		d.InCooldown = true
-		d.CooldownUntil = api.Stamp(cooldownUntil)
+	if cooling == len(snaps) && len(snaps) > 0 {
+		e.InCooldown = true
+		e.CooldownUntil = api.Stamp(cooldownUntil)
 	}
-	return d
+	return e, reason, nextTrialAt
 }
 
 func (s *Server) healthDocument() api.Health {
@@ -182,6 +197,11 @@ func (s *Server) healthDocument() api.Health {
 	}
 	for _, m := range st.modelList {
 		e := m.document()
+		addTo(&doc.Models.Summary, e.Status, e.InCooldown)
+		doc.Models.Entries = append(doc.Models.Entries, e)
+	}
+	for _, m := range s.llm.Models() {
+		e := endpointModelDoc(m)
 		addTo(&doc.Models.Summary, e.Status, e.InCooldown)
 		doc.Models.Entries = append(doc.Models.Entries, e)
 	}
@@ -249,13 +269,23 @@ func (s *Server) serveSelfHeal(w http.ResponseWriter, r *http.Request) error {
 			Message: "cooldowns and counters of " + strconv.Itoa(len(p.Upstreams)) + " upstream(s) cleared"}}))
 	case q.Has("model_key"):
 		key := q.Get("model_key")
+		if em := s.llm.Model(key); em != nil {
+			api.WriteJSON(w, http.StatusOK, newHealDoc([]api.HealResult{s.healEndpointModel(r.Context(), em, r.RemoteAddr)}))
+			return nil
+		}
 		m := st.models[key]
 		if m == nil {
 			return &api.Error{Status: http.StatusNotFound, ModelKey: key, Msg: "unknown model " + strconv.Quote(key)}
 		}
 		api.WriteJSON(w, http.StatusOK, newHealDoc([]api.HealResult{s.reinit(r.Context(), m, "self-heal")}))
 	default:
-		api.WriteJSON(w, http.StatusOK, newHealDoc(s.healAll(r.Context(), st)))
+		results := s.healAll(r.Context(), st)
+		for _, em := range s.llm.Models() {
+			if em.Status() == breaker.Unavailable { // as healAll: what is down
+				results = append(results, s.healEndpointModel(r.Context(), em, r.RemoteAddr))
+			}
+		}
+		api.WriteJSON(w, http.StatusOK, newHealDoc(results))
 	}
 	return nil
 }

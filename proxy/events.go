@@ -89,6 +89,8 @@ func (s *Server) publishChange(c Change) {
 	case KindModel:
 		if m := st.models[c.Key]; m != nil {
 			ev.Entry = m.document()
+		} else if m := s.llm.Model(c.Key); m != nil {
+			ev.Entry = endpointModelDoc(m)
 		}
 	}
 	data, err := json.Marshal(ev)
@@ -164,6 +166,15 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, m := range st.modelList {
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
+	}
+	for _, m := range s.llm.Models() {
+		var sum []breaker.Point
+		for _, ep := range m.Endpoints() {
+			pts := ep.Health.History()
+			doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Upstream: ep.URL, Points: pts})
+			sum = addPoints(sum, pts)
+		}
+		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: sum})
 	}
 	api.WriteJSON(w, http.StatusOK, doc)
 	return nil

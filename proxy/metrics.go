@@ -77,4 +77,9 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range st.modelList {
 		emit(KindModel, m.Key, "", m.Health)
 	}
+	for _, m := range c.s.llm.Models() {
+		for _, ep := range m.Endpoints() {
+			emit(KindModel, m.Key, ep.URL, ep.Health)
+		}
+	}
 }

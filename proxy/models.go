@@ -147,7 +147,11 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
 	st, m := s.acquireModel(key)
 	if m == nil {
-		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ModelKey: key, Error: "unknown model " + strconv.Quote(key)})
+		msg := "unknown model " + strconv.Quote(key)
+		if s.llm.Model(key) != nil {
+			msg = "model " + strconv.Quote(key) + ` is served over HTTP: POST /v1/chat/completions or /v1/completions with "model": ` + strconv.Quote(key)
+		}
+		api.WriteJSON(w, http.StatusNotFound, api.ErrorBody{Status: "error", ModelKey: key, Error: msg})
 		return
 	}
 	defer m.Release()

@@ -105,6 +105,13 @@ func (s *Server) restore(st *state) {
 			m.Restore(ps.Restarts, ps.LastReinit)
 		}
 	}
+	for _, m := range s.llm.Models() {
+		for _, ep := range m.Endpoints() {
+			if ps, ok := load(endpointKey(m, ep)); ok {
+				ep.Health.Restore(ps.Health)
+			}
+		}
+	}
 	s.log.Info("health state restored", "path", s.store.Path(), "entries", n, "stored", len(stored))
 }
 
@@ -128,6 +135,11 @@ func (s *Server) snapshotState() map[string][]byte {
 		ps := persisted{Restarts: sup.Restarts, LastReinit: sup.LastReinit}
 		ps.Health = m.Health.Export()
 		put(modelKey(m.Key), ps)
+	}
+	for _, m := range s.llm.Models() {
+		for _, ep := range m.Endpoints() {
+			put(endpointKey(m, ep), persisted{Health: ep.Health.Export()})
+		}
 	}
 	return out
 }

@@ -87,7 +87,7 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 	}
 
 	var start, stop []*Model
-	for _, mc := range cfg.Models {
+	for _, mc := range pluginModels(cfg.Models) {
 		om := old.models[mc.Key]
 		var m *Model
 		switch {
@@ -133,6 +133,18 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 		res.Updated = append(res.Updated, "alerts")
 	}
 	s.state.Store(st)
+	llmChanges := s.llm.Reconfigure(endpointModels(cfg.Models))
+	for _, k := range llmChanges.Added {
+		res.Added = append(res.Added, "model "+k)
+	}
+	for _, k := range llmChanges.Removed {
+		res.Removed = append(res.Removed, "model "+k)
+		s.metrics.transitions.DeletePartialMatch(prometheus.Labels{"kind": KindModel, "key": k})
+	}
+	for _, k := range llmChanges.Changed {
+		res.Changed = append(res.Changed, "model "+k)
+	}
+	res.Unchanged += llmChanges.Unchanged
 	for _, op := range old.providerList {
 		if st.providers[op.ID] != op {
 			op.StopChecks() // replaced or removed

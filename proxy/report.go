@@ -38,6 +38,11 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range st.modelList {
 		rows = append(rows, reportOf(KindModel, m.Key, "", m.Health))
 	}
+	for _, m := range s.llm.Models() {
+		for _, ep := range m.Endpoints() {
+			rows = append(rows, reportOf(KindModel, m.Key, ep.URL, ep.Health))
+		}
+	}
 	now := time.Now().UTC()
 	name := "healproxy-report-" + now.Format("20060102T150405Z")
 	switch format := r.URL.Query().Get("format"); format {

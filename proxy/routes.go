@@ -43,6 +43,7 @@ func (s *Server) routes() chi.Router {
 	r.Handle("/providers/{id}/*", http.HandlerFunc(s.serveProvider))
 
 	r.Post("/models/{key}/predict", s.servePredict)
+	r.Handle("/v1/*", s.llm) // the OpenAI API of the models served over HTTP
 
 	ui := web.Handler()
 	r.Get("/", ui.ServeHTTP)

@@ -24,6 +24,7 @@ import (
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/llm"
 	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
 )
@@ -72,6 +73,7 @@ type Server struct {
 	store     *store.Store // nil: no persistence
 	restoring atomic.Bool  // status changes now come from the state file
 	router    chi.Router
+	llm       *llm.Gateway // the models served over HTTP (endpoints.go)
 	state     atomic.Pointer[state]
 	opts      Options
 
@@ -119,6 +121,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		s.h1 = h1.NewPools()
 	}
 	s.metrics = newMetrics(s)
+	s.llm = s.newGateway(cfg)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
 	s.openStore(cfg.StatePath)
 	st := &state{cfg: cfg, providers: map[string]*provider.Provider{}, models: map[string]*Model{}}
@@ -128,7 +131,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		st.providers[p.ID] = p
 		st.providerList = append(st.providerList, p)
 	}
-	for _, mc := range cfg.Models {
+	for _, mc := range pluginModels(cfg.Models) {
 		m := newModel(mc, s)
 		st.models[m.Key] = m
 		st.modelList = append(st.modelList, m)
@@ -214,6 +217,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if t, ok := s.transport.(interface{ CloseIdleConnections() }); ok && s.opts.Transport == nil {
 		t.CloseIdleConnections() // ours, and nothing will send on its keep-alive connections again
 	}
+	s.llm.Close()
 	s.closeCluster(ctx)
 	s.saveState()
 	if err := s.store.Close(); err != nil {
