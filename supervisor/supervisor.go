@@ -339,6 +339,15 @@ func (m *Model) spawn(why string) Result {
 		Message: fmt.Sprintf("plugin started (pid %d) and passed its health check", pid)}
 }
 
+// timeoutOf is the model's per-call timeout; a Config that skipped
+// Normalize gets the default rather than no time at all.
+func timeoutOf(mc *config.Model) time.Duration {
+	if mc.Timeout <= 0 {
+		return config.DefaultModelTimeout
+	}
+	return mc.Timeout
+}
+
 // startTimeout bounds one plugin start: handshake plus health check.
 const startTimeout = 10 * time.Second
 
@@ -357,7 +366,7 @@ func (m *Model) startProcess() (*plugins.Process, error) {
 	if len(mc.Warmup) == 0 {
 		return p, nil
 	}
-	wctx, wcancel := context.WithTimeout(context.Background(), mc.Timeout)
+	wctx, wcancel := context.WithTimeout(context.Background(), timeoutOf(mc))
 	defer wcancel()
 	if _, err := p.Model().Predict(wctx, mc.Warmup); err != nil {
 		p.Kill()
@@ -530,7 +539,7 @@ func (m *Model) replace(ctx context.Context, why string, lim *Limiter) Result {
 	case lim != nil && lim.Limit() < 2:
 		cold = "max_concurrent_reinit is 1: no room for a second process"
 	default:
-		bound := min(hungBound, m.cfg.Load().Timeout)
+		bound := min(hungBound, timeoutOf(m.cfg.Load()))
 		hctx, cancel := context.WithTimeout(context.Background(), bound)
 		err := old.p.Model().Health(hctx)
 		cancel()
@@ -598,7 +607,7 @@ func (m *Model) replaceWarm(why string, old *instance, began time.Time) Result {
 		return res
 	}
 	drainStart := time.Now()
-	left := m.drain(prev, m.cfg.Load().Timeout)
+	left := m.drain(prev, timeoutOf(m.cfg.Load()))
 	prev.p.Kill()
 	res.Drain = time.Since(drainStart)
 	res.Message = fmt.Sprintf("plugin started (pid %d), passed its health check and took over in %s (warm); the old one (pid %d) drained in %s",

@@ -21,7 +21,7 @@ import (
 // binary as {exe, "plugin", name}. An unknown name exits with status 1,
 // which makes a plugin that never starts.
 func TestMain(m *testing.M) {
-	testplugins.ServeIfAsked(nil)
+	testplugins.ServeIfAsked(serveTestPlugin)
 	os.Exit(m.Run())
 }
 
