@@ -30,22 +30,23 @@ func (m *Model) limitLoop() {
 }
 
 // checkLimits recycles the running process when it is past a limit and
-// returns the reinit's result; ok is false when no limit was passed.
+// returns the reinit's result; ok is false when no limit was passed (or
+// the process was replaced meanwhile).
 func (m *Model) checkLimits() (res Result, ok bool) {
-	reason := m.overLimit(m.cfg.Load())
+	in := m.cur.Load()
+	if in == nil || in.exited() {
+		return Result{}, false
+	}
+	reason := m.overLimit(in, m.cfg.Load())
 	if reason == "" {
 		return Result{}, false
 	}
-	return m.reinit(context.Background(), WhyRecycle, reason, m.limiter), true
+	res = m.reinit(context.Background(), WhyRecycle, reason, m.limiter, in)
+	return res, res.Status != ""
 }
 
-// overLimit says which limit the running process has passed and by how
-// much, or "".
-func (m *Model) overLimit(mc *config.Model) string {
-	in := m.cur.Load()
-	if in == nil || in.exited() {
-		return ""
-	}
+// overLimit says which limit process in has passed and by how much, or "".
+func (m *Model) overLimit(in *instance, mc *config.Model) string {
 	if mc.MaxRequests > 0 {
 		if n := in.served.Load(); n >= mc.MaxRequests {
 			return fmt.Sprintf("max_requests: %d calls served (limit %d)", n, mc.MaxRequests)

@@ -454,10 +454,13 @@ func (m *Model) scheduleAutoReinit() {
 // stopped. With Options.Limiter, it first waits for its slots; ctx bounds
 // that wait and the wait for a reinit in progress.
 func (m *Model) Reinit(ctx context.Context, why string) Result {
-	return m.reinit(ctx, why, "", m.limiter)
+	return m.reinit(ctx, why, "", m.limiter, nil)
 }
 
-func (m *Model) reinit(ctx context.Context, why, reason string, lim *Limiter) Result {
+// reinit is Reinit with a reason (recycles) and a limiter. With only set,
+// it replaces only that process: when another has taken its place
+// meanwhile, it does nothing and returns a Result without Status.
+func (m *Model) reinit(ctx context.Context, why, reason string, lim *Limiter, only *instance) Result {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -474,6 +477,10 @@ func (m *Model) reinit(ctx context.Context, why, reason string, lim *Limiter) Re
 		res := m.reinitRes
 		m.mu.Unlock()
 		return res
+	}
+	if only != nil && m.cur.Load() != only {
+		m.mu.Unlock()
+		return Result{Key: m.Key}
 	}
 	if h := m.cfg.Load().Health; !m.lastReinit.IsZero() {
 		if left := time.Until(m.lastReinit.Add(h.ReinitCooldown)); left > 0 {
@@ -608,8 +615,8 @@ func (m *Model) replaceWarm(why string, old *instance, began time.Time) Result {
 	}
 	drainStart := time.Now()
 	left := m.drain(prev, timeoutOf(m.cfg.Load()))
-	prev.p.Kill()
 	res.Drain = time.Since(drainStart)
+	prev.p.Kill()
 	res.Message = fmt.Sprintf("plugin started (pid %d), passed its health check and took over in %s (warm); the old one (pid %d) drained in %s",
 		pid, switched.Round(time.Millisecond), prev.p.Pid(), res.Drain.Round(time.Millisecond))
 	if left > 0 {
@@ -638,7 +645,7 @@ func HealAll(ctx context.Context, models []*Model, limit int) []Result {
 		if lim == nil {
 			lim = local
 		}
-		wg.Go(func() { results[i] = m.reinit(ctx, WhySelfHeal, "", lim) })
+		wg.Go(func() { results[i] = m.reinit(ctx, WhySelfHeal, "", lim, nil) })
 	}
 	wg.Wait()
 	return results
