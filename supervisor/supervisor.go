@@ -526,8 +526,8 @@ func (m *Model) reinit(ctx context.Context, why, reason string, lim *Limiter, on
 }
 
 // hungBound bounds the health check that decides whether a running
-// process is alive enough for a warm reinit (or the model's timeout, when
-// shorter).
+// process is alive enough for a warm reinit; one that does not answer
+// within it is hung and replaced cold.
 const hungBound = 2 * time.Second
 
 // replace is one reinit attempt, warm or cold; the caller holds
@@ -546,12 +546,11 @@ func (m *Model) replace(ctx context.Context, why string, lim *Limiter) Result {
 	case lim != nil && lim.Limit() < 2:
 		cold = "max_concurrent_reinit is 1: no room for a second process"
 	default:
-		bound := min(hungBound, timeoutOf(m.cfg.Load()))
-		hctx, cancel := context.WithTimeout(context.Background(), bound)
+		hctx, cancel := context.WithTimeout(context.Background(), hungBound)
 		err := old.p.Model().Health(hctx)
 		cancel()
 		if err != nil {
-			cold = fmt.Sprintf("the process (pid %d) failed its health check within %s: %v", old.p.Pid(), bound, err)
+			cold = fmt.Sprintf("the process (pid %d) failed its health check within %s: %v", old.p.Pid(), hungBound, err)
 		}
 	}
 	weight := 2

@@ -22,9 +22,10 @@ import (
 	"github.com/healproxy/healproxy/plugins"
 )
 
-// modelWith makes a Model of mc with opts (quiet), closes it at the end
-// of the test and then checks that none of the suite's plugin processes
-// is left.
+// modelWith makes a Model of mc with opts (quiet) and closes it at the
+// end of the test, then checks that every process it ran is gone. (That
+// none of the suite's plugin processes, hog children included, is left
+// at all is checked once all tests have run: see TestMain.)
 func modelWith(t *testing.T, mc config.Model, opts Options) *Model {
 	t.Helper()
 	if opts.Logger == nil {
@@ -36,25 +37,39 @@ func modelWith(t *testing.T, mc config.Model, opts Options) *Model {
 	if mc.Timeout == 0 {
 		mc.Timeout = 5 * time.Second
 	}
-	if _, seen := orphanChecks.LoadOrStore(t, true); !seen {
-		t.Cleanup(func() { wantNoPluginProcesses(t) }) // runs last: after every Close
+	var mu sync.Mutex
+	var pids []int
+	hook := opts.Hooks.Reinitialised
+	opts.Hooks.Reinitialised = func(key string, r Result) {
+		mu.Lock()
+		pids = append(pids, r.Pid, r.OldPid)
+		mu.Unlock()
+		if hook != nil {
+			hook(key, r)
+		}
 	}
 	m := New(mc, testSettings, opts)
-	t.Cleanup(m.Close)
+	t.Cleanup(func() {
+		mu.Lock()
+		pids = append(pids, m.State().Pid)
+		mu.Unlock()
+		m.Close()
+		for _, pid := range pids {
+			if pid == 0 {
+				continue
+			}
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+				t.Errorf("model %s: process %d still exists after Close", m.Key, pid)
+			}
+		}
+	})
 	return m
 }
 
-// orphanChecks holds the tests whose end checks for plugin processes.
-var orphanChecks sync.Map
-
 // pluginProcesses lists the processes other than this one that run this
 // test binary (plugins and their hog children), from /proc.
-func pluginProcesses(t *testing.T) []string {
-	t.Helper()
-	self, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
+func pluginProcesses() []string {
+	self, _ := os.Readlink("/proc/self/exe")
 	var out []string
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
@@ -70,19 +85,14 @@ func pluginProcesses(t *testing.T) []string {
 	return out
 }
 
-// wantNoPluginProcesses fails unless every plugin process of the suite
-// (and every child of one) has gone: killed and reaped.
-func wantNoPluginProcesses(t *testing.T) {
-	t.Helper()
-	var left []string
+// leftoverPlugins waits up to 5s for every plugin process of the suite
+// (and every child of one) to be gone, and returns those that are not.
+func leftoverPlugins() []string {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if left = pluginProcesses(t); len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("plugin processes left behind: %s", left)
-			return
+		left := pluginProcesses()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
 		}
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
@@ -173,6 +183,7 @@ func (l *load) more(t *testing.T, n int64) {
 // replacement off (Options.ColdOnly, the behaviour before it) fails calls:
 // the harness can see them.
 func TestHealUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name  string
 		cold  bool
@@ -249,6 +260,7 @@ func TestHealUnderLoadLosesNothing(t *testing.T) {
 // it running after the switch and succeeds on it; the old process stops
 // once the call is done, not before.
 func TestWarmReinitDrainsPinnedCall(t *testing.T) {
+	t.Parallel()
 	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment"}, Options{})
 	m.Start()
 	old := running(t, m)
@@ -284,6 +296,7 @@ func TestWarmReinitDrainsPinnedCall(t *testing.T) {
 // TestWarmReinitDrainBound: a call that never ends holds the old process
 // no longer than the model's timeout.
 func TestWarmReinitDrainBound(t *testing.T) {
+	t.Parallel()
 	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment", Timeout: 300 * time.Millisecond}, Options{})
 	m.Start()
 	old := running(t, m)
@@ -304,6 +317,7 @@ func TestWarmReinitDrainBound(t *testing.T) {
 // auto_reinit; calls in the gap fail (the proxy's fallback answers them),
 // and calls succeed again after.
 func TestSIGKILLedModelIsReplacedCold(t *testing.T) {
+	t.Parallel()
 	rec := &results{}
 	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment",
 		Health: config.Health{AutoReinit: true}}, Options{Hooks: rec.hooks()})
@@ -334,6 +348,7 @@ func TestSIGKILLedModelIsReplacedCold(t *testing.T) {
 // TestHungModelIsReplacedCold: a process that does not answer its health
 // check within the bound (SIGSTOPped) is stopped first, not drained.
 func TestHungModelIsReplacedCold(t *testing.T) {
+	t.Parallel()
 	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment", Timeout: 300 * time.Millisecond}, Options{})
 	m.Start()
 	old := running(t, m)
@@ -353,6 +368,7 @@ func TestHungModelIsReplacedCold(t *testing.T) {
 // fails its warm-up is not installed, and a warm reinit then leaves the
 // running one serving.
 func TestWarmupBeforeTraffic(t *testing.T) {
+	t.Parallel()
 	mc := config.Model{Key: "first", Plugin: "first", Warmup: []string{"sample text", "another"}, Timeout: 5 * time.Second}
 	m := modelWith(t, mc, Options{})
 	m.Start()
@@ -392,6 +408,7 @@ func TestWarmupBeforeTraffic(t *testing.T) {
 // max_memory is recycled warm, with the figure in the reason; the child
 // goes with it.
 func TestMaxMemoryRecycle(t *testing.T) {
+	t.Parallel()
 	rec := &results{}
 	mc := config.Model{Key: "alloc", Plugin: "alloc", Timeout: 5 * time.Second}
 	m := modelWith(t, mc, Options{Hooks: rec.hooks(), LimitInterval: 20 * time.Millisecond})
@@ -422,6 +439,7 @@ func TestMaxMemoryRecycle(t *testing.T) {
 // TestLatencyRecycle: with latency_recycle = 3, a p95 twice the one after
 // start is tolerated and four times it recycles. The clock is fake.
 func TestLatencyRecycle(t *testing.T) {
+	t.Parallel()
 	clk := &clock{t: time.Unix(1_000_000, 0)}
 	mc := config.Model{Key: "sent", Plugin: "sentiment", LatencyRecycle: 3}
 	m := modelWith(t, mc, Options{Now: clk.now, LimitInterval: time.Hour})
@@ -457,6 +475,7 @@ func TestLatencyRecycle(t *testing.T) {
 // TestRecycleCooldown: a limit passed within reinit_cooldown of the last
 // reinit waits for it.
 func TestRecycleCooldown(t *testing.T) {
+	t.Parallel()
 	mc := config.Model{Key: "sent", Plugin: "sentiment", MaxRequests: 1, Health: config.Health{ReinitCooldown: time.Hour}}
 	m := modelWith(t, mc, Options{LimitInterval: time.Hour})
 	m.Start()
@@ -477,7 +496,8 @@ func TestRecycleCooldown(t *testing.T) {
 
 // TestLimiterSlots: with max_concurrent_reinit 2 shared by two live
 // models, their warm reinits (two processes each) run one at a time: never
-// more than one extra process. With 1, a reinit is cold.
+// more than one extra process. With 1, a reinit is cold. It counts this
+// binary's children, so it does not run in parallel.
 func TestLimiterSlots(t *testing.T) {
 	lim := NewLimiter(2)
 	a := modelWith(t, config.Model{Key: "a", Plugin: "sentiment"}, Options{Limiter: lim})
@@ -557,6 +577,7 @@ func TestLimiter(t *testing.T) {
 // TestTreeRSS counts a process's children: a hog child's memory shows in
 // its parent's figure.
 func TestTreeRSS(t *testing.T) {
+	t.Parallel()
 	m := modelWith(t, config.Model{Key: "alloc", Plugin: "alloc"}, Options{LimitInterval: time.Hour})
 	m.Start()
 	p := running(t, m)
