@@ -170,6 +170,7 @@ type Model struct {
 	limiter  *Limiter
 	coldOnly bool
 	every    time.Duration
+	hung     time.Duration // bound of the health check before a warm reinit: hungBound
 	readRSS  func(pid int) (int64, error)
 	now      func() time.Time
 	// cfg is the model's configuration; a reload that keeps the process
@@ -204,7 +205,7 @@ type Model struct {
 // runs until Start.
 func New(mc config.Model, settings breaker.Settings, opts Options) *Model {
 	m := &Model{Key: mc.Key, log: opts.Logger, hooks: opts.Hooks, limiter: opts.Limiter,
-		coldOnly: opts.ColdOnly, every: opts.LimitInterval, readRSS: opts.ReadRSS, now: opts.Now,
+		coldOnly: opts.ColdOnly, every: opts.LimitInterval, hung: hungBound, readRSS: opts.ReadRSS, now: opts.Now,
 		stop: make(chan struct{})}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -546,11 +547,11 @@ func (m *Model) replace(ctx context.Context, why string, lim *Limiter) Result {
 	case lim != nil && lim.Limit() < 2:
 		cold = "max_concurrent_reinit is 1: no room for a second process"
 	default:
-		hctx, cancel := context.WithTimeout(context.Background(), hungBound)
+		hctx, cancel := context.WithTimeout(context.Background(), m.hung)
 		err := old.p.Model().Health(hctx)
 		cancel()
 		if err != nil {
-			cold = fmt.Sprintf("the process (pid %d) failed its health check within %s: %v", old.p.Pid(), hungBound, err)
+			cold = fmt.Sprintf("the process (pid %d) failed its health check within %s: %v", old.p.Pid(), m.hung, err)
 		}
 	}
 	weight := 2

@@ -258,7 +258,8 @@ func TestHealUnderLoadLosesNothing(t *testing.T) {
 
 // TestWarmReinitDrainsPinnedCall: a call pinned to the old process keeps
 // it running after the switch and succeeds on it; the old process stops
-// once the call is done, not before.
+// once the call is done, not before, or once the model's timeout has
+// passed.
 func TestWarmReinitDrainsPinnedCall(t *testing.T) {
 	t.Parallel()
 	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment"}, Options{})
@@ -291,21 +292,17 @@ func TestWarmReinitDrainsPinnedCall(t *testing.T) {
 	if in := m.cur.Load(); in.inflight.Load() != 0 {
 		t.Errorf("new process has %d calls in flight; want 0", in.inflight.Load())
 	}
-}
 
-// TestWarmReinitDrainBound: a call that never ends holds the old process
-// no longer than the model's timeout.
-func TestWarmReinitDrainBound(t *testing.T) {
-	t.Parallel()
-	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment", Timeout: 300 * time.Millisecond}, Options{})
-	m.Start()
-	old := running(t, m)
-	_, done, err := m.Pin()
+	// A call that never ends holds the old process no longer than the
+	// model's timeout.
+	m.SetConfig(config.Model{Key: "sent", Name: "sent", Plugin: "sentiment", Timeout: 300 * time.Millisecond})
+	old = m.Process()
+	_, done, err = m.Pin()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer done(nil)
-	res := m.Reinit(context.Background(), WhySelfHeal)
+	res = m.Reinit(context.Background(), WhySelfHeal)
 	wantGone(t, old)
 	if res.Status != StatusSuccess || res.Drain < 300*time.Millisecond || res.Drain > 5*time.Second ||
 		!strings.Contains(res.Message, "1 call(s) still in flight") {
@@ -349,7 +346,8 @@ func TestSIGKILLedModelIsReplacedCold(t *testing.T) {
 // check within the bound (SIGSTOPped) is stopped first, not drained.
 func TestHungModelIsReplacedCold(t *testing.T) {
 	t.Parallel()
-	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment", Timeout: 300 * time.Millisecond}, Options{})
+	m := modelWith(t, config.Model{Key: "sent", Plugin: "sentiment"}, Options{})
+	m.hung = 300 * time.Millisecond // 2s in production
 	m.Start()
 	old := running(t, m)
 	if err := syscall.Kill(old.Pid(), syscall.SIGSTOP); err != nil {
@@ -406,12 +404,12 @@ func TestWarmupBeforeTraffic(t *testing.T) {
 
 // TestMaxMemoryRecycle: a plugin whose child process takes memory past
 // max_memory is recycled warm, with the figure in the reason; the child
-// goes with it.
+// goes with it. TreeRSS counts the child.
 func TestMaxMemoryRecycle(t *testing.T) {
 	t.Parallel()
 	rec := &results{}
 	mc := config.Model{Key: "alloc", Plugin: "alloc", Timeout: 5 * time.Second}
-	m := modelWith(t, mc, Options{Hooks: rec.hooks(), LimitInterval: 20 * time.Millisecond})
+	m := modelWith(t, mc, Options{Hooks: rec.hooks(), LimitInterval: time.Hour}) // checked by hand
 	m.Start()
 	old := running(t, m)
 	base, err := TreeRSS(old.Pid())
@@ -423,11 +421,31 @@ func TestMaxMemoryRecycle(t *testing.T) {
 	if _, ok := m.checkLimits(); ok {
 		t.Fatalf("a plugin at %s was recycled under max_memory %s", config.FormatSize(base), config.FormatSize(mc.MaxMemory))
 	}
-	// The plugin itself stays small: only counting its child passes the limit.
+	// The plugin itself stays small: only counting its child passes the
+	// limit.
 	if _, err := m.Predict(context.Background(), []string{"hog 128"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the max_memory recycle", func() bool { return len(rec.list()) == 1 })
+	after, err := TreeRSS(old.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := rss(old.Pid())
+	if after-base < 128<<20 || after-own < 128<<20 {
+		t.Errorf("tree RSS %s before the hog, %s after, the plugin's own %s; want the hog's 128MiB counted",
+			config.FormatSize(base), config.FormatSize(after), config.FormatSize(own))
+	}
+	kids, _ := descendants(old.Pid())
+	scanned, _ := descendantsByScan(old.Pid())
+	if len(kids) != 1 || len(scanned) != 1 || kids[0] != scanned[0] {
+		t.Errorf("descendants %v, by scan %v; want the one hog", kids, scanned)
+	}
+	if _, err := TreeRSS(1 << 30); err == nil {
+		t.Error("TreeRSS of a pid that does not exist: no error")
+	}
+	if _, ok := m.checkLimits(); !ok {
+		t.Fatal("no recycle past max_memory")
+	}
 	r := rec.list()[0]
 	if r.Status != StatusSuccess || r.Mode != ModeWarm || r.Why != WhyRecycle || r.OldPid != old.Pid() ||
 		!strings.HasPrefix(r.Reason, "max_memory: resident memory ") || !strings.Contains(r.Reason, "(limit "+config.FormatSize(mc.MaxMemory)+")") {
@@ -571,39 +589,6 @@ func TestLimiter(t *testing.T) {
 	l.release(1)
 	if n, _ := l.acquire(context.Background(), 5); n != 3 {
 		t.Errorf("acquire above the limit took %d; want the limit, 3", n)
-	}
-}
-
-// TestTreeRSS counts a process's children: a hog child's memory shows in
-// its parent's figure.
-func TestTreeRSS(t *testing.T) {
-	t.Parallel()
-	m := modelWith(t, config.Model{Key: "alloc", Plugin: "alloc"}, Options{LimitInterval: time.Hour})
-	m.Start()
-	p := running(t, m)
-	before, err := TreeRSS(p.Pid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Predict(context.Background(), []string{"hog 64"}); err != nil {
-		t.Fatal(err)
-	}
-	after, err := TreeRSS(p.Pid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, _ := rss(p.Pid())
-	if after-before < 64<<20 || after-own < 64<<20 {
-		t.Errorf("tree RSS %s before the hog, %s after, the plugin's own %s; want the hog's 64MiB counted",
-			config.FormatSize(before), config.FormatSize(after), config.FormatSize(own))
-	}
-	if _, err := TreeRSS(1 << 30); err == nil {
-		t.Error("TreeRSS of a pid that does not exist: no error")
-	}
-	kids, _ := descendants(p.Pid())
-	scanned, _ := descendantsByScan(p.Pid())
-	if len(kids) != 1 || len(scanned) != 1 || kids[0] != scanned[0] {
-		t.Errorf("descendants %v, by scan %v; want the one hog", kids, scanned)
 	}
 }
 
