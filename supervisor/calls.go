@@ -78,7 +78,8 @@ func (m *Model) Pin() (p *plugins.Process, done func(err error), err error) {
 			}
 			mc := m.cfg.Load()
 			if err == nil && mc.LatencyRecycle > 0 {
-				in.lat.add(m.now(), m.now().Sub(start))
+				now := m.now()
+				in.lat.add(now, now.Sub(start))
 			}
 			in.unpin()
 			if mc.MaxRequests > 0 && served >= mc.MaxRequests && in.recycleAsked.CompareAndSwap(false, true) {

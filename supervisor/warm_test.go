@@ -217,13 +217,20 @@ func TestHealUnderLoadLosesNothing(t *testing.T) {
 				m.SetConfig(mc)
 				waitFor(t, "the max_requests recycle", func() bool {
 					r := rec.list()
-					return len(r) == tt.heals+1 && r[tt.heals].Why == WhyRecycle
+					return len(r) >= tt.heals+1 && r[tt.heals].Why == WhyRecycle
 				})
-				mc.MaxRequests = 0 // no further recycle while the load ends
+				// The successor may reach the limit too before this line,
+				// which is one more warm recycle.
+				mc.MaxRequests = 0
 				m.SetConfig(mc)
 				l.more(t, 100)
 			}
 			l.end()
+			waitFor(t, "the last reinit to end", func() bool {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return m.reinitting == nil
+			})
 			t.Logf("%d calls ok, %d failed, %d unwarmed; reinits: %+v", l.ok.Load(), l.failed.Load(), l.unwarmed.Load(), rec.list())
 			if l.unwarmed.Load() != 0 {
 				t.Errorf("%d calls were answered by a process before its warm-up", l.unwarmed.Load())
@@ -238,8 +245,8 @@ func TestHealUnderLoadLosesNothing(t *testing.T) {
 				t.Errorf("%d calls failed during warm heals; want 0 (first errors: %q)", n, l.errs)
 			}
 			all := rec.list()
-			if len(all) != tt.heals+1 {
-				t.Fatalf("reinits %+v; want %d", all, tt.heals+1)
+			if len(all) < tt.heals+1 {
+				t.Fatalf("reinits %+v; want at least %d", all, tt.heals+1)
 			}
 			for i, r := range all {
 				if r.Status != StatusSuccess || r.Mode != ModeWarm || r.OldPid == 0 || r.Switch <= 0 {
@@ -249,8 +256,8 @@ func TestHealUnderLoadLosesNothing(t *testing.T) {
 			if r := all[tt.heals]; !strings.HasPrefix(r.Reason, "max_requests: ") || !strings.Contains(r.Message, r.Reason) {
 				t.Errorf("recycle reason %q, message %q; want the max_requests figure", r.Reason, r.Message)
 			}
-			if st := m.State(); st.Last.Why != WhyRecycle || st.Restarts != tt.heals+1 {
-				t.Errorf("state after the recycle: %+v", st)
+			if st := m.State(); st.Last.Why != WhyRecycle || st.Restarts != len(all) {
+				t.Errorf("state after the recycle: %+v; want the last reinit a recycle, restarts %d", st, len(all))
 			}
 		})
 	}
