@@ -299,6 +299,13 @@ type Model struct {
 	MaxDuration     time.Duration
 	ContextFallback string
 	Prefill         bool
+
+	// Resource limits and warm-up (config/limits.go; docs/behaviour.md,
+	// "Models"). Zero is off.
+	MaxMemory      int64    // bytes of resident memory, plugin and children; past it the process is recycled
+	MaxRequests    int64    // calls one process serves before it is recycled
+	LatencyRecycle float64  // recycle when the recent p95 exceeds this multiple of the p95 after start
+	Warmup         []string // inputs of one Predict a new process answers before it takes calls
 }
 
 // Alert is one webhook that is told about status changes.

@@ -164,6 +164,12 @@ type fileModel struct {
 	PrefillRange         hcl.Range      `hcl:"prefill,attr_range"`
 
 	DefRange hcl.Range `hcl:",def_range"`
+
+	// Resource limits and warm-up, built by config/limits.go.
+	MaxMemory      hcl.Expression `hcl:"max_memory,optional"`
+	MaxRequests    hcl.Expression `hcl:"max_requests,optional"`
+	LatencyRecycle hcl.Expression `hcl:"latency_recycle,optional"`
+	Warmup         hcl.Expression `hcl:"warmup,optional"`
 }
 
 type fileAlert struct {

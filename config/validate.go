@@ -388,6 +388,7 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 				"No model %s is defined in this file.%s", hclx.Quote(*fm.Fallback), hclx.Suggest(*fm.Fallback, keys))
 		}
 	}
+	b.limits(fm, &m)
 	return m
 }
 

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -19,10 +20,17 @@ import (
 // TestMain lets the test binary serve the built-in plugins, as the
 // healproxy binary does: plugins.BuiltinCommand re-executes this very
 // binary as {exe, "plugin", name}. An unknown name exits with status 1,
-// which makes a plugin that never starts.
+// which makes a plugin that never starts; serveTestPlugin serves the
+// suite's own test plugins. Once the tests have run, no plugin process
+// may be left.
 func TestMain(m *testing.M) {
-	testplugins.ServeIfAsked(nil)
-	os.Exit(m.Run())
+	testplugins.ServeIfAsked(serveTestPlugin)
+	code := m.Run()
+	if left := leftoverPlugins(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "plugin processes left behind after the tests: %s\n", left)
+		code = 1
+	}
+	os.Exit(code)
 }
 
 const startWait = 20 * time.Second

@@ -30,21 +30,21 @@ func IntRange(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, 
 	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
 		return nil, diags
 	}
-	i, ok := wholeNumber(val, minimum, maximum)
+	i, ok := WholeNumber(val, minimum, maximum)
 	if !ok {
 		return nil, append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maximum, describe(val)),
+			Detail:   fmt.Sprintf("Want a whole number from %d to %d, got %s.", minimum, maximum, Describe(val)),
 			Subject:  expr.Range().Ptr(),
 		})
 	}
 	return &i, diags
 }
 
-// wholeNumber converts a known value to an int from minimum to maximum, as
+// WholeNumber converts a known value to an int from minimum to maximum, as
 // HCL converts (a string of digits counts).
-func wholeNumber(val cty.Value, minimum, maximum int) (int, bool) {
+func WholeNumber(val cty.Value, minimum, maximum int) (int, bool) {
 	num, err := convert.Convert(val, cty.Number)
 	if err != nil || num.IsNull() || !num.IsKnown() {
 		return 0, false
@@ -80,7 +80,7 @@ func Float(expr hcl.Expression, ectx *hcl.EvalContext, name, want string, ok fun
 	return nil, append(diags, &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  "Invalid " + name,
-		Detail:   fmt.Sprintf("Want %s, got %s.", want, describe(val)),
+		Detail:   fmt.Sprintf("Want %s, got %s.", want, Describe(val)),
 		Subject:  expr.Range().Ptr(),
 	})
 }
@@ -98,10 +98,10 @@ func IntList(expr hcl.Expression, ectx *hcl.EvalContext, name string, minimum, m
 	return list(expr, ectx, name, "whole numbers", func(i int, ev cty.Value, rng hcl.Range) (IntItem, string) {
 		n, ok := 0, false
 		if !ev.IsNull() && ev.IsKnown() {
-			n, ok = wholeNumber(ev, minimum, maximum)
+			n, ok = WholeNumber(ev, minimum, maximum)
 		}
 		if !ok {
-			return IntItem{}, fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, describe(ev))
+			return IntItem{}, fmt.Sprintf("Element %d: want a whole number from %d to %d, got %s.", i, minimum, maximum, Describe(ev))
 		}
 		return IntItem{Index: i, Value: n, Range: rng}, ""
 	})
@@ -155,11 +155,11 @@ func list[T any](expr hcl.Expression, ectx *hcl.EvalContext, name, of string,
 	return items, true, diags
 }
 
-// describe shows a value in a message: short primitives in full, anything
+// Describe shows a value in a message: short primitives in full, anything
 // else by its type.
-func describe(val cty.Value) string {
+func Describe(val cty.Value) string {
 	if val.IsNull() || !val.IsKnown() {
-		return friendly(val)
+		return Friendly(val)
 	}
 	switch val.Type() {
 	case cty.String:
@@ -169,7 +169,7 @@ func describe(val cty.Value) string {
 	case cty.Bool:
 		return strconv.FormatBool(val.True())
 	}
-	return friendly(val)
+	return Friendly(val)
 }
 
 // Duration checks an optional duration string. positive asks for > 0,
@@ -210,7 +210,7 @@ func StringList(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items 
 	return list(expr, ectx, name, "strings", func(i int, ev cty.Value, rng hcl.Range) (StringItem, string) {
 		s, ok := ctyString(ev)
 		if !ok {
-			return StringItem{}, fmt.Sprintf("Element %d: want a string, got %s.", i, friendly(ev))
+			return StringItem{}, fmt.Sprintf("Element %d: want a string, got %s.", i, Friendly(ev))
 		}
 		return StringItem{Value: s, Index: i, Range: rng}, ""
 	})
@@ -240,7 +240,7 @@ func StringMap(expr hcl.Expression, ectx *hcl.EvalContext, name string) (items [
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid " + name,
-			Detail:   fmt.Sprintf("The value of %s must be a string, got %s.", Quote(key), friendly(v)),
+			Detail:   fmt.Sprintf("The value of %s must be a string, got %s.", Quote(key), Friendly(v)),
 			Subject:  rng.Ptr(),
 		})
 	}
@@ -293,7 +293,7 @@ func ctyString(v cty.Value) (string, bool) {
 	return s.AsString(), true
 }
 
-func friendly(v cty.Value) string {
+func Friendly(v cty.Value) string {
 	if v.IsNull() {
 		return "null"
 	}
