@@ -34,12 +34,19 @@ type Spec struct {
 	// callers resolve config-relative paths first. For a built-in plugin use
 	// BuiltinCommand.
 	Command []string
-	// Env holds extra KEY=VALUE pairs for the child, on top of (and taking
-	// precedence over) the host's environment.
+	// Env holds healproxy's own KEY=VALUE pairs for the child (the
+	// built-in and test plugins use it). They take precedence over
+	// everything but the handshake variables.
 	Env []string
 	// StartTimeout bounds the handshake and, separately, the first health
 	// check. Zero means DefaultStartTimeout.
 	StartTimeout time.Duration
+	// ModelEnv is the model block's env: variables set for the plugin, on
+	// top of the minimal environment (see Environ).
+	ModelEnv map[string]string
+	// InheritEnv is the model block's inherit_env: names of healproxy's
+	// own variables passed to the plugin when they are set.
+	InheritEnv []string
 }
 
 // BuiltinCommand returns the argv that runs built-in plugin name from this
@@ -107,9 +114,9 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 	if err != nil {
 		return nil, fmt.Errorf("plugins: model %q: %w", spec.Key, err)
 	}
-	// go-plugin would append the host environment after cmd.Env, letting it
-	// override Spec.Env; build the environment here instead (SkipHostEnv).
-	cmd.Env = append(append(os.Environ(), spec.Env...), plugin.EnvUnixSocketDir+"="+sockDir)
+	// A minimal environment, not healproxy's (which holds provider keys):
+	// see Environ. go-plugin appends the handshake variables after it.
+	cmd.Env = append(Environ(spec, os.LookupEnv), plugin.EnvUnixSocketDir+"="+sockDir)
 	cmd.SysProcAttr = sysProcAttr()
 
 	quiet := new(atomic.Bool)
@@ -214,6 +221,9 @@ func (p *Process) watch() {
 			p.exitErr = fmt.Errorf("%w: plugin %q (pid %d) exited: %s", ErrPluginUnavailable, p.key, p.pid, reason)
 		}
 	}
+	// The plugin led its own process group: whatever it started and left
+	// behind dies with it.
+	killGroup(p.pid)
 	_ = os.RemoveAll(p.sockDir)
 	close(p.done)
 	if killed {
@@ -266,7 +276,9 @@ func (p *Process) Kill() {
 		case <-clientDone:
 		case <-t.C:
 			// os.Process uses a pidfd on Linux: this cannot hit a reused pid.
+			// The group is still there while its leader is unreaped.
 			_ = p.cmd.Process.Kill()
+			killGroup(p.pid)
 			<-clientDone
 		}
 		<-p.done
