@@ -277,6 +277,12 @@ type Model struct {
 	Timeout  time.Duration
 	Fallback string // "" or the key of another model
 	Health   Health
+	// Env is set in the plugin's environment, on top of the minimal one
+	// (PATH, HOME, LANG, TZ); nil for none.
+	Env map[string]string
+	// InheritEnv names variables of healproxy's environment passed to the
+	// plugin when set; nil for none.
+	InheritEnv []string
 }
 
 // Alert is one webhook that is told about status changes.

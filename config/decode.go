@@ -154,6 +154,9 @@ type fileModel struct {
 	Health        *fileHealth    `hcl:"health,block"`
 
 	DefRange hcl.Range `hcl:",def_range"`
+
+	Env        hcl.Expression `hcl:"env,optional"`
+	InheritEnv hcl.Expression `hcl:"inherit_env,optional"`
 }
 
 type fileAlert struct {

@@ -376,6 +376,7 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 				"No model %s is defined in this file.%s", quote(*fm.Fallback), suggest(*fm.Fallback, keys))
 		}
 	}
+	b.pluginEnv(fm, &m)
 	return m
 }
 

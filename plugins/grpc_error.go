@@ -46,7 +46,7 @@ func translateError(callCtx, processCtx context.Context, method string, err erro
 		// ("grpc: the client connection is closing").
 		return fmt.Errorf("%w: %s: %s", ErrPluginUnavailable, method, msg)
 	case isStatus && st.Code() == codes.InvalidArgument:
-		return fmt.Errorf("%w: %s: %s", ErrBadInput, method, msg)
+		return fmt.Errorf("%w: %s (%s): %s", ErrBadInput, method, st.Code(), msg)
 	case !isStatus:
 		return fmt.Errorf("model plugin %s: %w", method, err)
 	default:
