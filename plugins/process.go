@@ -158,7 +158,7 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 		if strings.Contains(rest, "Failed to read any lines") {
 			msg = strings.TrimSpace(msg) + " (nothing on stdout: the command exited or closed stdout before the handshake)"
 		}
-		msg = fmt.Sprintf("plugins: model %q: handshake with %q failed (is it a healproxy model plugin that calls plugins.Serve and writes nothing to stdout first?): %s", spec.Key, spec.Command[0], msg)
+		msg = fmt.Sprintf("plugins: model %q: handshake with %q failed (is it a healproxy model plugin that calls plugins.Serve, or healproxy_plugin.serve in Python, and writes nothing to stdout first?): %s", spec.Key, spec.Command[0], msg)
 		if tail := stderr.Tail(); tail != "" {
 			msg += "; plugin stderr: " + tail
 		}
