@@ -112,6 +112,9 @@ def serve(model):
     model needs predict(inputs) (or predict(inputs, call)) and info();
     health() is optional. See the package documentation.
     """
+    # Read before the handshake: once healproxy has the handshake it may go
+    # away at any moment, and an orphan's parent is no longer healproxy.
+    parent = os.getppid()
     _check_cookie()
     for method in ("predict", "info"):
         if not callable(getattr(model, method, None)):
@@ -264,8 +267,6 @@ def serve(model):
     # From here on stdout belongs to nobody: print() goes to stderr, which
     # healproxy logs under the model's key.
     sys.stdout = sys.stderr
-
-    parent = os.getppid()
 
     def watch_parent():
         while not stop.wait(PARENT_POLL_SECONDS):
