@@ -145,6 +145,13 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 	}
 
 	rpc, err := client.Client()
+	if cmd.Process != nil {
+		// go-plugin reaps the plugin only once its stderr is closed, and a
+		// process the plugin started holds it open: kill the plugin's group
+		// as soon as the plugin itself has exited (onExit).
+		pid := cmd.Process.Pid
+		onExit(pid, func() { killGroup(pid) })
+	}
 	if err != nil {
 		if cmd.Process == nil { // never ran
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, exec.ErrNotFound) {
@@ -159,6 +166,11 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 			msg = strings.TrimSpace(msg) + " (nothing on stdout: the command exited or closed stdout before the handshake)"
 		}
 		msg = fmt.Sprintf("plugins: model %q: handshake with %q failed (is it a healproxy model plugin that calls plugins.Serve, or healproxy_plugin.serve in Python, and writes nothing to stdout first?): %s", spec.Key, spec.Command[0], msg)
+		// go-plugin reports the handshake failure as soon as stdout ends,
+		// possibly before it has read the plugin's stderr (a Python
+		// traceback); Kill returns once stderr is read to its end.
+		quiet.Store(true)
+		client.Kill()
 		if tail := stderr.Tail(); tail != "" {
 			msg += "; plugin stderr: " + tail
 		}
@@ -221,9 +233,6 @@ func (p *Process) watch() {
 			p.exitErr = fmt.Errorf("%w: plugin %q (pid %d) exited: %s", ErrPluginUnavailable, p.key, p.pid, reason)
 		}
 	}
-	// The plugin led its own process group: whatever it started and left
-	// behind dies with it.
-	killGroup(p.pid)
 	_ = os.RemoveAll(p.sockDir)
 	close(p.done)
 	if killed {
@@ -276,9 +285,8 @@ func (p *Process) Kill() {
 		case <-clientDone:
 		case <-t.C:
 			// os.Process uses a pidfd on Linux: this cannot hit a reused pid.
-			// The group is still there while its leader is unreaped.
+			// onExit then kills what the plugin started.
 			_ = p.cmd.Process.Kill()
-			killGroup(p.pid)
 			<-clientDone
 		}
 		<-p.done

@@ -21,3 +21,6 @@ func sysProcAttr() *syscall.SysProcAttr { return nil }
 // killGroup does nothing outside Linux: plugins share healproxy's process
 // group there.
 func killGroup(int) {}
+
+// onExit does nothing outside Linux.
+func onExit(int, func()) {}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/internal/testplugins"
 	"github.com/healproxy/healproxy/plugins"
 )
@@ -120,6 +121,26 @@ func TestPythonKitHandshakeAndParentGone(t *testing.T) {
 				t.Errorf("stdout after the handshake: %q; want nothing", rest)
 			}
 		})
+	}
+}
+
+// TestPythonKitStdoutClean: after the handshake the kit sends print() to
+// stderr, so nothing but the handshake line ever goes to stdout.
+func TestPythonKitStdoutClean(t *testing.T) {
+	testplugins.RequirePython(t)
+	logs := &proctest.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := plugins.Start(t.Context(), plugins.Spec{Key: "py", Command: testplugins.PythonTestModel("ok")}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Model().Predict(t.Context(), []string{"print"}); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	out := logs.String()
+	if !strings.Contains(out, `stream=stderr line="a model that prints"`) || strings.Contains(out, "stream=stdout") {
+		t.Errorf("log:\n%s\nwant the printed line on stderr and nothing from stdout", out)
 	}
 }
 

@@ -154,6 +154,38 @@ func TestPythonKill9AutoReinit(t *testing.T) {
 	gone(t, old.Pid(), time.Second)
 }
 
+// TestPythonCrashWithChild: a plugin that dies mid-call while a process it
+// started still runs (holding its stdout and stderr) is noticed at once,
+// and that process dies with it.
+func TestPythonCrashWithChild(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs /proc")
+	}
+	m := pyModel(t, "py", "ok", 5*time.Second, config.Health{ReinitCooldown: time.Hour}, nil)
+	m.Start()
+	p := running(t, m)
+	out, _, err := predict(m, "spawn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimPrefix(out[0][0].Label, "pid:"))
+	start := time.Now()
+	if _, _, err := predict(m, "exit"); !errors.Is(err, plugins.ErrPluginUnavailable) {
+		t.Errorf("got %v; want ErrPluginUnavailable", err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(time.Second):
+		t.Fatal("exit not noticed within 1s")
+	}
+	waitFor(t, "unavailable", func() bool { return m.Health.Status() == breaker.Unavailable })
+	t.Logf("crash → unavailable in %v", time.Since(start))
+	if msg := m.Health.Snapshot().LastErrorMessage; !strings.Contains(msg, "exit status 3") || !strings.Contains(msg, "fatal error, exiting") {
+		t.Errorf("last_error_message %q; want the exit status and the last stderr line", msg)
+	}
+	gone(t, child, time.Second)
+}
+
 // TestPythonHung: a stopped process, and a predict that sleeps (after it
 // started a child process of its own): the call times out at the model's
 // timeout, a reinit replaces the process, and neither the old process nor
@@ -197,6 +229,9 @@ func TestPythonHung(t *testing.T) {
 			res := m.Reinit(context.Background(), "self-heal")
 			if res.Status != StatusSuccess || res.Pid == old.Pid() {
 				t.Fatalf("Reinit: %+v; want success with a new process", res)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("reinit took %v; want a prompt kill (the grace) and a fresh start", d)
 			}
 			t.Logf("reinit of a hung Python plugin took %v", time.Since(start))
 			gone(t, old.Pid(), time.Second)
