@@ -6,13 +6,15 @@
 //     built-in "sentiment" plugin and to the Python test plugin
 //     (plugins/python/testdata/testmodel.py, a trivial model, so that the
 //     figure is the hop, not the model), interleaved, p50/p99;
+//
 //   - spawn → first prediction: plugins.Start plus one Predict, for the Go
 //     plugin, the Python test plugin and the scikit-learn example
 //     (examples/python-model), median of -spawns runs;
+//
 //   - kill → healthy respawn: SIGKILL of the plugin under supervisor with
 //     auto_reinit, until the model is healthy again.
 //
-//	go run ./bench/cmd/pluginbench -n 2000
+//     go run ./bench/cmd/pluginbench -n 2000
 //
 // It prints a markdown table. Needs /usr/bin/python3 with Debian's
 // python3-grpcio, python3-protobuf, python3-cryptography, python3-sklearn.
