@@ -1,23 +1,20 @@
 // Command pluginbench compares a Python model plugin with a Go one, in one
-// run on one machine:
+// run on one machine, and prints a markdown table:
 //
-//   - the predict hop over HTTP: POST /models/KEY/predict through an
-//     in-process healproxy (proxy.Server on a loopback listener) to the Go
-//     built-in "sentiment" plugin and to the Python test plugin
-//     (plugins/python/testdata/testmodel.py, a trivial model, so that the
-//     figure is the hop, not the model), interleaved, p50/p99;
+//	go run ./bench/cmd/pluginbench -n 2000 -spawns 5 -kills 5
 //
-//   - spawn → first prediction: plugins.Start plus one Predict, for the Go
-//     plugin, the Python test plugin and the scikit-learn example
-//     (examples/python-model), median of -spawns runs;
+// It measures the predict hop over HTTP (POST /models/KEY/predict through
+// an in-process healproxy, proxy.Server on a loopback listener) to the Go
+// built-in "sentiment" plugin and to the Python test plugin
+// (plugins/python/testdata/testmodel.py, a trivial model, so that the
+// figure is the hop, not the model), interleaved, p50/p99; spawn → first
+// prediction (plugins.Start plus one Predict) for the Go plugin, the Python
+// test plugin and the scikit-learn example (examples/python-model), median
+// of -spawns runs; and SIGKILL → healthy respawn under supervisor with
+// auto_reinit, median of -kills.
 //
-//   - kill → healthy respawn: SIGKILL of the plugin under supervisor with
-//     auto_reinit, until the model is healthy again.
-//
-//     go run ./bench/cmd/pluginbench -n 2000
-//
-// It prints a markdown table. Needs /usr/bin/python3 with Debian's
-// python3-grpcio, python3-protobuf, python3-cryptography, python3-sklearn.
+// Needs /usr/bin/python3 with Debian's python3-grpcio, python3-protobuf,
+// python3-cryptography and python3-sklearn.
 package main
 
 import (
