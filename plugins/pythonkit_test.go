@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,4 +164,25 @@ func TestPythonKitShutdown(t *testing.T) {
 		t.Errorf("Kill took %v; want a prompt exit on the shutdown call", took)
 	}
 	t.Logf("Kill → exit in %v", took)
+}
+
+// TestPythonKitDeadline: the call's deadline reaches the model
+// (predict(inputs, call): call.time_remaining()).
+func TestPythonKitDeadline(t *testing.T) {
+	testplugins.RequirePython(t)
+	p, err := plugins.Start(t.Context(), plugins.Spec{Key: "py", Command: testplugins.PythonTestModel("ok")}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	out, err := p.Model().Predict(ctx, []string{"deadline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := strconv.ParseFloat(strings.TrimPrefix(out[0][0].Label, "remaining:"), 64)
+	if err != nil || left <= 0 || left > 3 {
+		t.Errorf("the model saw %q; want 0 < remaining <= 3 seconds", out[0][0].Label)
+	}
 }

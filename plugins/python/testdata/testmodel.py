@@ -14,6 +14,7 @@ Inputs of mode ok:
   "env"      answers one label per environment variable, "NAME=VALUE"
   "spawn"    starts a child process (sleep 300) and answers "pid:N"
   "print"    prints to stdout (must not reach the handshake pipe), answers
+  "deadline" answers "remaining:S", the call's time_remaining()
   "exit"     the process exits at once with status 3 (a crash mid-call)
   other      "pos" when the text has "good", else "neg"
 """
@@ -66,6 +67,8 @@ class TestModel:
             elif text == "spawn":
                 child = subprocess.Popen(["sleep", "300"])
                 out.append([("pid:%d" % child.pid, 1.0)])
+            elif text == "deadline":
+                out.append([("remaining:%.3f" % call.time_remaining(), 1.0)])
             elif text == "exit":
                 sys.stderr.write("model: fatal error, exiting\n")
                 sys.stderr.flush()
