@@ -17,8 +17,8 @@ import (
 const Python = "/usr/bin/python3"
 
 var (
-	pyOnce    sync.Once
-	pyMissing map[string]bool
+	pyMu     sync.Mutex
+	pyProbed = map[string]bool{} // module → importable
 )
 
 // RequirePython skips the test, loudly, unless Python can import the
@@ -26,22 +26,35 @@ var (
 // CI=true it fails instead, so that CI never skips these tests silently.
 func RequirePython(t testing.TB, extra ...string) {
 	t.Helper()
-	pyOnce.Do(func() {
-		pyMissing = map[string]bool{}
-		for _, mod := range []string{"grpc", "google.protobuf", "cryptography", "sklearn"} {
-			if err := exec.Command(Python, "-c", "import "+mod).Run(); err != nil {
-				pyMissing[mod] = true
-			}
-		}
-	})
+	mods := append([]string{"grpc", "google.protobuf", "cryptography"}, extra...)
 	var missing []string
 	if _, err := os.Stat(Python); err != nil {
 		missing = append(missing, Python)
-	}
-	for _, mod := range append([]string{"grpc", "google.protobuf", "cryptography"}, extra...) {
-		if pyMissing[mod] {
-			missing = append(missing, mod)
+	} else {
+		pyMu.Lock()
+		var todo []string
+		for _, m := range mods {
+			if _, ok := pyProbed[m]; !ok {
+				todo = append(todo, m)
+			}
 		}
+		if len(todo) > 0 {
+			// find_spec locates a module without importing it (scikit-learn
+			// takes seconds to import).
+			out, err := exec.Command(Python, append([]string{"-c",
+				"import importlib.util, sys\nfor m in sys.argv[1:]:\n    print(m, importlib.util.find_spec(m) is not None)"}, todo...)...).Output()
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if m, ok, found := strings.Cut(line, " "); found && err == nil {
+					pyProbed[m] = ok == "True"
+				}
+			}
+		}
+		for _, m := range mods {
+			if !pyProbed[m] {
+				missing = append(missing, m)
+			}
+		}
+		pyMu.Unlock()
 	}
 	if len(missing) == 0 {
 		return
