@@ -306,6 +306,12 @@ type Model struct {
 	MaxRequests    int64    // calls one process serves before it is recycled
 	LatencyRecycle float64  // recycle when the recent p95 exceeds this multiple of the p95 after start
 	Warmup         []string // inputs of one Predict a new process answers before it takes calls
+	// Env is set in the plugin's environment, on top of the minimal one
+	// (PATH, HOME, LANG, TZ); nil for none.
+	Env map[string]string
+	// InheritEnv names variables of healproxy's environment passed to the
+	// plugin when set; nil for none.
+	InheritEnv []string
 }
 
 // Alert is one webhook that is told about status changes.

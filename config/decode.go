@@ -170,6 +170,8 @@ type fileModel struct {
 	MaxRequests    hcl.Expression `hcl:"max_requests,optional"`
 	LatencyRecycle hcl.Expression `hcl:"latency_recycle,optional"`
 	Warmup         hcl.Expression `hcl:"warmup,optional"`
+	Env            hcl.Expression `hcl:"env,optional"`
+	InheritEnv     hcl.Expression `hcl:"inherit_env,optional"`
 }
 
 type fileAlert struct {

@@ -389,6 +389,7 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 		}
 	}
 	b.limits(fm, &m)
+	b.pluginEnv(fm, &m)
 	return m
 }
 

@@ -20,6 +20,7 @@ import (
 //   - codes.DeadlineExceeded, or any failure once the caller's deadline has
 //     passed → context.DeadlineExceeded;
 //   - codes.Canceled after the caller cancelled → context.Canceled;
+//   - codes.InvalidArgument (the model refused the inputs) → ErrBadInput;
 //   - anything else → an error with the plugin's own message and the code.
 //
 // processCtx is go-plugin's per-process context (done once the process has
@@ -44,6 +45,8 @@ func translateError(callCtx, processCtx context.Context, method string, err erro
 		// The caller did not cancel, so the connection itself went away
 		// ("grpc: the client connection is closing").
 		return fmt.Errorf("%w: %s: %s", ErrPluginUnavailable, method, msg)
+	case isStatus && st.Code() == codes.InvalidArgument:
+		return fmt.Errorf("%w: %s (%s): %s", ErrBadInput, method, st.Code(), msg)
 	case !isStatus:
 		return fmt.Errorf("model plugin %s: %w", method, err)
 	default:
@@ -69,6 +72,8 @@ func statusFromError(err error) error {
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, ErrPluginUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrBadInput):
+		return status.Error(codes.InvalidArgument, err.Error())
 	default:
 		return status.Error(codes.Unknown, err.Error())
 	}

@@ -89,6 +89,12 @@ var (
 	// ErrBadResponse means the plugin answered with something that breaks
 	// the Model contract, such as a wrong number of predictions.
 	ErrBadResponse = errors.New("model plugin returned a malformed response")
+
+	// ErrBadInput means the model refused the inputs (gRPC
+	// codes.InvalidArgument; a Python plugin raising BadInput): the
+	// caller's fault, not the model's, so it is not a failure of the model.
+	// A Go plugin returns an error wrapping it to the same effect.
+	ErrBadInput = errors.New("model plugin refused the inputs")
 )
 
 // ModelPlugin is the go-plugin glue for Model, gRPC only. On the plugin side

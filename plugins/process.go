@@ -34,12 +34,19 @@ type Spec struct {
 	// callers resolve config-relative paths first. For a built-in plugin use
 	// BuiltinCommand.
 	Command []string
-	// Env holds extra KEY=VALUE pairs for the child, on top of (and taking
-	// precedence over) the host's environment.
+	// Env holds healproxy's own KEY=VALUE pairs for the child (the
+	// built-in and test plugins use it). They take precedence over
+	// everything but the handshake variables.
 	Env []string
 	// StartTimeout bounds the handshake and, separately, the first health
 	// check. Zero means DefaultStartTimeout.
 	StartTimeout time.Duration
+	// ModelEnv is the model block's env: variables set for the plugin, on
+	// top of the minimal environment (see Environ).
+	ModelEnv map[string]string
+	// InheritEnv is the model block's inherit_env: names of healproxy's
+	// own variables passed to the plugin when they are set.
+	InheritEnv []string
 }
 
 // BuiltinCommand returns the argv that runs built-in plugin name from this
@@ -107,9 +114,9 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 	if err != nil {
 		return nil, fmt.Errorf("plugins: model %q: %w", spec.Key, err)
 	}
-	// go-plugin would append the host environment after cmd.Env, letting it
-	// override Spec.Env; build the environment here instead (SkipHostEnv).
-	cmd.Env = append(append(os.Environ(), spec.Env...), plugin.EnvUnixSocketDir+"="+sockDir)
+	// A minimal environment, not healproxy's (which holds provider keys):
+	// see Environ. go-plugin appends the handshake variables after it.
+	cmd.Env = append(Environ(spec, os.LookupEnv), plugin.EnvUnixSocketDir+"="+sockDir)
 	cmd.SysProcAttr = sysProcAttr()
 
 	quiet := new(atomic.Bool)
@@ -138,6 +145,13 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 	}
 
 	rpc, err := client.Client()
+	if cmd.Process != nil {
+		// go-plugin reaps the plugin only once its stderr is closed, and a
+		// process the plugin started holds it open: kill the plugin's group
+		// as soon as the plugin itself has exited (onExit).
+		pid := cmd.Process.Pid
+		onExit(pid, func() { killGroup(pid) })
+	}
 	if err != nil {
 		if cmd.Process == nil { // never ran
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, exec.ErrNotFound) {
@@ -151,7 +165,12 @@ func Start(ctx context.Context, spec Spec, logger *slog.Logger) (*Process, error
 		if strings.Contains(rest, "Failed to read any lines") {
 			msg = strings.TrimSpace(msg) + " (nothing on stdout: the command exited or closed stdout before the handshake)"
 		}
-		msg = fmt.Sprintf("plugins: model %q: handshake with %q failed (is it a healproxy model plugin that calls plugins.Serve and writes nothing to stdout first?): %s", spec.Key, spec.Command[0], msg)
+		msg = fmt.Sprintf("plugins: model %q: handshake with %q failed (is it a healproxy model plugin that calls plugins.Serve, or healproxy_plugin.serve in Python, and writes nothing to stdout first?): %s", spec.Key, spec.Command[0], msg)
+		// go-plugin reports the handshake failure as soon as stdout ends,
+		// possibly before it has read the plugin's stderr (a Python
+		// traceback); Kill returns once stderr is read to its end.
+		quiet.Store(true)
+		client.Kill()
 		if tail := stderr.Tail(); tail != "" {
 			msg += "; plugin stderr: " + tail
 		}
@@ -266,6 +285,7 @@ func (p *Process) Kill() {
 		case <-clientDone:
 		case <-t.C:
 			// os.Process uses a pidfd on Linux: this cannot hit a reused pid.
+			// onExit then kills what the plugin started.
 			_ = p.cmd.Process.Kill()
 			<-clientDone
 		}

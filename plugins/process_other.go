@@ -17,3 +17,10 @@ func selfExe() string {
 
 // sysProcAttr has no parent-death signal outside Linux.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+// killGroup does nothing outside Linux: plugins share healproxy's process
+// group there.
+func killGroup(int) {}
+
+// onExit does nothing outside Linux.
+func onExit(int, func()) {}

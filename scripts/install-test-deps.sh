@@ -26,6 +26,12 @@ need /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf fonts-noto-color-emoji
 need /usr/bin/redis-server redis-server
 need /usr/bin/redis-sentinel redis-sentinel
 need /usr/sbin/ip iproute2
+# The Python plugin kit and its example (plugins/python, examples/python-model;
+# supervisor/python_test.go, cmd/healproxy/plugincheck_test.go).
+need /usr/lib/python3/dist-packages/grpc python3-grpcio
+need /usr/lib/python3/dist-packages/google/protobuf python3-protobuf
+need /usr/lib/python3/dist-packages/cryptography python3-cryptography
+need /usr/lib/python3/dist-packages/sklearn python3-sklearn
 
 [ -z "$missing" ] && exit 0
 

@@ -69,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args, stdout, stderr)
 	case "chaos":
 		return cmdChaos(args, stdout, stderr)
+	case "plugin-check":
+		return cmdPluginCheck(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "healproxy", versionString())
 		return 0
@@ -88,6 +90,7 @@ func usage(w io.Writer) {
   healproxy version                               print the version
   healproxy chaos -url URL [flags]                rehearse failures on a running proxy (see healproxy chaos -h)
   healproxy plugin NAME                           serve a built-in model plugin (used by the proxy itself)
+  healproxy plugin-check [flags] -- COMMAND...    start a model plugin, call Info, Health, Predict; report each step
 `)
 }
 
