@@ -175,6 +175,14 @@ type Model struct {
 	Restarts   int     `json:"restarts"`
 	LastReinit *string `json:"last_reinit"`
 	Fallback   *string `json:"fallback"`
+	// Calls is how many calls the running process has served
+	// (max_requests counts them); LastReinitMode, LastReinitWhy and
+	// LastReinitSwitchSeconds tell how the latest reinit went (see
+	// HealResult).
+	Calls                   int64    `json:"calls"`
+	LastReinitMode          string   `json:"last_reinit_mode,omitempty"`
+	LastReinitWhy           string   `json:"last_reinit_why,omitempty"`
+	LastReinitSwitchSeconds *float64 `json:"last_reinit_switch_seconds,omitempty"`
 	Explain
 	// Upstreams are the endpoints of a model served over HTTP
 	// (endpoints = [...]), each with its own health, as a provider's
@@ -211,6 +219,16 @@ type HealResult struct {
 	Message           string   `json:"message"`
 	CooldownRemaining *float64 `json:"cooldown_remaining,omitempty"`
 	Pid               *int     `json:"pid,omitempty"`
+	// How a model's reinit went: "warm" (the new process took over from
+	// the old one, which finished its calls) or "cold" (the process was
+	// dead or hung, or there was no room for two); what asked for it, a
+	// recycle's limit, and the time until new calls went to the new
+	// process and the wait for the old one's calls.
+	Mode          string   `json:"mode,omitempty"`
+	Why           string   `json:"why,omitempty"`
+	Reason        string   `json:"reason,omitempty"`
+	SwitchSeconds *float64 `json:"switch_seconds,omitempty"`
+	DrainSeconds  *float64 `json:"drain_seconds,omitempty"`
 }
 
 // HealSummary counts a self-heal's attempts ("cooldown" results are none).

@@ -18,6 +18,11 @@ type metrics struct {
 	reg         *prometheus.Registry
 	providers   *provider.Metrics
 	transitions *prometheus.CounterVec
+	// reinits counts the models' reinit attempts by mode (warm, cold),
+	// why (self-heal, auto-reinit, recycle) and status; reinitSwitch
+	// times the switch of those that succeeded.
+	reinits      *prometheus.CounterVec
+	reinitSwitch *prometheus.HistogramVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -28,6 +33,16 @@ func newMetrics(s *Server) *metrics {
 			Help: "Health status changes of provider upstreams and models.",
 		}, []string{"kind", "key", "upstream", "from", "to"}),
 	}
+	m.reinits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "healproxy_model_reinits_total",
+		Help: "Reinit attempts of model plugins, by mode (warm: the new process took over from the live one; cold: it replaced a dead or hung one), why (self-heal, auto-reinit, recycle) and status (success, failed).",
+	}, []string{"key", "mode", "why", "status"})
+	m.reinitSwitch = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "healproxy_model_reinit_switch_seconds",
+		Help:    "Time from the start of a successful reinit until new calls went to the new process.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"key", "mode"})
+	m.reg.MustRegister(m.reinits, m.reinitSwitch)
 	m.providers = provider.NewMetrics(m.reg)
 	m.reg.MustRegister(m.transitions, &healthCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -39,10 +39,11 @@ func newModel(mc config.Model, s *Server) *Model {
 // supervisorOptions are the Options of every model of s: its logger, the
 // plugin environment, and hooks into its status changes and alerts.
 func (s *Server) supervisorOptions() supervisor.Options {
-	return supervisor.Options{Logger: s.log, Env: s.opts.PluginEnv, Hooks: supervisor.Hooks{
+	return supervisor.Options{Logger: s.log, Env: s.opts.PluginEnv, Limiter: s.reinits, Hooks: supervisor.Hooks{
 		Changed: func(key string, e *breaker.Entry, from, to breaker.Status) {
 			s.changed(Change{Kind: KindModel, Key: key, From: from, To: to, entry: e})
 		},
+		Reinitialised: s.reinitialised,
 		ReinitFailed: func(key, why, msg string) {
 			s.alerts.Load().Notify(alert.Event{Type: alert.ReinitFailed, Kind: KindModel, Key: key,
 				Reason: "reinit (" + why + ") failed", Message: msg})
@@ -80,8 +81,26 @@ func healResultOf(r supervisor.Result) api.HealResult {
 	case supervisor.StatusCooldown:
 		rem := api.Seconds(r.CooldownRemaining)
 		h.CooldownRemaining = &rem
+		return h
+	}
+	h.Mode, h.Why, h.Reason = r.Mode, r.Why, r.Reason
+	if r.Mode != "" {
+		sw, dr := api.Seconds(r.Switch), api.Seconds(r.Drain)
+		h.SwitchSeconds, h.DrainSeconds = &sw, &dr
 	}
 	return h
+}
+
+// reinitialised is told of every reinit attempt of a model (warm or cold,
+// asked or not): it counts it, times the switch and sends an event.
+func (s *Server) reinitialised(key string, r supervisor.Result) {
+	s.metrics.reinits.WithLabelValues(key, r.Mode, r.Why, r.Status).Inc()
+	if r.Status == supervisor.StatusSuccess {
+		s.metrics.reinitSwitch.WithLabelValues(key, r.Mode).Observe(r.Switch.Seconds())
+	}
+	s.log.Info("model reinitialised", "model", key, "mode", r.Mode, "why", r.Why, "reason", r.Reason,
+		"status", r.Status, "switch", r.Switch, "drain", r.Drain, "pid", r.Pid, "old_pid", r.OldPid)
+	s.publishModelEvent("reinit", healResultOf(r))
 }
 
 func (m *Model) document() api.Model {
@@ -95,6 +114,11 @@ func (m *Model) document() api.Model {
 		d.Loaded, d.Pid = true, &pid
 	}
 	d.Restarts = sup.Restarts
+	d.Calls = sup.Calls
+	if last := sup.Last; last.Mode != "" {
+		sw := api.Seconds(last.Switch)
+		d.LastReinitMode, d.LastReinitWhy, d.LastReinitSwitchSeconds = last.Mode, last.Why, &sw
+	}
 	d.LastReinit = api.Stamp(sup.LastReinit)
 	if !sup.NextReinit.IsZero() {
 		d.NextTrialAt = api.Stamp(sup.NextReinit)
@@ -169,6 +193,10 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(api.StatusClientClosedRequest)
 		return
 	}
+	if errors.Is(err, plugins.ErrBadInput) { // the inputs, not the model: no fallback, not counted
+		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ModelKey: key, Error: err.Error()})
+		return
+	}
 	// The model failed or refused: its fallback answers when it can.
 	if fb := st.models[m.Config().Fallback]; fb != nil {
 		fb.Acquire()
@@ -221,22 +249,24 @@ type predictDoc struct {
 // one a *breaker.Failure.
 func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
 	var out [][]plugins.LabelScore
+	var refused error // the plugin refused the inputs: the client's fault
 	timeout := m.Config().Timeout
 	err := m.Health.Call(func() (time.Duration, error) {
-		p := m.Process()
-		if p == nil {
-			return 0, breaker.Excluded() // raced with an exit; the watcher records it
-		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		start := time.Now()
-		data, err := p.Model().Predict(cctx, inputs)
+		data, err := m.Model.Predict(cctx, inputs) // pins the process for the call
 		latency := time.Since(start)
 		switch {
 		case err == nil:
 			out = data
 			return latency, nil
+		case errors.Is(err, supervisor.ErrNotLoaded):
+			return 0, breaker.Excluded() // raced with an exit or a cold reinit; the watcher records it
 		case ctx.Err() != nil:
+			return latency, breaker.Excluded()
+		case errors.Is(err, plugins.ErrBadInput):
+			refused = err
 			return latency, breaker.Excluded()
 		case errors.Is(err, context.DeadlineExceeded):
 			return latency, &breaker.Failure{Kind: breaker.KindTimeout, Latency: latency,
@@ -247,6 +277,9 @@ func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.Label
 			return latency, &breaker.Failure{Kind: breaker.KindError, Latency: latency, Message: err.Error()}
 		}
 	})
+	if refused != nil {
+		return nil, refused
+	}
 	if err == nil && out == nil {
 		return nil, breaker.ErrHeld
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -132,6 +133,7 @@ func (s *Server) Reload(cfg *config.Config) api.ReloadResult {
 		}()
 		res.Updated = append(res.Updated, "alerts")
 	}
+	s.reinits.SetLimit(cfg.Health.MaxConcurrentReinit)
 	s.state.Store(st)
 	llmChanges := s.llm.Reconfigure(endpointModels(cfg.Models))
 	for _, k := range llmChanges.Added {
@@ -196,11 +198,14 @@ func sharedSetting(cfg *config.Config) string {
 
 // sameProcess: the plugin process can be kept.
 func sameProcess(a, b config.Model) bool {
-	return a.Plugin == b.Plugin && slices.Equal(a.Command, b.Command)
+	return a.Plugin == b.Plugin && slices.Equal(a.Command, b.Command) &&
+		maps.Equal(a.Env, b.Env) && slices.Equal(a.InheritEnv, b.InheritEnv)
 }
 
 func sameModel(a, b config.Model) bool {
-	return sameProcess(a, b) && a.Name == b.Name && a.Timeout == b.Timeout && a.Fallback == b.Fallback && a.Health == b.Health
+	return sameProcess(a, b) && a.Name == b.Name && a.Timeout == b.Timeout && a.Fallback == b.Fallback && a.Health == b.Health &&
+		a.MaxMemory == b.MaxMemory && a.MaxRequests == b.MaxRequests && a.LatencyRecycle == b.LatencyRecycle &&
+		slices.Equal(a.Warmup, b.Warmup)
 }
 
 // ReloadConfig re-reads the configuration from Options.ConfigSource and

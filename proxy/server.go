@@ -27,6 +27,7 @@ import (
 	"github.com/healproxy/healproxy/llm"
 	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
+	"github.com/healproxy/healproxy/supervisor"
 )
 
 // Kinds of health entries, as in diagnostics and metrics labels.
@@ -73,7 +74,8 @@ type Server struct {
 	store     *store.Store // nil: no persistence
 	restoring atomic.Bool  // status changes now come from the state file
 	router    chi.Router
-	llm       *llm.Gateway // the models served over HTTP (endpoints.go)
+	llm       *llm.Gateway        // the models served over HTTP (endpoints.go)
+	reinits   *supervisor.Limiter // max_concurrent_reinit, shared by the models' reinits
 	state     atomic.Pointer[state]
 	opts      Options
 
@@ -122,6 +124,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	s.llm = s.newGateway(cfg)
+	s.reinits = supervisor.NewLimiter(cfg.Health.MaxConcurrentReinit)
 	s.alerts.Store(alert.New(cfg.Alerts, alert.Options{Logger: s.log}))
 	s.openStore(cfg.StatePath)
 	st := &state{cfg: cfg, providers: map[string]*provider.Provider{}, models: map[string]*Model{}}

@@ -331,12 +331,7 @@ model "py" {
 
 // TestPythonModelEnv: a model block's env and inherit_env reach its
 // plugin through supervisor.New.
-//
-// Skipped until supervisor.New passes them on: the integrator adds
-// ModelEnv: mc.Env, InheritEnv: mc.InheritEnv to the plugins.Spec it
-// builds, and removes the skip.
 func TestPythonModelEnv(t *testing.T) {
-	t.Skip("waiting for supervisor.New to set plugins.Spec.ModelEnv and InheritEnv from config.Model")
 	testplugins.RequirePython(t)
 	t.Setenv("CUDA_VISIBLE_DEVICES", "2")
 	mc := config.Model{Key: "py", Name: "py", Command: testplugins.PythonTestModel("ok"), Timeout: 5 * time.Second,

@@ -224,7 +224,7 @@ func New(mc config.Model, settings breaker.Settings, opts Options) *Model {
 	if mc.Plugin != "" {
 		cmd = plugins.BuiltinCommand(mc.Plugin)
 	}
-	m.spec = plugins.Spec{Key: mc.Key, Command: cmd, Env: opts.Env}
+	m.spec = plugins.Spec{Key: mc.Key, Command: cmd, Env: opts.Env, ModelEnv: mc.Env, InheritEnv: mc.InheritEnv}
 	m.Health = breaker.New("model/"+mc.Key, settings, breaker.Options{
 		OnChange: func(e *breaker.Entry, from, to breaker.Status) {
 			if m.hooks.Changed != nil {
