@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // headRecorder is a raw HTTP/1.1 upstream that records every request
@@ -152,11 +153,11 @@ func normalizedHead(head string) string {
 // order aside).
 func TestLeanClientSendsWhatTransportSends(t *testing.T) {
 	up := newHeadRecorder(t, nil)
-	lean, leanFront := startHealproxy(t, nil, testProvider(t, "p", up.url()+"/api/v3?key=k1"))
+	lean, leanFront := startProviders(t, proxytest.Provider(t, "p", up.url()+"/api/v3?key=k1"))
 	if lean.h1 == nil {
 		t.Fatal("the default server has no lean client")
 	}
-	std, err := New(lean.state.Load().cfg, Options{Logger: discardLogger(), Transport: newTransport()})
+	std, err := New(lean.state.Load().cfg, Options{Logger: proxytest.DiscardLogger(), Transport: newTransport()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,10 +227,10 @@ func TestLeanClientReusesConnections(t *testing.T) {
 			return "HTTP/1.1 304 Not Modified\r\n\r\n"
 		}
 	})
-	s, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	s, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	c := &http.Client{}
 	for i := range 12 {
-		resp, body := get(t, c, front.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x")
 		switch i % 3 {
 		case 0, 1:
 			if resp.StatusCode != 200 || body != "ok" {
@@ -256,10 +257,10 @@ func TestLeanClientHonoursConnectionClose(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	c := &http.Client{}
 	for i := range 3 {
-		if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+		if resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
 	}
@@ -277,7 +278,7 @@ func TestLeanClientClosesConnectionWithUnreadBody(t *testing.T) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 100000)
 	}, hold)
 	t.Cleanup(func() { close(hold) })
-	s, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	s, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	resp, err := http.Get(front.URL + "/providers/p/x")
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +287,7 @@ func TestLeanClientClosesConnectionWithUnreadBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitUntil(t, 5*time.Second, "healproxy to close the upstream connection", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "healproxy to close the upstream connection", func() bool {
 		up.mu.Lock()
 		defer up.mu.Unlock()
 		return up.closed == 1
@@ -303,10 +304,10 @@ func TestLeanClientTimeoutIsATimeout(t *testing.T) {
 	release := make(chan struct{})
 	up := newHeadRecorder(t, func(int) string { <-release; return "close" })
 	t.Cleanup(func() { close(release) }) // before the recorder's own cleanup waits for it
-	pc := testProvider(t, "p", up.url())
+	pc := proxytest.Provider(t, "p", up.url())
 	pc.Timeout = 200 * time.Millisecond
-	_, front := startHealproxy(t, nil, pc)
-	resp, _ := get(t, &http.Client{}, front.URL+"/providers/p/x")
+	_, front := startProviders(t, pc)
+	resp, _ := proxytest.Get(t, &http.Client{}, front.URL+"/providers/p/x")
 	if resp.StatusCode != http.StatusGatewayTimeout {
 		t.Fatalf("status %d; want 504", resp.StatusCode)
 	}
@@ -320,8 +321,8 @@ func TestLeanClientHugeHeadersRefused(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", h1.MaxHeaderBytes+10) + "\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
-	resp, body := get(t, &http.Client{}, front.URL+"/providers/p/x")
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
+	resp, body := proxytest.Get(t, &http.Client{}, front.URL+"/providers/p/x")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d (%s); want 502", resp.StatusCode, body)
 	}
@@ -331,7 +332,7 @@ func TestLeanClientPassesEarlyHints(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -389,10 +390,10 @@ func TestLeanClientNeverServesAStrayAnswer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newHeadRecorder(t, tc.reply)
-			_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+			_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 			c := &http.Client{}
 			for i := range tc.requests {
-				if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+				if resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
 					t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
 				}
 			}

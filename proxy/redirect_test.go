@@ -35,7 +35,7 @@ func TestRedirectLocationRewritten(t *testing.T) {
 	u, _ := url.Parse(up.URL + "/base?key=SECRETQ")
 	pc := config.Provider{ID: "p", Name: "p", Upstreams: []*url.URL{u}, Timeout: 5e9,
 		Health: config.Health{ErrorThreshold: 3, Cooldown: 60e9, RecoveryCount: 1}}
-	_, ts := startHealproxy(t, nil, pc)
+	_, ts := startProviders(t, pc)
 	c := ts.Client()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	tests := []struct{ path, want string }{

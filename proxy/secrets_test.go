@@ -19,6 +19,7 @@ import (
 
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // echoUpstream is a TCP echo service on loopback: whatever a connection
@@ -109,24 +110,8 @@ alert "ops" {
 	logger := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	s, err := New(normalized(cfg), Options{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	closed := false
-	closeServer := func() {
-		if closed {
-			return
-		}
-		closed = true
-		s.BeginShutdown()
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	}
-	t.Cleanup(closeServer)
+	var closeServer func()
+	_, ts := startServer(t, cfg, withLogger(logger), closedBy(&closeServer))
 
 	sse, stopEvents := recordEvents(ts.URL)
 	defer stopEvents()
@@ -138,13 +123,13 @@ alert "ops" {
 		if method == http.MethodPost {
 			body = strings.NewReader(`{"a":1}`)
 		}
-		resp, b := do(t, http.DefaultClient, method, ts.URL+path, body, nil)
+		resp, b := proxytest.Do(t, http.DefaultClient, method, ts.URL+path, body, nil)
 		fmt.Fprintf(&out, "%s %s -> %s %v\n%s\n", method, path, resp.Status, resp.Header, b)
 	}
 	// GET takes the lean client, POST http.Transport: both parse the echo.
 	call("GET", "/providers/echo/x?client=1")
 	call("POST", "/providers/echo/y")
-	waitUntil(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hooks.Load() > 0 })
+	proxytest.Eventually(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hooks.Load() > 0 })
 	for _, p := range []string{"/api/diagnostics/health", "/api/diagnostics/history", "/api/diagnostics/report?format=json",
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts"} {
 		call("GET", p)
@@ -186,7 +171,7 @@ alert "ops" {
 func TestNoSecretInURLHeaders(t *testing.T) {
 	const secret = "SECRET-QUERY-456"
 	var self string
-	up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		q := "apikey=" + secret + "&x=1"
 		switch strings.TrimPrefix(r.URL.Path, "/base") {
@@ -206,10 +191,10 @@ func TestNoSecretInURLHeaders(t *testing.T) {
 		w.WriteHeader(http.StatusFound)
 	})
 	self = strings.TrimPrefix(up.URL, "http://")
-	_, ts := startHealproxy(t, nil, testProvider(t, "p", up.URL+"/base?apikey="+secret))
+	_, ts := startProviders(t, proxytest.Provider(t, "p", up.URL+"/base?apikey="+secret))
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, path := range []string{"/scheme", "/port", "/host", "/fragment", "/link"} {
-		resp, _ := do(t, client, "GET", ts.URL+"/providers/p"+path, nil, nil)
+		resp, _ := proxytest.Do(t, client, "GET", ts.URL+"/providers/p"+path, nil, nil)
 		if resp.StatusCode != http.StatusFound {
 			t.Fatalf("%s: got status %d; want the upstream's 302", path, resp.StatusCode)
 		}
@@ -231,7 +216,7 @@ func TestNoSecretInURLHeaders(t *testing.T) {
 			}
 		}
 	}
-	if up.n() != 5 {
-		t.Errorf("upstream got %d requests; want 5", up.n())
+	if int(up.Hits.Load()) != 5 {
+		t.Errorf("upstream got %d requests; want 5", int(up.Hits.Load()))
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // markupUpstream is a raw TCP upstream whose status line holds markup:
@@ -102,18 +103,9 @@ func TestBrowserUIEscapesNamesAndErrors(t *testing.T) {
 func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 	uiChromePath(t)
 	pc := uiProvider(t, "victim", "Victim API", withCooldown(uiHealth(), time.Hour))
-	pc.Upstreams = append(pc.Upstreams, mustURL(t, deadUpstreamURL(t)))
-	logger, logs := captureLogs()
-	srv, err := New(normalized(uiConfig("", []config.Provider{pc})), Options{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.BeginShutdown()
-		hs.Close()
-		closeUIServer(srv)
-	})
+	pc.Upstreams = append(pc.Upstreams, mustURL(t, proxytest.DeadURL(t)))
+	logger, logs := proxytest.CaptureLogs()
+	srv, hs := startServer(t, uiConfig("", []config.Provider{pc}), withLogger(logger))
 	for range 4 {
 		uiGet(t, hs.URL+"/providers/victim/x")
 	}
@@ -135,7 +127,7 @@ func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 
 	b := newUIBrowser(t)
 	b.do(chromedp.Navigate(evilURL))
-	uiEventually(t, 15*time.Second, "the proxy refused both cross-site posts", func() bool {
+	proxytest.Eventually(t, 15*time.Second, "the proxy refused both cross-site posts", func() bool {
 		return strings.Count(logs.String(), "admin request refused: cross-site") >= 2
 	})
 	if g := u.Health.Status(); g != breaker.Unavailable {

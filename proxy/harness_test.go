@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
+)
+
+// The server builders of this package's tests. Everything else a test
+// needs from a harness (fake upstreams, config builders, condition waits,
+// log capture, metric reading) is in internal/proxytest.
+
+// serverSetup is what the serverOptions of newServer and startServer set.
+type serverSetup struct {
+	opts     Options
+	quietLog bool    // the front's own error log is discarded
+	closer   *func() // receives the function that closes it all now
+}
+
+// serverOption changes how newServer and startServer build a Server.
+type serverOption func(*serverSetup)
+
+// withLogger gives the Server log (default: a quiet logger).
+func withLogger(l *slog.Logger) serverOption {
+	return func(s *serverSetup) { s.opts.Logger = l }
+}
+
+// withOptions sets the Server's Options; a nil Logger stays quiet.
+func withOptions(o Options) serverOption {
+	return func(s *serverSetup) { s.opts = o }
+}
+
+// withQuietFrontLog discards the front server's own error log, for tests
+// whose upstreams or clients misbehave on purpose.
+func withQuietFrontLog() serverOption {
+	return func(s *serverSetup) { s.quietLog = true }
+}
+
+// closedBy stores in *fn a function that closes the front and the Server
+// at once (a clean shutdown, as at the end of the test). It may be called
+// any number of times; the end of the test calls it too.
+func closedBy(fn *func()) serverOption {
+	return func(s *serverSetup) { s.closer = fn }
+}
+
+// newServer is New(cfg) normalized, with a quiet logger unless an option
+// gives one, closed at the end of the test (Close must return within 20s).
+func newServer(tb testing.TB, cfg *config.Config, opts ...serverOption) *Server {
+	tb.Helper()
+	s, _ := build(tb, cfg, opts)
+	closeAtEnd(tb, s, nil, nil)
+	return s
+}
+
+// startServer serves newServer(cfg) on a loopback httptest server; both
+// are closed at the end of the test (or by closedBy's function).
+func startServer(tb testing.TB, cfg *config.Config, opts ...serverOption) (*Server, *httptest.Server) {
+	tb.Helper()
+	s, setup := build(tb, cfg, opts)
+	ts := httptest.NewUnstartedServer(s)
+	if setup.quietLog {
+		ts.Config.ErrorLog = log.New(io.Discard, "", 0)
+	}
+	ts.Start()
+	closeAtEnd(tb, s, ts, setup.closer)
+	return s, ts
+}
+
+// startProviders is startServer for a config of just these providers.
+func startProviders(tb testing.TB, providers ...config.Provider) (*Server, *httptest.Server) {
+	tb.Helper()
+	return startServer(tb, &config.Config{Providers: providers})
+}
+
+// startHCL is startServer for a config given as HCL text.
+func startHCL(tb testing.TB, hcl string, opts ...serverOption) (*Server, *httptest.Server) {
+	tb.Helper()
+	return startServer(tb, proxytest.Config(tb, hcl), opts...)
+}
+
+func build(tb testing.TB, cfg *config.Config, opts []serverOption) (*Server, serverSetup) {
+	tb.Helper()
+	var setup serverSetup
+	for _, o := range opts {
+		o(&setup)
+	}
+	if setup.opts.Logger == nil {
+		setup.opts.Logger = proxytest.DiscardLogger()
+	}
+	s, err := New(proxytest.Normalized(cfg), setup.opts)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return s, setup
+}
+
+func closeAtEnd(tb testing.TB, s *Server, ts *httptest.Server, fn *func()) {
+	var once sync.Once
+	closeAll := func() {
+		once.Do(func() {
+			if ts != nil {
+				s.BeginShutdown() // end event streams, or ts.Close waits for them
+				ts.Close()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := s.Close(ctx); err != nil {
+				tb.Errorf("Server.Close: %v", err)
+			}
+		})
+	}
+	if fn != nil {
+		*fn = closeAll
+	}
+	tb.Cleanup(closeAll)
+}
+
+// getJSON GETs u and decodes its JSON answer into v.
+func getJSON(tb testing.TB, u string, v any) {
+	tb.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		tb.Fatalf("GET %s: %v", u, err)
+	}
+}
