@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -40,11 +39,10 @@ func clusterConfig(t testing.TB, upstream, redisURL, replica string) *config.Con
 func TestClusterTripServedBy503Elsewhere(t *testing.T) {
 	srv := redistest.Start(t)
 	var hits atomic.Int32
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer up.Close()
+	})
 	a, frontA := startServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
 	_, frontB := startServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
 	if !a.cluster.Status().Connected {
@@ -109,8 +107,7 @@ func TestClusterTripServedBy503Elsewhere(t *testing.T) {
 
 func TestClusterScopeHealth(t *testing.T) {
 	srv := redistest.Start(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	_, frontA := startServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
 	_, frontB := startServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
 	resp, err := http.Get(frontB.URL + "/providers/p/x")
@@ -132,8 +129,7 @@ func TestClusterScopeHealth(t *testing.T) {
 // starts, serves and says so in its health document; the default
 // document without state.redis has no shared_state.
 func TestClusterNoRedisKeepsServing(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
 	_, front := startServer(t, clusterConfig(t, up.URL, "redis://:s3cret@127.0.0.1:1/0", "a"))
 	resp, err := http.Get(front.URL + "/providers/p/x")
 	if err != nil {

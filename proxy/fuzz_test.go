@@ -199,13 +199,9 @@ func FuzzPredictBody(f *testing.F) {
 		{Key: "m", Name: "m", Plugin: "sentiment", Timeout: 10 * time.Second, Health: h}}}
 	s := newServer(f, cfg)
 	m := s.state.Load().models["m"]
-	deadline := time.Now().Add(30 * time.Second)
-	for m.Process() == nil || m.Health.Status() != breaker.Healthy {
-		if time.Now().After(deadline) {
-			f.Fatalf("the sentiment plugin did not start: %+v", m.document())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proxytest.Eventually(f, 30*time.Second, "the sentiment plugin to start", func() bool {
+		return m.Process() != nil && m.Health.Status() == breaker.Healthy
+	})
 
 	for _, seed := range []string{
 		`{"inputs": "BTC breaking out"}`,
@@ -274,6 +270,8 @@ func FuzzPredictBody(f *testing.F) {
 // request, a save. bbolt does not checksum values (see package store), so
 // a damaged value must not crash or wedge the proxy.
 func FuzzRestoreEntry(f *testing.F) {
+	// Not a proxytest.Upstream: that records every request, and a fuzzer
+	// sends requests without end.
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	f.Cleanup(up.Close)
 	pc := config.Provider{ID: "p", Name: "P", Timeout: 5 * time.Second,

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,15 +74,14 @@ func TestNoSecretThroughEchoedRequests(t *testing.T) {
 	var hookMu sync.Mutex
 	var hookBodies strings.Builder
 	var hooks atomic.Int64
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hook := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		hookMu.Lock()
 		hookBodies.Write(b)
 		hookBodies.WriteByte('\n')
 		hookMu.Unlock()
 		hooks.Add(1)
-	}))
-	t.Cleanup(hook.Close)
+	})
 
 	statePath := filepath.Join(t.TempDir(), "state")
 	src := `

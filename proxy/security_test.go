@@ -387,7 +387,7 @@ func TestNoSecretInOutputs(t *testing.T) {
 
 	var upMu sync.Mutex
 	var upSaw []string
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		upMu.Lock()
 		upSaw = append(upSaw, r.RequestURI+" "+r.Header.Get("X-Api-Key"))
 		upMu.Unlock()
@@ -403,16 +403,14 @@ func TestNoSecretInOutputs(t *testing.T) {
 		default:
 			io.WriteString(w, "ok")
 		}
-	}))
-	t.Cleanup(up.Close)
+	})
 	var hooks atomic.Int64
 	var hookQuery atomic.Value
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hook := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		hookQuery.Store(r.URL.RawQuery)
 		hooks.Add(1)
 		http.Error(w, "nope", http.StatusInternalServerError)
-	}))
-	t.Cleanup(hook.Close)
+	})
 
 	env := map[string]string{"HS": headerSecret, "AS": adminSecret}
 	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }

@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -670,7 +669,7 @@ func TestTransportUpgradeHeaderTimeout(t *testing.T) {
 // longer than the provider timeout, which bounds only the wait for the
 // upstream's answer.
 func TestTransportUpgradeOutlivesTimeout(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "echo" {
 			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
 			return
@@ -689,8 +688,7 @@ func TestTransportUpgradeOutlivesTimeout(t *testing.T) {
 		}
 		brw.WriteString("echo: " + line)
 		brw.Flush()
-	}))
-	t.Cleanup(up.Close)
+	})
 	pc := proxytest.Provider(t, "p", up.URL)
 	pc.Timeout = 100 * time.Millisecond
 	_, ts := startProviders(t, pc)

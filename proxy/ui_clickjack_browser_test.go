@@ -142,14 +142,13 @@ func TestBrowserClickjackUIFrameDenied(t *testing.T) {
 	})))
 	t.Cleanup(control.Close)
 
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	evil := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		io.WriteString(w, `<!doctype html><title>evil</title>
 <iframe id="ui" src="`+hs.URL+`/" width="800" height="600"></iframe>
 <iframe id="asset" src="`+hs.URL+`/assets/style.css"></iframe>
 <iframe id="control" src="`+control.URL+`/"></iframe>`)
-	}))
-	t.Cleanup(evil.Close)
+	})
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
 
 	b := newUIBrowser(t)

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -114,15 +113,14 @@ func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 		t.Fatalf("victim is %v; want unavailable", g)
 	}
 	target := hs.URL + "/api/diagnostics/self-heal?provider_id=victim"
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	evil := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte(`<!doctype html><title>evil</title>
 <iframe name="sink1"></iframe><iframe name="sink2"></iframe>
 <form id="f" method="POST" enctype="text/plain" target="sink1" action="` + target + `"><input name="a" value="b"></form>
 <form id="g" method="POST" target="sink2" action="` + target + `"></form>
 <script>document.getElementById('f').submit(); document.getElementById('g').submit();</script>`))
-	}))
-	t.Cleanup(evil.Close)
+	})
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
 
 	b := newUIBrowser(t)
