@@ -51,56 +51,33 @@ func (e hookEvent) String() string {
 	return fmt.Sprintf("%s %s %s %s", e.Event.Type, e.Event.Kind, e.Event.Key, e.Event.Upstream)
 }
 
-// Receiver modes.
+// Receiver modes; a receiver holds requests with Hold.
 const (
 	hookUp   = iota // 200, payload kept
 	hookDown        // 503
-	hookHang        // holds the request until released (or the client leaves)
 	hookGone        // 404: a permanent refusal
 )
 
-// hookReceiver is a webhook on loopback.
+// hookReceiver is a webhook on loopback: a proxytest.Upstream (which
+// counts and records the requests, and holds them on Hold) answering as
+// its mode says.
 type hookReceiver struct {
-	*httptest.Server
-	mode     atomic.Int32
-	attempts atomic.Int64 // every request
-	refused  atomic.Int64 // answered 503 or 404
-	hanging  atomic.Int64 // requests held now
+	*proxytest.Upstream
+	mode    atomic.Int32
+	refused atomic.Int64 // answered 503 or 404
 
-	release     chan struct{}
-	releaseOnce sync.Once
-
-	mu    sync.Mutex
-	got   []hookEvent
-	paths []string // path?query of every request
+	mu  sync.Mutex
+	got []hookEvent
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
 	t.Helper()
-	h := &hookReceiver{release: make(chan struct{})}
-	h.Server = httptest.NewServer(http.HandlerFunc(h.serve))
-	t.Cleanup(h.Close)
-	t.Cleanup(h.unhang) // runs first: nothing stays held when the server closes
+	h := &hookReceiver{Upstream: proxytest.NewUpstream(t)}
+	h.Set(h.serve)
 	return h
 }
 
 func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
-	h.attempts.Add(1)
-	body, _ := io.ReadAll(r.Body)
-	h.mu.Lock()
-	h.paths = append(h.paths, r.URL.RequestURI())
-	h.mu.Unlock()
-	if h.mode.Load() == hookHang {
-		h.hanging.Add(1)
-		select {
-		case <-h.release:
-		case <-r.Context().Done():
-		}
-		h.hanging.Add(-1)
-		if r.Context().Err() != nil {
-			return
-		}
-	}
 	switch h.mode.Load() {
 	case hookDown:
 		h.refused.Add(1)
@@ -112,6 +89,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var e hookEvent
+	body, _ := io.ReadAll(r.Body)
 	if err := json.Unmarshal(body, &e); err != nil || r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -120,15 +98,6 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	h.got = append(h.got, e)
 	h.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
-}
-
-// unhang answers the held requests (by the mode then in force) and holds
-// no more.
-func (h *hookReceiver) unhang() {
-	h.releaseOnce.Do(func() {
-		h.mode.CompareAndSwap(hookHang, hookUp)
-		close(h.release)
-	})
 }
 
 func (h *hookReceiver) events() []hookEvent {
@@ -408,11 +377,11 @@ func TestAlertHungReceiverDoesNotSlowProxy(t *testing.T) {
 	base, baseWall := latencies(t, plain, rounds)
 
 	hook := newHookReceiver(t)
-	hook.mode.Store(hookHang)
+	hook.Hold()
 	s, ts := startServer(t, cfgFor([]config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}))
-	t.Cleanup(hook.unhang) // before the server's Close, which delivers what is queued
+	t.Cleanup(hook.Release) // before the server's Close, which delivers what is queued
 	proxytest.Get(t, ts.Client(), ts.URL+"/providers/flap/x")
-	proxytest.Eventually(t, 10*time.Second, "the webhook to hold a delivery", func() bool { return hook.hanging.Load() == 1 })
+	proxytest.Eventually(t, 10*time.Second, "the webhook to hold a delivery", func() bool { return hook.InFlight.Load() == 1 })
 	selfHealProvider(t, ts, "flap")
 	latencies(t, ts, 5)
 	lat, wall := latencies(t, ts, rounds)
@@ -430,7 +399,7 @@ func TestAlertHungReceiverDoesNotSlowProxy(t *testing.T) {
 	}
 
 	// Released, the webhook gets everything.
-	hook.unhang()
+	hook.Release()
 	hook.waitEvents(t, 1+1+2*(rounds+5), 30*time.Second)
 }
 
@@ -464,8 +433,8 @@ func TestAlertCountersEndpoint(t *testing.T) {
 	if h.Sent != 2 || h.Failed != 0 || h.GivenUp != 0 || h.Dropped != 0 || h.Queued != 0 {
 		t.Errorf("hourly: %+v; want sent 2, deduplicated 1, nothing else", h)
 	}
-	if r.Sent != 0 || r.Failed != 2 || r.GivenUp != 2 || gone.attempts.Load() != 2 {
-		t.Errorf("rejected: %+v after %d requests; want 2 failed and given up at once (a 404 is not retried)", r, gone.attempts.Load())
+	if r.Sent != 0 || r.Failed != 2 || r.GivenUp != 2 || gone.Hits.Load() != 2 {
+		t.Errorf("rejected: %+v after %d requests; want 2 failed and given up at once (a 404 is not retried)", r, gone.Hits.Load())
 	}
 	if n := len(hook.events()); n != 2 {
 		t.Errorf("hourly got %d events; want 2", n)
@@ -500,11 +469,9 @@ func TestAlertWebhookSecretNeverShown(t *testing.T) {
 		d, _ := fetchAlerts(t, ts)
 		return d.Alerts[1].GivenUp == 1 && d.Alerts[2].Failed >= 1
 	})
-	hook.mu.Lock()
-	reached := slices.ContainsFunc(hook.paths, func(p string) bool {
-		return strings.Contains(p, hookSecretPath) && strings.Contains(p, hookSecretQuery)
+	reached := slices.ContainsFunc(hook.Requests(), func(r proxytest.Request) bool {
+		return strings.Contains(r.RequestURI, hookSecretPath) && strings.Contains(r.RequestURI, hookSecretQuery)
 	})
-	hook.mu.Unlock()
 	if !reached {
 		t.Fatalf("the webhook was not called on its secret path and query")
 	}

@@ -108,7 +108,7 @@ func TestClientFaultsNeverCountAgainstUpstream(t *testing.T) {
 					t.Fatalf("request %d: got %d %s; want %d", i+1, resp.StatusCode, body, tt.wantCode)
 				}
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
 				t.Errorf("upstream: status %s, error_count %d, failures %v; want no failure counted", u.Status, u.ErrorCount, u.RecentFailures)
 			}
 			if resp, body := proxytest.Get(t, http.DefaultClient, ts.URL+"/providers/p/ok"); resp.StatusCode != 200 {
@@ -154,7 +154,7 @@ func TestUpstreamFaultsStillCount(t *testing.T) {
 			if resp.StatusCode != tt.wantCode {
 				t.Fatalf("got %d %s; want %d", resp.StatusCode, body, tt.wantCode)
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 1 || u.Status != "unavailable" {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 1 || u.Status != "unavailable" {
 				t.Errorf("upstream: status %s, error_count %d; want the failure counted and the breaker open", u.Status, u.ErrorCount)
 			}
 		})
@@ -172,7 +172,7 @@ func TestUpstream501IsNotAFailure(t *testing.T) {
 			t.Fatalf("got %d %s; want the upstream's 501", resp.StatusCode, body)
 		}
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status != "healthy" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status != "healthy" {
 		t.Errorf("upstream: status %s, error_count %d; want healthy, no failure", u.Status, u.ErrorCount)
 	}
 }
@@ -280,7 +280,7 @@ func TestProxyOutOfFileDescriptors(t *testing.T) {
 			t.Errorf("request %d: got %d, Retry-After %q; want 503 with Retry-After", i+1, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
 		t.Errorf("upstream: status %s, error_count %d, failures %v; want no failure counted", u.Status, u.ErrorCount, u.RecentFailures)
 	}
 	if g := proxytest.MetricValue(t, s.metrics.reg, notUpstreamMetric, map[string]string{"provider": "p", "cause": provider.CauseResources}); g != 2 {
@@ -329,7 +329,7 @@ func TestAllDownWaitOnlyForACooldown(t *testing.T) {
 			if g := drop.conns.Load() - before; g != tt.wantSends {
 				t.Errorf("upstream got %d requests; want %d", g, tt.wantSends)
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != tt.wantSends {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != tt.wantSends {
 				t.Errorf("error_count %d; want %d", u.ErrorCount, tt.wantSends)
 			}
 			if g := proxytest.MetricValue(t, s.metrics.reg, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "wait"}); g > 0 {

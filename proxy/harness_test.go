@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
@@ -136,4 +137,59 @@ func getJSON(tb testing.TB, u string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		tb.Fatalf("GET %s: %v", u, err)
 	}
+}
+
+// fetchHealth GETs the health document from the server at base.
+func fetchHealth(t *testing.T, base string) api.Health {
+	t.Helper()
+	resp, body := proxytest.Get(t, http.DefaultClient, base+"/api/diagnostics/health")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
+	}
+	var h api.Health
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("health document %q: %v", body, err)
+	}
+	return h
+}
+
+// fetchProvider is provider id's entry of the health document.
+func fetchProvider(t *testing.T, base, id string) api.Provider {
+	t.Helper()
+	for _, e := range fetchHealth(t, base).Providers.Entries {
+		if e.ProviderID == id {
+			return e
+		}
+	}
+	t.Fatalf("health document has no provider %q", id)
+	return api.Provider{}
+}
+
+// upstreamOf is the entry of upstream u (its display URL) in p.
+func upstreamOf(t *testing.T, p api.Provider, u string) api.Upstream {
+	t.Helper()
+	for _, up := range p.Upstreams {
+		if up.URL == u {
+			return up
+		}
+	}
+	t.Fatalf("provider %q has no upstream %q in the health document: %+v", p.ProviderID, u, p.Upstreams)
+	return api.Upstream{}
+}
+
+// upstreamAt is the i-th upstream of provider id in the health document.
+func upstreamAt(t *testing.T, base, id string, i int) api.Upstream {
+	t.Helper()
+	ups := fetchProvider(t, base, id).Upstreams
+	if i >= len(ups) {
+		t.Fatalf("provider %q has %d upstreams; want index %d", id, len(ups), i)
+	}
+	return ups[i]
+}
+
+// upstreamByURL is upstream u (its display URL) of provider id in the
+// health document.
+func upstreamByURL(t *testing.T, base, id, u string) api.Upstream {
+	t.Helper()
+	return upstreamOf(t, fetchProvider(t, base, id), u)
 }

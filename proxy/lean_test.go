@@ -17,21 +17,19 @@ import (
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
-// headRecorder is a raw HTTP/1.1 upstream that records every request
-// head as it arrives on the wire and answers with reply (a full raw
-// answer; "" means a small keep-alive 200).
+// headRecorder is a raw HTTP/1.1 upstream (a rawUpstream) that records
+// every request head as it arrives on the wire and answers with reply (a
+// full raw answer; "" means a small keep-alive 200).
 type headRecorder struct {
-	ln     net.Listener
+	*rawUpstream
 	mu     sync.Mutex
 	heads  []string
-	conns  int
 	closed int                // connections that ended
 	reply  func(n int) string // n: request number on its connection, from 1
 	// holdFirst, when set, makes the first answer on each connection the
 	// last: the rest of it is never sent, the connection is held until the
 	// other side closes it or holdFirst is closed.
 	holdFirst chan struct{}
-	wg        sync.WaitGroup
 }
 
 func newHeadRecorder(t *testing.T, reply func(n int) string) *headRecorder {
@@ -40,32 +38,12 @@ func newHeadRecorder(t *testing.T, reply func(n int) string) *headRecorder {
 
 func newHoldingRecorder(t *testing.T, reply func(n int) string, holdFirst chan struct{}) *headRecorder {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &headRecorder{ln: ln, reply: reply, holdFirst: holdFirst}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.conns++
-			h.mu.Unlock()
-			h.wg.Add(1)
-			go h.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); h.wg.Wait() })
+	h := &headRecorder{reply: reply, holdFirst: holdFirst}
+	h.rawUpstream = newRawUpstream(t, h.serve)
 	return h
 }
 
-func (h *headRecorder) serve(c net.Conn) {
-	defer h.wg.Done()
+func (h *headRecorder) serve(c net.Conn, br *bufio.Reader, done <-chan struct{}) {
 	defer func() {
 		c.Close()
 		h.mu.Lock()
@@ -73,7 +51,6 @@ func (h *headRecorder) serve(c net.Conn) {
 		h.mu.Unlock()
 	}()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
 	for n := 1; n < 1000; n++ {
 		var head strings.Builder
 		for {
@@ -106,7 +83,13 @@ func (h *headRecorder) serve(c net.Conn) {
 			return
 		}
 		if h.holdFirst != nil && n == 1 { // until the other side closes, or the test ends
-			go func() { <-h.holdFirst; c.Close() }()
+			go func() {
+				select {
+				case <-h.holdFirst:
+				case <-done:
+				}
+				c.Close()
+			}()
 			io.Copy(io.Discard, c)
 			return
 		}
@@ -116,7 +99,7 @@ func (h *headRecorder) serve(c net.Conn) {
 	}
 }
 
-func (h *headRecorder) url() string { return "http://" + h.ln.Addr().String() }
+func (h *headRecorder) url() string { return "http://" + h.addr() }
 
 func (h *headRecorder) last(t *testing.T) string {
 	t.Helper()
@@ -128,11 +111,7 @@ func (h *headRecorder) last(t *testing.T) string {
 	return h.heads[len(h.heads)-1]
 }
 
-func (h *headRecorder) connCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.conns
-}
+func (h *headRecorder) connCount() int { return int(h.conns.Load()) }
 
 // normalizedHead is a request head with its header lines sorted and
 // X-Forwarded-Host, which names each healproxy's own address, blanked.
@@ -205,7 +184,7 @@ func TestLeanClientSendsWhatTransportSends(t *testing.T) {
 			t.Errorf("%s %s: the upstream saw\nlean:\n%s\ntransport:\n%s", tc.method, tc.path, heads[0], heads[1])
 		}
 	}
-	if dials := lean.h1.Pool("http", up.ln.Addr().String()).Dials(); dials == 0 {
+	if dials := lean.h1.Pool("http", up.addr()).Dials(); dials == 0 {
 		t.Error("the lean client was never used")
 	}
 }

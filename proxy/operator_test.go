@@ -21,28 +21,6 @@ import (
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
-// operatedUpstream reads upstream u of provider id from the health document.
-func operatedUpstream(t *testing.T, ts *httptest.Server, id, u string) api.Upstream {
-	t.Helper()
-	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("health: %d", resp.StatusCode)
-	}
-	var doc api.Health
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range doc.Providers.Entries {
-		for _, up := range p.Upstreams {
-			if p.ProviderID == id && up.URL == u {
-				return up
-			}
-		}
-	}
-	t.Fatalf("no upstream %s of provider %s in the health document", u, id)
-	return api.Upstream{}
-}
-
 // control posts an operator action; body is JSON or "".
 func postControl(t *testing.T, ts *httptest.Server, id, action, body string) (int, string) {
 	t.Helper()
@@ -119,7 +97,7 @@ func TestOperatorDrain(t *testing.T) {
 	if g := b.Hits.Load() - bHits; g != 30 {
 		t.Errorf("the other upstream got %d of 30; want 30", g)
 	}
-	up := operatedUpstream(t, ts, "p", a.URL)
+	up := upstreamByURL(t, ts.URL, "p", a.URL)
 	if op := up.Operator; op == nil || op.Action != "drain" || op.Reason != "db migration" ||
 		!strings.HasPrefix(op.By, "loopback 127.0.0.1:") || op.Until == nil {
 		t.Fatalf("drained upstream's operator: %+v; want drain, its reason, by loopback, until", op)
@@ -129,7 +107,7 @@ func TestOperatorDrain(t *testing.T) {
 	if up.Status == "unavailable" {
 		t.Errorf("a drain changed the upstream's health to %s", up.Status)
 	}
-	if op := operatedUpstream(t, ts, "p", b.URL).Operator; op != nil {
+	if op := upstreamByURL(t, ts.URL, "p", b.URL).Operator; op != nil {
 		t.Errorf("the other upstream shows operator %+v; want null", op)
 	}
 
@@ -144,7 +122,7 @@ func TestOperatorDrain(t *testing.T) {
 	}
 
 	mustControl(t, ts, "p", "resume", ctlBody(a.URL, "", ""))
-	if op := operatedUpstream(t, ts, "p", a.URL).Operator; op != nil {
+	if op := upstreamByURL(t, ts.URL, "p", a.URL).Operator; op != nil {
 		t.Errorf("after resume: operator %+v; want null", op)
 	}
 	aHits = a.Hits.Load()
@@ -164,7 +142,7 @@ func TestOperatorDrainTTL(t *testing.T) {
 	if time.Since(start) < 300*time.Millisecond && a.Hits.Load() != 0 {
 		t.Errorf("drained upstream got %d requests within the TTL", a.Hits.Load())
 	}
-	proxytest.Eventually(t, 5*time.Second, "the drain to end", func() bool { return operatedUpstream(t, ts, "p", a.URL).Operator == nil })
+	proxytest.Eventually(t, 5*time.Second, "the drain to end", func() bool { return upstreamByURL(t, ts.URL, "p", a.URL).Operator == nil })
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("the drain ended after %v; want the TTL of 300ms", d)
 	}
@@ -204,7 +182,7 @@ func TestOperatorDrainAll(t *testing.T) {
 		if e := decodeError(t, body); e.Status != "cooldown" || e.ProviderID != "p" {
 			t.Errorf("ttl %q: body %s; want status cooldown for p", tt.ttl, body)
 		}
-		if op := operatedUpstream(t, ts, "p", b.URL).Operator; op == nil || (op.Until == nil) != tt.untilNull {
+		if op := upstreamByURL(t, ts.URL, "p", b.URL).Operator; op == nil || (op.Until == nil) != tt.untilNull {
 			t.Errorf("ttl %q: operator %+v; want until null: %v", tt.ttl, op, tt.untilNull)
 		}
 	}
@@ -225,7 +203,7 @@ func TestOperatorForceOpen(t *testing.T) {
 
 	at := time.Now()
 	mustControl(t, ts, "p", "force-open", ctlBody("", "vendor maintenance", "10m"))
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || !u.InCooldown || !strings.Contains(u.Reason, "vendor maintenance") || !strings.Contains(u.Reason, "operator") {
 		t.Errorf("forced open: %s, in_cooldown %v, reason %q; want unavailable with the operator's reason", u.Status, u.InCooldown, u.Reason)
 	}
@@ -249,16 +227,16 @@ func TestOperatorForceOpen(t *testing.T) {
 	}
 
 	mustControl(t, ts, "p", "resume", ctlBody(up.URL, "vendor is back", ""))
-	u = operatedUpstream(t, ts, "p", up.URL)
+	u = upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "degraded" || u.InCooldown || u.Operator != nil || !strings.Contains(u.Reason, "resumed") {
 		t.Errorf("after resume: %s, in_cooldown %v, operator %+v, reason %q; want half-open (degraded), no operator", u.Status, u.InCooldown, u.Operator, u.Reason)
 	}
 	sendOK(t, ts, "p", 1)
-	if u = operatedUpstream(t, ts, "p", up.URL); u.Status != "degraded" || u.Recovery == nil || u.Recovery.TrialSuccesses != 1 {
+	if u = upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "degraded" || u.Recovery == nil || u.Recovery.TrialSuccesses != 1 {
 		t.Errorf("after one trial: %s, recovery %+v; want degraded, 1 of 2", u.Status, u.Recovery)
 	}
 	sendOK(t, ts, "p", 1)
-	if u = operatedUpstream(t, ts, "p", up.URL); u.Status != "healthy" || u.CooldownUntil != nil {
+	if u = upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "healthy" || u.CooldownUntil != nil {
 		t.Errorf("after two trials: %s; want healthy", u.Status)
 	}
 }
@@ -269,7 +247,7 @@ func TestOperatorForceOpenIndefinite(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 3, time.Minute, 1)}})
 	mustControl(t, ts, "p", "force-open", ctlBody("", "suspected bad data", ""))
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || !u.InCooldown || u.CooldownUntil != nil || !strings.Contains(u.Reason, "until resumed") ||
 		!strings.Contains(u.Reason, "suspected bad data") {
 		t.Errorf("forced open without TTL: %s, in_cooldown %v, cooldown_until %s, reason %q; want in cooldown, null until, until resumed",
@@ -284,7 +262,7 @@ func TestOperatorForceOpenIndefinite(t *testing.T) {
 	}
 	mustControl(t, ts, "p", "resume", "")
 	sendOK(t, ts, "p", 1) // R=1
-	if u := operatedUpstream(t, ts, "p", up.URL); u.Status != "healthy" || u.Operator != nil {
+	if u := upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "healthy" || u.Operator != nil {
 		t.Errorf("after resume and a trial: %s, operator %+v; want healthy, none", u.Status, u.Operator)
 	}
 }
@@ -296,18 +274,18 @@ func TestOperatorForceOpenTTLExpires(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Minute, 1)}})
 	mustControl(t, ts, "p", "force-open", ctlBody("", "brief check", "300ms"))
-	proxytest.Eventually(t, 5*time.Second, "the forced cooldown to end", func() bool { return operatedUpstream(t, ts, "p", up.URL).Status != "unavailable" })
-	if u := operatedUpstream(t, ts, "p", up.URL); u.Operator != nil {
+	proxytest.Eventually(t, 5*time.Second, "the forced cooldown to end", func() bool { return upstreamByURL(t, ts.URL, "p", up.URL).Status != "unavailable" })
+	if u := upstreamByURL(t, ts.URL, "p", up.URL); u.Operator != nil {
 		t.Errorf("after the TTL: operator %+v; want null (the force-open is over)", *u.Operator)
 	}
 	sendOK(t, ts, "p", 1) // the trial
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "healthy" || u.Operator != nil {
 		t.Errorf("after a trial: %s, operator %+v; want healthy with no operator", u.Status, u.Operator)
 	}
 	up.Code.Store(500)
 	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x") // an ordinary trip (threshold 1)
-	u = operatedUpstream(t, ts, "p", up.URL)
+	u = upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || strings.Contains(u.Reason, "operator") || u.Operator != nil {
 		t.Errorf("ordinary trip after an expired force-open: reason %q, operator %+v; want the threshold's reason, no operator", u.Reason, u.Operator)
 	}
@@ -358,7 +336,7 @@ func TestOperatorValidation(t *testing.T) {
 	if resp, _ := adminCall(t, ts, "GET", "/api/admin/providers/p/drain", "", ""); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET drain: got %d; want 405", resp.StatusCode)
 	}
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Operator != nil || u.Status != "unknown" {
 		t.Errorf("after refused requests: %s, operator %+v; want untouched", u.Status, u.Operator)
 	}
@@ -367,7 +345,7 @@ func TestOperatorValidation(t *testing.T) {
 	}
 	// Query parameters work as well as a body; resume needs no reason.
 	mustControl(t, ts, "p", "drain?reason=curl+one-liner&ttl=1m&upstream="+up.URL, "")
-	if op := operatedUpstream(t, ts, "p", up.URL).Operator; op == nil || op.Reason != "curl one-liner" || op.Until == nil {
+	if op := upstreamByURL(t, ts.URL, "p", up.URL).Operator; op == nil || op.Reason != "curl one-liner" || op.Until == nil {
 		t.Errorf("drain by query: operator %+v", op)
 	}
 	mustControl(t, ts, "p", "resume", "")

@@ -101,17 +101,6 @@ lines:
 }
 
 // upstreamOf is the upstream of a provider's health entry with URL u.
-func upstreamOf(t *testing.T, p api.Provider, u string) api.Upstream {
-	t.Helper()
-	for _, up := range p.Upstreams {
-		if up.URL == u {
-			return up
-		}
-	}
-	t.Fatalf("provider %q has no upstream %q in the health document: %+v", p.ProviderID, u, p.Upstreams)
-	return api.Upstream{}
-}
-
 func stampOrNil(s *string) string {
 	if s == nil {
 		return "null"

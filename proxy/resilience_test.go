@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -40,34 +39,6 @@ func answer(code int, hdr ...string) http.HandlerFunc {
 }
 
 // resUpstreams reads the upstreams of provider id from the health document.
-func resUpstreams(t *testing.T, base, id string) []api.Upstream {
-	t.Helper()
-	resp, body := proxytest.Get(t, http.DefaultClient, base+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
-	}
-	var doc api.Health
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatalf("health document %q: %v", body, err)
-	}
-	for _, e := range doc.Providers.Entries {
-		if e.ProviderID == id {
-			return e.Upstreams
-		}
-	}
-	t.Fatalf("health document has no provider %q", id)
-	return nil
-}
-
-func resUpstreamOf(t *testing.T, base, id string, i int) api.Upstream {
-	t.Helper()
-	ups := resUpstreams(t, base, id)
-	if i >= len(ups) {
-		t.Fatalf("provider %q has %d upstreams; want index %d", id, len(ups), i)
-	}
-	return ups[i]
-}
-
 // within fails unless lo <= got <= hi.
 func within(t *testing.T, what string, got, lo, hi time.Time) {
 	t.Helper()
@@ -149,7 +120,7 @@ func TestResilienceRateLimitSingleUpstream(t *testing.T) {
 			if resp.StatusCode != tt.code {
 				t.Fatalf("first request: got status %d; want the upstream's %d", resp.StatusCode, tt.code)
 			}
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+			u := upstreamAt(t, ts.URL, "p", 0)
 			paused := parseStamp(t, "paused_until", u.PausedUntil)
 			// paused_until has whole seconds when it comes from a date.
 			within(t, "paused_until", paused, t0.Add(tt.lo).Add(-time.Second), t1.Add(tt.hi))
@@ -203,7 +174,7 @@ func TestResilienceRateLimitSingleUpstream(t *testing.T) {
 			if hits[1].At.Before(paused) {
 				t.Errorf("a request reached the upstream at %s, before paused_until %s", hits[1].At.Format(time.RFC3339Nano), paused.Format(time.RFC3339Nano))
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.PausedUntil != nil || u.Status != "healthy" || u.ErrorCount != 0 {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.PausedUntil != nil || u.Status != "healthy" || u.ErrorCount != 0 {
 				t.Errorf("after the pause: paused_until %v, status %q, error_count %d; want none, healthy, 0", u.PausedUntil, u.Status, u.ErrorCount)
 			}
 		})
@@ -268,12 +239,12 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 			if code := <-codes["/a"]; code != 429 {
 				t.Fatalf("first: got status %d; want 429", code)
 			}
-			p1 := parseStamp(t, "paused_until after the first", resUpstreamOf(t, ts.URL, "p", 0).PausedUntil)
+			p1 := parseStamp(t, "paused_until after the first", upstreamAt(t, ts.URL, "p", 0).PausedUntil)
 			close(gates["/b"])
 			if code := <-codes["/b"]; code != 429 {
 				t.Fatalf("second: got status %d; want 429", code)
 			}
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+			u := upstreamAt(t, ts.URL, "p", 0)
 			p2 := parseStamp(t, "paused_until after the second", u.PausedUntil)
 			if tt.sec > tt.first {
 				if d := p2.Sub(p1); d < time.Duration(tt.sec-tt.first)*time.Second-500*time.Millisecond {
@@ -320,7 +291,7 @@ func TestResilienceRateLimitTwoUpstreams(t *testing.T) {
 	if got := int(ok.Hits.Load()); got != n {
 		t.Errorf("the other upstream got %d requests; want %d", got, n)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if u.PausedUntil == nil || !strings.HasPrefix(u.Reason, "rate_limited") || u.ErrorCount != 0 {
 		t.Errorf("rate-limited upstream: paused_until %v, reason %q, error_count %d; want a pause, rate_limited, 0", u.PausedUntil, u.Reason, u.ErrorCount)
 	}
@@ -340,7 +311,7 @@ func TestResilienceRateLimitPauseNoBackoff(t *testing.T) {
 			t.Fatalf("round %d: got %d; want 429", round, resp.StatusCode)
 		}
 		proxytest.Eventually(t, 4*time.Second, "the pause to end", func() bool {
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+			u := upstreamAt(t, ts.URL, "p", 0)
 			return u.PausedUntil == nil && u.Status != "unavailable"
 		})
 	}
@@ -350,7 +321,7 @@ func TestResilienceRateLimitPauseNoBackoff(t *testing.T) {
 		t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 	}
 	t1 := time.Now()
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if !u.InCooldown {
 		t.Fatalf("not in cooldown after a 500 with threshold 1: %+v", u)
 	}
@@ -601,7 +572,7 @@ func TestResilienceCooldownBackoff(t *testing.T) {
 			t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 		}
 		t1 := time.Now()
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if !u.InCooldown {
 			t.Fatalf("not in cooldown after a 500 with threshold 1: %+v", u)
 		}
@@ -612,12 +583,12 @@ func TestResilienceCooldownBackoff(t *testing.T) {
 	recoverTrial := func(t *testing.T, up *proxytest.Upstream, ts *httptest.Server, d time.Duration) time.Time {
 		t.Helper()
 		up.Set(answer(200))
-		proxytest.Eventually(t, d+3*time.Second, "the cooldown to end", func() bool { return !resUpstreamOf(t, ts.URL, "p", 0).InCooldown })
+		proxytest.Eventually(t, d+3*time.Second, "the cooldown to end", func() bool { return !upstreamAt(t, ts.URL, "p", 0).InCooldown })
 		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("trial: got %d; want 200", resp.StatusCode)
 		}
 		done := time.Now()
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "healthy" {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "healthy" {
 			t.Fatalf("after a successful trial with recovery 1: status %q; want healthy", u.Status)
 		}
 		return done
@@ -682,7 +653,7 @@ func TestResilienceSlowCalls(t *testing.T) {
 		if resp.StatusCode != 200 || body != "answer 200 for /x" {
 			t.Fatalf("slow call: got %d %q; want the upstream's 200", resp.StatusCode, body)
 		}
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if u.ErrorCount != 1 || len(u.RecentFailures) != 1 || u.RecentFailures[0].Kind != "slow" {
 			t.Fatalf("after one slow call: error_count %d, recent_failures %+v; want 1 of kind slow", u.ErrorCount, u.RecentFailures)
 		}
@@ -692,7 +663,7 @@ func TestResilienceSlowCalls(t *testing.T) {
 		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("second slow call: got %d; want 200", resp.StatusCode)
 		}
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "unavailable" || !u.InCooldown {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "unavailable" || !u.InCooldown {
 			t.Fatalf("after error_threshold slow calls: status %q, in_cooldown %v; want unavailable in cooldown", u.Status, u.InCooldown)
 		}
 		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 503 {
@@ -726,7 +697,7 @@ func TestResilienceSlowCalls(t *testing.T) {
 		if got := int(fast.Hits.Load()); got < n-h.ErrorThreshold {
 			t.Errorf("the fast upstream got %d of %d requests; want at least %d", got, n, n-h.ErrorThreshold)
 		}
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status == "healthy" || u.ErrorCount == 0 && !u.InCooldown {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status == "healthy" || u.ErrorCount == 0 && !u.InCooldown {
 			t.Errorf("slow upstream: status %q, error_count %d; want it marked down", u.Status, u.ErrorCount)
 		}
 	})
@@ -796,7 +767,7 @@ func TestResilienceStaleIfError(t *testing.T) {
 	t.Run("upstream unreachable, then in cooldown", func(t *testing.T) {
 		up.Close()
 		wantStale(t, "unreachable")
-		for i := 0; !resUpstreamOf(t, ts.URL, "p", 0).InCooldown; i++ {
+		for i := 0; !upstreamAt(t, ts.URL, "p", 0).InCooldown; i++ {
 			if i == 10 {
 				t.Fatal("the unreachable upstream did not trip")
 			}
@@ -834,7 +805,7 @@ func TestResilienceAllDown(t *testing.T) {
 				t.Fatalf("request %d: got %d %q; want the last resort's 200", i, resp.StatusCode, body)
 			}
 		}
-		for i, u := range resUpstreams(t, ts.URL, "p") {
+		for i, u := range fetchProvider(t, ts.URL, "p").Upstreams {
 			if !u.InCooldown {
 				t.Errorf("upstream %d not in cooldown: %+v", i, u)
 			}
@@ -880,7 +851,7 @@ func TestResilienceAllDown(t *testing.T) {
 			t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 		}
 		up.Set(answer(200))
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if !u.InCooldown {
 			t.Fatalf("not in cooldown: %+v", u)
 		}
@@ -942,7 +913,7 @@ func TestResilienceShadowObserve(t *testing.T) {
 	if int(up.Hits.Load()) != n {
 		t.Errorf("upstream got %d requests; want every one of %d", int(up.Hits.Load()), n)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if u.Status != "unavailable" || !u.InCooldown {
 		t.Errorf("health: status %q, in_cooldown %v; want unavailable in cooldown (tracked, not enforced)", u.Status, u.InCooldown)
 	}
@@ -986,7 +957,7 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 && resp.StatusCode != 503 {
 		t.Fatalf("got %d; want 500 (or 503 when a probe tripped it first)", resp.StatusCode)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if !u.InCooldown {
 		t.Fatalf("not in cooldown: %+v", u)
 	}
@@ -997,7 +968,7 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 
 	pingOK.Store(true)
 	proxytest.Eventually(t, 3*time.Second, "a passing probe to end the cooldown", func() bool {
-		u = resUpstreamOf(t, ts.URL, "p", 0)
+		u = upstreamAt(t, ts.URL, "p", 0)
 		return !u.InCooldown && u.Status == "degraded"
 	})
 	if u.LastProbe == nil || !u.LastProbe.OK {
@@ -1018,7 +989,7 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Fatalf("trial: got %d; want 200", resp.StatusCode)
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "healthy" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "healthy" {
 		t.Errorf("after the trial: status %q; want healthy", u.Status)
 	}
 	users = up.Count("/x")

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -18,30 +17,6 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
-
-func fetchHealth(t *testing.T, base string) api.Health {
-	t.Helper()
-	resp, body := proxytest.Get(t, http.DefaultClient, base+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
-	}
-	var h api.Health
-	if err := json.Unmarshal([]byte(body), &h); err != nil {
-		t.Fatalf("health document %q: %v", body, err)
-	}
-	return h
-}
-
-func fetchProvider(t *testing.T, base, id string) api.Provider {
-	t.Helper()
-	for _, e := range fetchHealth(t, base).Providers.Entries {
-		if e.ProviderID == id {
-			return e
-		}
-	}
-	t.Fatalf("health document has no provider %q", id)
-	return api.Provider{}
-}
 
 func parseStamp(t *testing.T, what string, s *string) time.Time {
 	t.Helper()

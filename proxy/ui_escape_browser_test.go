@@ -24,32 +24,16 @@ import (
 // (part of) the last_error_message the UI shows.
 func markupUpstream(t *testing.T, status string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return "http://" + newRawUpstream(t, func(c net.Conn, br *bufio.Reader, _ <-chan struct{}) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		for { // the request head
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for { // the request head
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				c.Write([]byte("HTTP/1.1 " + status + " OK\r\nContent-Length: 0\r\n\r\n"))
-			}()
 		}
-	}()
-	return "http://" + ln.Addr().String()
+		c.Write([]byte("HTTP/1.1 " + status + " OK\r\nContent-Length: 0\r\n\r\n"))
+	}).addr()
 }
 
 // TestBrowserUIEscapesNamesAndErrors: a provider name and an upstream
