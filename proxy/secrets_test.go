@@ -11,12 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
@@ -71,17 +68,7 @@ func TestNoSecretThroughEchoedRequests(t *testing.T) {
 		headerSecret = "SECRET-HEADER-789"
 	)
 	echo := echoUpstream(t)
-	var hookMu sync.Mutex
-	var hookBodies strings.Builder
-	var hooks atomic.Int64
-	hook := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		hookMu.Lock()
-		hookBodies.Write(b)
-		hookBodies.WriteByte('\n')
-		hookMu.Unlock()
-		hooks.Add(1)
-	})
+	hook := proxytest.NewUpstream(t)
 
 	statePath := filepath.Join(t.TempDir(), "state")
 	src := `
@@ -100,16 +87,12 @@ alert "ops" {
   min_interval = "0s"
 }
 `
-	cfg, diags := config.Parse("echo.hcl", []byte(src), config.LoadOptions{Getenv: func(string) (string, bool) { return "", false }})
-	if diags.HasErrors() {
-		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-	}
 	logs := &proctest.Buffer{}
 	logger := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	var closeServer func()
-	_, ts := startServer(t, cfg, withLogger(logger), closedBy(&closeServer))
+	_, ts := startHCL(t, src, withLogger(logger), closedBy(&closeServer))
 
 	sse, stopEvents := recordEvents(ts.URL)
 	defer stopEvents()
@@ -127,7 +110,7 @@ alert "ops" {
 	// GET takes the lean client, POST http.Transport: both parse the echo.
 	call("GET", "/providers/echo/x?client=1")
 	call("POST", "/providers/echo/y")
-	proxytest.Eventually(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hooks.Load() > 0 })
+	proxytest.Eventually(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hook.Hits.Load() > 0 })
 	for _, p := range []string{"/api/diagnostics/health", "/api/diagnostics/history", "/api/diagnostics/report?format=json",
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts"} {
 		call("GET", p)
@@ -138,16 +121,17 @@ alert "ops" {
 	if err != nil {
 		t.Fatalf("reading the state file: %v", err)
 	}
-	hookMu.Lock()
-	hookText := hookBodies.String()
-	hookMu.Unlock()
+	var hookText strings.Builder
+	for _, r := range hook.Requests() {
+		hookText.WriteString(r.Body + "\n")
+	}
 
 	// The echo was parsed, and failed: else this test proves nothing.
 	if !strings.Contains(out.String(), "malformed HTTP") {
 		t.Errorf("answers: want the parse error of the echoed request line:\n%s", out.String())
 	}
 	outputs := map[string]string{"answers": out.String(), "logs": logs.String(), "event stream": sse.String(),
-		"webhook bodies": hookText, "state file": string(state)}
+		"webhook bodies": hookText.String(), "state file": string(state)}
 	for name, text := range outputs {
 		if text == "" {
 			t.Errorf("%s: empty; want something to scan", name)
