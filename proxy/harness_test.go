@@ -58,8 +58,8 @@ func closedBy(fn *func()) serverOption {
 // gives one, closed at the end of the test (Close must return within 20s).
 func newServer(tb testing.TB, cfg *config.Config, opts ...serverOption) *Server {
 	tb.Helper()
-	s, _ := build(tb, cfg, opts)
-	closeAtEnd(tb, s, nil, nil)
+	s, setup := build(tb, cfg, opts)
+	closeAtEnd(tb, s, nil, setup.closer)
 	return s
 }
 
