@@ -55,11 +55,12 @@ func closedBy(fn *func()) serverOption {
 }
 
 // newServer is New(cfg) normalized, with a quiet logger unless an option
-// gives one, closed at the end of the test (Close must return within 20s).
+// gives one, closed at the end of the test: Close must return within 5s,
+// or 20s when plugin processes stop or alerts flush (see closeTimeout).
 func newServer(tb testing.TB, cfg *config.Config, opts ...serverOption) *Server {
 	tb.Helper()
 	s, setup := build(tb, cfg, opts)
-	closeAtEnd(tb, s, nil, setup.closer)
+	closeAtEnd(tb, s, nil, setup.closer, closeTimeout(cfg, setup.opts))
 	return s
 }
 
@@ -73,7 +74,7 @@ func startServer(tb testing.TB, cfg *config.Config, opts ...serverOption) (*Serv
 		ts.Config.ErrorLog = log.New(io.Discard, "", 0)
 	}
 	ts.Start()
-	closeAtEnd(tb, s, ts, setup.closer)
+	closeAtEnd(tb, s, ts, setup.closer, closeTimeout(cfg, setup.opts))
 	return s, ts
 }
 
@@ -105,7 +106,17 @@ func build(tb testing.TB, cfg *config.Config, opts []serverOption) (*Server, ser
 	return s, setup
 }
 
-func closeAtEnd(tb testing.TB, s *Server, ts *httptest.Server, fn *func()) {
+// closeTimeout is how long a test lets Server.Close take: 5s, or 20s
+// when it may have plugin processes to stop or alerts to deliver (cfg has
+// models or alerts, or a reload may bring them).
+func closeTimeout(cfg *config.Config, opts Options) time.Duration {
+	if len(cfg.Models) > 0 || len(cfg.Alerts) > 0 || opts.ConfigSource != nil {
+		return 20 * time.Second
+	}
+	return 5 * time.Second
+}
+
+func closeAtEnd(tb testing.TB, s *Server, ts *httptest.Server, fn *func(), timeout time.Duration) {
 	var once sync.Once
 	closeAll := func() {
 		once.Do(func() {
@@ -113,7 +124,7 @@ func closeAtEnd(tb testing.TB, s *Server, ts *httptest.Server, fn *func()) {
 				s.BeginShutdown() // end event streams, or ts.Close waits for them
 				ts.Close()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			if err := s.Close(ctx); err != nil {
 				tb.Errorf("Server.Close: %v", err)
