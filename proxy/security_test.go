@@ -438,7 +438,7 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 		return config.Parse("secrets.hcl", []byte(badSrc), config.LoadOptions{Getenv: getenv})
 	}
 	logger, logs := proxytest.CaptureLogs()
-	_, ts := startServer(t, cfg, withOptions(Options{Logger: logger, ConfigSource: source}))
+	_, ts := startServer(t, cfg, withOptions(Options{Logger: logger, ConfigSource: source}), withUndeliveredAlerts())
 
 	var out strings.Builder // every byte the proxy gave out
 	sse, stopEvents := recordEvents(ts.URL)
