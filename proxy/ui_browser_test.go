@@ -203,6 +203,13 @@ func uiChromePath(t *testing.T) string {
 func newUIBrowser(t *testing.T) *uiBrowser {
 	t.Helper()
 	exe := uiChromePath(t)
+	// The profile is not a t.TempDir: Chromium's helper processes may
+	// still write into it a moment after the browser exits, and TempDir's
+	// single RemoveAll then fails the test.
+	profile, err := os.MkdirTemp("", "healproxy-ui-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true),
@@ -213,7 +220,7 @@ func newUIBrowser(t *testing.T) *uiBrowser {
 		chromedp.Flag("disable-sync", true),
 		chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 900),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -221,6 +228,14 @@ func newUIBrowser(t *testing.T) *uiBrowser {
 	t.Cleanup(func() {
 		cancel()
 		cancelAlloc()
+		err := os.RemoveAll(profile)
+		for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // poll interval
+			err = os.RemoveAll(profile)
+		}
+		if err != nil {
+			t.Errorf("removing the browser profile: %v", err)
+		}
 	})
 	b := &uiBrowser{t: t, ctx: ctx}
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
