@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // notifyBound is how long one Notify may take at most. Notify takes
@@ -29,11 +30,11 @@ const notifyBound = 50 * time.Millisecond
 func TestDownSlowUp(t *testing.T) {
 	noLeaks(t)
 	rcv := newReceiver(t, up, down503, down503, reset, slow, slow)
-	var logs logBuffer
+	logger, logs := proxytest.CaptureLogs()
 	var sl sleeps
 	client := &http.Client{Timeout: 100 * time.Millisecond}
 	n := newNotifier(t, []config.Alert{testAlert("ops", rcv.url(), time.Minute)}, Options{
-		Logger: logs.logger(), Client: client, MaxAttempts: 10, Sleep: sl.Sleep, Version: "1.2.3",
+		Logger: logger, Client: client, MaxAttempts: 10, Sleep: sl.Sleep, Version: "1.2.3",
 	})
 
 	var want []string
@@ -45,7 +46,7 @@ func TestDownSlowUp(t *testing.T) {
 	}
 	notify(0)
 	// While the first event is stuck on a slow attempt, queue the rest.
-	waitFor(t, "a slow attempt", func() bool { return rcv.hitCount() >= 4 })
+	proxytest.Eventually(t, 10*time.Second, "a slow attempt", func() bool { return rcv.hitCount() >= 4 })
 	for i := 1; i < 5; i++ {
 		notify(i)
 	}
@@ -125,9 +126,9 @@ func TestRefusedThenUp(t *testing.T) {
 		return ctx.Err()
 	}
 	u, _ := url.Parse("http://" + addr + secretPath + "?" + secretQuery)
-	var logs logBuffer
+	logger, logs := proxytest.CaptureLogs()
 	n := newNotifier(t, []config.Alert{testAlert("ops", u, time.Minute)}, Options{
-		Logger: logs.logger(), Sleep: startServer, MaxAttempts: 3,
+		Logger: logger, Sleep: startServer, MaxAttempts: 3,
 	})
 	n.Notify(ev(Unavailable, "p1"))
 	n.Notify(ev(Degraded, "p2"))
@@ -155,13 +156,13 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	noLeaks(t)
 	hung := newReceiver(t, slow)
 	other := newReceiver(t, up)
-	var logs logBuffer
+	logger, logs := proxytest.CaptureLogs()
 	clock := newFakeClock()
 	client := &http.Client{Timeout: time.Minute}
 	n := New([]config.Alert{
 		testAlert("ops", hung.url(), 0, Unavailable),
 		testAlert("other", other.url(), 0, ReinitFailed),
-	}, Options{Logger: logs.logger(), Client: client, Now: clock.Now})
+	}, Options{Logger: logger, Client: client, Now: clock.Now})
 	t.Cleanup(client.CloseIdleConnections)
 
 	// A Notify that waited for the webhook would take the client's timeout
@@ -192,7 +193,7 @@ func TestNotifyNeverBlocks(t *testing.T) {
 		t.Errorf("got %v on the other webhook; want the reinit failure of m1", keys(got))
 	}
 
-	waitFor(t, "the first attempt", func() bool { return hung.hitCount() == 1 })
+	proxytest.Eventually(t, 10*time.Second, "the first attempt", func() bool { return hung.hitCount() == 1 })
 	s := stats(t, n, "ops")
 	if s.Dropped < calls-DefaultQueueSize-1 || s.Dropped+uint64(s.Queued)+1 != calls {
 		t.Errorf("got stats %+v; want a full queue of %d, one event in flight and the rest dropped", s, DefaultQueueSize)
@@ -400,17 +401,17 @@ func TestNotRetried(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			noLeaks(t)
 			rcv := newReceiver(t, mode)
-			var logs logBuffer
+			logger, logs := proxytest.CaptureLogs()
 			var sl sleeps
-			n := newNotifier(t, []config.Alert{testAlert("ops", rcv.url(), 0)}, Options{Logger: logs.logger(), Sleep: sl.Sleep})
+			n := newNotifier(t, []config.Alert{testAlert("ops", rcv.url(), 0)}, Options{Logger: logger, Sleep: sl.Sleep})
 			n.Notify(ev(Unavailable, "p1"))
-			waitFor(t, "the event given up", func() bool { return stats(t, n, "ops").GivenUp == 1 })
+			proxytest.Eventually(t, 10*time.Second, "the event given up", func() bool { return stats(t, n, "ops").GivenUp == 1 })
 			rcv.set(up)
 			n.Notify(ev(Unavailable, "p2"))
 			if got := rcv.waitEvents(1); got[0].Event.Key != "p2" {
 				t.Errorf("got %v; want p2 delivered after p1 was given up", keys(got))
 			}
-			waitFor(t, "p2 counted", func() bool { return stats(t, n, "ops").Sent == 1 })
+			proxytest.Eventually(t, 10*time.Second, "p2 counted", func() bool { return stats(t, n, "ops").Sent == 1 })
 			if got := rcv.hitCount(); got != 2 {
 				t.Errorf("got %d requests; want 2: one per event, no retry, no redirect followed", got)
 			}
@@ -463,13 +464,13 @@ func TestRetryAfter(t *testing.T) {
 func TestGiveUp(t *testing.T) {
 	noLeaks(t)
 	rcv := newReceiver(t, down503)
-	var logs logBuffer
+	logger, logs := proxytest.CaptureLogs()
 	var sl sleeps
 	n := newNotifier(t, []config.Alert{testAlert("ops", rcv.url(), 0)}, Options{
-		Logger: logs.logger(), Sleep: sl.Sleep, MaxAttempts: 6, Backoff: time.Second, MaxBackoff: 5 * time.Second,
+		Logger: logger, Sleep: sl.Sleep, MaxAttempts: 6, Backoff: time.Second, MaxBackoff: 5 * time.Second,
 	})
 	n.Notify(ev(Unavailable, "p1"))
-	waitFor(t, "the event given up", func() bool { return stats(t, n, "ops").GivenUp == 1 })
+	proxytest.Eventually(t, 10*time.Second, "the event given up", func() bool { return stats(t, n, "ops").GivenUp == 1 })
 	waits := sl.all()
 	if len(waits) != 5 {
 		t.Fatalf("got waits %v; want 5 for 6 attempts", waits)
@@ -484,7 +485,7 @@ func TestGiveUp(t *testing.T) {
 	if got := rcv.waitEvents(1); got[0].Event.Key != "p2" {
 		t.Errorf("got %v; want p2", keys(got))
 	}
-	waitFor(t, "p2 counted", func() bool { return stats(t, n, "ops").Sent == 1 })
+	proxytest.Eventually(t, 10*time.Second, "p2 counted", func() bool { return stats(t, n, "ops").Sent == 1 })
 	if s := stats(t, n, "ops"); s.Failed != 6 || s.Sent != 1 || s.GivenUp != 1 {
 		t.Errorf("got stats %+v; want 6 failures, 1 given up, 1 sent", s)
 	}
@@ -672,7 +673,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	// given up; p3, p4: sent.
 	rcv := newReceiver(t, up, down503, reset, slow, limited, rejected, redirect)
 	rcv.retryAfter = "1"
-	var logs logBuffer
+	logger, logs := proxytest.CaptureLogs()
 	var sl sleeps
 	client := &http.Client{
 		Timeout:       100 * time.Millisecond,
@@ -681,11 +682,11 @@ func TestSecretsNeverLogged(t *testing.T) {
 	n := newNotifier(t, []config.Alert{
 		testAlert("refused", closed, 0),
 		testAlert("rcv", rcv.url(), 0),
-	}, Options{Logger: logs.logger(), Client: client, Sleep: sl.Sleep, MaxAttempts: 3})
+	}, Options{Logger: logger, Client: client, Sleep: sl.Sleep, MaxAttempts: 3})
 	for i := range 5 {
 		n.Notify(ev(Unavailable, fmt.Sprintf("p%d", i)))
 	}
-	waitFor(t, "every event handled", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "every event handled", func() bool {
 		s := n.Stats()
 		a, b := s.Alerts[0], s.Alerts[1]
 		return a.GivenUp == 5 && b.GivenUp == 3 && b.Sent == 2

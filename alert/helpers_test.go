@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,8 +14,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
-
-	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // The webhook path and query stand for a Slack webhook's secret.
@@ -172,13 +170,6 @@ func keys(ps []payload) []string {
 	return out
 }
 
-// logBuffer captures a Notifier's logs, at every level.
-type logBuffer struct{ proctest.Buffer }
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // checkNoSecret fails when the logs show any part of the webhook's secret.
 func checkNoSecret(t *testing.T, logs string) {
 	t.Helper()
@@ -266,7 +257,7 @@ func testAlert(name string, u *url.URL, minInterval time.Duration, on ...string)
 func newNotifier(t *testing.T, alerts []config.Alert, opts Options) *Notifier {
 	t.Helper()
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = proxytest.DiscardLogger()
 	}
 	n := New(alerts, opts)
 	t.Cleanup(func() {
@@ -299,16 +290,4 @@ func stats(t *testing.T, n *Notifier, name string) AlertStats {
 		t.Fatalf("got no stats for alert %q", name)
 	}
 	return s
-}
-
-// waitFor polls cond for up to 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -294,13 +294,9 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 	recorded := func(u string) float64 {
 		return proxytest.MetricValue(t, s.reg, "healproxy_health_checks_total", map[string]string{"upstream": u, "result": "pass"})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for recorded(a.URL) < 3 || recorded(b.URL) < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("probes recorded after 5s: %v and %v; want at least 3 each", recorded(a.URL), recorded(b.URL))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	proxytest.Eventually(t, 5*time.Second, "3 passed probes recorded for each upstream", func() bool {
+		return recorded(a.URL) >= 3 && recorded(b.URL) >= 3
+	})
 	stopped := make(chan struct{})
 	go func() { c.stop(); close(stopped) }()
 	select {

@@ -7,19 +7,15 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // newAdminTestServer is a Server (not listening) with one provider and
 // the given admin token; requests go through ServeHTTP with a recorder.
 func newAdminTestServer(t *testing.T, token string) *Server {
 	t.Helper()
-	cfg := &config.Config{AdminToken: token, Providers: []config.Provider{testProvider(t, "p", deadUpstreamURL(t))}}
-	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(t.Context()) })
-	return s
+	cfg := &config.Config{AdminToken: token, Providers: []config.Provider{proxytest.Provider(t, "p", proxytest.DeadURL(t))}}
+	return newServer(t, cfg)
 }
 
 func serveRecorded(s *Server, method, target, remote string, hdr http.Header) *httptest.ResponseRecorder {
@@ -110,13 +106,13 @@ func TestAdminWithoutToken(t *testing.T) {
 
 // TestAdminOverLoopback: a real loopback client, no token configured.
 func TestAdminOverLoopback(t *testing.T) {
-	_, ts := startHealproxyConfig(t, nil, &config.Config{Providers: []config.Provider{
-		withHealth(testProvider(t, "p", deadUpstreamURL(t)), 1, time.Minute, 1)}})
-	resp, body := do(t, ts.Client(), "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{
+		proxytest.WithHealth(proxytest.Provider(t, "p", proxytest.DeadURL(t)), 1, time.Minute, 1)}})
+	resp, body := proxytest.Do(t, ts.Client(), "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
 	if resp.StatusCode != 200 {
 		t.Errorf("got status %d; want 200 (body %s)", resp.StatusCode, body)
 	}
-	resp, _ = do(t, ts.Client(), "GET", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
+	resp, _ = proxytest.Do(t, ts.Client(), "GET", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET self-heal: got status %d; want %d", resp.StatusCode, http.StatusMethodNotAllowed)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // hookEvent is a delivered payload as a webhook decodes it.
@@ -50,56 +51,33 @@ func (e hookEvent) String() string {
 	return fmt.Sprintf("%s %s %s %s", e.Event.Type, e.Event.Kind, e.Event.Key, e.Event.Upstream)
 }
 
-// Receiver modes.
+// Receiver modes; a receiver holds requests with Hold.
 const (
 	hookUp   = iota // 200, payload kept
 	hookDown        // 503
-	hookHang        // holds the request until released (or the client leaves)
 	hookGone        // 404: a permanent refusal
 )
 
-// hookReceiver is a webhook on loopback.
+// hookReceiver is a webhook on loopback: a proxytest.Upstream (which
+// counts and records the requests, and holds them on Hold) answering as
+// its mode says.
 type hookReceiver struct {
-	*httptest.Server
-	mode     atomic.Int32
-	attempts atomic.Int64 // every request
-	refused  atomic.Int64 // answered 503 or 404
-	hanging  atomic.Int64 // requests held now
+	*proxytest.Upstream
+	mode    atomic.Int32
+	refused atomic.Int64 // answered 503 or 404
 
-	release     chan struct{}
-	releaseOnce sync.Once
-
-	mu    sync.Mutex
-	got   []hookEvent
-	paths []string // path?query of every request
+	mu  sync.Mutex
+	got []hookEvent
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
 	t.Helper()
-	h := &hookReceiver{release: make(chan struct{})}
-	h.Server = httptest.NewServer(http.HandlerFunc(h.serve))
-	t.Cleanup(h.Close)
-	t.Cleanup(h.unhang) // runs first: nothing stays held when the server closes
+	h := &hookReceiver{Upstream: proxytest.NewUpstream(t)}
+	h.Set(h.serve)
 	return h
 }
 
 func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
-	h.attempts.Add(1)
-	body, _ := io.ReadAll(r.Body)
-	h.mu.Lock()
-	h.paths = append(h.paths, r.URL.RequestURI())
-	h.mu.Unlock()
-	if h.mode.Load() == hookHang {
-		h.hanging.Add(1)
-		select {
-		case <-h.release:
-		case <-r.Context().Done():
-		}
-		h.hanging.Add(-1)
-		if r.Context().Err() != nil {
-			return
-		}
-	}
 	switch h.mode.Load() {
 	case hookDown:
 		h.refused.Add(1)
@@ -111,6 +89,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var e hookEvent
+	body, _ := io.ReadAll(r.Body)
 	if err := json.Unmarshal(body, &e); err != nil || r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -119,15 +98,6 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	h.got = append(h.got, e)
 	h.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
-}
-
-// unhang answers the held requests (by the mode then in force) and holds
-// no more.
-func (h *hookReceiver) unhang() {
-	h.releaseOnce.Do(func() {
-		h.mode.CompareAndSwap(hookHang, hookUp)
-		close(h.release)
-	})
 }
 
 func (h *hookReceiver) events() []hookEvent {
@@ -139,7 +109,7 @@ func (h *hookReceiver) events() []hookEvent {
 // waitEvents waits until n events arrived and returns them.
 func (h *hookReceiver) waitEvents(t *testing.T, n int, d time.Duration) []hookEvent {
 	t.Helper()
-	waitUntil(t, d, fmt.Sprintf("%d webhook events (got %v)", n, h.events()), func() bool { return len(h.events()) >= n })
+	proxytest.Eventually(t, d, fmt.Sprintf("%d webhook events (got %v)", n, h.events()), func() bool { return len(h.events()) >= n })
 	return h.events()
 }
 
@@ -170,7 +140,7 @@ type alertsDoc struct {
 
 func fetchAlerts(t *testing.T, ts *httptest.Server) (alertsDoc, string) {
 	t.Helper()
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/alerts")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/alerts")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /api/diagnostics/alerts: %d %s", resp.StatusCode, body)
 	}
@@ -184,7 +154,7 @@ func fetchAlerts(t *testing.T, ts *httptest.Server) (alertsDoc, string) {
 // selfHealProvider resets provider id (POST /api/diagnostics/self-heal).
 func selfHealProvider(t *testing.T, ts *httptest.Server, id string) {
 	t.Helper()
-	resp, body := do(t, ts.Client(), http.MethodPost, ts.URL+"/api/diagnostics/self-heal?provider_id="+id, nil, nil)
+	resp, body := proxytest.Do(t, ts.Client(), http.MethodPost, ts.URL+"/api/diagnostics/self-heal?provider_id="+id, nil, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("self-heal of provider %s: %d %s", id, resp.StatusCode, body)
 	}
@@ -192,10 +162,10 @@ func selfHealProvider(t *testing.T, ts *httptest.Server, id string) {
 
 // failing is a provider on one upstream that answers 500: threshold 1,
 // recovery 1.
-func failing(t *testing.T, id string, cooldown time.Duration) (config.Provider, *fakeUpstream) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
-	return withHealth(testProvider(t, id, up.URL), 1, cooldown, 1), up
+func failing(t *testing.T, id string, cooldown time.Duration) (config.Provider, *proxytest.Upstream) {
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
+	return proxytest.WithHealth(proxytest.Provider(t, id, up.URL), 1, cooldown, 1), up
 }
 
 // TestAlertUnavailableAndRecovered: a trip sends exactly one "unavailable"
@@ -205,12 +175,12 @@ func TestAlertUnavailableAndRecovered(t *testing.T) {
 	hook := newHookReceiver(t)
 	pa, upA := failing(t, "a", time.Minute)
 	pb, upB := failing(t, "b", 300*time.Millisecond)
-	_, ts := startHealproxyConfig(t, nil, &config.Config{Providers: []config.Provider{pa, pb},
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{pa, pb},
 		Alerts: []config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}})
 	c := ts.Client()
 
-	get(t, c, ts.URL+"/providers/a/x")
-	get(t, c, ts.URL+"/providers/a/x") // refused: still one trip
+	proxytest.Get(t, c, ts.URL+"/providers/a/x")
+	proxytest.Get(t, c, ts.URL+"/providers/a/x") // refused: still one trip
 	ev := hook.waitEvents(t, 1, 10*time.Second)[0]
 	if ev.Event.Type != "unavailable" || ev.Event.Kind != "provider" || ev.Event.Key != "a" || ev.Event.Upstream != upA.URL ||
 		ev.Event.To != "unavailable" || ev.Alert != "ops" || ev.ID == "" {
@@ -228,15 +198,15 @@ func TestAlertUnavailableAndRecovered(t *testing.T) {
 	}
 
 	// Cooldown over, then one successful trial.
-	get(t, c, ts.URL+"/providers/b/x")
+	proxytest.Get(t, c, ts.URL+"/providers/b/x")
 	bTrip := hook.waitEvents(t, 3, 10*time.Second)[2]
 	if bTrip.Event.Type != "unavailable" || bTrip.Event.Key != "b" || bTrip.Event.Upstream != upB.URL {
 		t.Errorf("third event %+v; want b unavailable", bTrip)
 	}
-	upB.code.Store(200)
+	upB.Code.Store(200)
 	until := parseStamp(t, "b cooldown_until", fetchProvider(t, ts.URL, "b").CooldownUntil)
-	waitUntil(t, 5*time.Second, "b's cooldown to end", func() bool { return time.Now().After(until) })
-	if resp, _ := get(t, c, ts.URL+"/providers/b/x"); resp.StatusCode != 200 {
+	proxytest.Eventually(t, 5*time.Second, "b's cooldown to end", func() bool { return time.Now().After(until) })
+	if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/b/x"); resp.StatusCode != 200 {
 		t.Fatalf("trial to b: got %d; want 200", resp.StatusCode)
 	}
 	got = hook.waitEvents(t, 4, 10*time.Second)
@@ -269,15 +239,15 @@ func TestAlertReinitFailed(t *testing.T) {
 	hook := newHookReceiver(t)
 	missing := t.TempDir() + "/no-such-plugin"
 	m := config.Model{Key: "ghost", Name: "ghost", Command: []string{missing}, Timeout: time.Second, Health: reloadHealth}
-	s, ts := startTestServer(t, &config.Config{Health: reloadHealth, Models: []config.Model{m}, Providers: []config.Provider{},
-		Alerts: []config.Alert{webhookAlert(t, "reinit", hook.URL, []string{"reinit_failed"}, 0)}}, Options{})
-	waitUntil(t, 20*time.Second, "ghost's first start to fail", func() bool {
+	s, ts := startServer(t, &config.Config{Health: reloadHealth, Models: []config.Model{m}, Providers: []config.Provider{},
+		Alerts: []config.Alert{webhookAlert(t, "reinit", hook.URL, []string{"reinit_failed"}, 0)}})
+	proxytest.Eventually(t, 20*time.Second, "ghost's first start to fail", func() bool {
 		d, ok := modelDocOf(s, "ghost")
 		return ok && d.Status == "unavailable" && d.LastError != nil
 	})
 
 	heal := func() string {
-		resp, body := do(t, ts.Client(), http.MethodPost, ts.URL+"/api/diagnostics/self-heal?model_key=ghost", nil, nil)
+		resp, body := proxytest.Do(t, ts.Client(), http.MethodPost, ts.URL+"/api/diagnostics/self-heal?model_key=ghost", nil, nil)
 		if resp.StatusCode != 200 {
 			t.Fatalf("self-heal: %d %s", resp.StatusCode, body)
 		}
@@ -297,7 +267,7 @@ func TestAlertReinitFailed(t *testing.T) {
 
 	// A second failed attempt (after the reinit cooldown) is a second event;
 	// the first start's failure and the unavailable status sent none.
-	waitUntil(t, 10*time.Second, "a second failed self-heal", func() bool { return strings.Contains(heal(), `"status":"failed"`) })
+	proxytest.Eventually(t, 10*time.Second, "a second failed self-heal", func() bool { return strings.Contains(heal(), `"status":"failed"`) })
 	got := hook.waitEvents(t, 2, 10*time.Second)
 	if len(got) != 2 || got[1].Event.Type != "reinit_failed" || got[0].ID == got[1].ID {
 		t.Errorf("events %v; want two reinit_failed", got)
@@ -314,18 +284,18 @@ func TestAlertReceiverDownThenUp(t *testing.T) {
 		p, _ := failing(t, id, time.Minute)
 		providers = append(providers, p)
 	}
-	_, ts := startHealproxyConfig(t, nil, &config.Config{Providers: providers,
+	_, ts := startServer(t, &config.Config{Providers: providers,
 		Alerts: []config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}})
 	for _, id := range []string{"a", "b", "c"} {
-		get(t, ts.Client(), ts.URL+"/providers/"+id+"/x")
+		proxytest.Get(t, ts.Client(), ts.URL+"/providers/"+id+"/x")
 	}
 	// Two refused attempts: the first event is being retried with backoff.
-	waitUntil(t, 10*time.Second, "two refused deliveries", func() bool { return hook.refused.Load() >= 2 })
+	proxytest.Eventually(t, 10*time.Second, "two refused deliveries", func() bool { return hook.refused.Load() >= 2 })
 	if n := len(hook.events()); n != 0 {
 		t.Fatalf("%d events accepted while the receiver was down", n)
 	}
 	var d alertsDoc
-	waitUntil(t, 10*time.Second, "two failed attempts counted", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "two failed attempts counted", func() bool {
 		d, _ = fetchAlerts(t, ts)
 		return d.Alerts[0].Failed >= 2
 	})
@@ -348,13 +318,13 @@ func TestAlertReceiverDownThenUp(t *testing.T) {
 		t.Errorf("events delivered twice: %v", got)
 	}
 	// The receiver has the 4th event a moment before the notifier counts it.
-	waitUntil(t, 5*time.Second, "the 4th delivery to be counted", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "the 4th delivery to be counted", func() bool {
 		d, _ := fetchAlerts(t, ts)
 		return d.Alerts[0].Sent >= 4
 	})
 	// The worker counts a delivery once it has the answer: just after the
 	// receiver has the event.
-	waitUntil(t, 10*time.Second, "4 deliveries counted", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "4 deliveries counted", func() bool {
 		d, _ = fetchAlerts(t, ts)
 		return d.Alerts[0].Sent == 4
 	})
@@ -372,11 +342,11 @@ func latencies(t *testing.T, ts *httptest.Server, n int) ([]time.Duration, time.
 	var lat []time.Duration
 	start := time.Now()
 	for i := range n {
-		if resp, _ := get(t, c, ts.URL+"/providers/flap/x"); resp.StatusCode != 500 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/flap/x"); resp.StatusCode != 500 {
 			t.Fatalf("round %d: flap answered %d; want its 500", i, resp.StatusCode)
 		}
 		t0 := time.Now()
-		resp, _ := get(t, c, ts.URL+"/providers/ok/x")
+		resp, _ := proxytest.Get(t, c, ts.URL+"/providers/ok/x")
 		lat = append(lat, time.Since(t0))
 		if resp.StatusCode != 200 {
 			t.Fatalf("round %d: ok answered %d; want 200", i, resp.StatusCode)
@@ -399,19 +369,19 @@ func TestAlertHungReceiverDoesNotSlowProxy(t *testing.T) {
 	const rounds = 50
 	cfgFor := func(alerts []config.Alert) *config.Config {
 		flap, _ := failing(t, "flap", time.Minute)
-		return &config.Config{Providers: []config.Provider{testProvider(t, "ok", newFakeUpstream(t).URL), flap}, Alerts: alerts}
+		return &config.Config{Providers: []config.Provider{proxytest.Provider(t, "ok", proxytest.NewUpstream(t).URL), flap}, Alerts: alerts}
 	}
 
-	_, plain := startHealproxyConfig(t, nil, cfgFor(nil))
+	_, plain := startServer(t, cfgFor(nil))
 	latencies(t, plain, 5) // warm up connections
 	base, baseWall := latencies(t, plain, rounds)
 
 	hook := newHookReceiver(t)
-	hook.mode.Store(hookHang)
-	s, ts := startHealproxyConfig(t, nil, cfgFor([]config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}))
-	t.Cleanup(hook.unhang) // before the server's Close, which delivers what is queued
-	get(t, ts.Client(), ts.URL+"/providers/flap/x")
-	waitUntil(t, 10*time.Second, "the webhook to hold a delivery", func() bool { return hook.hanging.Load() == 1 })
+	hook.Hold()
+	s, ts := startServer(t, cfgFor([]config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}))
+	t.Cleanup(hook.Release) // before the server's Close, which delivers what is queued
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/flap/x")
+	proxytest.Eventually(t, 10*time.Second, "the webhook to hold a delivery", func() bool { return hook.InFlight.Load() == 1 })
 	selfHealProvider(t, ts, "flap")
 	latencies(t, ts, 5)
 	lat, wall := latencies(t, ts, rounds)
@@ -429,7 +399,7 @@ func TestAlertHungReceiverDoesNotSlowProxy(t *testing.T) {
 	}
 
 	// Released, the webhook gets everything.
-	hook.unhang()
+	hook.Release()
 	hook.waitEvents(t, 1+1+2*(rounds+5), 30*time.Second)
 }
 
@@ -439,7 +409,7 @@ func TestAlertCountersEndpoint(t *testing.T) {
 	hook, gone := newHookReceiver(t), newHookReceiver(t)
 	gone.mode.Store(hookGone)
 	p, _ := failing(t, "p", time.Minute)
-	_, ts := startHealproxyConfig(t, nil, &config.Config{Providers: []config.Provider{p},
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{p},
 		Alerts: []config.Alert{
 			webhookAlert(t, "hourly", hook.URL, []string{"unavailable", "recovered"}, time.Hour),
 			webhookAlert(t, "rejected", gone.URL, []string{"unavailable"}, 0),
@@ -450,12 +420,12 @@ func TestAlertCountersEndpoint(t *testing.T) {
 		t.Fatalf("alerts document before any event: %s", body)
 	}
 
-	get(t, ts.Client(), ts.URL+"/providers/p/x") // unavailable: sent
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x") // unavailable: sent
 	hook.waitEvents(t, 1, 10*time.Second)
-	selfHealProvider(t, ts, "p")                 // recovered: sent
-	get(t, ts.Client(), ts.URL+"/providers/p/x") // unavailable again within the hour: held back
+	selfHealProvider(t, ts, "p")                           // recovered: sent
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x") // unavailable again within the hour: held back
 	hook.waitEvents(t, 2, 10*time.Second)
-	waitUntil(t, 10*time.Second, "the counters", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "the counters", func() bool {
 		d, _ = fetchAlerts(t, ts)
 		return d.Alerts[0].Deduplicated == 1 && d.Alerts[0].Sent == 2 && d.Alerts[1].GivenUp == 2
 	})
@@ -463,8 +433,8 @@ func TestAlertCountersEndpoint(t *testing.T) {
 	if h.Sent != 2 || h.Failed != 0 || h.GivenUp != 0 || h.Dropped != 0 || h.Queued != 0 {
 		t.Errorf("hourly: %+v; want sent 2, deduplicated 1, nothing else", h)
 	}
-	if r.Sent != 0 || r.Failed != 2 || r.GivenUp != 2 || gone.attempts.Load() != 2 {
-		t.Errorf("rejected: %+v after %d requests; want 2 failed and given up at once (a 404 is not retried)", r, gone.attempts.Load())
+	if r.Sent != 0 || r.Failed != 2 || r.GivenUp != 2 || gone.Hits.Load() != 2 {
+		t.Errorf("rejected: %+v after %d requests; want 2 failed and given up at once (a 404 is not retried)", r, gone.Hits.Load())
 	}
 	if n := len(hook.events()); n != 2 {
 		t.Errorf("hourly got %d events; want 2", n)
@@ -478,32 +448,30 @@ func TestAlertCountersEndpoint(t *testing.T) {
 func TestAlertWebhookSecretNeverShown(t *testing.T) {
 	hook, gone := newHookReceiver(t), newHookReceiver(t)
 	gone.mode.Store(hookGone)
-	deadHook := deadUpstreamURL(t)
+	deadHook := proxytest.DeadURL(t)
 	p, _ := failing(t, "p", time.Minute)
-	log, logs := captureLogs()
+	log, logs := proxytest.CaptureLogs()
 	cfg := &config.Config{Providers: []config.Provider{p}, Alerts: []config.Alert{
 		webhookAlert(t, "live", hook.URL, nil, 0),
 		webhookAlert(t, "rejected", gone.URL, nil, 0),
 		webhookAlert(t, "dead", deadHook, nil, 0),
 	}}
-	s, err := New(normalized(cfg), Options{Logger: log})
+	s, err := New(proxytest.Normalized(cfg), Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
 	defer ts.Close()
 
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	hook.waitEvents(t, 1, 10*time.Second)
-	waitUntil(t, 10*time.Second, "the rejected and the dead webhook to fail", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "the rejected and the dead webhook to fail", func() bool {
 		d, _ := fetchAlerts(t, ts)
 		return d.Alerts[1].GivenUp == 1 && d.Alerts[2].Failed >= 1
 	})
-	hook.mu.Lock()
-	reached := slices.ContainsFunc(hook.paths, func(p string) bool {
-		return strings.Contains(p, hookSecretPath) && strings.Contains(p, hookSecretQuery)
+	reached := slices.ContainsFunc(hook.Requests(), func(r proxytest.Request) bool {
+		return strings.Contains(r.RequestURI, hookSecretPath) && strings.Contains(r.RequestURI, hookSecretQuery)
 	})
-	hook.mu.Unlock()
 	if !reached {
 		t.Fatalf("the webhook was not called on its secret path and query")
 	}
@@ -511,7 +479,7 @@ func TestAlertWebhookSecretNeverShown(t *testing.T) {
 	var shown strings.Builder
 	for _, path := range []string{"/api/diagnostics/alerts", "/api/diagnostics/health", "/metrics",
 		"/api/diagnostics/report?format=json", "/api/diagnostics/report?format=csv"} {
-		resp, body := get(t, ts.Client(), ts.URL+path)
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+path)
 		fmt.Fprintf(&shown, "%s %d\n%s\n", path, resp.StatusCode, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -537,27 +505,27 @@ func TestAlertReload(t *testing.T) {
 	cfgWith := func(a config.Alert, extra ...config.Provider) *config.Config {
 		return &config.Config{Providers: append([]config.Provider{p}, extra...), Alerts: []config.Alert{a}}
 	}
-	s, ts := startTestServer(t, cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour)), Options{})
+	s, ts := startServer(t, cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour)))
 	first := s.alerts.Load()
 
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	hook.waitEvents(t, 1, 10*time.Second)
 	selfHealProvider(t, ts, "p")
 	hook.waitEvents(t, 2, 10*time.Second)
 
 	// Same alerts (a fresh, equal config), another provider.
-	res := s.Reload(normalized(cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour), testProvider(t, "q", newFakeUpstream(t).URL))))
+	res := s.Reload(proxytest.Normalized(cfgWith(webhookAlert(t, "ops", hook.URL, nil, time.Hour), proxytest.Provider(t, "q", proxytest.NewUpstream(t).URL))))
 	if s.alerts.Load() != first || slices.Contains(res.Updated, "alerts") {
 		t.Fatalf("a reload with the same alerts replaced the notifier (updated %v)", res.Updated)
 	}
-	get(t, ts.Client(), ts.URL+"/providers/p/x") // within the hour: still de-duplicated
-	waitUntil(t, 10*time.Second, "the second trip to be de-duplicated", func() bool {
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x") // within the hour: still de-duplicated
+	proxytest.Eventually(t, 10*time.Second, "the second trip to be de-duplicated", func() bool {
 		d, _ := fetchAlerts(t, ts)
 		return d.Alerts[0].Deduplicated == 1
 	})
 
 	// Another min_interval and webhook: a new notifier.
-	res = s.Reload(normalized(cfgWith(webhookAlert(t, "ops", other.URL, nil, 0))))
+	res = s.Reload(proxytest.Normalized(cfgWith(webhookAlert(t, "ops", other.URL, nil, 0))))
 	second := s.alerts.Load()
 	if second == first || !slices.Contains(res.Updated, "alerts") {
 		t.Fatalf("a reload with other alerts kept the notifier (updated %v)", res.Updated)
@@ -571,7 +539,7 @@ func TestAlertReload(t *testing.T) {
 		t.Errorf("alerts after the reload: %+v; want the new webhook's fresh counters", d.Alerts)
 	}
 	selfHealProvider(t, ts, "p")
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	got := other.waitEvents(t, 2, 10*time.Second)
 	if got[0].Event.Type != "recovered" || got[1].Event.Type != "unavailable" || got[1].Event.Key != "p" {
 		t.Errorf("new webhook got %v; want recovered p, unavailable p", got)

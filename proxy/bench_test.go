@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -119,34 +120,18 @@ func benchHealproxy(b *testing.B, upstream string, rt http.RoundTripper) (*Serve
 		Headers: map[string]string{"X-Api-Key": "bench-key"},
 		Health:  config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 2},
 	}}}
-	s, err := New(normalized(cfg), Options{Logger: discardLogger(), Transport: rt})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close(b.Context()) })
 	if rt != nil {
-		return s, nil
+		return newServer(b, cfg, withOptions(Options{Transport: rt})), nil
 	}
-	front := httptest.NewServer(s)
-	b.Cleanup(front.Close)
-	return s, front
+	return startServer(b, cfg)
 }
 
 func metricValueB(b *testing.B, s *Server, k, v string) float64 {
-	mfs, err := s.metrics.reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return sumMetric(mfs, "healproxy_upstream_requests_total", map[string]string{k: v})
+	return proxytest.MetricValue(b, s.metrics.reg, "healproxy_upstream_requests_total", map[string]string{k: v})
 }
 
-// roundTripFunc is an http.RoundTripper made of a function.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // cannedTransport answers every request with benchBody, without network.
-var cannedTransport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+var cannedTransport = proxytest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 	return &http.Response{
 		Status: "200 OK", StatusCode: 200, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header:        http.Header{"Content-Type": {"application/json"}},

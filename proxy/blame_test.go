@@ -15,6 +15,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -91,15 +92,15 @@ func TestClientFaultsNeverCountAgainstUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			up := newFakeUpstream(t)
-			pc := withHealth(testProvider(t, "p", up.URL), threshold, time.Minute, 1)
+			up := proxytest.NewUpstream(t)
+			pc := proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), threshold, time.Minute, 1)
 			if tt.maxBody > 0 {
 				pc.MaxRequestBody = tt.maxBody
 			}
 			if tt.timeout > 0 {
 				pc.Timeout = tt.timeout
 			}
-			s, ts := startHealproxy(t, nil, pc)
+			s, ts := startProviders(t, pc)
 			addr := ts.Listener.Addr().String()
 			for i := range threshold + 1 {
 				resp, body := rawExchangeOn(t, addr, tt.raw, tt.halfClose)
@@ -107,14 +108,14 @@ func TestClientFaultsNeverCountAgainstUpstream(t *testing.T) {
 					t.Fatalf("request %d: got %d %s; want %d", i+1, resp.StatusCode, body, tt.wantCode)
 				}
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
 				t.Errorf("upstream: status %s, error_count %d, failures %v; want no failure counted", u.Status, u.ErrorCount, u.RecentFailures)
 			}
-			if resp, body := get(t, http.DefaultClient, ts.URL+"/providers/p/ok"); resp.StatusCode != 200 {
+			if resp, body := proxytest.Get(t, http.DefaultClient, ts.URL+"/providers/p/ok"); resp.StatusCode != 200 {
 				t.Errorf("a well-formed request after them: got %d %s; want 200", resp.StatusCode, body)
 			}
 			if tt.cause != "" {
-				if g, w := metricValue(t, s, notUpstreamMetric, map[string]string{"provider": "p", "cause": tt.cause}), float64(threshold+1); g != w {
+				if g, w := proxytest.MetricValue(t, s.metrics.reg, notUpstreamMetric, map[string]string{"provider": "p", "cause": tt.cause}), float64(threshold+1); g != w {
 					t.Errorf("%s{cause=%q} = %v; want %v", notUpstreamMetric, tt.cause, g, w)
 				}
 			}
@@ -128,7 +129,7 @@ func TestUpstreamFaultsStillCount(t *testing.T) {
 	drop := newRawUpstream(t, func(c net.Conn, br *bufio.Reader, done <-chan struct{}) {
 		readRequest(br) // the whole request, body included; then no answer
 	})
-	slow := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	slow := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body) // the body arrived; the answer does not come in time
 		select {
 		case <-r.Context().Done():
@@ -145,15 +146,15 @@ func TestUpstreamFaultsStillCount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pc := withHealth(testProvider(t, "p", tt.url), 1, time.Minute, 1)
+			pc := proxytest.WithHealth(proxytest.Provider(t, "p", tt.url), 1, time.Minute, 1)
 			pc.Timeout = 300 * time.Millisecond
-			_, ts := startHealproxy(t, nil, pc)
+			_, ts := startProviders(t, pc)
 			resp, body := rawExchangeOn(t, ts.Listener.Addr().String(),
 				"POST /providers/p/x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc", false)
 			if resp.StatusCode != tt.wantCode {
 				t.Fatalf("got %d %s; want %d", resp.StatusCode, body, tt.wantCode)
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 1 || u.Status != "unavailable" {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 1 || u.Status != "unavailable" {
 				t.Errorf("upstream: status %s, error_count %d; want the failure counted and the breaker open", u.Status, u.ErrorCount)
 			}
 		})
@@ -164,14 +165,14 @@ func TestUpstreamFaultsStillCount(t *testing.T) {
 // method or feature, which any client chooses: it passes through and the
 // upstream stays healthy.
 func TestUpstream501IsNotAFailure(t *testing.T) {
-	up := newScriptUpstream(t, answer(http.StatusNotImplemented))
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 2, time.Minute, 1))
+	up := proxytest.NewScriptedUpstream(t, answer(http.StatusNotImplemented))
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 2, time.Minute, 1))
 	for range 3 {
-		if resp, body := do(t, http.DefaultClient, "PATCH", ts.URL+"/providers/p/x", nil, nil); resp.StatusCode != 501 {
+		if resp, body := proxytest.Do(t, http.DefaultClient, "PATCH", ts.URL+"/providers/p/x", nil, nil); resp.StatusCode != 501 {
 			t.Fatalf("got %d %s; want the upstream's 501", resp.StatusCode, body)
 		}
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status != "healthy" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status != "healthy" {
 		t.Errorf("upstream: status %s, error_count %d; want healthy, no failure", u.Status, u.ErrorCount)
 	}
 }
@@ -197,8 +198,8 @@ func TestProxyOutOfFileDescriptors(t *testing.T) {
 		}
 		return
 	}
-	up := newFakeUpstream(t)
-	s, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, time.Minute, 1))
+	up := proxytest.NewUpstream(t)
+	s, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Minute, 1))
 	addr := ts.Listener.Addr().String()
 	var conns []net.Conn
 	for range 2 {
@@ -279,14 +280,14 @@ func TestProxyOutOfFileDescriptors(t *testing.T) {
 			t.Errorf("request %d: got %d, Retry-After %q; want 503 with Retry-After", i+1, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != 0 || u.Status == "unavailable" {
 		t.Errorf("upstream: status %s, error_count %d, failures %v; want no failure counted", u.Status, u.ErrorCount, u.RecentFailures)
 	}
-	if g := metricValue(t, s, notUpstreamMetric, map[string]string{"provider": "p", "cause": provider.CauseResources}); g != 2 {
+	if g := proxytest.MetricValue(t, s.metrics.reg, notUpstreamMetric, map[string]string{"provider": "p", "cause": provider.CauseResources}); g != 2 {
 		t.Errorf("%s{cause=%q} = %v; want 2", notUpstreamMetric, provider.CauseResources, g)
 	}
-	if up.hits.Load() != 0 {
-		t.Errorf("upstream got %d requests; want 0", up.hits.Load())
+	if up.Hits.Load() != 0 {
+		t.Errorf("upstream got %d requests; want 0", up.Hits.Load())
 	}
 }
 
@@ -310,28 +311,28 @@ func TestAllDownWaitOnlyForACooldown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logger, logs := captureLogs()
-			pc := testProvider(t, "p", "http://"+drop.addr())
+			logger, logs := proxytest.CaptureLogs()
+			pc := proxytest.Provider(t, "p", "http://"+drop.addr())
 			pc.Health = noTrip
 			pc.Retry = tt.retry
 			pc.AllDown = config.AllDown{Wait: 5 * time.Second}
-			s, ts := startHealproxy(t, logger, pc)
+			s, ts := startServer(t, &config.Config{Providers: []config.Provider{pc}}, withLogger(logger))
 			before := drop.conns.Load()
 			var body io.Reader
 			if tt.method == "POST" {
 				body = strings.NewReader(`{"order":1}`)
 			}
-			resp, b := do(t, http.DefaultClient, tt.method, ts.URL+"/providers/p/x", body, nil)
+			resp, b := proxytest.Do(t, http.DefaultClient, tt.method, ts.URL+"/providers/p/x", body, nil)
 			if resp.StatusCode != http.StatusBadGateway {
 				t.Errorf("got %d %s; want 502", resp.StatusCode, b)
 			}
 			if g := drop.conns.Load() - before; g != tt.wantSends {
 				t.Errorf("upstream got %d requests; want %d", g, tt.wantSends)
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.ErrorCount != tt.wantSends {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.ErrorCount != tt.wantSends {
 				t.Errorf("error_count %d; want %d", u.ErrorCount, tt.wantSends)
 			}
-			if g := metricValue(t, s, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "wait"}); g > 0 {
+			if g := proxytest.MetricValue(t, s.metrics.reg, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "wait"}); g > 0 {
 				t.Errorf("all-down wait step taken %v times; want none (nothing was cooling down)", g)
 			}
 			if strings.Contains(logs.String(), "invalid Read on closed Body") {
@@ -345,19 +346,19 @@ func TestAllDownWaitOnlyForACooldown(t *testing.T) {
 // a 429 with Retry-After reaches the client as the upstream's own answer,
 // Retry-After included, not as a 502 of the proxy's.
 func TestRateLimitedPostKeepsRetryAfter(t *testing.T) {
-	up := newScriptUpstream(t, answer(http.StatusTooManyRequests, "Retry-After", "2"))
-	pc := testProvider(t, "p", up.URL)
+	up := proxytest.NewScriptedUpstream(t, answer(http.StatusTooManyRequests, "Retry-After", "2"))
+	pc := proxytest.Provider(t, "p", up.URL)
 	pc.Health = noTrip
 	pc.Retry = config.Retry{Budget: 1, Attempts: 3, Methods: []string{"POST"}, On: []string{"5xx", "429", "connect-failure"}}
-	_, ts := startHealproxy(t, nil, pc)
-	resp, body := do(t, http.DefaultClient, "POST", ts.URL+"/providers/p/order", strings.NewReader(`{"a":1}`), nil)
+	_, ts := startProviders(t, pc)
+	resp, body := proxytest.Do(t, http.DefaultClient, "POST", ts.URL+"/providers/p/order", strings.NewReader(`{"a":1}`), nil)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
 		t.Errorf("got %d, Retry-After %q, %s; want the upstream's 429 with Retry-After: 2", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	if !strings.Contains(body, "answer 429") {
 		t.Errorf("body %q; want the upstream's own", body)
 	}
-	if n := up.n(); n != 1 {
+	if n := int(up.Hits.Load()); n != 1 {
 		t.Errorf("upstream got %d requests; want 1 (it asked to wait)", n)
 	}
 }

@@ -5,29 +5,31 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // A request body over max_request_body gets 413 and counts for nothing
 // against the upstream, whether its size is declared (refused before
 // anything is sent) or found out while it streams (chunked).
 func TestProviderRequestBodyLimit(t *testing.T) {
-	up := newFakeUpstream(t)
-	pc := testProvider(t, "p", up.URL)
+	up := proxytest.NewUpstream(t)
+	pc := proxytest.Provider(t, "p", up.URL)
 	pc.MaxRequestBody = 1024
-	_, front := startHealproxy(t, nil, pc)
+	_, front := startProviders(t, pc)
 	c := &http.Client{}
 
-	resp, body := do(t, c, "POST", front.URL+"/providers/p/x", strings.NewReader(strings.Repeat("a", 1000)), nil)
-	if resp.StatusCode != 200 || up.last(t).Body != strings.Repeat("a", 1000) {
+	resp, body := proxytest.Do(t, c, "POST", front.URL+"/providers/p/x", strings.NewReader(strings.Repeat("a", 1000)), nil)
+	if resp.StatusCode != 200 || up.Last(t).Body != strings.Repeat("a", 1000) {
 		t.Fatalf("a body under the limit: %d %q", resp.StatusCode, body)
 	}
-	hits := up.hits.Load()
+	hits := up.Hits.Load()
 
-	resp, body = do(t, c, "POST", front.URL+"/providers/p/x", strings.NewReader(strings.Repeat("b", 2000)), nil)
+	resp, body = proxytest.Do(t, c, "POST", front.URL+"/providers/p/x", strings.NewReader(strings.Repeat("b", 2000)), nil)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "max_request_body (1024 bytes)") {
 		t.Fatalf("declared 2000 bytes: %d %q; want 413", resp.StatusCode, body)
 	}
-	if up.hits.Load() != hits {
+	if up.Hits.Load() != hits {
 		t.Error("a declared oversized body reached the upstream")
 	}
 
@@ -39,7 +41,7 @@ func TestProviderRequestBodyLimit(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	resp, body = do(t, c, "POST", front.URL+"/providers/p/x", pr, nil)
+	resp, body = proxytest.Do(t, c, "POST", front.URL+"/providers/p/x", pr, nil)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked 2400 bytes: %d %q; want 413", resp.StatusCode, body)
 	}

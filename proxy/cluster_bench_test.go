@@ -22,11 +22,7 @@ func BenchmarkSharedStateSuccessPath(b *testing.B) {
 		name, redis string
 	}{{"local", ""}, {"shared", srv.URL()}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s, err := New(normalized(clusterConfig(b, target, bc.redis, "bench")), Options{Logger: discardLogger(), Transport: cannedTransport})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close(b.Context()) })
+			s := newServer(b, clusterConfig(b, target, bc.redis, "bench"), withOptions(Options{Transport: cannedTransport}))
 			if bc.redis != "" && !s.cluster.Status().Connected {
 				b.Fatal("not connected to redis")
 			}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/internal/redistest"
 )
 
@@ -36,51 +36,15 @@ func clusterConfig(t testing.TB, upstream, redisURL, replica string) *config.Con
 	return cfg
 }
 
-func newClusterServer(t testing.TB, cfg *config.Config) (*Server, *httptest.Server) {
-	t.Helper()
-	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(t.Context()) })
-	front := httptest.NewServer(s)
-	t.Cleanup(front.Close)
-	return s, front
-}
-
-func getDoc(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func waitCond(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
-}
-
 func TestClusterTripServedBy503Elsewhere(t *testing.T) {
 	srv := redistest.Start(t)
 	var hits atomic.Int32
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer up.Close()
-	a, frontA := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
-	_, frontB := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
+	})
+	a, frontA := startServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
+	_, frontB := startServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
 	if !a.cluster.Status().Connected {
 		t.Fatal("a is not connected after New")
 	}
@@ -106,8 +70,8 @@ func TestClusterTripServedBy503Elsewhere(t *testing.T) {
 			} `json:"entries"`
 		} `json:"providers"`
 	}
-	waitCond(t, 5*time.Second, "b to follow a's trip", func() bool {
-		getDoc(t, frontB.URL+"/api/diagnostics/health", &doc)
+	proxytest.Eventually(t, 5*time.Second, "b to follow a's trip", func() bool {
+		getJSON(t, frontB.URL+"/api/diagnostics/health", &doc)
 		return doc.Providers.Entries[0].Status == "unavailable"
 	})
 	if doc.Replica != "b" || doc.SharedState.Backend != "redis" || !doc.SharedState.Connected || doc.SharedState.Applied != 1 ||
@@ -143,18 +107,17 @@ func TestClusterTripServedBy503Elsewhere(t *testing.T) {
 
 func TestClusterScopeHealth(t *testing.T) {
 	srv := redistest.Start(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
-	_, frontA := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
-	_, frontB := newClusterServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	_, frontA := startServer(t, clusterConfig(t, up.URL, srv.URL(), "a"))
+	_, frontB := startServer(t, clusterConfig(t, up.URL, srv.URL(), "b"))
 	resp, err := http.Get(frontB.URL + "/providers/p/x")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	var doc api.ClusterHealth
-	waitCond(t, 10*time.Second, "both replicas in the cluster view", func() bool {
-		getDoc(t, frontA.URL+"/api/diagnostics/health?scope=cluster", &doc)
+	proxytest.Eventually(t, 10*time.Second, "both replicas in the cluster view", func() bool {
+		getJSON(t, frontA.URL+"/api/diagnostics/health?scope=cluster", &doc)
 		return len(doc.Replicas) == 2 && len(doc.Upstreams) == 1 && doc.Upstreams[0].Replicas["b"].Status == "healthy"
 	})
 	if !doc.Complete || doc.Replica != "a" || doc.Scope != "cluster" || doc.Upstreams[0].Replicas["a"].Status != "unknown" {
@@ -166,9 +129,8 @@ func TestClusterScopeHealth(t *testing.T) {
 // starts, serves and says so in its health document; the default
 // document without state.redis has no shared_state.
 func TestClusterNoRedisKeepsServing(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer up.Close()
-	_, front := newClusterServer(t, clusterConfig(t, up.URL, "redis://:s3cret@127.0.0.1:1/0", "a"))
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {})
+	_, front := startServer(t, clusterConfig(t, up.URL, "redis://:s3cret@127.0.0.1:1/0", "a"))
 	resp, err := http.Get(front.URL + "/providers/p/x")
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +140,7 @@ func TestClusterNoRedisKeepsServing(t *testing.T) {
 		t.Fatalf("got %d; want 200 without redis", resp.StatusCode)
 	}
 	raw := map[string]any{}
-	getDoc(t, front.URL+"/api/diagnostics/health", &raw)
+	getJSON(t, front.URL+"/api/diagnostics/health", &raw)
 	ss, _ := raw["shared_state"].(map[string]any)
 	if ss == nil || ss["connected"] != false || ss["last_error"] == "" || ss["url"] != "redis://:xxxxx@127.0.0.1:1/0" {
 		t.Errorf("got shared_state %v; want disconnected, with the error and the redacted URL", ss)
@@ -188,14 +150,14 @@ func TestClusterNoRedisKeepsServing(t *testing.T) {
 		t.Error("the health document shows the redis password")
 	}
 	var cdoc api.ClusterHealth
-	getDoc(t, front.URL+"/api/diagnostics/health?scope=cluster", &cdoc)
+	getJSON(t, front.URL+"/api/diagnostics/health?scope=cluster", &cdoc)
 	if cdoc.Complete || cdoc.Error == nil || len(cdoc.Replicas) != 1 {
 		t.Errorf("got %+v; want this replica's view only, marked incomplete", cdoc)
 	}
 
-	_, local := newClusterServer(t, clusterConfig(t, up.URL, "", "solo"))
+	_, local := startServer(t, clusterConfig(t, up.URL, "", "solo"))
 	raw = map[string]any{}
-	getDoc(t, local.URL+"/api/diagnostics/health", &raw)
+	getJSON(t, local.URL+"/api/diagnostics/health", &raw)
 	if _, ok := raw["shared_state"]; ok || raw["replica"] != "solo" {
 		t.Errorf("got replica %v shared_state %v; want replica solo and no shared_state", raw["replica"], raw["shared_state"])
 	}

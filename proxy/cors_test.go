@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // TestCORSHeadersOnlyForAllowedOrigins: an upstream's Access-Control-*
@@ -13,16 +14,16 @@ import (
 // setting allows the request's Origin; otherwise no page of another site
 // can read answers made with the proxy's keys.
 func TestCORSHeadersOnlyForAllowedOrigins(t *testing.T) {
-	up := newScriptUpstream(t, answer(http.StatusOK,
+	up := proxytest.NewScriptedUpstream(t, answer(http.StatusOK,
 		"Access-Control-Allow-Origin", "*",
 		"Access-Control-Allow-Credentials", "true",
 		"Access-Control-Expose-Headers", "X-Price"))
-	closed := testProvider(t, "closed", up.URL)
-	open := testProvider(t, "open", up.URL)
+	closed := proxytest.Provider(t, "closed", up.URL)
+	open := proxytest.Provider(t, "open", up.URL)
 	open.CORS = &config.CORS{AllowOrigins: []string{"https://app.example"}}
-	any := testProvider(t, "any", up.URL)
+	any := proxytest.Provider(t, "any", up.URL)
 	any.CORS = &config.CORS{AllowOrigins: []string{"*"}}
-	_, ts := startHealproxy(t, nil, closed, open, any)
+	_, ts := startProviders(t, closed, open, any)
 
 	tests := []struct {
 		provider, origin string
@@ -44,7 +45,7 @@ func TestCORSHeadersOnlyForAllowedOrigins(t *testing.T) {
 		if tt.origin != "" {
 			hdr.Set("Origin", tt.origin)
 		}
-		resp, body := do(t, http.DefaultClient, "GET", ts.URL+"/providers/"+tt.provider+"/x", nil, hdr)
+		resp, body := proxytest.Do(t, http.DefaultClient, "GET", ts.URL+"/providers/"+tt.provider+"/x", nil, hdr)
 		if resp.StatusCode != 200 || !strings.Contains(body, "answer 200") {
 			t.Fatalf("%s, Origin %q: got %d %q; want the upstream's answer", tt.provider, tt.origin, resp.StatusCode, body)
 		}
@@ -70,25 +71,25 @@ func TestCORSHeadersOnlyForAllowedOrigins(t *testing.T) {
 // client the injected headers; it is refused unless allow_trace is on.
 func TestTraceOnlyWhenAllowed(t *testing.T) {
 	const secret = "SECRET-HEADER-789"
-	up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "message/http")
 		r.Header.Write(w) // what a TRACE-enabled server does
 	})
-	off := testProvider(t, "off", up.URL)
+	off := proxytest.Provider(t, "off", up.URL)
 	off.Headers = map[string]string{"X-Api-Key": secret}
-	on := testProvider(t, "on", up.URL)
+	on := proxytest.Provider(t, "on", up.URL)
 	on.AllowTrace = true
-	_, ts := startHealproxy(t, nil, off, on)
+	_, ts := startProviders(t, off, on)
 
-	resp, body := do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/off/x", nil, nil)
+	resp, body := proxytest.Do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/off/x", nil, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(body, secret) {
 		t.Errorf("TRACE, allow_trace off: got %d %q; want 405 without the header's value", resp.StatusCode, body)
 	}
-	if up.n() != 0 {
-		t.Errorf("upstream got %d requests; want 0", up.n())
+	if int(up.Hits.Load()) != 0 {
+		t.Errorf("upstream got %d requests; want 0", int(up.Hits.Load()))
 	}
-	resp, _ = do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/on/x", nil, nil)
-	if resp.StatusCode != http.StatusOK || up.n() != 1 {
-		t.Errorf("TRACE, allow_trace on: got %d, %d upstream requests; want 200 from the upstream", resp.StatusCode, up.n())
+	resp, _ = proxytest.Do(t, http.DefaultClient, "TRACE", ts.URL+"/providers/on/x", nil, nil)
+	if resp.StatusCode != http.StatusOK || int(up.Hits.Load()) != 1 {
+		t.Errorf("TRACE, allow_trace on: got %d, %d upstream requests; want 200 from the upstream", resp.StatusCode, int(up.Hits.Load()))
 	}
 }

@@ -7,51 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/healproxy/healproxy/internal/proxytest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
-
-// metricValue sums the samples of the metric family name whose labels
-// include want: counter and gauge values, histogram sample counts.
-func metricValue(t *testing.T, s *Server, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := s.metrics.reg.Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	return sumMetric(mfs, name, want)
-}
-
-func sumMetric(mfs []*dto.MetricFamily, name string, want map[string]string) float64 {
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				sum += float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return sum
-}
 
 func keysOf(m map[string]json.RawMessage) []string {
 	var ks []string
@@ -71,13 +31,13 @@ func wantKeys(t *testing.T, what string, m map[string]json.RawMessage, want ...s
 }
 
 func TestDiagnosticsHealthFields(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL+"/base?k=v"), 2, time.Minute, 1))
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL+"/base?k=v"), 2, time.Minute, 1))
 	for range 2 {
-		get(t, ts.Client(), ts.URL+"/providers/p/x")
+		proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	}
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
 	if g, w := resp.Header.Get("Content-Type"), "application/json"; g != w {
 		t.Errorf("got Content-Type %q; want %q", g, w)
 	}
@@ -158,17 +118,17 @@ func TestDiagnosticsHealthFields(t *testing.T) {
 }
 
 func TestDiagnosticsSelfHealProvider(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, time.Hour, 2))
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Hour, 2))
 	c := ts.Client()
-	get(t, c, ts.URL+"/providers/p/x")
+	proxytest.Get(t, c, ts.URL+"/providers/p/x")
 	if p := fetchProvider(t, ts.URL, "p"); p.Status != "unavailable" {
 		t.Fatalf("got %s; want unavailable before self-heal", p.Status)
 	}
-	up.code.Store(200)
+	up.Code.Store(200)
 
-	resp, body := do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
+	resp, body := proxytest.Do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=p", nil, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("self-heal: got status %d; want 200 (body %s)", resp.StatusCode, body)
 	}
@@ -190,11 +150,11 @@ func TestDiagnosticsSelfHealProvider(t *testing.T) {
 	if p.Status != "healthy" || p.ErrorCount != 0 || p.InCooldown || p.Upstreams[0].CooldownUntil != nil {
 		t.Errorf("after self-heal got %s, error_count %d, in_cooldown %v; want healthy, 0, false", p.Status, p.ErrorCount, p.InCooldown)
 	}
-	if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+	if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Errorf("after self-heal got %d; want 200 from the upstream", resp.StatusCode)
 	}
 
-	resp, body = do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=nope", nil, nil)
+	resp, body = proxytest.Do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=nope", nil, nil)
 	if resp.StatusCode != 404 {
 		t.Errorf("self-heal of an unknown provider: got %d; want 404", resp.StatusCode)
 	}
@@ -204,8 +164,8 @@ func TestDiagnosticsSelfHealProvider(t *testing.T) {
 }
 
 func TestDiagnosticsHealthz(t *testing.T) {
-	_, ts := startHealproxy(t, nil)
-	resp, body := get(t, ts.Client(), ts.URL+"/healthz")
+	_, ts := startProviders(t)
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/healthz")
 	if resp.StatusCode != 200 || !strings.Contains(body, `"ok"`) {
 		t.Errorf("GET /healthz: got %d %q; want 200 ok", resp.StatusCode, body)
 	}
@@ -215,17 +175,17 @@ func TestDiagnosticsHealthz(t *testing.T) {
 }
 
 func TestDiagnosticsMetrics(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL+"/v1?key=hidden"), 2, time.Minute, 1))
+	up := proxytest.NewUpstream(t)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL+"/v1?key=hidden"), 2, time.Minute, 1))
 	c := ts.Client()
-	get(t, c, ts.URL+"/providers/p/a")
-	up.code.Store(404)
-	get(t, c, ts.URL+"/providers/p/a")
-	up.code.Store(500)
-	get(t, c, ts.URL+"/providers/p/a")
-	get(t, c, ts.URL+"/providers/p/a")
+	proxytest.Get(t, c, ts.URL+"/providers/p/a")
+	up.Code.Store(404)
+	proxytest.Get(t, c, ts.URL+"/providers/p/a")
+	up.Code.Store(500)
+	proxytest.Get(t, c, ts.URL+"/providers/p/a")
+	proxytest.Get(t, c, ts.URL+"/providers/p/a")
 
-	resp, body := get(t, c, ts.URL+"/metrics")
+	resp, body := proxytest.Get(t, c, ts.URL+"/metrics")
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /metrics: got %d; want 200", resp.StatusCode)
 	}
@@ -265,11 +225,11 @@ func TestDiagnosticsMetrics(t *testing.T) {
 		{"healproxy_health_transitions_total", lbl("kind", "provider", "key", "p", "from", "degraded", "to", "unavailable"), 1},
 	}
 	for _, tt := range tests {
-		if got := sumMetric(mfs, tt.name, tt.labels); got != tt.want {
+		if got := proxytest.SumMetric(mfs, tt.name, tt.labels); got != tt.want {
 			t.Errorf("%s%v = %v; want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
-	if rem := sumMetric(mfs, "healproxy_health_cooldown_remaining_seconds", lbl("key", "p")); rem <= 0 || rem > 60 {
+	if rem := proxytest.SumMetric(mfs, "healproxy_health_cooldown_remaining_seconds", lbl("key", "p")); rem <= 0 || rem > 60 {
 		t.Errorf("healproxy_health_cooldown_remaining_seconds = %v; want within (0, 60]", rem)
 	}
 	if mf := fams["healproxy_upstream_request_duration_seconds"]; mf == nil || mf.GetType() != dto.MetricType_HISTOGRAM {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // TestFaultUnknownUpstreamRedacted: an operator naming an upstream by its
@@ -20,8 +21,8 @@ import (
 // query string or user info, as the drain endpoint answers.
 func TestFaultUnknownUpstreamRedacted(t *testing.T) {
 	const key, pass = "sk-FAULTSECRET123", "hunter2pass"
-	configured := deadUpstreamURL(t) + "/v1?api_key=" + key
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", configured)}}, Options{})
+	configured := proxytest.DeadURL(t) + "/v1?api_key=" + key
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", configured)}})
 	withUser := strings.Replace(configured, "http://", "http://admin:"+pass+"@", 1)
 	for _, tt := range []struct{ name, method, upstream, body string }{
 		{"POST, the configured URL", "POST", configured, `{"kind": "abort", "ttl": "1m"}`},
@@ -57,7 +58,7 @@ func TestFaultUnknownUpstreamRedacted(t *testing.T) {
 // however large, are refused with a 400 that says what is allowed, and
 // set nothing; the bounds themselves are accepted as given.
 func TestFaultNumbersInRange(t *testing.T) {
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", deadUpstreamURL(t))}}, Options{})
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", proxytest.DeadURL(t))}})
 	refused := []struct{ name, body, wantErr string }{
 		// 9223372036854775807 ms × 1e6 wraps to −1 ms as a time.Duration.
 		{"delay_ms max int64", `{"kind": "delay", "delay_ms": 9223372036854775807}`, "delay_ms 9223372036854775807: must be > 0 and at most 600000"},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // faultCall sends an admin request to /api/admin/fault with query and an
@@ -24,7 +25,7 @@ func faultCall(t *testing.T, ts *httptest.Server, method, query, body string) (i
 // faultOf reads upstream u of provider id's fault from the health document.
 func faultOf(t *testing.T, ts *httptest.Server, id, u string) (status string, f *api.Fault) {
 	t.Helper()
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
 	if resp.StatusCode != 200 {
 		t.Fatalf("health: %d", resp.StatusCode)
 	}
@@ -112,7 +113,7 @@ func TestInjectedFaultAdminOnly(t *testing.T) {
 // TestFaultRequests: bad requests are refused with the reason, before
 // anything is set.
 func TestInjectedFaultRequests(t *testing.T) {
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", deadUpstreamURL(t))}}, Options{})
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", proxytest.DeadURL(t))}})
 	tests := []struct {
 		name     string
 		method   string
@@ -156,15 +157,15 @@ func TestInjectedFaultRequests(t *testing.T) {
 // other upstream answers every request (no client sees the fault), and
 // diagnostics, the audit log and GET show the fault until it is cleared.
 func TestInjectedFaultFailover(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", a.URL, b.URL)}}, Options{})
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL, b.URL)}})
 	sendOK(t, ts, "p", 4) // both upstreams healthy
 
 	code, body := faultCall(t, ts, "POST", "?provider=p&upstream="+a.URL, `{"kind": "error", "status": 503, "ttl": "5m", "reason": "chaos rehearsal"}`)
 	if code != 200 || !strings.Contains(body, `"kind":"error"`) {
 		t.Fatalf("POST fault: got %d %s; want 200 with the fault", code, body)
 	}
-	hitsA := a.hits.Load()
+	hitsA := a.Hits.Load()
 	// A degraded upstream gets one pick in degradedShare: it takes a few
 	// dozen requests to reach the threshold. Retries hide every injected 503.
 	status, f := "", (*api.Fault)(nil)
@@ -175,7 +176,7 @@ func TestInjectedFaultFailover(t *testing.T) {
 		sendOK(t, ts, "p", 10)
 		status, f = faultOf(t, ts, "p", a.URL)
 	}
-	if got := a.hits.Load(); got != hitsA {
+	if got := a.Hits.Load(); got != hitsA {
 		t.Errorf("upstream a got %d requests while faulted; want none (the fault answers)", got-hitsA)
 	}
 	if f == nil || f.Kind != "error" || f.Status != 503 || f.Percent != 100 || f.Reason != "chaos rehearsal" || f.Until == nil || f.By == "" {
@@ -206,31 +207,24 @@ func TestInjectedFaultFailover(t *testing.T) {
 // TestFaultTTL: a fault ends by itself when its TTL runs out: it leaves
 // diagnostics, the upstream is contacted again, and the audit log says so.
 func TestInjectedFaultTTL(t *testing.T) {
-	a := newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", a.URL)}}, Options{})
+	a := proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL)}})
 	if code, body := faultCall(t, ts, "POST", "?provider=p", `{"kind": "error", "status": 500, "ttl": "300ms"}`); code != 200 {
 		t.Fatalf("POST fault: %d %s", code, body)
 	}
-	if resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 || resp.Header.Get("X-Healproxy-Fault") != "error" {
+	if resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 || resp.Header.Get("X-Healproxy-Fault") != "error" {
 		t.Fatalf("request while faulted: %d %s; want the injected 500", resp.StatusCode, body)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	proxytest.Eventually(t, 10*time.Second, "a fault-expired audit record after a 300ms TTL", func() bool {
 		_, audit := adminCall(t, ts, "GET", "/api/admin/audit", "", "")
-		if strings.Contains(audit, `"action":"fault-expired"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no fault-expired record within 10s of a 300ms TTL: %s", audit)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+		return strings.Contains(audit, `"action":"fault-expired"`)
+	})
 	if _, f := faultOf(t, ts, "p", a.URL); f != nil {
 		t.Errorf("expired fault still shown: %+v", f)
 	}
-	hits := a.hits.Load()
-	if resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 || a.hits.Load() != hits+1 {
-		t.Errorf("after the TTL: %d %s, %d upstream hits; want 200 from the upstream", resp.StatusCode, body, a.hits.Load()-hits)
+	hits := a.Hits.Load()
+	if resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 || a.Hits.Load() != hits+1 {
+		t.Errorf("after the TTL: %d %s, %d upstream hits; want 200 from the upstream", resp.StatusCode, body, a.Hits.Load()-hits)
 	}
 }
 
@@ -249,19 +243,19 @@ func TestInjectedFaultKinds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := newFakeUpstream(t)
-			pc := testProvider(t, "p", a.URL)
+			a := proxytest.NewUpstream(t)
+			pc := proxytest.Provider(t, "p", a.URL)
 			pc.Timeout = 200 * time.Millisecond
-			_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{pc}}, Options{})
+			_, ts := startServer(t, &config.Config{Providers: []config.Provider{pc}})
 			if code, body := faultCall(t, ts, "POST", "?provider=p", tt.body); code != 200 {
 				t.Fatalf("POST fault: %d %s", code, body)
 			}
-			resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+			resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 			if resp.StatusCode != tt.wantCode {
 				t.Errorf("got %d %s; want %d", resp.StatusCode, body, tt.wantCode)
 			}
-			if a.hits.Load() != 0 {
-				t.Errorf("the upstream was contacted %d times; want none", a.hits.Load())
+			if a.Hits.Load() != 0 {
+				t.Errorf("the upstream was contacted %d times; want none", a.Hits.Load())
 			}
 			var doc struct {
 				Providers struct {
@@ -270,7 +264,7 @@ func TestInjectedFaultKinds(t *testing.T) {
 					} `json:"entries"`
 				} `json:"providers"`
 			}
-			_, h := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
+			_, h := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
 			if err := json.Unmarshal([]byte(h), &doc); err != nil || doc.Providers.Entries[0].ErrorCount != 1 {
 				t.Errorf("error_count after one faulted request: %s; want 1", h)
 			}
@@ -281,20 +275,20 @@ func TestInjectedFaultKinds(t *testing.T) {
 // TestFaultPercent: a fault with percent 1 lets almost every attempt
 // through to the upstream.
 func TestInjectedFaultPercent(t *testing.T) {
-	a := newFakeUpstream(t)
-	pc := withHealth(testProvider(t, "p", a.URL), 1000, time.Minute, 1)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{pc}}, Options{})
+	a := proxytest.NewUpstream(t)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "p", a.URL), 1000, time.Minute, 1)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{pc}})
 	if code, body := faultCall(t, ts, "POST", "?provider=p", `{"kind": "error", "percent": 1}`); code != 200 {
 		t.Fatalf("POST fault: %d %s", code, body)
 	}
 	const n = 200
 	for range n {
-		resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if resp.StatusCode != 200 && resp.StatusCode != 503 {
 			t.Fatalf("got %d; want 200 or the injected 503", resp.StatusCode)
 		}
 	}
-	if got := a.hits.Load(); got < n/2 {
+	if got := a.Hits.Load(); got < n/2 {
 		t.Errorf("%d of %d requests reached the upstream under a 1%% fault; want most", got, n)
 	}
 }

@@ -26,23 +26,9 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/provider"
 )
-
-// pathUpstream records what one upstream receives.
-type pathUpstream struct {
-	*httptest.Server
-	mu   sync.Mutex
-	seen []string // RequestURI of each request
-}
-
-func (u *pathUpstream) take() []string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.seen
-	u.seen = nil
-	return s
-}
 
 // FuzzProviderPath sends any request target (path and raw query, parsed
 // from a request line as the server does) through the real router and
@@ -56,19 +42,12 @@ func (u *pathUpstream) take() []string {
 //     else a refusal, the UI or the router's redirect to a local path;
 //     never a 5xx, never a panic.
 func FuzzProviderPath(f *testing.F) {
-	up := &pathUpstream{}
-	up.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		up.mu.Lock()
-		up.seen = append(up.seen, r.RequestURI)
-		up.mu.Unlock()
-		io.WriteString(w, "ok")
-	}))
-	f.Cleanup(up.Close)
+	up := proxytest.NewUpstream(f)
 	upURL, _ := url.Parse(up.URL)
 	var strayMu sync.Mutex
 	var stray []string // requests for any other host
 	base := newTransport()
-	tr := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+	tr := proxytest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		if r.URL.Host != upURL.Host || r.URL.Scheme != "http" {
 			strayMu.Lock()
 			stray = append(stray, r.URL.String())
@@ -85,8 +64,8 @@ func FuzzProviderPath(f *testing.F) {
 	// the default transports (the lean client for GET, net/http for the
 	// rest), where a request to another host would fail as a 502.
 	var servers []*Server
-	for _, opts := range []Options{{Logger: discardLogger(), Transport: tr}, {Logger: discardLogger()}} {
-		s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), opts)
+	for _, opts := range []Options{{Logger: proxytest.DiscardLogger(), Transport: tr}, {Logger: proxytest.DiscardLogger()}} {
+		s, err := New(proxytest.Normalized(&config.Config{Providers: []config.Provider{pc}}), opts)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -144,7 +123,10 @@ func FuzzProviderPath(f *testing.F) {
 			req.RemoteAddr = "127.0.0.1:5555"
 			w := httptest.NewRecorder()
 			s.ServeHTTP(w, req)
-			got := up.take()
+			var got []string // the request URI of each upstream request
+			for _, r := range up.Take() {
+				got = append(got, r.RequestURI)
+			}
 			strayMu.Lock()
 			strays := stray
 			stray = nil
@@ -215,23 +197,11 @@ func FuzzPredictBody(f *testing.F) {
 	h := config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1, MaxConcurrentReinit: 1}
 	cfg := &config.Config{Health: h, Models: []config.Model{
 		{Key: "m", Name: "m", Plugin: "sentiment", Timeout: 10 * time.Second, Health: h}}}
-	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+	s := newServer(f, cfg)
 	m := s.state.Load().models["m"]
-	deadline := time.Now().Add(30 * time.Second)
-	for m.Process() == nil || m.Health.Status() != breaker.Healthy {
-		if time.Now().After(deadline) {
-			f.Fatalf("the sentiment plugin did not start: %+v", m.document())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proxytest.Eventually(f, 30*time.Second, "the sentiment plugin to start", func() bool {
+		return m.Process() != nil && m.Health.Status() == breaker.Healthy
+	})
 
 	for _, seed := range []string{
 		`{"inputs": "BTC breaking out"}`,
@@ -300,17 +270,15 @@ func FuzzPredictBody(f *testing.F) {
 // request, a save. bbolt does not checksum values (see package store), so
 // a damaged value must not crash or wedge the proxy.
 func FuzzRestoreEntry(f *testing.F) {
+	// Not a proxytest.Upstream: that records every request, and a fuzzer
+	// sends requests without end.
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	f.Cleanup(up.Close)
 	pc := config.Provider{ID: "p", Name: "P", Timeout: 5 * time.Second,
 		Health: config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1, CooldownMultiplier: 2, MaxCooldown: time.Hour},
 		Retry:  config.Retry{Budget: 1}}
 	pc.Upstreams = []*url.URL{mustParse(f, up.URL+"/v1")}
-	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { s.Close(context.Background()) })
+	s := newServer(f, &config.Config{Providers: []config.Provider{pc}})
 	p := s.state.Load().providers["p"]
 
 	now := time.Now().UTC()

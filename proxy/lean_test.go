@@ -14,23 +14,22 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
-// headRecorder is a raw HTTP/1.1 upstream that records every request
-// head as it arrives on the wire and answers with reply (a full raw
-// answer; "" means a small keep-alive 200).
+// headRecorder is a raw HTTP/1.1 upstream (a rawUpstream) that records
+// every request head as it arrives on the wire and answers with reply (a
+// full raw answer; "" means a small keep-alive 200).
 type headRecorder struct {
-	ln     net.Listener
+	*rawUpstream
 	mu     sync.Mutex
 	heads  []string
-	conns  int
 	closed int                // connections that ended
 	reply  func(n int) string // n: request number on its connection, from 1
 	// holdFirst, when set, makes the first answer on each connection the
 	// last: the rest of it is never sent, the connection is held until the
 	// other side closes it or holdFirst is closed.
 	holdFirst chan struct{}
-	wg        sync.WaitGroup
 }
 
 func newHeadRecorder(t *testing.T, reply func(n int) string) *headRecorder {
@@ -39,32 +38,12 @@ func newHeadRecorder(t *testing.T, reply func(n int) string) *headRecorder {
 
 func newHoldingRecorder(t *testing.T, reply func(n int) string, holdFirst chan struct{}) *headRecorder {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &headRecorder{ln: ln, reply: reply, holdFirst: holdFirst}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.conns++
-			h.mu.Unlock()
-			h.wg.Add(1)
-			go h.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); h.wg.Wait() })
+	h := &headRecorder{reply: reply, holdFirst: holdFirst}
+	h.rawUpstream = newRawUpstream(t, h.serve)
 	return h
 }
 
-func (h *headRecorder) serve(c net.Conn) {
-	defer h.wg.Done()
+func (h *headRecorder) serve(c net.Conn, br *bufio.Reader, done <-chan struct{}) {
 	defer func() {
 		c.Close()
 		h.mu.Lock()
@@ -72,7 +51,6 @@ func (h *headRecorder) serve(c net.Conn) {
 		h.mu.Unlock()
 	}()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	br := bufio.NewReader(c)
 	for n := 1; n < 1000; n++ {
 		var head strings.Builder
 		for {
@@ -105,7 +83,13 @@ func (h *headRecorder) serve(c net.Conn) {
 			return
 		}
 		if h.holdFirst != nil && n == 1 { // until the other side closes, or the test ends
-			go func() { <-h.holdFirst; c.Close() }()
+			go func() {
+				select {
+				case <-h.holdFirst:
+				case <-done:
+				}
+				c.Close()
+			}()
 			io.Copy(io.Discard, c)
 			return
 		}
@@ -115,7 +99,7 @@ func (h *headRecorder) serve(c net.Conn) {
 	}
 }
 
-func (h *headRecorder) url() string { return "http://" + h.ln.Addr().String() }
+func (h *headRecorder) url() string { return "http://" + h.addr() }
 
 func (h *headRecorder) last(t *testing.T) string {
 	t.Helper()
@@ -127,11 +111,7 @@ func (h *headRecorder) last(t *testing.T) string {
 	return h.heads[len(h.heads)-1]
 }
 
-func (h *headRecorder) connCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.conns
-}
+func (h *headRecorder) connCount() int { return int(h.conns.Load()) }
 
 // normalizedHead is a request head with its header lines sorted and
 // X-Forwarded-Host, which names each healproxy's own address, blanked.
@@ -152,11 +132,11 @@ func normalizedHead(head string) string {
 // order aside).
 func TestLeanClientSendsWhatTransportSends(t *testing.T) {
 	up := newHeadRecorder(t, nil)
-	lean, leanFront := startHealproxy(t, nil, testProvider(t, "p", up.url()+"/api/v3?key=k1"))
+	lean, leanFront := startProviders(t, proxytest.Provider(t, "p", up.url()+"/api/v3?key=k1"))
 	if lean.h1 == nil {
 		t.Fatal("the default server has no lean client")
 	}
-	std, err := New(lean.state.Load().cfg, Options{Logger: discardLogger(), Transport: newTransport()})
+	std, err := New(lean.state.Load().cfg, Options{Logger: proxytest.DiscardLogger(), Transport: newTransport()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +184,7 @@ func TestLeanClientSendsWhatTransportSends(t *testing.T) {
 			t.Errorf("%s %s: the upstream saw\nlean:\n%s\ntransport:\n%s", tc.method, tc.path, heads[0], heads[1])
 		}
 	}
-	if dials := lean.h1.Pool("http", up.ln.Addr().String()).Dials(); dials == 0 {
+	if dials := lean.h1.Pool("http", up.addr()).Dials(); dials == 0 {
 		t.Error("the lean client was never used")
 	}
 }
@@ -226,10 +206,10 @@ func TestLeanClientReusesConnections(t *testing.T) {
 			return "HTTP/1.1 304 Not Modified\r\n\r\n"
 		}
 	})
-	s, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	s, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	c := &http.Client{}
 	for i := range 12 {
-		resp, body := get(t, c, front.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x")
 		switch i % 3 {
 		case 0, 1:
 			if resp.StatusCode != 200 || body != "ok" {
@@ -256,10 +236,10 @@ func TestLeanClientHonoursConnectionClose(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	c := &http.Client{}
 	for i := range 3 {
-		if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+		if resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
 	}
@@ -277,7 +257,7 @@ func TestLeanClientClosesConnectionWithUnreadBody(t *testing.T) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + strings.Repeat("x", 100000)
 	}, hold)
 	t.Cleanup(func() { close(hold) })
-	s, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	s, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	resp, err := http.Get(front.URL + "/providers/p/x")
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +266,7 @@ func TestLeanClientClosesConnectionWithUnreadBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitUntil(t, 5*time.Second, "healproxy to close the upstream connection", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "healproxy to close the upstream connection", func() bool {
 		up.mu.Lock()
 		defer up.mu.Unlock()
 		return up.closed == 1
@@ -303,10 +283,10 @@ func TestLeanClientTimeoutIsATimeout(t *testing.T) {
 	release := make(chan struct{})
 	up := newHeadRecorder(t, func(int) string { <-release; return "close" })
 	t.Cleanup(func() { close(release) }) // before the recorder's own cleanup waits for it
-	pc := testProvider(t, "p", up.url())
+	pc := proxytest.Provider(t, "p", up.url())
 	pc.Timeout = 200 * time.Millisecond
-	_, front := startHealproxy(t, nil, pc)
-	resp, _ := get(t, &http.Client{}, front.URL+"/providers/p/x")
+	_, front := startProviders(t, pc)
+	resp, _ := proxytest.Get(t, &http.Client{}, front.URL+"/providers/p/x")
 	if resp.StatusCode != http.StatusGatewayTimeout {
 		t.Fatalf("status %d; want 504", resp.StatusCode)
 	}
@@ -320,8 +300,8 @@ func TestLeanClientHugeHeadersRefused(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", h1.MaxHeaderBytes+10) + "\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
-	resp, body := get(t, &http.Client{}, front.URL+"/providers/p/x")
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
+	resp, body := proxytest.Get(t, &http.Client{}, front.URL+"/providers/p/x")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d (%s); want 502", resp.StatusCode, body)
 	}
@@ -331,7 +311,7 @@ func TestLeanClientPassesEarlyHints(t *testing.T) {
 	up := newHeadRecorder(t, func(int) string {
 		return "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	})
-	_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+	_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -389,10 +369,10 @@ func TestLeanClientNeverServesAStrayAnswer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newHeadRecorder(t, tc.reply)
-			_, front := startHealproxy(t, nil, testProvider(t, "p", up.url()))
+			_, front := startProviders(t, proxytest.Provider(t, "p", up.url()))
 			c := &http.Client{}
 			for i := range tc.requests {
-				if resp, body := get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
+				if resp, body := proxytest.Get(t, c, front.URL+"/providers/p/x"); resp.StatusCode != 200 || body != "ok" {
 					t.Fatalf("request %d: %d %q; want 200 ok", i, resp.StatusCode, body)
 				}
 			}

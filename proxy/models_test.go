@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +32,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/plugins/sentiment"
 	"github.com/healproxy/healproxy/proxy"
 )
@@ -74,27 +74,16 @@ type modelProxy struct {
 	client *http.Client
 }
 
-// syncBuffer collects the proxy's log, shown when a test fails.
-type syncBuffer = proctest.Buffer
-
-// normalized is cfg through config.Normalize, as proxy.New and Reload
-// want it: the tests' configs, built by hand, get the defaults a file gets.
-func normalized(cfg *config.Config) *config.Config {
-	cfg.Normalize()
-	return cfg
-}
-
 // newModelProxy serves proxy.New(cfg) on a test server. At the end of the
 // test it closes the proxy and checks that no plugin process outlives it.
 // env is passed to the plugins (Options.PluginEnv).
 func newModelProxy(tb testing.TB, cfg *config.Config, env ...string) *modelProxy {
 	tb.Helper()
-	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger, logs := proxytest.CaptureLogs()
 	if _, ok := tb.(*testing.B); ok {
-		logger = slog.New(slog.DiscardHandler)
+		logger = proxytest.DiscardLogger()
 	}
-	srv, err := proxy.New(normalized(cfg), proxy.Options{Logger: logger, PluginEnv: env})
+	srv, err := proxy.New(proxytest.Normalized(cfg), proxy.Options{Logger: logger, PluginEnv: env})
 	if err != nil {
 		tb.Fatalf("proxy.New: %v", err)
 	}
@@ -742,10 +731,9 @@ func TestModelCrashOnPredict(t *testing.T) {
 // retried at most once per reinit_cooldown, while the proxy keeps serving
 // a provider and another model.
 func TestModelCrashLoopThrottled(t *testing.T) {
-	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ok":true}`)
-	}))
-	t.Cleanup(upstream.Close)
+	})
 	upURL, _ := url.Parse(upstream.URL)
 
 	falseCmd := "/bin/false"
@@ -1056,16 +1044,10 @@ func TestModelConcurrentSelfHeal(t *testing.T) {
 // waitGlob polls until pattern matches a file.
 func waitGlob(tb testing.TB, pattern string, d time.Duration) {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if m, _ := filepath.Glob(pattern); len(m) > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("no %s within %s", pattern, d)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+	proxytest.Eventually(tb, d, "a file matching "+pattern, func() bool {
+		m, _ := filepath.Glob(pattern)
+		return len(m) > 0
+	})
 }
 
 // TestModelCloseKillsPlugins: Close ends every plugin, including one busy
@@ -1080,7 +1062,7 @@ func TestModelCloseKillsPlugins(t *testing.T) {
 		testPluginModel("hung", "test-hang", time.Minute, h),
 		testPluginModel("slow", "test-slowstart", 5*time.Second, h),
 	)
-	srv, err := proxy.New(normalized(cfg), proxy.Options{Logger: slog.New(slog.DiscardHandler),
+	srv, err := proxy.New(proxytest.Normalized(cfg), proxy.Options{Logger: proxytest.DiscardLogger(),
 		PluginEnv: []string{proxy.TestPluginDirEnv + "=" + dir, proxy.TestPluginDelayEnv + "=1s"}})
 	if err != nil {
 		t.Fatal(err)

@@ -18,29 +18,8 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
-
-// operatedUpstream reads upstream u of provider id from the health document.
-func operatedUpstream(t *testing.T, ts *httptest.Server, id, u string) api.Upstream {
-	t.Helper()
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("health: %d", resp.StatusCode)
-	}
-	var doc api.Health
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range doc.Providers.Entries {
-		for _, up := range p.Upstreams {
-			if p.ProviderID == id && up.URL == u {
-				return up
-			}
-		}
-	}
-	t.Fatalf("no upstream %s of provider %s in the health document", u, id)
-	return api.Upstream{}
-}
 
 // control posts an operator action; body is JSON or "".
 func postControl(t *testing.T, ts *httptest.Server, id, action, body string) (int, string) {
@@ -65,7 +44,7 @@ func ctlBody(upstream, reason, ttl string) string {
 func sendOK(t *testing.T, ts *httptest.Server, id string, n int) {
 	t.Helper()
 	for i := range n {
-		if resp, body := get(t, ts.Client(), ts.URL+"/providers/"+id+"/x"); resp.StatusCode != 200 {
+		if resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/"+id+"/x"); resp.StatusCode != 200 {
 			t.Fatalf("request %d to %s: got %d %s; want 200", i, id, resp.StatusCode, body)
 		}
 	}
@@ -80,11 +59,11 @@ func nearTime(got, want time.Time, slack time.Duration) bool {
 // TestOperatorDrain: a drained upstream gets no new request while the one
 // it holds finishes; diagnostics show the drain; resume ends it.
 func TestOperatorDrain(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", a.URL, b.URL)}}, Options{})
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL, b.URL)}})
 
 	// Hold one request on a.
-	a.hold()
+	a.Hold()
 	var held chan int
 	for try := 0; held == nil; try++ {
 		if try == 5 {
@@ -100,8 +79,8 @@ func TestOperatorDrain(t *testing.T) {
 			resp.Body.Close()
 			done <- resp.StatusCode
 		}()
-		waitUntil(t, 5*time.Second, "the request on a or b", func() bool { return a.inflight.Load() == 1 || len(done) == 1 })
-		if a.inflight.Load() == 1 {
+		proxytest.Eventually(t, 5*time.Second, "the request on a or b", func() bool { return a.InFlight.Load() == 1 || len(done) == 1 })
+		if a.InFlight.Load() == 1 {
 			held = done
 		} else {
 			<-done
@@ -110,15 +89,15 @@ func TestOperatorDrain(t *testing.T) {
 
 	drainedAt := time.Now()
 	mustControl(t, ts, "p", "drain", ctlBody(a.URL, "db migration", "1h"))
-	aHits, bHits := a.hits.Load(), b.hits.Load()
+	aHits, bHits := a.Hits.Load(), b.Hits.Load()
 	sendOK(t, ts, "p", 30)
-	if g := a.hits.Load() - aHits; g != 0 {
+	if g := a.Hits.Load() - aHits; g != 0 {
 		t.Errorf("drained upstream got %d of 30 new requests; want 0", g)
 	}
-	if g := b.hits.Load() - bHits; g != 30 {
+	if g := b.Hits.Load() - bHits; g != 30 {
 		t.Errorf("the other upstream got %d of 30; want 30", g)
 	}
-	up := operatedUpstream(t, ts, "p", a.URL)
+	up := upstreamByURL(t, ts.URL, "p", a.URL)
 	if op := up.Operator; op == nil || op.Action != "drain" || op.Reason != "db migration" ||
 		!strings.HasPrefix(op.By, "loopback 127.0.0.1:") || op.Until == nil {
 		t.Fatalf("drained upstream's operator: %+v; want drain, its reason, by loopback, until", op)
@@ -128,11 +107,11 @@ func TestOperatorDrain(t *testing.T) {
 	if up.Status == "unavailable" {
 		t.Errorf("a drain changed the upstream's health to %s", up.Status)
 	}
-	if op := operatedUpstream(t, ts, "p", b.URL).Operator; op != nil {
+	if op := upstreamByURL(t, ts.URL, "p", b.URL).Operator; op != nil {
 		t.Errorf("the other upstream shows operator %+v; want null", op)
 	}
 
-	a.release()
+	a.Release()
 	select {
 	case code := <-held:
 		if code != 200 {
@@ -143,32 +122,32 @@ func TestOperatorDrain(t *testing.T) {
 	}
 
 	mustControl(t, ts, "p", "resume", ctlBody(a.URL, "", ""))
-	if op := operatedUpstream(t, ts, "p", a.URL).Operator; op != nil {
+	if op := upstreamByURL(t, ts.URL, "p", a.URL).Operator; op != nil {
 		t.Errorf("after resume: operator %+v; want null", op)
 	}
-	aHits = a.hits.Load()
+	aHits = a.Hits.Load()
 	sendOK(t, ts, "p", 10)
-	if a.hits.Load() == aHits {
+	if a.Hits.Load() == aHits {
 		t.Error("after resume the upstream gets no request")
 	}
 }
 
 // TestOperatorDrainTTL: a drain with a TTL ends by itself.
 func TestOperatorDrainTTL(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", a.URL, b.URL)}}, Options{})
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL, b.URL)}})
 	start := time.Now()
 	mustControl(t, ts, "p", "drain", ctlBody(a.URL, "short", "300ms"))
 	sendOK(t, ts, "p", 4)
-	if time.Since(start) < 300*time.Millisecond && a.hits.Load() != 0 {
-		t.Errorf("drained upstream got %d requests within the TTL", a.hits.Load())
+	if time.Since(start) < 300*time.Millisecond && a.Hits.Load() != 0 {
+		t.Errorf("drained upstream got %d requests within the TTL", a.Hits.Load())
 	}
-	waitUntil(t, 5*time.Second, "the drain to end", func() bool { return operatedUpstream(t, ts, "p", a.URL).Operator == nil })
+	proxytest.Eventually(t, 5*time.Second, "the drain to end", func() bool { return upstreamByURL(t, ts.URL, "p", a.URL).Operator == nil })
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("the drain ended after %v; want the TTL of 300ms", d)
 	}
 	sendOK(t, ts, "p", 10)
-	if a.hits.Load() == 0 {
+	if a.Hits.Load() == 0 {
 		t.Error("after the TTL the upstream still gets no request")
 	}
 }
@@ -176,8 +155,8 @@ func TestOperatorDrainTTL(t *testing.T) {
 // TestOperatorDrainAll: every upstream drained → 503 with Retry-After
 // (an hour without a TTL, the TTL with one); nothing sent.
 func TestOperatorDrainAll(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", a.URL, b.URL)}}, Options{})
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL, b.URL)}})
 	code, body := postControl(t, ts, "p", "drain", ctlBody("", "all down for maintenance", ""))
 	var ans struct {
 		Upstreams int    `json:"upstreams"`
@@ -195,7 +174,7 @@ func TestOperatorDrainAll(t *testing.T) {
 		if tt.ttl != "" {
 			mustControl(t, ts, "p", "drain", ctlBody("", "all down for maintenance", tt.ttl))
 		}
-		resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
 		if resp.StatusCode != 503 || ra < tt.min || ra > tt.max {
 			t.Errorf("ttl %q: got %d, Retry-After %q; want 503 with %d..%d", tt.ttl, resp.StatusCode, resp.Header.Get("Retry-After"), tt.min, tt.max)
@@ -203,12 +182,12 @@ func TestOperatorDrainAll(t *testing.T) {
 		if e := decodeError(t, body); e.Status != "cooldown" || e.ProviderID != "p" {
 			t.Errorf("ttl %q: body %s; want status cooldown for p", tt.ttl, body)
 		}
-		if op := operatedUpstream(t, ts, "p", b.URL).Operator; op == nil || (op.Until == nil) != tt.untilNull {
+		if op := upstreamByURL(t, ts.URL, "p", b.URL).Operator; op == nil || (op.Until == nil) != tt.untilNull {
 			t.Errorf("ttl %q: operator %+v; want until null: %v", tt.ttl, op, tt.untilNull)
 		}
 	}
-	if a.hits.Load()+b.hits.Load() != 0 {
-		t.Errorf("drained upstreams got %d requests; want 0", a.hits.Load()+b.hits.Load())
+	if a.Hits.Load()+b.Hits.Load() != 0 {
+		t.Errorf("drained upstreams got %d requests; want 0", a.Hits.Load()+b.Hits.Load())
 	}
 	mustControl(t, ts, "p", "resume", "")
 	sendOK(t, ts, "p", 2)
@@ -218,13 +197,13 @@ func TestOperatorDrainAll(t *testing.T) {
 // operator's reason and cooldown_until now+TTL; nothing is sent; resume
 // gives recovery trials, which make it healthy.
 func TestOperatorForceOpen(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", up.URL)}}, Options{}) // R=2
+	up := proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}}) // R=2
 	sendOK(t, ts, "p", 1)
 
 	at := time.Now()
 	mustControl(t, ts, "p", "force-open", ctlBody("", "vendor maintenance", "10m"))
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || !u.InCooldown || !strings.Contains(u.Reason, "vendor maintenance") || !strings.Contains(u.Reason, "operator") {
 		t.Errorf("forced open: %s, in_cooldown %v, reason %q; want unavailable with the operator's reason", u.Status, u.InCooldown, u.Reason)
 	}
@@ -238,26 +217,26 @@ func TestOperatorForceOpen(t *testing.T) {
 	if p := fetchProvider(t, ts.URL, "p"); p.Status != "unavailable" || !p.InCooldown {
 		t.Errorf("provider: %s; want unavailable", p.Status)
 	}
-	hits := up.hits.Load()
-	resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+	hits := up.Hits.Load()
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 503 || ra < 590 || ra > 600 {
 		t.Errorf("forced open: got %d, Retry-After %q, %s; want 503 with about 600", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	if up.hits.Load() != hits {
+	if up.Hits.Load() != hits {
 		t.Error("a request reached the forced-open upstream")
 	}
 
 	mustControl(t, ts, "p", "resume", ctlBody(up.URL, "vendor is back", ""))
-	u = operatedUpstream(t, ts, "p", up.URL)
+	u = upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "degraded" || u.InCooldown || u.Operator != nil || !strings.Contains(u.Reason, "resumed") {
 		t.Errorf("after resume: %s, in_cooldown %v, operator %+v, reason %q; want half-open (degraded), no operator", u.Status, u.InCooldown, u.Operator, u.Reason)
 	}
 	sendOK(t, ts, "p", 1)
-	if u = operatedUpstream(t, ts, "p", up.URL); u.Status != "degraded" || u.Recovery == nil || u.Recovery.TrialSuccesses != 1 {
+	if u = upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "degraded" || u.Recovery == nil || u.Recovery.TrialSuccesses != 1 {
 		t.Errorf("after one trial: %s, recovery %+v; want degraded, 1 of 2", u.Status, u.Recovery)
 	}
 	sendOK(t, ts, "p", 1)
-	if u = operatedUpstream(t, ts, "p", up.URL); u.Status != "healthy" || u.CooldownUntil != nil {
+	if u = upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "healthy" || u.CooldownUntil != nil {
 		t.Errorf("after two trials: %s; want healthy", u.Status)
 	}
 }
@@ -265,10 +244,10 @@ func TestOperatorForceOpen(t *testing.T) {
 // TestOperatorForceOpenIndefinite: without a TTL, in cooldown with no end
 // until resumed.
 func TestOperatorForceOpenIndefinite(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 3, time.Minute, 1)}}, Options{})
+	up := proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 3, time.Minute, 1)}})
 	mustControl(t, ts, "p", "force-open", ctlBody("", "suspected bad data", ""))
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || !u.InCooldown || u.CooldownUntil != nil || !strings.Contains(u.Reason, "until resumed") ||
 		!strings.Contains(u.Reason, "suspected bad data") {
 		t.Errorf("forced open without TTL: %s, in_cooldown %v, cooldown_until %s, reason %q; want in cooldown, null until, until resumed",
@@ -277,13 +256,13 @@ func TestOperatorForceOpenIndefinite(t *testing.T) {
 	if op := u.Operator; op == nil || op.Action != "force_open" || op.Until != nil {
 		t.Errorf("operator %+v; want force_open with until null", op)
 	}
-	resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3600" || up.hits.Load() != 0 {
-		t.Errorf("got %d, Retry-After %q, upstream hits %d; want 503, 3600, 0", resp.StatusCode, resp.Header.Get("Retry-After"), up.hits.Load())
+	resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "3600" || up.Hits.Load() != 0 {
+		t.Errorf("got %d, Retry-After %q, upstream hits %d; want 503, 3600, 0", resp.StatusCode, resp.Header.Get("Retry-After"), up.Hits.Load())
 	}
 	mustControl(t, ts, "p", "resume", "")
 	sendOK(t, ts, "p", 1) // R=1
-	if u := operatedUpstream(t, ts, "p", up.URL); u.Status != "healthy" || u.Operator != nil {
+	if u := upstreamByURL(t, ts.URL, "p", up.URL); u.Status != "healthy" || u.Operator != nil {
 		t.Errorf("after resume and a trial: %s, operator %+v; want healthy, none", u.Status, u.Operator)
 	}
 }
@@ -292,21 +271,21 @@ func TestOperatorForceOpenIndefinite(t *testing.T) {
 // operator's decision is over, and is not shown any more nor blamed for a
 // later, ordinary trip.
 func TestOperatorForceOpenTTLExpires(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, ts := startTestServer(t, &config.Config{Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, time.Minute, 1)}}, Options{})
+	up := proxytest.NewUpstream(t)
+	_, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Minute, 1)}})
 	mustControl(t, ts, "p", "force-open", ctlBody("", "brief check", "300ms"))
-	waitUntil(t, 5*time.Second, "the forced cooldown to end", func() bool { return operatedUpstream(t, ts, "p", up.URL).Status != "unavailable" })
-	if u := operatedUpstream(t, ts, "p", up.URL); u.Operator != nil {
+	proxytest.Eventually(t, 5*time.Second, "the forced cooldown to end", func() bool { return upstreamByURL(t, ts.URL, "p", up.URL).Status != "unavailable" })
+	if u := upstreamByURL(t, ts.URL, "p", up.URL); u.Operator != nil {
 		t.Errorf("after the TTL: operator %+v; want null (the force-open is over)", *u.Operator)
 	}
 	sendOK(t, ts, "p", 1) // the trial
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "healthy" || u.Operator != nil {
 		t.Errorf("after a trial: %s, operator %+v; want healthy with no operator", u.Status, u.Operator)
 	}
-	up.code.Store(500)
-	get(t, ts.Client(), ts.URL+"/providers/p/x") // an ordinary trip (threshold 1)
-	u = operatedUpstream(t, ts, "p", up.URL)
+	up.Code.Store(500)
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x") // an ordinary trip (threshold 1)
+	u = upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Status != "unavailable" || strings.Contains(u.Reason, "operator") || u.Operator != nil {
 		t.Errorf("ordinary trip after an expired force-open: reason %q, operator %+v; want the threshold's reason, no operator", u.Reason, u.Operator)
 	}
@@ -315,8 +294,8 @@ func TestOperatorForceOpenTTLExpires(t *testing.T) {
 // TestOperatorValidation: refused requests change nothing and are not
 // audited.
 func TestOperatorValidation(t *testing.T) {
-	up := newFakeUpstream(t)
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{testProvider(t, "p", up.URL)}}, Options{})
+	up := proxytest.NewUpstream(t)
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}})
 	tests := []struct {
 		name, path, body string
 		want             int
@@ -357,7 +336,7 @@ func TestOperatorValidation(t *testing.T) {
 	if resp, _ := adminCall(t, ts, "GET", "/api/admin/providers/p/drain", "", ""); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET drain: got %d; want 405", resp.StatusCode)
 	}
-	u := operatedUpstream(t, ts, "p", up.URL)
+	u := upstreamByURL(t, ts.URL, "p", up.URL)
 	if u.Operator != nil || u.Status != "unknown" {
 		t.Errorf("after refused requests: %s, operator %+v; want untouched", u.Status, u.Operator)
 	}
@@ -366,7 +345,7 @@ func TestOperatorValidation(t *testing.T) {
 	}
 	// Query parameters work as well as a body; resume needs no reason.
 	mustControl(t, ts, "p", "drain?reason=curl+one-liner&ttl=1m&upstream="+up.URL, "")
-	if op := operatedUpstream(t, ts, "p", up.URL).Operator; op == nil || op.Reason != "curl one-liner" || op.Until == nil {
+	if op := upstreamByURL(t, ts.URL, "p", up.URL).Operator; op == nil || op.Reason != "curl one-liner" || op.Until == nil {
 		t.Errorf("drain by query: operator %+v", op)
 	}
 	mustControl(t, ts, "p", "resume", "")
@@ -450,10 +429,10 @@ func fetchAudit(t *testing.T, ts *httptest.Server, query string) []api.AuditEntr
 // TestAuditLog: every action is recorded, in order, with who, what, when
 // and why; ?limit keeps the newest.
 func TestAuditLog(t *testing.T) {
-	up := newFakeUpstream(t)
-	cfg := &config.Config{Providers: []config.Provider{testProvider(t, "p", up.URL)}}
+	up := proxytest.NewUpstream(t)
+	cfg := &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}}
 	src := &configSource{}
-	_, ts := startTestServer(t, cfg, Options{ConfigSource: src.load})
+	_, ts := startServer(t, cfg, withOptions(Options{ConfigSource: src.load}))
 	if recs := fetchAudit(t, ts, ""); len(recs) != 0 {
 		t.Fatalf("fresh audit log: %+v; want empty", recs)
 	}

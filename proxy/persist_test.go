@@ -8,7 +8,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -24,47 +23,33 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/store"
 )
 
 // persistServer is one life of a healproxy on a state file.
 type persistServer struct {
-	t      *testing.T
-	s      *Server
-	ts     *httptest.Server
-	logs   *logBuffer
-	closed bool
+	t     *testing.T
+	s     *Server
+	ts    *httptest.Server
+	logs  *proxytest.LogBuffer
+	close func() // a clean shutdown: Server.Close saves the state once more
 }
 
-// startPersist serves New(cfg) over loopback with its log captured. The
-// test may close it (close); whatever it did not close is closed at the end.
+// startPersist serves New(cfg) over loopback with its log captured (shown
+// if the test fails). The test may close it (close); whatever it did not
+// close is closed at the end.
 func startPersist(t *testing.T, cfg *config.Config) *persistServer {
 	t.Helper()
-	log, buf := captureLogs()
-	s, err := New(normalized(cfg), Options{Logger: log})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ps := &persistServer{t: t, s: s, ts: httptest.NewServer(s), logs: buf}
-	t.Cleanup(ps.close)
+	log, buf := proxytest.CaptureLogs()
+	ps := &persistServer{t: t, logs: buf}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("healproxy log:\n%s", buf)
+		}
+	})
+	ps.s, ps.ts = startServer(t, cfg, withLogger(log), closedBy(&ps.close))
 	return ps
-}
-
-// close is a clean shutdown: Server.Close, which saves the state once more.
-func (ps *persistServer) close() {
-	if ps.closed {
-		return
-	}
-	ps.closed = true
-	ps.ts.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := ps.s.Close(ctx); err != nil {
-		ps.t.Errorf("Server.Close: %v", err)
-	}
-	if ps.t.Failed() {
-		ps.t.Logf("healproxy log:\n%s", ps.logs)
-	}
 }
 
 func (ps *persistServer) upstream(id string, i int) api.Upstream {
@@ -81,7 +66,7 @@ func (ps *persistServer) hit(id string, n int) int {
 	ps.t.Helper()
 	code := 0
 	for range n {
-		resp, _ := get(ps.t, ps.ts.Client(), ps.ts.URL+"/providers/"+id+"/x")
+		resp, _ := proxytest.Get(ps.t, ps.ts.Client(), ps.ts.URL+"/providers/"+id+"/x")
 		code = resp.StatusCode
 	}
 	return code
@@ -102,14 +87,14 @@ func statePath(t *testing.T) string { return filepath.Join(t.TempDir(), "state",
 // without sending them; another upstream's counters and a model's
 // counters, restarts and last reinit are kept, and the model runs again.
 func TestPersistRestartWithState(t *testing.T) {
-	bad, good := newFakeUpstream(t), newFakeUpstream(t)
-	bad.code.Store(500)
+	bad, good := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	bad.Code.Store(500)
 	cfg := &config.Config{
 		StatePath: statePath(t),
 		Health:    reloadHealth,
 		Providers: []config.Provider{
-			withHealth(testProvider(t, "bad", bad.URL), 3, 30*time.Second, 1),
-			testProvider(t, "good", good.URL),
+			proxytest.WithHealth(proxytest.Provider(t, "bad", bad.URL), 3, 30*time.Second, 1),
+			proxytest.Provider(t, "good", good.URL),
 		},
 		// slow times out on every predict: its failure must survive too
 		// (the restored first start keeps the health, a reinit would reset it).
@@ -118,7 +103,7 @@ func TestPersistRestartWithState(t *testing.T) {
 
 	one := startPersist(t, cfg)
 	firstPid := waitModelPid(t, one.s, "m", 0)
-	resp, body := do(t, one.ts.Client(), http.MethodPost, one.ts.URL+"/api/diagnostics/self-heal?model_key=m", nil, nil)
+	resp, body := proxytest.Do(t, one.ts.Client(), http.MethodPost, one.ts.URL+"/api/diagnostics/self-heal?model_key=m", nil, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"success"`) {
 		t.Fatalf("self-heal of m: %d %s", resp.StatusCode, body)
 	}
@@ -151,7 +136,7 @@ func TestPersistRestartWithState(t *testing.T) {
 	}
 	one.close()
 	waitReaped(t, healedPid, "the plugin of the closed server")
-	hitsBefore := bad.hits.Load()
+	hitsBefore := bad.Hits.Load()
 
 	two := startPersist(t, cfg)
 	if !strings.Contains(two.logs.String(), "health state restored") {
@@ -176,7 +161,7 @@ func TestPersistRestartWithState(t *testing.T) {
 		t.Errorf("model after the restart: loaded %v, status %s, pid %d; want loaded, healthy, a new process", mAfter.Loaded, mAfter.Status, newPid)
 	}
 	wantPredict(t, two.ts, "m", http.StatusOK)
-	waitUntil(t, 20*time.Second, "slow's plugin to run again", func() bool {
+	proxytest.Eventually(t, 20*time.Second, "slow's plugin to run again", func() bool {
 		d, _ := modelDocOf(two.s, "slow")
 		return d.Loaded
 	})
@@ -186,14 +171,14 @@ func TestPersistRestartWithState(t *testing.T) {
 			d.ErrorCount, d.Status, stampOrNil(d.LastError), len(d.RecentFailures), stampOrNil(slowBefore.LastError))
 	}
 
-	resp, body = get(t, two.ts.Client(), two.ts.URL+"/providers/bad/x")
+	resp, body = proxytest.Get(t, two.ts.Client(), two.ts.URL+"/providers/bad/x")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("request to bad after the restart: got %d %s; want 503", resp.StatusCode, body)
 	}
 	if e := decodeError(t, body); e.CooldownRemaining == nil || *e.CooldownRemaining <= 0 || *e.CooldownRemaining > 30 {
 		t.Errorf("503 body %s; want cooldown_remaining in (0, 30]", body)
 	}
-	if n := bad.hits.Load(); n != hitsBefore {
+	if n := bad.Hits.Load(); n != hitsBefore {
 		t.Errorf("the upstream in cooldown got %d requests after the restart; want none", n-hitsBefore)
 	}
 }
@@ -202,18 +187,18 @@ func TestPersistRestartWithState(t *testing.T) {
 // was down is over after the restart: the upstream is half-open
 // (degraded), and trials make it healthy.
 func TestPersistCooldownEndedWhileDown(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
 	cfg := &config.Config{StatePath: statePath(t),
-		Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, 300*time.Millisecond, 2)}}
+		Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, 300*time.Millisecond, 2)}}
 
 	one := startPersist(t, cfg)
 	one.hit("p", 1)
 	before := one.upstream("p", 0)
 	until := parseStamp(t, "cooldown_until", before.CooldownUntil)
 	one.close()
-	waitUntil(t, 5*time.Second, "the cooldown to end while healproxy is down", func() bool { return time.Now().After(until) })
-	up.code.Store(200)
+	proxytest.Eventually(t, 5*time.Second, "the cooldown to end while healproxy is down", func() bool { return time.Now().After(until) })
+	up.Code.Store(200)
 
 	two := startPersist(t, cfg)
 	after := two.upstream("p", 0)
@@ -238,10 +223,10 @@ func TestPersistCooldownEndedWhileDown(t *testing.T) {
 // TestPersistDropsRemovedEntries: a provider that left the config is
 // dropped from the state file, so when it comes back it starts fresh.
 func TestPersistDropsRemovedEntries(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	b.code.Store(500)
-	pa := withHealth(testProvider(t, "a", a.URL), 1, time.Minute, 1)
-	pb := withHealth(testProvider(t, "b", b.URL), 1, time.Minute, 1)
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	b.Code.Store(500)
+	pa := proxytest.WithHealth(proxytest.Provider(t, "a", a.URL), 1, time.Minute, 1)
+	pb := proxytest.WithHealth(proxytest.Provider(t, "b", b.URL), 1, time.Minute, 1)
 	path := statePath(t)
 	both := &config.Config{StatePath: path, Providers: []config.Provider{pa, pb}}
 	onlyA := &config.Config{StatePath: path, Providers: []config.Provider{pa}}
@@ -261,7 +246,7 @@ func TestPersistDropsRemovedEntries(t *testing.T) {
 		t.Errorf("a after a restart without b:\n got %s\nwant %s", got, want)
 	}
 	two.close()
-	st, err := store.Open(path, discardLogger())
+	st, err := store.Open(path, proxytest.DiscardLogger())
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -298,10 +283,10 @@ func keys(m map[string][]byte) []string {
 // not only at Close: a copy of the file taken while it runs (as a crash
 // would leave it) restores the cooldown.
 func TestPersistBackgroundSave(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(503)
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(503)
 	cfg := &config.Config{StatePath: statePath(t),
-		Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 2, time.Minute, 1)}}
+		Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 2, time.Minute, 1)}}
 	one := startPersist(t, cfg)
 	one.hit("p", 2)
 	before := one.upstream("p", 0)
@@ -313,13 +298,13 @@ func TestPersistBackgroundSave(t *testing.T) {
 	copies := t.TempDir()
 	var copyPath string
 	n := 0
-	waitUntil(t, 10*time.Second, "a background save holding the cooldown", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "a background save holding the cooldown", func() bool {
 		n++
 		copyPath = filepath.Join(copies, fmt.Sprintf("copy-%d.db", n))
 		if err := copyFile(cfg.StatePath, copyPath); err != nil {
 			t.Fatalf("copying the state file: %v", err)
 		}
-		st, err := store.Open(copyPath, discardLogger())
+		st, err := store.Open(copyPath, proxytest.DiscardLogger())
 		if err != nil {
 			t.Fatalf("store.Open(copy): %v", err)
 		}
@@ -369,7 +354,7 @@ func copyFile(src, dst string) error {
 // TestPersistCorruptStateFile: random bytes where the state file should be
 // are set aside with a warning and healproxy starts fresh, persisting again.
 func TestPersistCorruptStateFile(t *testing.T) {
-	up := newFakeUpstream(t)
+	up := proxytest.NewUpstream(t)
 	path := statePath(t)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
@@ -380,7 +365,7 @@ func TestPersistCorruptStateFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{StatePath: path,
-		Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, time.Minute, 1)}}
+		Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Minute, 1)}}
 
 	one := startPersist(t, cfg)
 	aside, _ := filepath.Glob(path + ".corrupt-*")
@@ -402,7 +387,7 @@ func TestPersistCorruptStateFile(t *testing.T) {
 	}
 
 	// The fresh file persists.
-	up.code.Store(500)
+	up.Code.Store(500)
 	one.hit("p", 1)
 	before := one.upstream("p", 0)
 	one.close()
@@ -419,13 +404,13 @@ func TestPersistCorruptStateFile(t *testing.T) {
 // (under a regular file) leaves healproxy running without persistence,
 // and the log says so.
 func TestPersistUnwritableStatePath(t *testing.T) {
-	up := newFakeUpstream(t)
+	up := proxytest.NewUpstream(t)
 	file := filepath.Join(t.TempDir(), "regular-file")
 	if err := os.WriteFile(file, []byte("not a folder"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{StatePath: filepath.Join(file, "state", "health.db"),
-		Providers: []config.Provider{testProvider(t, "p", up.URL)}}
+		Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}}
 	ps := startPersist(t, cfg)
 	if ps.s.store != nil {
 		t.Errorf("a store was opened at %s", cfg.StatePath)
@@ -447,18 +432,18 @@ func TestPersistUnwritableStatePath(t *testing.T) {
 // header value reaches the state file, even with failures recorded and an
 // operator's action audited.
 func TestPersistNoSecrets(t *testing.T) {
-	failing := newFakeUpstream(t)
-	failing.code.Store(500)
-	dead := deadUpstreamURL(t)
+	failing := proxytest.NewUpstream(t)
+	failing.Code.Store(500)
+	dead := proxytest.DeadURL(t)
 	const querySecret, userSecret, headerSecret = "s3cret-query-value", "s3cret-password", "s3cret-header-value"
 	withUser := strings.Replace(failing.URL, "http://", "http://user:"+userSecret+"@", 1)
-	p := withHealth(testProvider(t, "sec", withUser+"/base?apikey="+querySecret, dead+"/v1?apikey="+querySecret), 2, time.Minute, 1)
+	p := proxytest.WithHealth(proxytest.Provider(t, "sec", withUser+"/base?apikey="+querySecret, dead+"/v1?apikey="+querySecret), 2, time.Minute, 1)
 	p.Headers = map[string]string{"X-Api-Key": headerSecret}
 	cfg := &config.Config{StatePath: statePath(t), Providers: []config.Provider{p}}
 
 	ps := startPersist(t, cfg)
 	ps.hit("sec", 4)
-	if n := len(failing.requests()); n == 0 || failing.last(t).Header.Get("X-Api-Key") != headerSecret {
+	if n := len(failing.Requests()); n == 0 || failing.Last(t).Header.Get("X-Api-Key") != headerSecret {
 		t.Fatalf("the failing upstream got %d requests, the last without the header", n)
 	}
 	h := fetchProvider(t, ps.ts.URL, "sec")
@@ -495,16 +480,16 @@ func TestPersistNoSecrets(t *testing.T) {
 // restart, and an upstream restored unavailable is not announced again,
 // while its later recovery still is.
 func TestPersistDrainAndAlertsAcrossRestart(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
-	b.code.Store(500)
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	b.Code.Store(500)
 	hook := newHookReceiver(t)
-	pc := withHealth(testProvider(t, "p", a.URL), 1, 500*time.Millisecond, 1)
-	pb := withHealth(testProvider(t, "q", b.URL), 1, 500*time.Millisecond, 1)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "p", a.URL), 1, 500*time.Millisecond, 1)
+	pb := proxytest.WithHealth(proxytest.Provider(t, "q", b.URL), 1, 500*time.Millisecond, 1)
 	cfg := &config.Config{StatePath: statePath(t), Providers: []config.Provider{pc, pb},
 		Alerts: []config.Alert{webhookAlert(t, "ops", hook.URL, nil, 0)}}
 
 	one := startPersist(t, cfg)
-	resp, _ := do(t, one.ts.Client(), "POST", one.ts.URL+"/api/admin/providers/p/drain", strings.NewReader(`{"reason":"maintenance"}`), nil)
+	resp, _ := proxytest.Do(t, one.ts.Client(), "POST", one.ts.URL+"/api/admin/providers/p/drain", strings.NewReader(`{"reason":"maintenance"}`), nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("drain: %d", resp.StatusCode)
 	}
@@ -525,20 +510,20 @@ func TestPersistDrainAndAlertsAcrossRestart(t *testing.T) {
 			} `json:"entries"`
 		} `json:"providers"`
 	}
-	_, body := get(t, two.ts.Client(), two.ts.URL+"/api/diagnostics/health")
+	_, body := proxytest.Get(t, two.ts.Client(), two.ts.URL+"/api/diagnostics/health")
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
 	if op := doc.Providers.Entries[0].Upstreams[0].Operator; op == nil || op.Action != "drain" {
 		t.Errorf("after a restart p's upstream shows operator %+v; want the drain kept", op)
 	}
-	before := a.hits.Load()
+	before := a.Hits.Load()
 	two.hit("p", 3)
-	if n := a.hits.Load() - before; n != 0 {
+	if n := a.Hits.Load() - before; n != 0 {
 		t.Errorf("a drained upstream got %d requests after a restart; want 0", n)
 	}
-	b.code.Store(200)
-	waitUntil(t, 10*time.Second, "q to recover", func() bool {
+	b.Code.Store(200)
+	proxytest.Eventually(t, 10*time.Second, "q to recover", func() bool {
 		two.hit("q", 1)
 		return two.upstream("q", 0).Status == "healthy"
 	})

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // buildFaulty builds the fault-injecting plugin into a temporary folder.
@@ -312,10 +312,9 @@ func pluginFaultCases() []pluginFaultCase {
 }
 
 func providerUpstream(t *testing.T) config.Provider {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ok":true}`)
-	}))
-	t.Cleanup(up.Close)
+	})
 	u, _ := url.Parse(up.URL)
 	return config.Provider{ID: "up", Name: "up", Upstreams: []*url.URL{u}, Timeout: 5 * time.Second,
 		Health: config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1}}

@@ -1,249 +1,16 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/healproxy/healproxy/config"
-
-	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
-
-// Test helpers shared by the provider, transport, diagnostics, admin and
-// bench tests of this package.
-
-// discardLogger is the quiet logger for tests.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer = proctest.Buffer
-
-// captureLogs returns a debug-level logger writing to the returned buffer.
-func captureLogs() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-// testProvider is a provider config with test-friendly health settings:
-// threshold 3, a minute of cooldown, recovery 2, a 5s timeout.
-func testProvider(t *testing.T, id string, upstreams ...string) config.Provider {
-	t.Helper()
-	pc := config.Provider{
-		ID:      id,
-		Name:    "Provider " + id,
-		Timeout: 5 * time.Second,
-		Health:  config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 2},
-		// Tests of selection and failover must not run into the retry
-		// budget (20 % by default); the budget has tests of its own.
-		Retry: config.Retry{Budget: 1},
-	}
-	for _, s := range upstreams {
-		u, err := url.Parse(s)
-		if err != nil {
-			t.Fatalf("url.Parse(%q): %v", s, err)
-		}
-		pc.Upstreams = append(pc.Upstreams, u)
-	}
-	return pc
-}
-
-// normalized is cfg through config.Normalize, as New and Reload want it:
-// the tests' configs, built by hand, get the defaults a file gets.
-func normalized(cfg *config.Config) *config.Config {
-	cfg.Normalize()
-	return cfg
-}
-
-// normalizedProvider is pc normalized, for tests that build a provider
-// without a Server.
-func normalizedProvider(pc config.Provider) config.Provider {
-	return normalized(&config.Config{Providers: []config.Provider{pc}}).Providers[0]
-}
-
-// withHealth sets the provider's threshold, cooldown and recovery count.
-func withHealth(pc config.Provider, threshold int, cooldown time.Duration, recovery int) config.Provider {
-	pc.Health = config.Health{ErrorThreshold: threshold, Cooldown: cooldown, RecoveryCount: recovery}
-	return pc
-}
-
-// startHealproxy serves a Server for the providers over loopback. log nil
-// means a quiet logger.
-func startHealproxy(t *testing.T, log *slog.Logger, providers ...config.Provider) (*Server, *httptest.Server) {
-	t.Helper()
-	return startHealproxyConfig(t, log, &config.Config{Providers: providers})
-}
-
-func startHealproxyConfig(t *testing.T, log *slog.Logger, cfg *config.Config) (*Server, *httptest.Server) {
-	t.Helper()
-	if log == nil {
-		log = discardLogger()
-	}
-	s, err := New(normalized(cfg), Options{Logger: log})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Server.Close: %v", err)
-		}
-	})
-	return s, ts
-}
-
-// deadUpstreamURL is the URL of a loopback port nobody listens on: a
-// listener is bound and closed, so connecting is refused.
-func deadUpstreamURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
-
-// seenRequest is what a fake upstream received.
-type seenRequest struct {
-	Method     string
-	RequestURI string
-	Host       string
-	Header     http.Header
-	Body       string
-}
-
-// fakeUpstream is a loopback upstream that records every request and
-// answers with code (200 when 0), optionally held until released.
-type fakeUpstream struct {
-	*httptest.Server
-	code        atomic.Int32
-	hits        atomic.Int64
-	inflight    atomic.Int64
-	maxInflight atomic.Int64
-	holding     atomic.Bool
-	releaseCh   chan struct{}
-	releaseOnce sync.Once
-
-	mu   sync.Mutex
-	seen []seenRequest
-}
-
-func newFakeUpstream(t *testing.T) *fakeUpstream {
-	t.Helper()
-	u := &fakeUpstream{releaseCh: make(chan struct{})}
-	u.Server = httptest.NewServer(http.HandlerFunc(u.serve))
-	t.Cleanup(u.Close)
-	t.Cleanup(u.release) // runs first: nothing stays held when the server closes
-	return u
-}
-
-func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	u.mu.Lock()
-	u.seen = append(u.seen, seenRequest{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), Body: string(body)})
-	u.mu.Unlock()
-	u.hits.Add(1)
-	n := u.inflight.Add(1)
-	defer u.inflight.Add(-1)
-	for {
-		m := u.maxInflight.Load()
-		if n <= m || u.maxInflight.CompareAndSwap(m, n) {
-			break
-		}
-	}
-	if u.holding.Load() {
-		select {
-		case <-u.releaseCh:
-		case <-r.Context().Done():
-			return
-		}
-	}
-	code := int(u.code.Load())
-	if code == 0 {
-		code = http.StatusOK
-	}
-	w.Header().Set("X-Upstream-Header", "from-upstream")
-	w.Header().Set("Content-Type", "text/plain")
-	w.WriteHeader(code)
-	io.WriteString(w, "upstream body for "+r.URL.RequestURI())
-}
-
-// hold makes new requests wait until release (or their client leaves).
-func (u *fakeUpstream) hold() { u.holding.Store(true) }
-
-func (u *fakeUpstream) release() { u.releaseOnce.Do(func() { close(u.releaseCh) }) }
-
-func (u *fakeUpstream) requests() []seenRequest {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]seenRequest(nil), u.seen...)
-}
-
-func (u *fakeUpstream) last(t *testing.T) seenRequest {
-	t.Helper()
-	reqs := u.requests()
-	if len(reqs) == 0 {
-		t.Fatal("upstream got no request; want one")
-	}
-	return reqs[len(reqs)-1]
-}
-
-// hostPort is the upstream's host:port.
-func (u *fakeUpstream) hostPort() string { return strings.TrimPrefix(u.URL, "http://") }
-
-// waitUntil polls cond every 5ms until it holds or d passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// do sends a request through c and returns the response and its body.
-func do(t *testing.T, c *http.Client, method, u string, body io.Reader, hdr http.Header) (*http.Response, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, u, err)
-	}
-	return resp, string(b)
-}
-
-func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
-	t.Helper()
-	return do(t, c, http.MethodGet, u, nil, nil)
-}
 
 // rawHTTP writes raw to addr as one HTTP/1.1 exchange and reads the answer.
 func rawHTTP(t *testing.T, addr, raw string) (*http.Response, string) {
@@ -269,21 +36,21 @@ func decodeError(t *testing.T, body string) errorJSON {
 }
 
 func TestProviderRouting(t *testing.T) {
-	up := newFakeUpstream(t)
-	slash := newFakeUpstream(t)
-	bare := newFakeUpstream(t)
-	p := testProvider(t, "p", up.URL+"/api/v3")
+	up := proxytest.NewUpstream(t)
+	slash := proxytest.NewUpstream(t)
+	bare := proxytest.NewUpstream(t)
+	p := proxytest.Provider(t, "p", up.URL+"/api/v3")
 	p.Health.ErrorThreshold = 1000 // the 5xx rows must not trip it
-	_, ts := startHealproxy(t, nil,
+	_, ts := startProviders(t,
 		p,
-		testProvider(t, "slash", slash.URL+"/api/"),
-		testProvider(t, "bare", bare.URL),
+		proxytest.Provider(t, "slash", slash.URL+"/api/"),
+		proxytest.Provider(t, "bare", bare.URL),
 	)
 	c := ts.Client()
 
 	tests := []struct {
 		name     string
-		up       *fakeUpstream
+		up       *proxytest.Upstream
 		method   string
 		path     string
 		body     string
@@ -309,20 +76,20 @@ func TestProviderRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.up.code.Store(tt.code)
-			before := tt.up.hits.Load()
+			tt.up.Code.Store(tt.code)
+			before := tt.up.Hits.Load()
 			var body io.Reader
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			resp, got := do(t, c, tt.method, ts.URL+tt.path, body, nil)
+			resp, got := proxytest.Do(t, c, tt.method, ts.URL+tt.path, body, nil)
 			if g, w := resp.StatusCode, tt.wantCode; g != w {
 				t.Errorf("got status %d; want %d (body %q)", g, w, got)
 			}
-			if g, w := tt.up.hits.Load()-before, int64(1); g != w {
+			if g, w := tt.up.Hits.Load()-before, int64(1); g != w {
 				t.Fatalf("got %d upstream requests; want %d", g, w)
 			}
-			seen := tt.up.last(t)
+			seen := tt.up.Last(t)
 			if g, w := seen.RequestURI, tt.wantURI; g != w {
 				t.Errorf("upstream got URI %q; want %q", g, w)
 			}
@@ -340,14 +107,14 @@ func TestProviderRouting(t *testing.T) {
 			}
 		})
 	}
-	up.code.Store(0)
+	up.Code.Store(0)
 }
 
 func TestProviderUnknown(t *testing.T) {
-	up := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil, testProvider(t, "p", up.URL))
+	up := proxytest.NewUpstream(t)
+	_, ts := startProviders(t, proxytest.Provider(t, "p", up.URL))
 	for _, path := range []string{"/providers/nope", "/providers/nope/x?y=1", "/providers/P/x"} {
-		resp, body := get(t, ts.Client(), ts.URL+path)
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+path)
 		if g, w := resp.StatusCode, http.StatusNotFound; g != w {
 			t.Errorf("GET %s: got status %d; want %d", path, g, w)
 		}
@@ -358,7 +125,7 @@ func TestProviderUnknown(t *testing.T) {
 			t.Errorf("GET %s: got body %q; want status error with a message", path, body)
 		}
 	}
-	if n := up.hits.Load(); n != 0 {
+	if n := up.Hits.Load(); n != 0 {
 		t.Errorf("upstream got %d requests for unknown providers; want 0", n)
 	}
 }
@@ -367,14 +134,14 @@ func TestProviderUnknown(t *testing.T) {
 // hold, a request goes to the configured upstream under its base path,
 // or nowhere.
 func TestProviderPathSecurity(t *testing.T) {
-	up := newFakeUpstream(t)
-	attacker := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil,
-		testProvider(t, "p", up.URL+"/base"),
-		testProvider(t, "bare", up.URL),
+	up := proxytest.NewUpstream(t)
+	attacker := proxytest.NewUpstream(t)
+	_, ts := startProviders(t,
+		proxytest.Provider(t, "p", up.URL+"/base"),
+		proxytest.Provider(t, "bare", up.URL),
 	)
 	proxyAddr := ts.Listener.Addr().String()
-	atk := attacker.hostPort()
+	atk := attacker.HostPort()
 
 	tests := []struct {
 		name     string
@@ -419,7 +186,7 @@ func TestProviderPathSecurity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := up.hits.Load()
+			before := up.Hits.Load()
 			host := tt.host
 			if host == "" {
 				host = atk
@@ -429,24 +196,24 @@ func TestProviderPathSecurity(t *testing.T) {
 			if g, w := resp.StatusCode, tt.wantCode; g != w {
 				t.Errorf("got status %d; want %d (body %q)", g, w, body)
 			}
-			if n := attacker.hits.Load(); n != 0 {
+			if n := attacker.Hits.Load(); n != 0 {
 				t.Fatalf("attacker got %d requests; want 0", n)
 			}
-			hits := up.hits.Load() - before
+			hits := up.Hits.Load() - before
 			if tt.wantURI == "" {
 				if hits != 0 {
-					t.Errorf("upstream got %d requests (last %q); want 0", hits, up.last(t).RequestURI)
+					t.Errorf("upstream got %d requests (last %q); want 0", hits, up.Last(t).RequestURI)
 				}
 				return
 			}
 			if hits != 1 {
 				t.Fatalf("upstream got %d requests; want 1", hits)
 			}
-			seen := up.last(t)
+			seen := up.Last(t)
 			if g, w := seen.RequestURI, tt.wantURI; g != w {
 				t.Errorf("upstream got URI %q; want %q", g, w)
 			}
-			if g, w := seen.Host, up.hostPort(); g != w {
+			if g, w := seen.Host, up.HostPort(); g != w {
 				t.Errorf("upstream got Host %q; want %q", g, w)
 			}
 			// X-Forwarded-Host tells the client's Host header, whatever
@@ -465,10 +232,10 @@ func TestProviderPathSecurity(t *testing.T) {
 }
 
 func TestProviderHeaders(t *testing.T) {
-	up := newFakeUpstream(t)
-	p := testProvider(t, "p", up.URL)
+	up := proxytest.NewUpstream(t)
+	p := proxytest.Provider(t, "p", up.URL)
 	p.Headers = map[string]string{"x-api-key": "configured-key", "X-Empty": "", "authorization": "Bearer configured"}
-	_, ts := startHealproxy(t, nil, p)
+	_, ts := startProviders(t, p)
 
 	raw := "POST /providers/p/h HTTP/1.1\r\n" +
 		"Host: " + ts.Listener.Addr().String() + "\r\n" +
@@ -490,11 +257,11 @@ func TestProviderHeaders(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("got status %d; want 200 (body %q)", resp.StatusCode, body)
 	}
-	seen := up.last(t)
+	seen := up.Last(t)
 	if g, w := seen.Body, "hello"; g != w {
 		t.Errorf("upstream got body %q; want %q", g, w)
 	}
-	if g, w := seen.Host, up.hostPort(); g != w {
+	if g, w := seen.Host, up.HostPort(); g != w {
 		t.Errorf("upstream got Host %q; want %q", g, w)
 	}
 	wantOne := map[string]string{
@@ -521,15 +288,15 @@ func TestProviderHeaders(t *testing.T) {
 }
 
 func TestProviderHeadersEmptyConfiguredValue(t *testing.T) {
-	up := newFakeUpstream(t)
-	p := testProvider(t, "p", up.URL)
+	up := proxytest.NewUpstream(t)
+	p := proxytest.Provider(t, "p", up.URL)
 	p.Headers = map[string]string{"X-Secret-Key": ""}
-	_, ts := startHealproxy(t, nil, p)
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
-	if g, ok := up.last(t).Header["X-Secret-Key"]; ok {
+	_, ts := startProviders(t, p)
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
+	if g, ok := up.Last(t).Header["X-Secret-Key"]; ok {
 		t.Errorf("upstream got X-Secret-Key %q; want no header for an empty configured value", g)
 	}
-	if g, w := up.last(t).Header.Get("X-Forwarded-For"), "127.0.0.1"; g != w {
+	if g, w := up.Last(t).Header.Get("X-Forwarded-For"), "127.0.0.1"; g != w {
 		t.Errorf("upstream got X-Forwarded-For %q; want %q", g, w)
 	}
 }
@@ -539,26 +306,26 @@ func TestProviderHeadersEmptyConfiguredValue(t *testing.T) {
 // connection errors, timeouts and trips alike.
 func TestProviderSecretsNeverShown(t *testing.T) {
 	const secret = "s3cret"
-	up := newFakeUpstream(t)
-	slow := newFakeUpstream(t)
-	slow.hold()
-	defer slow.release()
+	up := proxytest.NewUpstream(t)
+	slow := proxytest.NewUpstream(t)
+	slow.Hold()
+	defer slow.Release()
 	hdrs := map[string]string{"Authorization": "Bearer " + secret + "-h1", "X-Api-Key": secret + "-h2"}
 	mk := func(id string, timeout time.Duration, ups ...string) config.Provider {
-		pc := withHealth(testProvider(t, id, ups...), 2, time.Minute, 1)
+		pc := proxytest.WithHealth(proxytest.Provider(t, id, ups...), 2, time.Minute, 1)
 		pc.Headers = hdrs
 		pc.Timeout = timeout
 		return pc
 	}
-	log, logs := captureLogs()
+	log, logs := proxytest.CaptureLogs()
 	cfg := &config.Config{Providers: []config.Provider{
 		mk("ok", 5*time.Second, up.URL+"/base?apikey="+secret+"-q1"),
-		mk("dead", 5*time.Second, deadUpstreamURL(t)+"/x?apikey="+secret+"-q2"),
+		mk("dead", 5*time.Second, proxytest.DeadURL(t)+"/x?apikey="+secret+"-q2"),
 		mk("slow", 100*time.Millisecond, slow.URL+"/?token="+secret+"-q3"),
-		mk("mixed", 100*time.Millisecond, deadUpstreamURL(t)+"/?k="+secret+"-q4", slow.URL+"/?k="+secret+"-q5"),
+		mk("mixed", 100*time.Millisecond, proxytest.DeadURL(t)+"/?k="+secret+"-q4", slow.URL+"/?k="+secret+"-q5"),
 	}}
 	cfg.AdminToken = "admin-" + secret
-	s, ts := startHealproxyConfig(t, log, cfg)
+	s, ts := startServer(t, cfg, withLogger(log))
 	c := ts.Client()
 
 	var answers strings.Builder
@@ -568,12 +335,12 @@ func TestProviderSecretsNeverShown(t *testing.T) {
 		}
 		answers.WriteString(body + "\n")
 	}
-	resp, _ := get(t, c, ts.URL+"/providers/ok/v1?x=1")
+	resp, _ := proxytest.Get(t, c, ts.URL+"/providers/ok/v1?x=1")
 	if resp.StatusCode != 200 {
 		t.Fatalf("ok: got status %d; want 200", resp.StatusCode)
 	}
 	// The secrets are used: the upstream sees them.
-	seen := up.last(t)
+	seen := up.Last(t)
 	if g, w := seen.RequestURI, "/base/v1?apikey="+secret+"-q1&x=1"; g != w {
 		t.Errorf("upstream got URI %q; want %q", g, w)
 	}
@@ -583,13 +350,13 @@ func TestProviderSecretsNeverShown(t *testing.T) {
 	for _, path := range []string{"/providers/dead/a", "/providers/dead/a", "/providers/dead/a",
 		"/providers/slow/b", "/providers/slow/b", "/providers/slow/b",
 		"/providers/mixed/c", "/providers/mixed/c", "/providers/mixed/c"} {
-		record(get(t, c, ts.URL+path))
+		record(proxytest.Get(t, c, ts.URL+path))
 	}
-	record(do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=nope", nil, http.Header{"Authorization": {"Bearer wrong"}}))
-	record(get(t, c, ts.URL+"/api/diagnostics/health"))
-	record(get(t, c, ts.URL+"/metrics"))
-	record(do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=dead", nil, http.Header{"Authorization": {"Bearer admin-" + secret}}))
-	record(get(t, c, ts.URL+"/api/diagnostics/health"))
+	record(proxytest.Do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=nope", nil, http.Header{"Authorization": {"Bearer wrong"}}))
+	record(proxytest.Get(t, c, ts.URL+"/api/diagnostics/health"))
+	record(proxytest.Get(t, c, ts.URL+"/metrics"))
+	record(proxytest.Do(t, c, "POST", ts.URL+"/api/diagnostics/self-heal?provider_id=dead", nil, http.Header{"Authorization": {"Bearer admin-" + secret}}))
+	record(proxytest.Get(t, c, ts.URL+"/api/diagnostics/health"))
 	s.healthDocument() // and once more in-process, for the log of any poll
 
 	all := answers.String()
@@ -613,7 +380,7 @@ func TestProviderSecretsNeverShown(t *testing.T) {
 // TestNewRefusesUnnormalized: New does not invent defaults; a Config built
 // by hand that skipped config.Normalize is refused, naming the setting.
 func TestNewRefusesUnnormalized(t *testing.T) {
-	_, err := New(&config.Config{Providers: []config.Provider{testProvider(t, "p", "http://a.test")}}, Options{Logger: discardLogger()})
+	_, err := New(&config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", "http://a.test")}}, Options{Logger: proxytest.DiscardLogger()})
 	if err == nil || !strings.Contains(err.Error(), `provider "p": mode is zero`) || !strings.Contains(err.Error(), "Normalize") {
 		t.Errorf("New of a Config not normalized: %v; want an error naming the setting and Normalize", err)
 	}

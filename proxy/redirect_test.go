@@ -2,18 +2,18 @@ package proxy
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // Regression: an upstream's redirect went to the client as is, pointing
 // around the proxy and carrying the upstream URL's secret query string.
 func TestRedirectLocationRewritten(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/base/old":
 			http.Redirect(w, r, "/base/new?key=SECRETQ&page=2", http.StatusFound)
@@ -30,12 +30,11 @@ func TestRedirectLocationRewritten(t *testing.T) {
 			w.Header().Set("Location", "/other/place?key=SECRETQ&a=1")
 			w.WriteHeader(http.StatusFound)
 		}
-	}))
-	t.Cleanup(up.Close)
+	})
 	u, _ := url.Parse(up.URL + "/base?key=SECRETQ")
 	pc := config.Provider{ID: "p", Name: "p", Upstreams: []*url.URL{u}, Timeout: 5e9,
 		Health: config.Health{ErrorThreshold: 3, Cooldown: 60e9, RecoveryCount: 1}}
-	_, ts := startHealproxy(t, nil, pc)
+	_, ts := startProviders(t, pc)
 	c := ts.Client()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	tests := []struct{ path, want string }{

@@ -8,7 +8,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +27,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/plugins"
 )
 
@@ -60,30 +60,6 @@ func (c *configSource) callCount() int {
 	return c.calls
 }
 
-// startTestServer serves New(cfg, opts) over loopback; a nil opts.Logger means
-// a quiet logger. The server and every plugin it started are closed at the
-// end of the test.
-func startTestServer(t *testing.T, cfg *config.Config, opts Options) (*Server, *httptest.Server) {
-	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = discardLogger()
-	}
-	s, err := New(normalized(cfg), opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Server.Close: %v", err)
-		}
-	})
-	return s, ts
-}
-
 // call sends an admin (or any) request with an optional JSON body and
 // Bearer token.
 func adminCall(t *testing.T, ts *httptest.Server, method, path, body, token string) (*http.Response, string) {
@@ -97,14 +73,14 @@ func adminCall(t *testing.T, ts *httptest.Server, method, path, body, token stri
 		hdr.Set("Content-Type", "application/json")
 		r = strings.NewReader(body)
 	}
-	return do(t, ts.Client(), method, ts.URL+path, r, hdr)
+	return proxytest.Do(t, ts.Client(), method, ts.URL+path, r, hdr)
 }
 
 // metricLines are the sample lines of GET /metrics that hold all of
 // the label pairs given as `name="value"`.
 func metricLines(t *testing.T, ts *httptest.Server, pairs ...string) []string {
 	t.Helper()
-	resp, body := get(t, ts.Client(), ts.URL+"/metrics")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/metrics")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: got status %d", resp.StatusCode)
 	}
@@ -125,17 +101,6 @@ lines:
 }
 
 // upstreamOf is the upstream of a provider's health entry with URL u.
-func upstreamOf(t *testing.T, p api.Provider, u string) api.Upstream {
-	t.Helper()
-	for _, up := range p.Upstreams {
-		if up.URL == u {
-			return up
-		}
-	}
-	t.Fatalf("provider %q has no upstream %q in the health document: %+v", p.ProviderID, u, p.Upstreams)
-	return api.Upstream{}
-}
-
 func stampOrNil(s *string) string {
 	if s == nil {
 		return "null"
@@ -173,7 +138,7 @@ func modelDocOf(s *Server, key string) (api.Model, bool) {
 func waitModelPid(t *testing.T, s *Server, key string, not int) int {
 	t.Helper()
 	var pid int
-	waitUntil(t, 20*time.Second, fmt.Sprintf("model %s healthy with a pid other than %d", key, not), func() bool {
+	proxytest.Eventually(t, 20*time.Second, fmt.Sprintf("model %s healthy with a pid other than %d", key, not), func() bool {
 		e, ok := modelDocOf(s, key)
 		if ok && e.Loaded && e.Pid != nil && *e.Pid != not && e.Status == "healthy" {
 			pid = *e.Pid
@@ -200,7 +165,7 @@ func isChild(pid int) bool {
 
 func waitReaped(t *testing.T, pid int, what string) {
 	t.Helper()
-	waitUntil(t, 15*time.Second, fmt.Sprintf("%s (pid %d) stopped and reaped", what, pid), func() bool { return !isChild(pid) })
+	proxytest.Eventually(t, 15*time.Second, fmt.Sprintf("%s (pid %d) stopped and reaped", what, pid), func() bool { return !isChild(pid) })
 }
 
 // predictCall posts {"inputs": text} to model key; safe from any goroutine.
@@ -242,20 +207,22 @@ func stopProcess(t *testing.T, pid int) {
 // leaves no metric series, an unchanged one keeps its cooldown, a changed
 // one keeps the health of the upstreams whose URL stayed.
 func TestReloadProviders(t *testing.T) {
-	keepUp := newFakeUpstream(t)
-	keepUp.code.Store(500)
-	a, b, c := newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t)
-	goneUp, addedUp := newFakeUpstream(t), newFakeUpstream(t)
+	keepUp := proxytest.NewUpstream(t)
+	keepUp.Code.Store(500)
+	a, b, c := proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	goneUp, addedUp := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
 
-	keepCfg := func() config.Provider { return withHealth(testProvider(t, "keep", keepUp.URL), 1, time.Hour, 1) }
-	multiCfg := func(ups ...string) config.Provider {
-		return withHealth(testProvider(t, "multi", ups...), 1, time.Hour, 1)
+	keepCfg := func() config.Provider {
+		return proxytest.WithHealth(proxytest.Provider(t, "keep", keepUp.URL), 1, time.Hour, 1)
 	}
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{
-		keepCfg(), multiCfg(a.URL, b.URL), testProvider(t, "gone", goneUp.URL)}}, Options{})
+	multiCfg := func(ups ...string) config.Provider {
+		return proxytest.WithHealth(proxytest.Provider(t, "multi", ups...), 1, time.Hour, 1)
+	}
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{
+		keepCfg(), multiCfg(a.URL, b.URL), proxytest.Provider(t, "gone", goneUp.URL)}})
 	cl := ts.Client()
 
-	if resp, _ := get(t, cl, ts.URL+"/providers/keep/x"); resp.StatusCode != 500 {
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/keep/x"); resp.StatusCode != 500 {
 		t.Fatalf("keep: got %d; want the upstream's 500", resp.StatusCode)
 	}
 	keepBefore := upstreamOf(t, fetchProvider(t, ts.URL, "keep"), keepUp.URL)
@@ -263,17 +230,17 @@ func TestReloadProviders(t *testing.T) {
 		t.Fatalf("keep: %+v; want tripped", keepBefore)
 	}
 	// Trip upstream a of multi; GETs fail over to b, so each answers 200.
-	a.code.Store(500)
+	a.Code.Store(500)
 	for i := 0; upstreamOf(t, fetchProvider(t, ts.URL, "multi"), a.URL).Status != "unavailable"; i++ {
 		if i == 10 {
 			t.Fatal("multi: upstream a not tripped after 10 requests")
 		}
-		if resp, body := get(t, cl, ts.URL+"/providers/multi/x"); resp.StatusCode != 200 {
+		if resp, body := proxytest.Get(t, cl, ts.URL+"/providers/multi/x"); resp.StatusCode != 200 {
 			t.Fatalf("multi: got %d %s; want 200 through b", resp.StatusCode, body)
 		}
 	}
 	aBefore := upstreamOf(t, fetchProvider(t, ts.URL, "multi"), a.URL)
-	if resp, _ := get(t, cl, ts.URL+"/providers/gone/x"); resp.StatusCode != 200 {
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/gone/x"); resp.StatusCode != 200 {
 		t.Fatalf("gone: got %d; want 200", resp.StatusCode)
 	}
 	if len(metricLines(t, ts, `provider="gone"`)) == 0 {
@@ -283,24 +250,24 @@ func TestReloadProviders(t *testing.T) {
 		t.Fatal("no metric for upstream b before the reload")
 	}
 
-	res := s.Reload(normalized(&config.Config{Providers: []config.Provider{
-		keepCfg(), multiCfg(a.URL, c.URL), testProvider(t, "added", addedUp.URL)}}))
+	res := s.Reload(proxytest.Normalized(&config.Config{Providers: []config.Provider{
+		keepCfg(), multiCfg(a.URL, c.URL), proxytest.Provider(t, "added", addedUp.URL)}}))
 	if !slices.Equal(res.Added, []string{"provider added"}) || !slices.Equal(res.Removed, []string{"provider gone"}) ||
 		!slices.Equal(res.Changed, []string{"provider multi"}) || len(res.Updated) != 0 || res.Unchanged != 1 {
 		t.Errorf("Reload = %+v; want added [provider added], removed [provider gone], changed [provider multi], 1 unchanged", res)
 	}
 
 	// Added: serves.
-	if resp, body := get(t, cl, ts.URL+"/providers/added/v1"); resp.StatusCode != 200 || addedUp.hits.Load() != 1 {
-		t.Errorf("added: got %d %q, upstream hits %d; want 200 from its upstream", resp.StatusCode, body, addedUp.hits.Load())
+	if resp, body := proxytest.Get(t, cl, ts.URL+"/providers/added/v1"); resp.StatusCode != 200 || addedUp.Hits.Load() != 1 {
+		t.Errorf("added: got %d %q, upstream hits %d; want 200 from its upstream", resp.StatusCode, body, addedUp.Hits.Load())
 	}
 	// Removed: 404, nothing sent, no series left.
-	goneHits := goneUp.hits.Load()
-	resp, body := get(t, cl, ts.URL+"/providers/gone/x")
+	goneHits := goneUp.Hits.Load()
+	resp, body := proxytest.Get(t, cl, ts.URL+"/providers/gone/x")
 	if resp.StatusCode != 404 || decodeError(t, body).ProviderID != "gone" {
 		t.Errorf("gone: got %d %s; want 404 JSON", resp.StatusCode, body)
 	}
-	if goneUp.hits.Load() != goneHits {
+	if goneUp.Hits.Load() != goneHits {
 		t.Error("a removed provider's upstream still got a request")
 	}
 	for _, id := range fetchHealth(t, ts.URL).Providers.Entries {
@@ -322,9 +289,9 @@ func TestReloadProviders(t *testing.T) {
 			keepAfter.Status, keepAfter.InCooldown, stampOrNil(keepAfter.CooldownUntil), keepAfter.ErrorCount,
 			stampOrNil(keepBefore.CooldownUntil), keepBefore.ErrorCount)
 	}
-	keepHits := keepUp.hits.Load()
-	if resp, _ := get(t, cl, ts.URL+"/providers/keep/x"); resp.StatusCode != 503 || keepUp.hits.Load() != keepHits {
-		t.Errorf("keep after reload: got %d (upstream hits +%d); want 503 without a request", resp.StatusCode, keepUp.hits.Load()-keepHits)
+	keepHits := keepUp.Hits.Load()
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/keep/x"); resp.StatusCode != 503 || keepUp.Hits.Load() != keepHits {
+		t.Errorf("keep after reload: got %d (upstream hits +%d); want 503 without a request", resp.StatusCode, keepUp.Hits.Load()-keepHits)
 	}
 	// Changed: a keeps its cooldown, c is new, b is gone.
 	multi := fetchProvider(t, ts.URL, "multi")
@@ -338,38 +305,38 @@ func TestReloadProviders(t *testing.T) {
 	if cAfter := upstreamOf(t, multi, c.URL); cAfter.Status != "unknown" {
 		t.Errorf("multi upstream c: status %s; want unknown (new)", cAfter.Status)
 	}
-	aHits := a.hits.Load()
+	aHits := a.Hits.Load()
 	for range 4 {
-		if resp, _ := get(t, cl, ts.URL+"/providers/multi/x"); resp.StatusCode != 200 {
+		if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/multi/x"); resp.StatusCode != 200 {
 			t.Errorf("multi after reload: got %d; want 200 from c", resp.StatusCode)
 		}
 	}
-	if a.hits.Load() != aHits || c.hits.Load() != 4 {
-		t.Errorf("multi after reload: a got %d, c got %d of 4 requests; want 0 and 4", a.hits.Load()-aHits, c.hits.Load())
+	if a.Hits.Load() != aHits || c.Hits.Load() != 4 {
+		t.Errorf("multi after reload: a got %d, c got %d of 4 requests; want 0 and 4", a.Hits.Load()-aHits, c.Hits.Load())
 	}
 }
 
 // TestReloadHealthSettings: a lower threshold and a longer cooldown apply
 // to the running entry, without a restart and without losing its counts.
 func TestReloadHealthSettings(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{
-		withHealth(testProvider(t, "p", up.URL), 5, time.Minute, 1)}}, Options{})
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{
+		proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 5, time.Minute, 1)}})
 	cl := ts.Client()
-	get(t, cl, ts.URL+"/providers/p/x")
+	proxytest.Get(t, cl, ts.URL+"/providers/p/x")
 	if u := fetchProvider(t, ts.URL, "p").Upstreams[0]; u.Status != "healthy" || u.ErrorCount != 1 {
 		t.Fatalf("after one failure with threshold 5: %s, error_count %d; want healthy, 1", u.Status, u.ErrorCount)
 	}
 
-	res := s.Reload(normalized(&config.Config{Providers: []config.Provider{withHealth(testProvider(t, "p", up.URL), 1, 10*time.Minute, 1)}}))
+	res := s.Reload(proxytest.Normalized(&config.Config{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, 10*time.Minute, 1)}}))
 	if !slices.Equal(res.Updated, []string{"provider p"}) || len(res.Changed) != 0 {
 		t.Errorf("Reload = %+v; want provider p updated in place", res)
 	}
 	if u := fetchProvider(t, ts.URL, "p").Upstreams[0]; u.ErrorCount != 1 || u.Status == "unavailable" {
 		t.Errorf("after the reload: %s, error_count %d; want the count kept, not tripped yet", u.Status, u.ErrorCount)
 	}
-	get(t, cl, ts.URL+"/providers/p/x")
+	proxytest.Get(t, cl, ts.URL+"/providers/p/x")
 	tripped := time.Now()
 	u := fetchProvider(t, ts.URL, "p").Upstreams[0]
 	if u.Status != "unavailable" || !u.InCooldown {
@@ -378,8 +345,8 @@ func TestReloadHealthSettings(t *testing.T) {
 	if d := parseStamp(t, "cooldown_until", u.CooldownUntil).Sub(tripped); d < 9*time.Minute || d > 10*time.Minute+time.Second {
 		t.Errorf("cooldown_until is %v after the trip; want the new cooldown of 10m", d)
 	}
-	hits := up.hits.Load()
-	if resp, _ := get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 503 || up.hits.Load() != hits {
+	hits := up.Hits.Load()
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 503 || up.Hits.Load() != hits {
 		t.Errorf("got %d; want 503 without a request upstream", resp.StatusCode)
 	}
 }
@@ -393,7 +360,7 @@ func TestReloadModels(t *testing.T) {
 	tune := commandModel("tune", "test-hangctx", 5*time.Second) // Predict waits for its deadline
 	cfg := &config.Config{Health: reloadHealth, Models: []config.Model{
 		builtinModel("keep"), builtinModel("change"), builtinModel("remove"), tune}}
-	s, ts := startTestServer(t, cfg, Options{})
+	s, ts := startServer(t, cfg)
 	pids := map[string]int{}
 	for _, k := range []string{"keep", "change", "remove", "tune"} {
 		pids[k] = waitModelPid(t, s, k, 0)
@@ -410,7 +377,7 @@ func TestReloadModels(t *testing.T) {
 	changed.Plugin, changed.Command = "", plugins.BuiltinCommand("sentiment") // same program, now as a command
 	tuned := tune
 	tuned.Timeout, tuned.Fallback = 300*time.Millisecond, "keep"
-	res := s.Reload(normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("keep"), changed, tuned}}))
+	res := s.Reload(proxytest.Normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("keep"), changed, tuned}}))
 	if !slices.Equal(res.Changed, []string{"model change"}) || !slices.Equal(res.Removed, []string{"model remove"}) ||
 		!slices.Equal(res.Updated, []string{"model tune"}) || res.Unchanged != 1 || len(res.Added) != 0 {
 		t.Errorf("Reload = %+v; want change changed, remove removed, tune updated, keep unchanged", res)
@@ -463,7 +430,7 @@ func TestReloadModels(t *testing.T) {
 // TestReloadModelRemovedInFlight: a predict in flight on a model that a
 // reload removes completes; then the plugin stops.
 func TestReloadModelRemovedInFlight(t *testing.T) {
-	s, ts := startTestServer(t, &config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("m"), builtinModel("other")}}, Options{})
+	s, ts := startServer(t, &config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("m"), builtinModel("other")}})
 	pid := waitModelPid(t, s, "m", 0)
 	waitModelPid(t, s, "other", 0)
 	m := s.state.Load().models["m"]
@@ -485,9 +452,9 @@ func TestReloadModelRemovedInFlight(t *testing.T) {
 		code, body, err := predictCall(ts.Client(), ts.URL, "m", "eth dumps hard, bearish")
 		done <- answer{code, body, err}
 	}()
-	waitUntil(t, 10*time.Second, "the predict call in flight", func() bool { return m.InFlight() == 1 })
+	proxytest.Eventually(t, 10*time.Second, "the predict call in flight", func() bool { return m.InFlight() == 1 })
 
-	res := s.Reload(normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("other")}}))
+	res := s.Reload(proxytest.Normalized(&config.Config{Health: reloadHealth, Models: []config.Model{builtinModel("other")}}))
 	if !slices.Equal(res.Removed, []string{"model m"}) {
 		t.Errorf("Reload = %+v; want model m removed", res)
 	}
@@ -524,7 +491,7 @@ const validHCL = `provider "p" {
 // an invalid file is refused with FILE:LINE:COL diagnostics (answer and
 // log) and the running config keeps serving with its health.
 func TestReloadEndpoint(t *testing.T) {
-	up, q := newFakeUpstream(t), newFakeUpstream(t)
+	up, q := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
 	path := filepath.Join(t.TempDir(), "healproxy.hcl")
 	write := func(src string) {
 		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
@@ -537,13 +504,13 @@ func TestReloadEndpoint(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
 	}
-	log, logs := captureLogs()
-	_, ts := startTestServer(t, cfg, Options{Logger: log, ConfigSource: load})
+	log, logs := proxytest.CaptureLogs()
+	_, ts := startServer(t, cfg, withOptions(Options{Logger: log, ConfigSource: load}))
 	cl := ts.Client()
-	up.code.Store(500)
-	get(t, cl, ts.URL+"/providers/p/x") // trips p (threshold 1)
+	up.Code.Store(500)
+	proxytest.Get(t, cl, ts.URL+"/providers/p/x") // trips p (threshold 1)
 	before := fetchProvider(t, ts.URL, "p")
-	up.code.Store(0)
+	up.Code.Store(0)
 
 	// invalid: unknown attribute on line 3, column 3
 	write("provider \"p\" {\n  upstreams = [\"" + up.URL + "\"]\n  colour = \"red\"\n}\n")
@@ -570,7 +537,7 @@ func TestReloadEndpoint(t *testing.T) {
 		t.Errorf("after a refused reload: %s until %s; want the running health (unavailable until %s)",
 			after.Status, stampOrNil(after.CooldownUntil), stampOrNil(before.CooldownUntil))
 	}
-	if resp, _ := get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 503 {
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 503 {
 		t.Errorf("after a refused reload: got %d; want the running config's 503", resp.StatusCode)
 	}
 
@@ -585,7 +552,7 @@ func TestReloadEndpoint(t *testing.T) {
 	if resp.StatusCode != 200 || ok.Status != "success" || !slices.Equal(ok.Added, []string{"provider q"}) {
 		t.Fatalf("valid file: got %d %s; want 200 success adding provider q", resp.StatusCode, body)
 	}
-	if resp, _ := get(t, cl, ts.URL+"/providers/q/x"); resp.StatusCode != 200 || q.hits.Load() != 1 {
+	if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/q/x"); resp.StatusCode != 200 || q.Hits.Load() != 1 {
 		t.Errorf("q after the reload: got %d; want 200 from its upstream", resp.StatusCode)
 	}
 	if p := fetchProvider(t, ts.URL, "p"); stampOrNil(p.CooldownUntil) != stampOrNil(before.CooldownUntil) {
@@ -598,10 +565,10 @@ func TestReloadEndpoint(t *testing.T) {
 // no config is refused too; admin protection applies.
 func TestReloadEndpointSource(t *testing.T) {
 	const token = "reload-s3cret"
-	up, added := newFakeUpstream(t), newFakeUpstream(t)
-	cfg := &config.Config{AdminToken: token, Providers: []config.Provider{testProvider(t, "p", up.URL)}}
+	up, added := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	cfg := &config.Config{AdminToken: token, Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}}
 	src := &configSource{}
-	s, ts := startTestServer(t, cfg, Options{ConfigSource: src.load})
+	s, ts := startServer(t, cfg, withOptions(Options{ConfigSource: src.load}))
 
 	for _, auth := range []string{"", "wrong"} {
 		if resp, body := adminCall(t, ts, "POST", "/api/admin/reload", "", auth); resp.StatusCode != 401 {
@@ -636,16 +603,16 @@ func TestReloadEndpointSource(t *testing.T) {
 	if resp, body := adminCall(t, ts, "POST", "/api/admin/reload", "", token); resp.StatusCode/100 == 2 || s.state.Load().cfg != cfg {
 		t.Errorf("nil config without diagnostics: got %d %s; want a refusal", resp.StatusCode, body)
 	}
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Errorf("after refused reloads: got %d; want 200", resp.StatusCode)
 	}
 
-	next := &config.Config{AdminToken: token, Providers: []config.Provider{testProvider(t, "p", up.URL), testProvider(t, "added", added.URL)}}
+	next := &config.Config{AdminToken: token, Providers: []config.Provider{proxytest.Provider(t, "p", up.URL), proxytest.Provider(t, "added", added.URL)}}
 	src.set(next, nil)
 	if resp, body := adminCall(t, ts, "POST", "/api/admin/reload", "", token); resp.StatusCode != 200 {
 		t.Fatalf("valid: got %d %s; want 200", resp.StatusCode, body)
 	}
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/added/x"); resp.StatusCode != 200 {
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/added/x"); resp.StatusCode != 200 {
 		t.Errorf("added: got %d; want 200", resp.StatusCode)
 	}
 	if resp, _ := adminCall(t, ts, "GET", "/api/admin/reload", "", token); resp.StatusCode != http.StatusMethodNotAllowed {
@@ -671,10 +638,10 @@ func TestReloadEndpointLoopbackOnly(t *testing.T) {
 // 200 across reloads that add a provider, change an unrelated one, change
 // their provider's health settings and then its upstream list.
 func TestReloadInFlight(t *testing.T) {
-	slow, other, other2, extra, added := newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t)
-	slow.hold()
-	slowCfg := testProvider(t, "slow", slow.URL)
-	s, ts := startTestServer(t, &config.Config{Providers: []config.Provider{slowCfg, testProvider(t, "other", other.URL)}}, Options{})
+	slow, other, other2, extra, added := proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	slow.Hold()
+	slowCfg := proxytest.Provider(t, "slow", slow.URL)
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{slowCfg, proxytest.Provider(t, "other", other.URL)}})
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -694,27 +661,27 @@ func TestReloadInFlight(t *testing.T) {
 			codes[i] = resp.StatusCode
 		})
 	}
-	waitUntil(t, 10*time.Second, "20 requests held upstream", func() bool { return slow.inflight.Load() == n })
+	proxytest.Eventually(t, 10*time.Second, "20 requests held upstream", func() bool { return slow.InFlight.Load() == n })
 
 	steps := []struct {
 		name string
 		cfg  []config.Provider
 	}{
-		{"add a provider, change an unrelated one", []config.Provider{slowCfg, testProvider(t, "other", other2.URL), testProvider(t, "added", added.URL)}},
-		{"change this provider's health settings", []config.Provider{withHealth(slowCfg, 7, 2*time.Minute, 3), testProvider(t, "other", other2.URL), testProvider(t, "added", added.URL)}},
-		{"change this provider's upstream list", []config.Provider{withHealth(testProvider(t, "slow", slow.URL, extra.URL), 7, 2*time.Minute, 3), testProvider(t, "added", added.URL)}},
+		{"add a provider, change an unrelated one", []config.Provider{slowCfg, proxytest.Provider(t, "other", other2.URL), proxytest.Provider(t, "added", added.URL)}},
+		{"change this provider's health settings", []config.Provider{proxytest.WithHealth(slowCfg, 7, 2*time.Minute, 3), proxytest.Provider(t, "other", other2.URL), proxytest.Provider(t, "added", added.URL)}},
+		{"change this provider's upstream list", []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "slow", slow.URL, extra.URL), 7, 2*time.Minute, 3), proxytest.Provider(t, "added", added.URL)}},
 	}
 	for _, st := range steps {
-		res := s.Reload(normalized(&config.Config{Providers: st.cfg}))
+		res := s.Reload(proxytest.Normalized(&config.Config{Providers: st.cfg}))
 		t.Logf("%s: %+v", st.name, res)
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/added/x"); resp.StatusCode != 200 {
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/added/x"); resp.StatusCode != 200 {
 			t.Errorf("%s: the added provider answered %d while requests are in flight", st.name, resp.StatusCode)
 		}
 	}
-	if g := slow.inflight.Load(); g != n {
+	if g := slow.InFlight.Load(); g != n {
 		t.Errorf("after the reloads %d requests are still upstream; want %d", g, n)
 	}
-	slow.release()
+	slow.Release()
 	wg.Wait()
 	for i, c := range codes {
 		if c != 200 {
@@ -730,13 +697,13 @@ func TestReloadInFlight(t *testing.T) {
 // TestReloadConcurrent: reloads racing with traffic and diagnostics (run
 // with -race).
 func TestReloadConcurrent(t *testing.T) {
-	a, b := newFakeUpstream(t), newFakeUpstream(t)
+	a, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
 	cfgs := []*config.Config{
-		{Providers: []config.Provider{testProvider(t, "p", a.URL), testProvider(t, "q", b.URL)}},
-		{Providers: []config.Provider{withHealth(testProvider(t, "p", a.URL), 9, time.Minute, 1), testProvider(t, "q", b.URL, a.URL)}},
-		{Providers: []config.Provider{testProvider(t, "p", a.URL, b.URL)}},
+		{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL), proxytest.Provider(t, "q", b.URL)}},
+		{Providers: []config.Provider{proxytest.WithHealth(proxytest.Provider(t, "p", a.URL), 9, time.Minute, 1), proxytest.Provider(t, "q", b.URL, a.URL)}},
+		{Providers: []config.Provider{proxytest.Provider(t, "p", a.URL, b.URL)}},
 	}
-	s, ts := startTestServer(t, cfgs[0], Options{})
+	s, ts := startServer(t, cfgs[0])
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
@@ -762,7 +729,7 @@ func TestReloadConcurrent(t *testing.T) {
 		})
 	}
 	for i := range 60 {
-		s.Reload(normalized(cfgs[i%len(cfgs)]))
+		s.Reload(proxytest.Normalized(cfgs[i%len(cfgs)]))
 		metricLines(t, ts, "healproxy_health_status")
 	}
 	close(stop)
@@ -771,20 +738,20 @@ func TestReloadConcurrent(t *testing.T) {
 
 // Settings read only at start-up are named in the reload's warnings.
 func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
-	up := newFakeUpstream(t)
-	cfg := &config.Config{Providers: []config.Provider{testProvider(t, "p", up.URL)}}
-	s, _ := startHealproxyConfig(t, nil, cfg)
+	up := proxytest.NewUpstream(t)
+	cfg := &config.Config{Providers: []config.Provider{proxytest.Provider(t, "p", up.URL)}}
+	s, _ := startServer(t, cfg)
 	next := *cfg
 	next.Listen = "127.0.0.1:1"
 	next.Shared = &config.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
-	res := s.Reload(normalized(&next))
+	res := s.Reload(proxytest.Normalized(&next))
 	got := strings.Join(res.Warnings, "\n")
 	for _, want := range []string{"listen changed", "state.redis, key_prefix, quorum or replica changed"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("warnings %q; want one saying %q", res.Warnings, want)
 		}
 	}
-	if s.Reload(normalized(&next)).Warnings != nil {
-		t.Errorf("a second reload of the same config warned: %q", s.Reload(normalized(&next)).Warnings)
+	if s.Reload(proxytest.Normalized(&next)).Warnings != nil {
+		t.Errorf("a second reload of the same config warned: %q", s.Reload(proxytest.Normalized(&next)).Warnings)
 	}
 }

@@ -17,12 +17,13 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // fetchReport reads the JSON report and checks its envelope and fields.
 func fetchReport(t *testing.T, ts *httptest.Server) ([]api.ReportRow, string) {
 	t.Helper()
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=json")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=json")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("JSON report: %d %s, %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
@@ -70,35 +71,35 @@ func rowOf(t *testing.T, rows []api.ReportRow, kind, key, upstream string) api.R
 // TestReportJSON: one row per upstream and model; the last hour matches
 // the traffic sent; time unavailable is counted.
 func TestReportJSON(t *testing.T) {
-	up, m1, m2, rec := newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t), newFakeUpstream(t)
-	dead := deadUpstreamURL(t)
+	up, m1, m2, rec := proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t)
+	dead := proxytest.DeadURL(t)
 	cfg := &config.Config{Health: reloadHealth, Providers: []config.Provider{
-		withHealth(testProvider(t, "p", up.URL), 100, time.Minute, 1),
-		testProvider(t, "multi", m1.URL, m2.URL),
-		withHealth(testProvider(t, "down", dead), 1, time.Hour, 1),
-		withHealth(testProvider(t, "rec", rec.URL), 1, 300*time.Millisecond, 1),
+		proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 100, time.Minute, 1),
+		proxytest.Provider(t, "multi", m1.URL, m2.URL),
+		proxytest.WithHealth(proxytest.Provider(t, "down", dead), 1, time.Hour, 1),
+		proxytest.WithHealth(proxytest.Provider(t, "rec", rec.URL), 1, 300*time.Millisecond, 1),
 	}, Models: []config.Model{builtinModel("m")}}
-	s, ts := startTestServer(t, cfg, Options{})
+	s, ts := startServer(t, cfg)
 	cl := ts.Client()
 	waitModelPid(t, s, "m", 0)
 
 	sendOK(t, ts, "p", 10)
-	up.code.Store(500)
+	up.Code.Store(500)
 	for range 2 {
-		if resp, _ := get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
+		if resp, _ := proxytest.Get(t, cl, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
 			t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 		}
 	}
 	for range 3 {
 		wantPredict(t, ts, "m", 200)
 	}
-	get(t, cl, ts.URL+"/providers/down/x") // trips down for an hour
+	proxytest.Get(t, cl, ts.URL+"/providers/down/x") // trips down for an hour
 	// rec: unavailable for its 300ms cooldown, then healthy after a trial
-	rec.code.Store(500)
-	get(t, cl, ts.URL+"/providers/rec/x")
+	rec.Code.Store(500)
+	proxytest.Get(t, cl, ts.URL+"/providers/rec/x")
 	tripped := time.Now()
-	rec.code.Store(0)
-	waitUntil(t, 5*time.Second, "rec's cooldown to end", func() bool {
+	rec.Code.Store(0)
+	proxytest.Eventually(t, 5*time.Second, "rec's cooldown to end", func() bool {
 		return upstreamOf(t, fetchProvider(t, ts.URL, "rec"), rec.URL).Status != "unavailable"
 	})
 	sendOK(t, ts, "rec", 1)
@@ -136,7 +137,7 @@ func TestReportJSON(t *testing.T) {
 	}
 	// time unavailable grows while down stays down
 	before := d.LastHour.UnavailableSecs
-	waitUntil(t, 5*time.Second, "down's unavailable_seconds to grow", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "down's unavailable_seconds to grow", func() bool {
 		rows, _ := fetchReport(t, ts)
 		return rowOf(t, rows, "provider", "down", dead).LastHour.UnavailableSecs > before
 	})
@@ -149,19 +150,19 @@ var reportHeader = []string{"kind", "key", "upstream", "status", "reason", "erro
 // TestReportCSV: a downloadable CSV with a header and one line per entry,
 // agreeing with the JSON report; a bad format is 400.
 func TestReportCSV(t *testing.T) {
-	up, b := newFakeUpstream(t), newFakeUpstream(t)
+	up, b := proxytest.NewUpstream(t), proxytest.NewUpstream(t)
 	cfg := &config.Config{Health: reloadHealth, Providers: []config.Provider{
-		withHealth(testProvider(t, "p", up.URL), 100, time.Minute, 1),
-		testProvider(t, "q", b.URL, deadUpstreamURL(t)),
+		proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 100, time.Minute, 1),
+		proxytest.Provider(t, "q", b.URL, proxytest.DeadURL(t)),
 	}, Models: []config.Model{builtinModel("m")}}
-	s, ts := startTestServer(t, cfg, Options{})
+	s, ts := startServer(t, cfg)
 	waitModelPid(t, s, "m", 0)
 	sendOK(t, ts, "p", 4)
-	up.code.Store(502)
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
+	up.Code.Store(502)
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	sendOK(t, ts, "q", 3)
 
-	resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=csv")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=csv")
 	if resp.StatusCode != 200 {
 		t.Fatalf("CSV report: %d %s", resp.StatusCode, body)
 	}
@@ -208,13 +209,13 @@ func TestReportCSV(t *testing.T) {
 	}
 
 	// JSON is the default, and downloadable too.
-	resp, _ = get(t, ts.Client(), ts.URL+"/api/diagnostics/report")
+	resp, _ = proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report")
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
 		!strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment;") {
 		t.Errorf("default report: %d, %q, %q; want a JSON attachment", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"))
 	}
 	for _, f := range []string{"xml", "CSV", "json,csv"} {
-		resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format="+f)
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format="+f)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"status":"error"`) {
 			t.Errorf("format=%s: got %d %s; want 400 JSON", f, resp.StatusCode, body)
 		}
@@ -223,11 +224,11 @@ func TestReportCSV(t *testing.T) {
 
 // TestReportEmpty: no providers, no models: a header alone, and [] in JSON.
 func TestReportEmpty(t *testing.T) {
-	_, ts := startTestServer(t, &config.Config{}, Options{})
+	_, ts := startServer(t, &config.Config{})
 	if rows, body := fetchReport(t, ts); len(rows) != 0 || !strings.Contains(body, `"entries":[]`) {
 		t.Errorf("empty JSON report: %s", body)
 	}
-	_, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=csv")
+	_, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format=csv")
 	if recs, err := csv.NewReader(strings.NewReader(body)).ReadAll(); err != nil || len(recs) != 1 {
 		t.Errorf("empty CSV report %q: %v; want the header alone", body, err)
 	}
@@ -237,26 +238,26 @@ func TestReportEmpty(t *testing.T) {
 // appear in neither format, after successes and failures.
 func TestReportNoSecrets(t *testing.T) {
 	const secret = "s3cret"
-	up := newFakeUpstream(t)
+	up := proxytest.NewUpstream(t)
 	mk := func(id string, ups ...string) config.Provider {
-		pc := withHealth(testProvider(t, id, ups...), 1, time.Minute, 1)
+		pc := proxytest.WithHealth(proxytest.Provider(t, id, ups...), 1, time.Minute, 1)
 		pc.Headers = map[string]string{"Authorization": "Bearer " + secret + "-h1", "X-Api-Key": secret + "-h2"}
 		return pc
 	}
 	cfg := &config.Config{AdminToken: "admin-" + secret, Providers: []config.Provider{
 		mk("ok", up.URL+"/base?apikey="+secret+"-q1"),
-		mk("dead", deadUpstreamURL(t)+"/x?token="+secret+"-q2"),
+		mk("dead", proxytest.DeadURL(t)+"/x?token="+secret+"-q2"),
 		mk("user", strings.Replace(up.URL, "http://", "http://user:"+secret+"-pw@", 1)+"/?k="+secret+"-q3"),
 	}}
-	_, ts := startTestServer(t, cfg, Options{})
+	_, ts := startServer(t, cfg)
 	sendOK(t, ts, "ok", 2)
 	sendOK(t, ts, "user", 1)
-	get(t, ts.Client(), ts.URL+"/providers/dead/x")
-	if !strings.Contains(up.last(t).RequestURI, secret) {
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/dead/x")
+	if !strings.Contains(up.Last(t).RequestURI, secret) {
 		t.Fatal("the upstream did not get its query string; the check below would prove nothing")
 	}
 	for _, f := range []string{"json", "csv"} {
-		resp, body := get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format="+f)
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/api/diagnostics/report?format="+f)
 		var all strings.Builder
 		for k, v := range resp.Header {
 			all.WriteString(k + ": " + strings.Join(v, ",") + "\n")

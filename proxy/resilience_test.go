@@ -1,9 +1,6 @@
 package proxy
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // End-to-end tests of the resilience features (README, "Resilience
@@ -26,65 +24,6 @@ import (
 // checks), through real HTTP: loopback upstreams, a Server behind
 // httptest.NewServer, and the health document and metrics as a client
 // reads them.
-
-// scriptUpstream is a loopback upstream whose answer a test sets (and
-// changes) as a handler, and which records every request it gets.
-type scriptUpstream struct {
-	*httptest.Server
-	handler atomic.Pointer[http.HandlerFunc]
-
-	mu   sync.Mutex
-	hits []scriptHit
-}
-
-type scriptHit struct {
-	at     time.Time
-	method string
-	path   string // the request URI as received
-	body   string
-}
-
-func newScriptUpstream(t *testing.T, h http.HandlerFunc) *scriptUpstream {
-	t.Helper()
-	u := &scriptUpstream{}
-	u.set(h)
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		u.mu.Lock()
-		u.hits = append(u.hits, scriptHit{at: time.Now(), method: r.Method, path: r.RequestURI, body: string(body)})
-		u.mu.Unlock()
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		(*u.handler.Load())(w, r)
-	}))
-	t.Cleanup(u.Close)
-	return u
-}
-
-func (u *scriptUpstream) set(h http.HandlerFunc) { u.handler.Store(&h) }
-
-// requests is a copy of what the upstream got so far.
-func (u *scriptUpstream) requests() []scriptHit {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]scriptHit(nil), u.hits...)
-}
-
-func (u *scriptUpstream) n() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.hits)
-}
-
-// count is the number of requests whose URI starts with prefix.
-func (u *scriptUpstream) count(prefix string) int {
-	n := 0
-	for _, h := range u.requests() {
-		if strings.HasPrefix(h.path, prefix) {
-			n++
-		}
-	}
-	return n
-}
 
 // answer is a handler answering code with the header pairs and a body
 // naming the request.
@@ -100,34 +39,6 @@ func answer(code int, hdr ...string) http.HandlerFunc {
 }
 
 // resUpstreams reads the upstreams of provider id from the health document.
-func resUpstreams(t *testing.T, base, id string) []api.Upstream {
-	t.Helper()
-	resp, body := get(t, http.DefaultClient, base+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
-	}
-	var doc api.Health
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatalf("health document %q: %v", body, err)
-	}
-	for _, e := range doc.Providers.Entries {
-		if e.ProviderID == id {
-			return e.Upstreams
-		}
-	}
-	t.Fatalf("health document has no provider %q", id)
-	return nil
-}
-
-func resUpstreamOf(t *testing.T, base, id string, i int) api.Upstream {
-	t.Helper()
-	ups := resUpstreams(t, base, id)
-	if i >= len(ups) {
-		t.Fatalf("provider %q has %d upstreams; want index %d", id, len(ups), i)
-	}
-	return ups[i]
-}
-
 // within fails unless lo <= got <= hi.
 func within(t *testing.T, what string, got, lo, hi time.Time) {
 	t.Helper()
@@ -151,7 +62,7 @@ func retryAfter(t *testing.T, resp *http.Response) int {
 // resProvider is a provider with explicit health and retry settings.
 func resProvider(t *testing.T, id string, h config.Health, r config.Retry, upstreams ...string) config.Provider {
 	t.Helper()
-	pc := testProvider(t, id, upstreams...)
+	pc := proxytest.Provider(t, id, upstreams...)
 	pc.Health = h
 	pc.Retry = r
 	return pc
@@ -194,22 +105,22 @@ func TestResilienceRateLimitSingleUpstream(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+			up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 				k, v := tt.header(time.Now())
 				answer(tt.code, k, v)(w, r)
 			})
 			pc := resProvider(t, "p", config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 			pc.MaxRateLimitPause = tt.maxPause
-			_, ts := startHealproxy(t, nil, pc)
+			_, ts := startProviders(t, pc)
 			c := ts.Client()
 
 			t0 := time.Now()
-			resp, _ := get(t, c, ts.URL+"/providers/p/x")
+			resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 			t1 := time.Now()
 			if resp.StatusCode != tt.code {
 				t.Fatalf("first request: got status %d; want the upstream's %d", resp.StatusCode, tt.code)
 			}
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+			u := upstreamAt(t, ts.URL, "p", 0)
 			paused := parseStamp(t, "paused_until", u.PausedUntil)
 			// paused_until has whole seconds when it comes from a date.
 			within(t, "paused_until", paused, t0.Add(tt.lo).Add(-time.Second), t1.Add(tt.hi))
@@ -232,7 +143,7 @@ func TestResilienceRateLimitSingleUpstream(t *testing.T) {
 				// sent: at most the pause's end less the time of sending
 				// (and a few milliseconds of stamp rounding), however slow the machine.
 				sent := time.Now()
-				resp, body := get(t, c, ts.URL+"/providers/p/x")
+				resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 				if resp.StatusCode != 503 {
 					t.Fatalf("during the pause: got status %d (%s); want 503", resp.StatusCode, body)
 				}
@@ -244,26 +155,26 @@ func TestResilienceRateLimitSingleUpstream(t *testing.T) {
 					t.Errorf("during the pause: cooldown_remaining %v; want (0, %v]", e.CooldownRemaining, paused.Sub(sent).Seconds())
 				}
 			}
-			if n := up.n(); n != 1 {
+			if n := int(up.Hits.Load()); n != 1 {
 				t.Errorf("upstream got %d requests; want only the first during the pause", n)
 			}
 			if !tt.resume {
 				return
 			}
 
-			up.set(answer(200))
-			waitUntil(t, tt.hi+3*time.Second, "a 200 after the pause", func() bool {
-				resp, _ := get(t, c, ts.URL+"/providers/p/x")
+			up.Set(answer(200))
+			proxytest.Eventually(t, tt.hi+3*time.Second, "a 200 after the pause", func() bool {
+				resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 				return resp.StatusCode == 200
 			})
-			hits := up.requests()
+			hits := up.Requests()
 			if len(hits) != 2 {
 				t.Fatalf("upstream got %d requests; want 2 (one before, one after the pause)", len(hits))
 			}
-			if hits[1].at.Before(paused) {
-				t.Errorf("a request reached the upstream at %s, before paused_until %s", hits[1].at.Format(time.RFC3339Nano), paused.Format(time.RFC3339Nano))
+			if hits[1].At.Before(paused) {
+				t.Errorf("a request reached the upstream at %s, before paused_until %s", hits[1].At.Format(time.RFC3339Nano), paused.Format(time.RFC3339Nano))
 			}
-			if u := resUpstreamOf(t, ts.URL, "p", 0); u.PausedUntil != nil || u.Status != "healthy" || u.ErrorCount != 0 {
+			if u := upstreamAt(t, ts.URL, "p", 0); u.PausedUntil != nil || u.Status != "healthy" || u.ErrorCount != 0 {
 				t.Errorf("after the pause: paused_until %v, status %q, error_count %d; want none, healthy, 0", u.PausedUntil, u.Status, u.ErrorCount)
 			}
 		})
@@ -287,7 +198,7 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 			t.Parallel()
 			gates := map[string]chan struct{}{"/a": make(chan struct{}), "/b": make(chan struct{})}
 			var arrived atomic.Int32
-			up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+			up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 				arrived.Add(1)
 				select {
 				case <-gates[r.URL.Path]:
@@ -305,7 +216,7 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 					}
 				}
 			})
-			_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, config.Retry{Attempts: 1}, up.URL))
+			_, ts := startProviders(t, resProvider(t, "p", noTrip, config.Retry{Attempts: 1}, up.URL))
 			c := ts.Client()
 			codes := map[string]chan int{"/a": make(chan int, 1), "/b": make(chan int, 1)}
 			send := func(path string, ra int) {
@@ -322,18 +233,18 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 			}
 			send("/a", tt.first)
 			send("/b", tt.sec)
-			waitUntil(t, 5*time.Second, "both requests at the upstream", func() bool { return arrived.Load() == 2 })
+			proxytest.Eventually(t, 5*time.Second, "both requests at the upstream", func() bool { return arrived.Load() == 2 })
 
 			close(gates["/a"])
 			if code := <-codes["/a"]; code != 429 {
 				t.Fatalf("first: got status %d; want 429", code)
 			}
-			p1 := parseStamp(t, "paused_until after the first", resUpstreamOf(t, ts.URL, "p", 0).PausedUntil)
+			p1 := parseStamp(t, "paused_until after the first", upstreamAt(t, ts.URL, "p", 0).PausedUntil)
 			close(gates["/b"])
 			if code := <-codes["/b"]; code != 429 {
 				t.Fatalf("second: got status %d; want 429", code)
 			}
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+			u := upstreamAt(t, ts.URL, "p", 0)
 			p2 := parseStamp(t, "paused_until after the second", u.PausedUntil)
 			if tt.sec > tt.first {
 				if d := p2.Sub(p1); d < time.Duration(tt.sec-tt.first)*time.Second-500*time.Millisecond {
@@ -345,14 +256,14 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 			if want := "Retry-After: " + strconv.Itoa(max(tt.first, tt.sec)); !strings.Contains(u.Reason, want) {
 				t.Errorf("reason %q; want it to name the signal in force, %q", u.Reason, want)
 			}
-			resp, _ := get(t, c, ts.URL+"/providers/p/c")
+			resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/c")
 			if resp.StatusCode != 503 {
 				t.Fatalf("during the pause: got %d; want 503", resp.StatusCode)
 			}
 			if ra := retryAfter(t, resp); ra < tt.wantRA-1 || ra > tt.wantRA {
 				t.Errorf("Retry-After %d; want %d or just under", ra, tt.wantRA)
 			}
-			if n := up.n(); n != 2 {
+			if n := int(up.Hits.Load()); n != 2 {
 				t.Errorf("upstream got %d requests; want 2", n)
 			}
 		})
@@ -363,24 +274,24 @@ func TestResilienceRateLimitPauseExtends(t *testing.T) {
 // upstream is retried on the other, so the client gets 200, and the paused
 // upstream gets no traffic while the pause lasts.
 func TestResilienceRateLimitTwoUpstreams(t *testing.T) {
-	limited := newScriptUpstream(t, answer(429, "Retry-After", "30"))
-	ok := newScriptUpstream(t, answer(200))
-	_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, config.Retry{Attempts: 2, Budget: 1}, limited.URL, ok.URL))
+	limited := proxytest.NewScriptedUpstream(t, answer(429, "Retry-After", "30"))
+	ok := proxytest.NewScriptedUpstream(t, answer(200))
+	_, ts := startProviders(t, resProvider(t, "p", noTrip, config.Retry{Attempts: 2, Budget: 1}, limited.URL, ok.URL))
 	c := ts.Client()
 	const n = 20
 	for i := range n {
-		resp, body := get(t, c, ts.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d: got status %d (%s); want 200", i, resp.StatusCode, body)
 		}
 	}
-	if got := limited.n(); got != 1 {
+	if got := int(limited.Hits.Load()); got != 1 {
 		t.Errorf("the rate-limited upstream got %d requests; want exactly 1 (none during its pause)", got)
 	}
-	if got := ok.n(); got != n {
+	if got := int(ok.Hits.Load()); got != n {
 		t.Errorf("the other upstream got %d requests; want %d", got, n)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if u.PausedUntil == nil || !strings.HasPrefix(u.Reason, "rate_limited") || u.ErrorCount != 0 {
 		t.Errorf("rate-limited upstream: paused_until %v, reason %q, error_count %d; want a pause, rate_limited, 0", u.PausedUntil, u.Reason, u.ErrorCount)
 	}
@@ -390,27 +301,27 @@ func TestResilienceRateLimitTwoUpstreams(t *testing.T) {
 // as a trip for the cooldown backoff: the first trip after a pause cools
 // down for the base cooldown.
 func TestResilienceRateLimitPauseNoBackoff(t *testing.T) {
-	up := newScriptUpstream(t, answer(429, "Retry-After", "1"))
+	up := proxytest.NewScriptedUpstream(t, answer(429, "Retry-After", "1"))
 	h := config.Health{ErrorThreshold: 1, Cooldown: 300 * time.Millisecond, RecoveryCount: 1,
 		CooldownMultiplier: 2, MaxCooldown: 2 * time.Second, StablePeriod: 10 * time.Second}
-	_, ts := startHealproxy(t, nil, resProvider(t, "p", h, config.Retry{Attempts: 1}, up.URL))
+	_, ts := startProviders(t, resProvider(t, "p", h, config.Retry{Attempts: 1}, up.URL))
 	c := ts.Client()
 	for round := range 2 { // two pauses in a row
-		if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 429 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 429 {
 			t.Fatalf("round %d: got %d; want 429", round, resp.StatusCode)
 		}
-		waitUntil(t, 4*time.Second, "the pause to end", func() bool {
-			u := resUpstreamOf(t, ts.URL, "p", 0)
+		proxytest.Eventually(t, 4*time.Second, "the pause to end", func() bool {
+			u := upstreamAt(t, ts.URL, "p", 0)
 			return u.PausedUntil == nil && u.Status != "unavailable"
 		})
 	}
-	up.set(answer(500))
+	up.Set(answer(500))
 	t0 := time.Now()
-	if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
+	if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
 		t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 	}
 	t1 := time.Now()
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if !u.InCooldown {
 		t.Fatalf("not in cooldown after a 500 with threshold 1: %+v", u)
 	}
@@ -426,21 +337,21 @@ func TestResilienceRateLimitPauseNoBackoff(t *testing.T) {
 // within the budget (a share of the requests, or the minimum), and the
 // refused retries are counted.
 func TestResilienceRetryBudget(t *testing.T) {
-	a, b := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(500))
+	a, b := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(500))
 	r := config.Retry{Attempts: 2, Budget: 0.2, BudgetWindow: 10 * time.Second, MinRetries: 1}
-	s, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, r, a.URL, b.URL))
+	s, ts := startProviders(t, resProvider(t, "p", noTrip, r, a.URL, b.URL))
 	c := ts.Client()
 	const n = 200
 	start := time.Now()
 	for i := range n {
-		if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
 			t.Fatalf("request %d: got %d; want the upstreams' 500", i, resp.StatusCode)
 		}
 	}
 	if time.Since(start) > 9*time.Second {
 		t.Skipf("%d requests took %v, more than the budget window: the bound below does not apply", n, time.Since(start))
 	}
-	retries := a.n() + b.n() - n
+	retries := int(a.Hits.Load()) + int(b.Hits.Load()) - n
 	// A retry is made while retries < max(budget × requests, min_retries × window).
 	limit := max(int(r.Budget*n), r.MinRetries*int(r.BudgetWindow/time.Second))
 	t.Logf("%d requests, %d retries (limit %d)", n, retries, limit)
@@ -450,7 +361,7 @@ func TestResilienceRetryBudget(t *testing.T) {
 	if retries < limit/2 {
 		t.Errorf("%d retries for %d requests; want close to the budget %d", retries, n, limit)
 	}
-	refused := metricValue(t, s, "healproxy_retry_budget_exhausted_total", map[string]string{"provider": "p"})
+	refused := proxytest.MetricValue(t, s.metrics.reg, "healproxy_retry_budget_exhausted_total", map[string]string{"provider": "p"})
 	if int(refused) != n-retries {
 		t.Errorf("healproxy_retry_budget_exhausted_total = %v; want %d (each request not retried for lack of budget)", refused, n-retries)
 	}
@@ -461,9 +372,9 @@ func TestResilienceRetryBudget(t *testing.T) {
 // (never a 502 of healproxy's for a retry the budget then refused), the
 // retries stay near the budget, and each request not retried is counted.
 func TestResilienceRetryBudgetConcurrent(t *testing.T) {
-	a, b := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(500))
+	a, b := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(500))
 	r := config.Retry{Attempts: 2, Budget: 0.2, BudgetWindow: 10 * time.Second, MinRetries: 1}
-	s, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, r, a.URL, b.URL))
+	s, ts := startProviders(t, resProvider(t, "p", noTrip, r, a.URL, b.URL))
 	const workers, each = 16, 25
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -492,13 +403,13 @@ func TestResilienceRetryBudgetConcurrent(t *testing.T) {
 	if codes[500] != n {
 		t.Errorf("answers by status %v; want all %d to be the upstreams' own 500", codes, n)
 	}
-	retries := a.n() + b.n() - n
+	retries := int(a.Hits.Load()) + int(b.Hits.Load()) - n
 	limit := max(int(r.Budget*n), r.MinRetries*int(r.BudgetWindow/time.Second))
 	t.Logf("%d requests, %d retries (limit %d), answers %v", n, retries, limit, codes)
 	if retries > limit+workers { // check-then-take may overshoot by one per worker
 		t.Errorf("%d retries for %d requests; want at most about %d", retries, n, limit)
 	}
-	refused := metricValue(t, s, "healproxy_retry_budget_exhausted_total", map[string]string{"provider": "p"})
+	refused := proxytest.MetricValue(t, s.metrics.reg, "healproxy_retry_budget_exhausted_total", map[string]string{"provider": "p"})
 	if int(refused) != n-retries {
 		t.Errorf("healproxy_retry_budget_exhausted_total = %v; want %d (each request not retried for lack of budget)", refused, n-retries)
 	}
@@ -508,13 +419,13 @@ func TestResilienceRetryBudgetConcurrent(t *testing.T) {
 // upstream after a (jittered) wait. Only the count is exact; the spacing
 // is checked as a loose lower bound on the sum of the waits.
 func TestResilienceRetryBackoff(t *testing.T) {
-	a, b := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(500))
+	a, b := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(500))
 	r := config.Retry{Attempts: 2, Backoff: 20 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Budget: 1}
-	_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, r, a.URL, b.URL))
+	_, ts := startProviders(t, resProvider(t, "p", noTrip, r, a.URL, b.URL))
 	c := ts.Client()
 	const n = 20
 	for i := range n {
-		if resp, _ := get(t, c, ts.URL+"/providers/p/r"+strconv.Itoa(i)); resp.StatusCode != 500 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/r"+strconv.Itoa(i)); resp.StatusCode != 500 {
 			t.Fatalf("request %d: got %d; want 500", i, resp.StatusCode)
 		}
 	}
@@ -522,11 +433,11 @@ func TestResilienceRetryBackoff(t *testing.T) {
 	for i := range n {
 		path := "/r" + strconv.Itoa(i)
 		var at []time.Time
-		for _, u := range []*scriptUpstream{a, b} {
+		for _, u := range []*proxytest.Upstream{a, b} {
 			k := 0
-			for _, h := range u.requests() {
-				if h.path == path {
-					at = append(at, h.at)
+			for _, h := range u.Requests() {
+				if h.RequestURI == path {
+					at = append(at, h.At)
 					k++
 				}
 			}
@@ -551,14 +462,14 @@ func TestResilienceRetryBackoff(t *testing.T) {
 func TestResilienceRetryMethods(t *testing.T) {
 	post := func(t *testing.T, c *http.Client, u string, body io.Reader) (int, string) {
 		t.Helper()
-		resp, b := do(t, c, http.MethodPost, u, body, nil)
+		resp, b := proxytest.Do(t, c, http.MethodPost, u, body, nil)
 		return resp.StatusCode, b
 	}
 	// gets is how many times u got a request with that body.
-	gets := func(u *scriptUpstream, body string) int {
+	gets := func(u *proxytest.Upstream, body string) int {
 		n := 0
-		for _, h := range u.requests() {
-			if h.body == body {
+		for _, h := range u.Requests() {
+			if h.Body == body {
 				n++
 			}
 		}
@@ -566,8 +477,8 @@ func TestResilienceRetryMethods(t *testing.T) {
 	}
 
 	t.Run("POST not retried by default", func(t *testing.T) {
-		bad, good := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(200))
-		_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, config.Retry{Attempts: 2, Budget: 1}, bad.URL, good.URL))
+		bad, good := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(200))
+		_, ts := startProviders(t, resProvider(t, "p", noTrip, config.Retry{Attempts: 2, Budget: 1}, bad.URL, good.URL))
 		var failed int
 		for i := range 4 {
 			body := "post-" + strconv.Itoa(i)
@@ -585,9 +496,9 @@ func TestResilienceRetryMethods(t *testing.T) {
 	})
 
 	t.Run("POST retried when listed, body intact", func(t *testing.T) {
-		bad, good := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(200))
+		bad, good := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(200))
 		r := config.Retry{Attempts: 2, Budget: 1, Methods: []string{"GET", "POST"}}
-		_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, r, bad.URL, good.URL))
+		_, ts := startProviders(t, resProvider(t, "p", noTrip, r, bad.URL, good.URL))
 		for i := range 4 {
 			body := `{"order":` + strconv.Itoa(i) + `,"pad":"` + strings.Repeat("x", 1000) + `"}`
 			var rd io.Reader = strings.NewReader(body)
@@ -601,20 +512,20 @@ func TestResilienceRetryMethods(t *testing.T) {
 				t.Errorf("POST %d: the working upstream got the exact body %d times; want once", i, n)
 			}
 		}
-		if n := bad.n(); n == 0 || gets(bad, "") != 0 {
+		if n := int(bad.Hits.Load()); n == 0 || gets(bad, "") != 0 {
 			t.Errorf("the failing upstream got %d requests (%d with an empty body); want some, each with its body", n, gets(bad, ""))
 		}
-		for _, h := range bad.requests() {
-			if gets(good, h.body) != 1 {
-				t.Errorf("the failing upstream got a body the working one did not get intact: %.40q…", h.body)
+		for _, h := range bad.Requests() {
+			if gets(good, h.Body) != 1 {
+				t.Errorf("the failing upstream got a body the working one did not get intact: %.40q…", h.Body)
 			}
 		}
 	})
 
 	t.Run("body over 64 KiB not retried", func(t *testing.T) {
-		bad, good := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(200))
+		bad, good := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(200))
 		r := config.Retry{Attempts: 2, Budget: 1, Methods: []string{"GET", "POST"}}
-		_, ts := startHealproxy(t, nil, resProvider(t, "p", noTrip, r, bad.URL, good.URL))
+		_, ts := startProviders(t, resProvider(t, "p", noTrip, r, bad.URL, good.URL))
 		for i, chunked := range []bool{false, false, true, true} {
 			body := strconv.Itoa(i) + ":" + strings.Repeat("0123456789abcdef", (100<<10)/16)
 			var rd io.Reader = strings.NewReader(body)
@@ -633,10 +544,10 @@ func TestResilienceRetryMethods(t *testing.T) {
 				t.Errorf("large POST %d (chunked %v) went to the working upstream; got %d, want 200", i, chunked, code)
 			}
 		}
-		if bad.n() == 0 {
+		if int(bad.Hits.Load()) == 0 {
 			t.Errorf("no large POST went to the failing upstream; the test proves nothing")
 		}
-		if n := bad.n() + good.n(); n != 4 {
+		if n := int(bad.Hits.Load()) + int(good.Hits.Load()); n != 4 {
 			t.Errorf("the upstreams got %d requests for 4 large POSTs; want 4", n)
 		}
 	})
@@ -645,23 +556,23 @@ func TestResilienceRetryMethods(t *testing.T) {
 // ---- 4. Cooldown backoff ----
 
 func TestResilienceCooldownBackoff(t *testing.T) {
-	setup := func(t *testing.T, stable time.Duration) (*scriptUpstream, *httptest.Server) {
-		up := newScriptUpstream(t, answer(200))
+	setup := func(t *testing.T, stable time.Duration) (*proxytest.Upstream, *httptest.Server) {
+		up := proxytest.NewScriptedUpstream(t, answer(200))
 		h := config.Health{ErrorThreshold: 1, Cooldown: 300 * time.Millisecond, RecoveryCount: 1,
 			CooldownMultiplier: 2, MaxCooldown: 2 * time.Second, StablePeriod: stable}
-		_, ts := startHealproxy(t, nil, resProvider(t, "p", h, config.Retry{Attempts: 1}, up.URL))
+		_, ts := startProviders(t, resProvider(t, "p", h, config.Retry{Attempts: 1}, up.URL))
 		return up, ts
 	}
 	// trip makes the upstream fail once and checks the cooldown it starts.
-	trip := func(t *testing.T, up *scriptUpstream, ts *httptest.Server, want time.Duration) api.Upstream {
+	trip := func(t *testing.T, up *proxytest.Upstream, ts *httptest.Server, want time.Duration) api.Upstream {
 		t.Helper()
-		up.set(answer(500))
+		up.Set(answer(500))
 		t0 := time.Now()
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
 			t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 		}
 		t1 := time.Now()
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if !u.InCooldown {
 			t.Fatalf("not in cooldown after a 500 with threshold 1: %+v", u)
 		}
@@ -669,15 +580,15 @@ func TestResilienceCooldownBackoff(t *testing.T) {
 		return u
 	}
 	// recoverTrial waits for the cooldown to end and lets a trial succeed.
-	recoverTrial := func(t *testing.T, up *scriptUpstream, ts *httptest.Server, d time.Duration) time.Time {
+	recoverTrial := func(t *testing.T, up *proxytest.Upstream, ts *httptest.Server, d time.Duration) time.Time {
 		t.Helper()
-		up.set(answer(200))
-		waitUntil(t, d+3*time.Second, "the cooldown to end", func() bool { return !resUpstreamOf(t, ts.URL, "p", 0).InCooldown })
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+		up.Set(answer(200))
+		proxytest.Eventually(t, d+3*time.Second, "the cooldown to end", func() bool { return !upstreamAt(t, ts.URL, "p", 0).InCooldown })
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("trial: got %d; want 200", resp.StatusCode)
 		}
 		done := time.Now()
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "healthy" {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "healthy" {
 			t.Fatalf("after a successful trial with recovery 1: status %q; want healthy", u.Status)
 		}
 		return done
@@ -707,7 +618,7 @@ func TestResilienceCooldownBackoff(t *testing.T) {
 		trip(t, up, ts, 600*time.Millisecond)
 		recovered := recoverTrial(t, up, ts, 600*time.Millisecond)
 		// Nothing to poll: the entry must stay closed for the stable period.
-		waitUntil(t, 2*time.Second, "the stable period to pass", func() bool { return time.Since(recovered) > stable+50*time.Millisecond })
+		proxytest.Eventually(t, 2*time.Second, "the stable period to pass", func() bool { return time.Since(recovered) > stable+50*time.Millisecond })
 		if u := trip(t, up, ts, 300*time.Millisecond); strings.Contains(u.Reason, "grown") {
 			t.Errorf("after a stable period: reason %q; want the base cooldown again", u.Reason)
 		}
@@ -733,60 +644,60 @@ func slowAnswer(d time.Duration) http.HandlerFunc {
 func TestResilienceSlowCalls(t *testing.T) {
 	t.Run("counted as failures, trip", func(t *testing.T) {
 		t.Parallel()
-		up := newScriptUpstream(t, slowAnswer(300*time.Millisecond))
+		up := proxytest.NewScriptedUpstream(t, slowAnswer(300*time.Millisecond))
 		pc := resProvider(t, "p", config.Health{ErrorThreshold: 2, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 		pc.SlowCallThreshold = 100 * time.Millisecond
-		_, ts := startHealproxy(t, nil, pc)
+		_, ts := startProviders(t, pc)
 		c := ts.Client()
-		resp, body := get(t, c, ts.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		if resp.StatusCode != 200 || body != "answer 200 for /x" {
 			t.Fatalf("slow call: got %d %q; want the upstream's 200", resp.StatusCode, body)
 		}
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if u.ErrorCount != 1 || len(u.RecentFailures) != 1 || u.RecentFailures[0].Kind != "slow" {
 			t.Fatalf("after one slow call: error_count %d, recent_failures %+v; want 1 of kind slow", u.ErrorCount, u.RecentFailures)
 		}
 		if f := u.RecentFailures[0]; f.StatusCode != 200 || !strings.Contains(f.Message, "slow_call_threshold") {
 			t.Errorf("slow failure %+v; want status 200 and a message naming slow_call_threshold", f)
 		}
-		if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("second slow call: got %d; want 200", resp.StatusCode)
 		}
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "unavailable" || !u.InCooldown {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "unavailable" || !u.InCooldown {
 			t.Fatalf("after error_threshold slow calls: status %q, in_cooldown %v; want unavailable in cooldown", u.Status, u.InCooldown)
 		}
-		if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 503 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 503 {
 			t.Errorf("after the trip: got %d; want 503", resp.StatusCode)
 		}
-		if n := up.n(); n != 2 {
+		if n := int(up.Hits.Load()); n != 2 {
 			t.Errorf("upstream got %d requests; want 2", n)
 		}
 	})
 
 	t.Run("routed around", func(t *testing.T) {
 		t.Parallel()
-		slow := newScriptUpstream(t, slowAnswer(300*time.Millisecond))
-		fast := newScriptUpstream(t, answer(200))
+		slow := proxytest.NewScriptedUpstream(t, slowAnswer(300*time.Millisecond))
+		fast := proxytest.NewScriptedUpstream(t, answer(200))
 		h := config.Health{ErrorThreshold: 3, Cooldown: time.Minute, RecoveryCount: 1}
 		pc := resProvider(t, "p", h, config.Retry{Attempts: 2, Budget: 1}, slow.URL, fast.URL)
 		pc.SlowCallThreshold = 100 * time.Millisecond
-		_, ts := startHealproxy(t, nil, pc)
+		_, ts := startProviders(t, pc)
 		const n = 40
 		for i := range n {
-			if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+			if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 				t.Fatalf("request %d: got %d; want 200", i, resp.StatusCode)
 			}
 		}
 		// The slow one is degraded after its first slow call, so the fast
 		// one is preferred; it can get at most error_threshold calls before
 		// it trips.
-		if got := slow.n(); got < 1 || got > h.ErrorThreshold {
+		if got := int(slow.Hits.Load()); got < 1 || got > h.ErrorThreshold {
 			t.Errorf("the slow upstream got %d of %d requests; want 1…%d", got, n, h.ErrorThreshold)
 		}
-		if got := fast.n(); got < n-h.ErrorThreshold {
+		if got := int(fast.Hits.Load()); got < n-h.ErrorThreshold {
 			t.Errorf("the fast upstream got %d of %d requests; want at least %d", got, n, n-h.ErrorThreshold)
 		}
-		if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status == "healthy" || u.ErrorCount == 0 && !u.InCooldown {
+		if u := upstreamAt(t, ts.URL, "p", 0); u.Status == "healthy" || u.ErrorCount == 0 && !u.InCooldown {
 			t.Errorf("slow upstream: status %q, error_count %d; want it marked down", u.Status, u.ErrorCount)
 		}
 	})
@@ -795,9 +706,9 @@ func TestResilienceSlowCalls(t *testing.T) {
 // ---- 6. Stale-if-error ----
 
 func TestResilienceStaleIfError(t *testing.T) {
-	up := newScriptUpstream(t, nil)
+	up := proxytest.NewScriptedUpstream(t, nil)
 	var failing atomic.Bool
-	up.set(func(w http.ResponseWriter, r *http.Request) {
+	up.Set(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case failing.Load():
 			answer(500)(w, r)
@@ -809,24 +720,24 @@ func TestResilienceStaleIfError(t *testing.T) {
 	})
 	pc := resProvider(t, "p", config.Health{ErrorThreshold: 6, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 	pc.Cache = &config.Cache{StaleIfError: 5 * time.Minute, MaxEntries: 100, MaxBodyBytes: 1 << 20}
-	s, ts := startHealproxy(t, nil, pc)
+	s, ts := startProviders(t, pc)
 	c := ts.Client()
 	base := ts.URL + "/providers/p"
 
 	for _, path := range []string{"/price", "/nostore"} {
-		resp, body := get(t, c, base+path)
+		resp, body := proxytest.Get(t, c, base+path)
 		if resp.StatusCode != 200 || resp.Header.Get("X-Healproxy-Stale") != "" {
 			t.Fatalf("GET %s while up: got %d, stale %q; want a fresh 200", path, resp.StatusCode, resp.Header.Get("X-Healproxy-Stale"))
 		}
 		_ = body
 	}
-	if resp, _ := do(t, c, http.MethodPost, base+"/post", strings.NewReader("x"), nil); resp.StatusCode != 200 {
+	if resp, _ := proxytest.Do(t, c, http.MethodPost, base+"/post", strings.NewReader("x"), nil); resp.StatusCode != 200 {
 		t.Fatalf("POST while up: got %d; want 200", resp.StatusCode)
 	}
 
 	wantStale := func(t *testing.T, when string) {
 		t.Helper()
-		resp, body := get(t, c, base+"/price")
+		resp, body := proxytest.Get(t, c, base+"/price")
 		if resp.StatusCode != 200 || body != "answer 200 for /price" {
 			t.Fatalf("%s: got %d %q; want the kept 200", when, resp.StatusCode, body)
 		}
@@ -845,7 +756,7 @@ func TestResilienceStaleIfError(t *testing.T) {
 		failing.Store(true)
 		wantStale(t, "500")
 		for _, tc := range []struct{ method, path string }{{"GET", "/nostore"}, {"POST", "/post"}, {"GET", "/never"}} {
-			resp, body := do(t, c, tc.method, base+tc.path, strings.NewReader(""), nil)
+			resp, body := proxytest.Do(t, c, tc.method, base+tc.path, strings.NewReader(""), nil)
 			if resp.StatusCode != 500 || resp.Header.Get("X-Healproxy-Stale") != "" {
 				t.Errorf("%s %s with the upstream failing: got %d %q (stale %q); want the upstream's 500, never a stale copy",
 					tc.method, tc.path, resp.StatusCode, body, resp.Header.Get("X-Healproxy-Stale"))
@@ -856,7 +767,7 @@ func TestResilienceStaleIfError(t *testing.T) {
 	t.Run("upstream unreachable, then in cooldown", func(t *testing.T) {
 		up.Close()
 		wantStale(t, "unreachable")
-		for i := 0; !resUpstreamOf(t, ts.URL, "p", 0).InCooldown; i++ {
+		for i := 0; !upstreamAt(t, ts.URL, "p", 0).InCooldown; i++ {
 			if i == 10 {
 				t.Fatal("the unreachable upstream did not trip")
 			}
@@ -864,14 +775,14 @@ func TestResilienceStaleIfError(t *testing.T) {
 		}
 		wantStale(t, "cooldown")
 		for _, tc := range []struct{ method, path string }{{"GET", "/nostore"}, {"POST", "/post"}, {"GET", "/never"}} {
-			resp, body := do(t, c, tc.method, base+tc.path, strings.NewReader(""), nil)
+			resp, body := proxytest.Do(t, c, tc.method, base+tc.path, strings.NewReader(""), nil)
 			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 				t.Errorf("%s %s in cooldown: got %d %q (Retry-After %q); want 503 with Retry-After",
 					tc.method, tc.path, resp.StatusCode, body, resp.Header.Get("Retry-After"))
 			}
 		}
 	})
-	if n := metricValue(t, s, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "stale"}); n < 4 {
+	if n := proxytest.MetricValue(t, s.metrics.reg, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "stale"}); n < 4 {
 		t.Errorf("healproxy_all_down_total{step=stale} = %v; want at least 4", n)
 	}
 }
@@ -883,45 +794,45 @@ func TestResilienceAllDown(t *testing.T) {
 
 	t.Run("last resort", func(t *testing.T) {
 		t.Parallel()
-		a, b := newScriptUpstream(t, answer(500)), newScriptUpstream(t, answer(500))
-		lr := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "last resort") })
+		a, b := proxytest.NewScriptedUpstream(t, answer(500)), proxytest.NewScriptedUpstream(t, answer(500))
+		lr := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "last resort") })
 		pc := resProvider(t, "p", trip1, config.Retry{Attempts: 2, Budget: 1}, a.URL, b.URL)
 		pc.AllDown.LastResort = mustURL(t, lr.URL)
-		s, ts := startHealproxy(t, nil, pc)
+		s, ts := startProviders(t, pc)
 		for i := range 3 {
-			resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+			resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 			if resp.StatusCode != 200 || body != "last resort" {
 				t.Fatalf("request %d: got %d %q; want the last resort's 200", i, resp.StatusCode, body)
 			}
 		}
-		for i, u := range resUpstreams(t, ts.URL, "p") {
+		for i, u := range fetchProvider(t, ts.URL, "p").Upstreams {
 			if !u.InCooldown {
 				t.Errorf("upstream %d not in cooldown: %+v", i, u)
 			}
 		}
-		if a.n() != 1 || b.n() != 1 || lr.n() != 3 {
-			t.Errorf("requests: %d, %d, last resort %d; want 1, 1, 3", a.n(), b.n(), lr.n())
+		if int(a.Hits.Load()) != 1 || int(b.Hits.Load()) != 1 || int(lr.Hits.Load()) != 3 {
+			t.Errorf("requests: %d, %d, last resort %d; want 1, 1, 3", int(a.Hits.Load()), int(b.Hits.Load()), int(lr.Hits.Load()))
 		}
-		if n := metricValue(t, s, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "last_resort"}); n != 3 {
+		if n := proxytest.MetricValue(t, s.metrics.reg, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "last_resort"}); n != 3 {
 			t.Errorf("healproxy_all_down_total{step=last_resort} = %v; want 3", n)
 		}
 	})
 
 	t.Run("order fail ignores the cache", func(t *testing.T) {
 		t.Parallel()
-		up := newScriptUpstream(t, answer(200))
+		up := proxytest.NewScriptedUpstream(t, answer(200))
 		pc := resProvider(t, "p", trip1, config.Retry{Attempts: 1}, up.URL)
 		pc.Cache = &config.Cache{StaleIfError: 5 * time.Minute, MaxEntries: 100, MaxBodyBytes: 1 << 20}
 		pc.AllDown.Order = []string{"fail"}
-		_, ts := startHealproxy(t, nil, pc)
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+		_, ts := startProviders(t, pc)
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("got %d; want 200", resp.StatusCode)
 		}
-		up.set(answer(500))
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 || resp.Header.Get("X-Healproxy-Stale") != "" {
+		up.Set(answer(500))
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 || resp.Header.Get("X-Healproxy-Stale") != "" {
 			t.Fatalf("failing: got %d (stale %q); want the upstream's 500", resp.StatusCode, resp.Header.Get("X-Healproxy-Stale"))
 		}
-		resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if resp.StatusCode != 503 || resp.Header.Get("X-Healproxy-Stale") != "" {
 			t.Fatalf("in cooldown: got %d (stale %q); want 503", resp.StatusCode, resp.Header.Get("X-Healproxy-Stale"))
 		}
@@ -932,20 +843,20 @@ func TestResilienceAllDown(t *testing.T) {
 
 	t.Run("wait for a recovery within the bound", func(t *testing.T) {
 		t.Parallel()
-		up := newScriptUpstream(t, answer(500))
+		up := proxytest.NewScriptedUpstream(t, answer(500))
 		pc := resProvider(t, "p", config.Health{ErrorThreshold: 1, Cooldown: 400 * time.Millisecond, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 		pc.AllDown.Wait = time.Second
-		s, ts := startHealproxy(t, nil, pc)
-		if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
+		s, ts := startProviders(t, pc)
+		if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 {
 			t.Fatalf("got %d; want the upstream's 500", resp.StatusCode)
 		}
-		up.set(answer(200))
-		u := resUpstreamOf(t, ts.URL, "p", 0)
+		up.Set(answer(200))
+		u := upstreamAt(t, ts.URL, "p", 0)
 		if !u.InCooldown {
 			t.Fatalf("not in cooldown: %+v", u)
 		}
 		until := parseStamp(t, "cooldown_until", u.CooldownUntil)
-		resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		done := time.Now()
 		if resp.StatusCode != 200 {
 			t.Fatalf("got %d; want 200 after waiting for the cooldown to end", resp.StatusCode)
@@ -953,23 +864,23 @@ func TestResilienceAllDown(t *testing.T) {
 		if done.Before(until) {
 			t.Errorf("answered at %s, before the cooldown ended at %s", done.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano))
 		}
-		if up.n() != 2 {
-			t.Errorf("upstream got %d requests; want 2", up.n())
+		if int(up.Hits.Load()) != 2 {
+			t.Errorf("upstream got %d requests; want 2", int(up.Hits.Load()))
 		}
-		if n := metricValue(t, s, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "wait"}); n != 1 {
+		if n := proxytest.MetricValue(t, s.metrics.reg, "healproxy_all_down_total", map[string]string{"provider": "p", "step": "wait"}); n != 1 {
 			t.Errorf("healproxy_all_down_total{step=wait} = %v; want 1", n)
 		}
 	})
 
 	t.Run("no wait for a cooldown longer than the bound", func(t *testing.T) {
 		t.Parallel()
-		up := newScriptUpstream(t, answer(500))
+		up := proxytest.NewScriptedUpstream(t, answer(500))
 		pc := resProvider(t, "p", config.Health{ErrorThreshold: 1, Cooldown: 30 * time.Second, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 		pc.AllDown.Wait = time.Second
-		_, ts := startHealproxy(t, nil, pc)
-		get(t, ts.Client(), ts.URL+"/providers/p/x")
+		_, ts := startProviders(t, pc)
+		proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		start := time.Now()
-		resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if took := time.Since(start); took >= pc.AllDown.Wait {
 			t.Errorf("the 503 took %v; want it at once, not after waiting", took)
 		}
@@ -979,8 +890,8 @@ func TestResilienceAllDown(t *testing.T) {
 		if ra := retryAfter(t, resp); ra < 29 || ra > 30 {
 			t.Errorf("Retry-After %d; want the cooldown's 30", ra)
 		}
-		if up.n() != 1 {
-			t.Errorf("upstream got %d requests; want 1", up.n())
+		if int(up.Hits.Load()) != 1 {
+			t.Errorf("upstream got %d requests; want 1", int(up.Hits.Load()))
 		}
 	})
 }
@@ -988,36 +899,36 @@ func TestResilienceAllDown(t *testing.T) {
 // ---- 8. Shadow mode ----
 
 func TestResilienceShadowObserve(t *testing.T) {
-	up := newScriptUpstream(t, answer(500))
+	up := proxytest.NewScriptedUpstream(t, answer(500))
 	pc := resProvider(t, "p", config.Health{ErrorThreshold: 2, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 	pc.Mode = config.ModeObserve
-	s, ts := startHealproxy(t, nil, pc)
+	s, ts := startProviders(t, pc)
 	const n = 6
 	for i := range n {
-		resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if resp.StatusCode != 500 || body != "answer 500 for /x" {
 			t.Fatalf("request %d: got %d %q; want the upstream's own 500, never healproxy's 503", i, resp.StatusCode, body)
 		}
 	}
-	if up.n() != n {
-		t.Errorf("upstream got %d requests; want every one of %d", up.n(), n)
+	if int(up.Hits.Load()) != n {
+		t.Errorf("upstream got %d requests; want every one of %d", int(up.Hits.Load()), n)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if u.Status != "unavailable" || !u.InCooldown {
 		t.Errorf("health: status %q, in_cooldown %v; want unavailable in cooldown (tracked, not enforced)", u.Status, u.InCooldown)
 	}
 	if p := fetchProvider(t, ts.URL, "p"); p.Status != "unavailable" {
 		t.Errorf("provider status %q; want unavailable", p.Status)
 	}
-	if v := metricValue(t, s, "healproxy_health_transitions_total", map[string]string{"kind": "provider", "key": "p", "to": "unavailable"}); v < 1 {
+	if v := proxytest.MetricValue(t, s.metrics.reg, "healproxy_health_transitions_total", map[string]string{"kind": "provider", "key": "p", "to": "unavailable"}); v < 1 {
 		t.Errorf("healproxy_health_transitions_total{to=unavailable} = %v; want at least 1", v)
 	}
-	if v := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "p", "code": "500"}); v != n {
+	if v := proxytest.MetricValue(t, s.metrics.reg, "healproxy_upstream_requests_total", map[string]string{"provider": "p", "code": "500"}); v != n {
 		t.Errorf("healproxy_upstream_requests_total{code=500} = %v; want %d", v, n)
 	}
 
-	up.set(answer(200))
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+	up.Set(answer(200))
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Errorf("upstream answering again while shown unavailable: got %d; want its 200", resp.StatusCode)
 	}
 }
@@ -1026,7 +937,7 @@ func TestResilienceShadowObserve(t *testing.T) {
 
 func TestResilienceProbeEndsCooldown(t *testing.T) {
 	var pingOK atomic.Bool
-	up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path != "/ping":
 			answer(500)(w, r)
@@ -1038,43 +949,26 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	})
 	pc := resProvider(t, "p", config.Health{ErrorThreshold: 1, Cooldown: time.Minute, RecoveryCount: 1}, config.Retry{Attempts: 1}, up.URL)
 	pc.HealthCheck = &config.HealthCheck{Path: "/ping", Interval: 100 * time.Millisecond, Timeout: 50 * time.Millisecond, ExpectStatus: []int{200}}
-	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	defer ts.Close()
-	closed := false
-	closeServer := func() {
-		if closed {
-			return
-		}
-		closed = true
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("Server.Close: %v", err)
-		}
-	}
-	defer closeServer()
+	var closeServer func()
+	s, ts := startServer(t, &config.Config{Providers: []config.Provider{pc}}, closedBy(&closeServer))
 
 	// Trip it with a user request (a failing probe may trip it first:
 	// then the request gets 503 without reaching the upstream).
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 && resp.StatusCode != 503 {
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 500 && resp.StatusCode != 503 {
 		t.Fatalf("got %d; want 500 (or 503 when a probe tripped it first)", resp.StatusCode)
 	}
-	u := resUpstreamOf(t, ts.URL, "p", 0)
+	u := upstreamAt(t, ts.URL, "p", 0)
 	if !u.InCooldown {
 		t.Fatalf("not in cooldown: %+v", u)
 	}
 	if until := parseStamp(t, "cooldown_until", u.CooldownUntil); time.Until(until) < 50*time.Second {
 		t.Fatalf("cooldown_until %s; want about a minute away", until)
 	}
-	users := up.count("/x")
+	users := up.Count("/x")
 
 	pingOK.Store(true)
-	waitUntil(t, 3*time.Second, "a passing probe to end the cooldown", func() bool {
-		u = resUpstreamOf(t, ts.URL, "p", 0)
+	proxytest.Eventually(t, 3*time.Second, "a passing probe to end the cooldown", func() bool {
+		u = upstreamAt(t, ts.URL, "p", 0)
 		return !u.InCooldown && u.Status == "degraded"
 	})
 	if u.LastProbe == nil || !u.LastProbe.OK {
@@ -1083,26 +977,26 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	if !strings.Contains(u.Reason, "health check passed") {
 		t.Errorf("reason %q; want it to say a health check passed", u.Reason)
 	}
-	if up.count("/x") != users {
+	if up.Count("/x") != users {
 		t.Errorf("user requests reached the upstream during the cooldown")
 	}
-	if up.count("/ping") == 0 {
+	if up.Count("/ping") == 0 {
 		t.Fatal("no probe reached the upstream")
 	}
 
 	// The next user request is the trial that closes it.
-	up.set(answer(200))
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+	up.Set(answer(200))
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Fatalf("trial: got %d; want 200", resp.StatusCode)
 	}
-	if u := resUpstreamOf(t, ts.URL, "p", 0); u.Status != "healthy" {
+	if u := upstreamAt(t, ts.URL, "p", 0); u.Status != "healthy" {
 		t.Errorf("after the trial: status %q; want healthy", u.Status)
 	}
-	users = up.count("/x")
-	if v := metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"provider": "p"}); int(v) != users {
-		t.Errorf("healproxy_upstream_requests_total = %v; want %d, the user requests only (%d probes were sent)", v, users, up.count("/ping"))
+	users = up.Count("/x")
+	if v := proxytest.MetricValue(t, s.metrics.reg, "healproxy_upstream_requests_total", map[string]string{"provider": "p"}); int(v) != users {
+		t.Errorf("healproxy_upstream_requests_total = %v; want %d, the user requests only (%d probes were sent)", v, users, up.Count("/ping"))
 	}
-	if v := metricValue(t, s, "healproxy_health_checks_total", map[string]string{"provider": "p"}); v < 1 {
+	if v := proxytest.MetricValue(t, s.metrics.reg, "healproxy_health_checks_total", map[string]string{"provider": "p"}); v < 1 {
 		t.Errorf("healproxy_health_checks_total = %v; want the probes counted there", v)
 	}
 
@@ -1112,9 +1006,9 @@ func TestResilienceProbeEndsCooldown(t *testing.T) {
 	closedAt := time.Now()
 	// Nothing to poll for: an absence is watched for several intervals.
 	time.Sleep(5 * pc.HealthCheck.Interval)
-	for _, h := range up.requests() {
-		if h.path == "/ping" && h.at.After(closedAt.Add(50*time.Millisecond)) {
-			t.Errorf("a probe arrived %v after Server.Close", h.at.Sub(closedAt))
+	for _, h := range up.Requests() {
+		if h.RequestURI == "/ping" && h.At.After(closedAt.Add(50*time.Millisecond)) {
+			t.Errorf("a probe arrived %v after Server.Close", h.At.Sub(closedAt))
 		}
 	}
 }

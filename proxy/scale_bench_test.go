@@ -57,15 +57,6 @@ func loadScaleConfig(tb testing.TB, path string) *config.Config {
 	return cfg
 }
 
-func newScaleServer(tb testing.TB, cfg *config.Config) *Server {
-	tb.Helper()
-	s, err := New(normalized(cfg), Options{Logger: discardLogger()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
-}
-
 func forEachScale(b *testing.B, f func(b *testing.B, n int)) {
 	for _, n := range scaleCounts {
 		b.Run(fmt.Sprintf("providers=%d", n), func(b *testing.B) { f(b, n) })
@@ -90,9 +81,10 @@ func BenchmarkScaleStartup(b *testing.B) {
 		path := writeScaleConfig(b, b.TempDir(), n, 0)
 		b.ReportAllocs()
 		for b.Loop() {
-			s := newScaleServer(b, loadScaleConfig(b, path))
+			var closeS func()
+			newServer(b, loadScaleConfig(b, path), closedBy(&closeS))
 			b.StopTimer()
-			s.Close(b.Context())
+			closeS()
 			b.StartTimer()
 		}
 	})
@@ -109,13 +101,14 @@ func BenchmarkScaleHeap(b *testing.B) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			s := newScaleServer(b, loadScaleConfig(b, path))
+			var closeS func()
+			s := newServer(b, loadScaleConfig(b, path), closedBy(&closeS))
 			runtime.GC()
 			runtime.ReadMemStats(&after)
 			perProvider = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 			runtime.KeepAlive(s)
 			b.StopTimer()
-			s.Close(b.Context())
+			closeS()
 			b.StartTimer()
 		}
 		b.ReportMetric(perProvider, "heap-B/provider")
@@ -126,8 +119,7 @@ func BenchmarkScaleHeap(b *testing.B) {
 // providers, served in-process to a writer that keeps nothing.
 func BenchmarkScaleHealthDocument(b *testing.B) {
 	forEachScale(b, func(b *testing.B, n int) {
-		s := newScaleServer(b, loadScaleConfig(b, writeScaleConfig(b, b.TempDir(), n, 0)))
-		b.Cleanup(func() { s.Close(b.Context()) })
+		s := newServer(b, loadScaleConfig(b, writeScaleConfig(b, b.TempDir(), n, 0)))
 		req := httptest.NewRequest("GET", "/api/diagnostics/health", nil)
 		req.RemoteAddr = "127.0.0.1:40000"
 		w := &countingWriter{h: http.Header{}}
@@ -174,8 +166,7 @@ func BenchmarkScaleReload(b *testing.B) {
 			loadScaleConfig(b, writeScaleConfig(b, dir, n, 0)),
 			loadScaleConfig(b, writeScaleConfig(b, dir, n, 1)),
 		}
-		s := newScaleServer(b, cfgs[0])
-		b.Cleanup(func() { s.Close(b.Context()) })
+		s := newServer(b, cfgs[0])
 		b.Run("unchanged", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -8,17 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/proctest"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // echoUpstream is a TCP echo service on loopback: whatever a connection
@@ -71,18 +68,7 @@ func TestNoSecretThroughEchoedRequests(t *testing.T) {
 		headerSecret = "SECRET-HEADER-789"
 	)
 	echo := echoUpstream(t)
-	var hookMu sync.Mutex
-	var hookBodies strings.Builder
-	var hooks atomic.Int64
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		hookMu.Lock()
-		hookBodies.Write(b)
-		hookBodies.WriteByte('\n')
-		hookMu.Unlock()
-		hooks.Add(1)
-	}))
-	t.Cleanup(hook.Close)
+	hook := proxytest.NewUpstream(t)
 
 	statePath := filepath.Join(t.TempDir(), "state")
 	src := `
@@ -101,32 +87,12 @@ alert "ops" {
   min_interval = "0s"
 }
 `
-	cfg, diags := config.Parse("echo.hcl", []byte(src), config.LoadOptions{Getenv: func(string) (string, bool) { return "", false }})
-	if diags.HasErrors() {
-		t.Fatalf("config: %s", config.FormatDiagnostics(diags))
-	}
 	logs := &proctest.Buffer{}
 	logger := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	s, err := New(normalized(cfg), Options{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	closed := false
-	closeServer := func() {
-		if closed {
-			return
-		}
-		closed = true
-		s.BeginShutdown()
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	}
-	t.Cleanup(closeServer)
+	var closeServer func()
+	_, ts := startHCL(t, src, withLogger(logger), closedBy(&closeServer))
 
 	sse, stopEvents := recordEvents(ts.URL)
 	defer stopEvents()
@@ -138,13 +104,13 @@ alert "ops" {
 		if method == http.MethodPost {
 			body = strings.NewReader(`{"a":1}`)
 		}
-		resp, b := do(t, http.DefaultClient, method, ts.URL+path, body, nil)
+		resp, b := proxytest.Do(t, http.DefaultClient, method, ts.URL+path, body, nil)
 		fmt.Fprintf(&out, "%s %s -> %s %v\n%s\n", method, path, resp.Status, resp.Header, b)
 	}
 	// GET takes the lean client, POST http.Transport: both parse the echo.
 	call("GET", "/providers/echo/x?client=1")
 	call("POST", "/providers/echo/y")
-	waitUntil(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hooks.Load() > 0 })
+	proxytest.Eventually(t, 20*time.Second, "an alert for the tripped provider", func() bool { return hook.Hits.Load() > 0 })
 	for _, p := range []string{"/api/diagnostics/health", "/api/diagnostics/history", "/api/diagnostics/report?format=json",
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts"} {
 		call("GET", p)
@@ -155,16 +121,17 @@ alert "ops" {
 	if err != nil {
 		t.Fatalf("reading the state file: %v", err)
 	}
-	hookMu.Lock()
-	hookText := hookBodies.String()
-	hookMu.Unlock()
+	var hookText strings.Builder
+	for _, r := range hook.Requests() {
+		hookText.WriteString(r.Body + "\n")
+	}
 
 	// The echo was parsed, and failed: else this test proves nothing.
 	if !strings.Contains(out.String(), "malformed HTTP") {
 		t.Errorf("answers: want the parse error of the echoed request line:\n%s", out.String())
 	}
 	outputs := map[string]string{"answers": out.String(), "logs": logs.String(), "event stream": sse.String(),
-		"webhook bodies": hookText, "state file": string(state)}
+		"webhook bodies": hookText.String(), "state file": string(state)}
 	for name, text := range outputs {
 		if text == "" {
 			t.Errorf("%s: empty; want something to scan", name)
@@ -186,7 +153,7 @@ alert "ops" {
 func TestNoSecretInURLHeaders(t *testing.T) {
 	const secret = "SECRET-QUERY-456"
 	var self string
-	up := newScriptUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		q := "apikey=" + secret + "&x=1"
 		switch strings.TrimPrefix(r.URL.Path, "/base") {
@@ -206,10 +173,10 @@ func TestNoSecretInURLHeaders(t *testing.T) {
 		w.WriteHeader(http.StatusFound)
 	})
 	self = strings.TrimPrefix(up.URL, "http://")
-	_, ts := startHealproxy(t, nil, testProvider(t, "p", up.URL+"/base?apikey="+secret))
+	_, ts := startProviders(t, proxytest.Provider(t, "p", up.URL+"/base?apikey="+secret))
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, path := range []string{"/scheme", "/port", "/host", "/fragment", "/link"} {
-		resp, _ := do(t, client, "GET", ts.URL+"/providers/p"+path, nil, nil)
+		resp, _ := proxytest.Do(t, client, "GET", ts.URL+"/providers/p"+path, nil, nil)
 		if resp.StatusCode != http.StatusFound {
 			t.Fatalf("%s: got status %d; want the upstream's 302", path, resp.StatusCode)
 		}
@@ -231,7 +198,7 @@ func TestNoSecretInURLHeaders(t *testing.T) {
 			}
 		}
 	}
-	if up.n() != 5 {
-		t.Errorf("upstream got %d requests; want 5", up.n())
+	if int(up.Hits.Load()) != 5 {
+		t.Errorf("upstream got %d requests; want 5", int(up.Hits.Load()))
 	}
 }

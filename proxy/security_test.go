@@ -8,7 +8,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +28,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/httpserver"
+	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -240,8 +240,8 @@ func rawExchange(t *testing.T, addr, raw string) []string {
 // sees the smuggled request (nor the refused one). Well-formed pipelined
 // requests still pass, so the framing is followed correctly.
 func TestRequestSmugglingRefused(t *testing.T) {
-	up := newFakeUpstream(t)
-	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
+	up := proxytest.NewUpstream(t)
+	s, _ := startProviders(t, proxytest.Provider(t, "p", up.URL))
 	addr := startServedProxy(t, s, nil)
 	const ambiguousHead = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
 	const smuggled = "GET /providers/p/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -279,7 +279,7 @@ func TestRequestSmugglingRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(up.requests())
+			before := len(up.Requests())
 			status := rawExchange(t, addr, tt.raw)
 			if len(status) != len(tt.wantStatus) {
 				t.Fatalf("got answers %q; want statuses %v", status, tt.wantStatus)
@@ -290,7 +290,7 @@ func TestRequestSmugglingRefused(t *testing.T) {
 				}
 			}
 			var seen []string
-			for _, r := range up.requests()[before:] {
+			for _, r := range up.Requests()[before:] {
 				seen = append(seen, r.RequestURI)
 			}
 			if !slices.Equal(seen, tt.wantUp) {
@@ -305,8 +305,8 @@ func TestRequestSmugglingRefused(t *testing.T) {
 // headers is cut off at ReadHeaderTimeout (here shortened) however it
 // keeps sending.
 func TestSizeLimitsAndSlowClients(t *testing.T) {
-	up := newFakeUpstream(t)
-	s, _ := startHealproxy(t, nil, testProvider(t, "p", up.URL))
+	up := proxytest.NewUpstream(t)
+	s, _ := startProviders(t, proxytest.Provider(t, "p", up.URL))
 	addr := startServedProxy(t, s, func(hs *http.Server) { hs.ReadHeaderTimeout = 300 * time.Millisecond })
 
 	t.Run("huge header", func(t *testing.T) {
@@ -322,7 +322,7 @@ func TestSizeLimitsAndSlowClients(t *testing.T) {
 			t.Errorf("got %q; want 431 or 414", status)
 		}
 	})
-	if n := len(up.requests()); n != 0 {
+	if n := len(up.Requests()); n != 0 {
 		t.Errorf("the upstream saw %d requests; want none", n)
 	}
 	t.Run("predict body over the limit", func(t *testing.T) {
@@ -361,7 +361,7 @@ func TestSizeLimitsAndSlowClients(t *testing.T) {
 		}
 		c.Close()
 		<-done
-		if n := len(up.requests()); n != 0 {
+		if n := len(up.Requests()); n != 0 {
 			t.Errorf("the upstream saw %d requests; want none", n)
 		}
 	})
@@ -387,7 +387,7 @@ func TestNoSecretInOutputs(t *testing.T) {
 
 	var upMu sync.Mutex
 	var upSaw []string
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		upMu.Lock()
 		upSaw = append(upSaw, r.RequestURI+" "+r.Header.Get("X-Api-Key"))
 		upMu.Unlock()
@@ -403,16 +403,14 @@ func TestNoSecretInOutputs(t *testing.T) {
 		default:
 			io.WriteString(w, "ok")
 		}
-	}))
-	t.Cleanup(up.Close)
+	})
 	var hooks atomic.Int64
 	var hookQuery atomic.Value
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hook := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		hookQuery.Store(r.URL.RawQuery)
 		hooks.Add(1)
 		http.Error(w, "nope", http.StatusInternalServerError)
-	}))
-	t.Cleanup(hook.Close)
+	})
 
 	env := map[string]string{"HS": headerSecret, "AS": adminSecret}
 	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -420,7 +418,7 @@ func TestNoSecretInOutputs(t *testing.T) {
 admin { token = env("AS") }
 provider "leaky" {
   name      = "Leaky"
-  upstreams = ["` + up.URL + `/base?api_key=` + querySecret + `", "` + deadUpstreamURL(t) + `/v1?key=` + deadSecret + `"]
+  upstreams = ["` + up.URL + `/base?api_key=` + querySecret + `", "` + proxytest.DeadURL(t) + `/v1?key=` + deadSecret + `"]
   headers   = { "X-Api-Key" = env("HS") }
   timeout   = "2s"
   health { error_threshold = 2 }
@@ -439,19 +437,8 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 	source := func() (*config.Config, hcl.Diagnostics) {
 		return config.Parse("secrets.hcl", []byte(badSrc), config.LoadOptions{Getenv: getenv})
 	}
-	logger, logs := captureLogs()
-	s, err := New(normalized(cfg), Options{Logger: logger, ConfigSource: source})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		s.BeginShutdown()
-		ts.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
+	logger, logs := proxytest.CaptureLogs()
+	_, ts := startServer(t, cfg, withOptions(Options{Logger: logger, ConfigSource: source}), withUndeliveredAlerts())
 
 	var out strings.Builder // every byte the proxy gave out
 	sse, stopEvents := recordEvents(ts.URL)
@@ -463,7 +450,7 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 			rd = strings.NewReader(body)
 		}
 		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, b := do(t, client, method, ts.URL+path, rd, hdr)
+		resp, b := proxytest.Do(t, client, method, ts.URL+path, rd, hdr)
 		fmt.Fprintf(&out, "%s %s -> %s %v\n%s\n", method, path, resp.Status, resp.Header, b)
 		return resp
 	}
@@ -477,7 +464,7 @@ provider "bad" { upstreams = ["http://h/%zz?key=` + deadSecret + `"] }`
 	call("POST", "/api/admin/providers/leaky/drain", `{"upstream": "`+up.URL+`/base", "reason": "test", "ttl": "1m"}`, admin)
 	call("GET", "/providers/leaky/ok", "", nil)
 	call("POST", "/api/diagnostics/self-heal?provider_id=leaky", "", admin)
-	waitUntil(t, 20*time.Second, "an alert delivery attempt", func() bool { return hooks.Load() > 0 })
+	proxytest.Eventually(t, 20*time.Second, "an alert delivery attempt", func() bool { return hooks.Load() > 0 })
 	for _, p := range []string{"/api/diagnostics/health", "/api/diagnostics/history", "/api/diagnostics/report?format=json",
 		"/api/diagnostics/report?format=csv", "/api/diagnostics/alerts", "/metrics", "/api/admin/audit"} {
 		call("GET", p, "", admin)

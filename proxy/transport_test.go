@@ -3,13 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,31 +15,8 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
-
-func fetchHealth(t *testing.T, base string) api.Health {
-	t.Helper()
-	resp, body := get(t, http.DefaultClient, base+"/api/diagnostics/health")
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET /api/diagnostics/health: got status %d; want 200", resp.StatusCode)
-	}
-	var h api.Health
-	if err := json.Unmarshal([]byte(body), &h); err != nil {
-		t.Fatalf("health document %q: %v", body, err)
-	}
-	return h
-}
-
-func fetchProvider(t *testing.T, base, id string) api.Provider {
-	t.Helper()
-	for _, e := range fetchHealth(t, base).Providers.Entries {
-		if e.ProviderID == id {
-			return e
-		}
-	}
-	t.Fatalf("health document has no provider %q", id)
-	return api.Provider{}
-}
 
 func parseStamp(t *testing.T, what string, s *string) time.Time {
 	t.Helper()
@@ -62,9 +37,9 @@ func parseStamp(t *testing.T, what string, s *string) time.Time {
 // (docs/behaviour.md) with real
 // requests to one upstream: T=4 (degraded at 2), C=500ms, R=2.
 func TestTransportHealthRows(t *testing.T) {
-	up := newFakeUpstream(t)
+	up := proxytest.NewUpstream(t)
 	const cooldown = 500 * time.Millisecond
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 4, cooldown, 2))
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 4, cooldown, 2))
 	c := ts.Client()
 
 	check := func(t *testing.T, wantStatus string, wantErrors int64, wantCooldown bool) api.Provider {
@@ -87,13 +62,13 @@ func TestTransportHealthRows(t *testing.T) {
 	}
 	call := func(t *testing.T, upstreamCode int32, wantCode int, wantHits int64) {
 		t.Helper()
-		up.code.Store(upstreamCode)
-		before := up.hits.Load()
-		resp, body := get(t, c, ts.URL+"/providers/p/x")
+		up.Code.Store(upstreamCode)
+		before := up.Hits.Load()
+		resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		if resp.StatusCode != wantCode {
 			t.Errorf("got status %d; want %d (body %q)", resp.StatusCode, wantCode, body)
 		}
-		if g := up.hits.Load() - before; g != wantHits {
+		if g := up.Hits.Load() - before; g != wantHits {
 			t.Errorf("got %d upstream requests; want %d", g, wantHits)
 		}
 	}
@@ -144,9 +119,9 @@ func TestTransportHealthRows(t *testing.T) {
 		}
 	})
 	t.Run("in cooldown: 503, nothing sent", func(t *testing.T) {
-		up.code.Store(200)
-		before := up.hits.Load()
-		resp, body := get(t, c, ts.URL+"/providers/p/x")
+		up.Code.Store(200)
+		before := up.Hits.Load()
+		resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		if resp.StatusCode != 503 {
 			t.Fatalf("got status %d; want 503", resp.StatusCode)
 		}
@@ -159,12 +134,12 @@ func TestTransportHealthRows(t *testing.T) {
 		if g, w := resp.Header.Get("Retry-After"), "1"; g != w {
 			t.Errorf("got Retry-After %q; want %q", g, w)
 		}
-		if n := up.hits.Load() - before; n != 0 {
+		if n := up.Hits.Load() - before; n != 0 {
 			t.Errorf("upstream got %d requests during the cooldown; want 0", n)
 		}
 	})
 	t.Run("cooldown over: half-open, shown degraded", func(t *testing.T) {
-		waitUntil(t, 5*time.Second, "the cooldown to end", func() bool {
+		proxytest.Eventually(t, 5*time.Second, "the cooldown to end", func() bool {
 			return fetchProvider(t, ts.URL, "p").Status == "degraded"
 		})
 		check(t, "degraded", 4, false)
@@ -178,7 +153,7 @@ func TestTransportHealthRows(t *testing.T) {
 		call(t, 200, 503, 0)
 	})
 	t.Run("R trial successes: healthy, counters and cooldown cleared", func(t *testing.T) {
-		waitUntil(t, 5*time.Second, "the cooldown to end", func() bool {
+		proxytest.Eventually(t, 5*time.Second, "the cooldown to end", func() bool {
 			return fetchProvider(t, ts.URL, "p").Status == "degraded"
 		})
 		call(t, 200, 200, 1)
@@ -195,11 +170,11 @@ func TestTransportHealthRows(t *testing.T) {
 }
 
 func TestTransportRetryAfterRoundsUp(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.code.Store(500)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, 1500*time.Millisecond, 1))
-	get(t, ts.Client(), ts.URL+"/providers/p/x")
-	resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+	up := proxytest.NewUpstream(t)
+	up.Code.Store(500)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, 1500*time.Millisecond, 1))
+	proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 	if resp.StatusCode != 503 {
 		t.Fatalf("got status %d; want 503", resp.StatusCode)
 	}
@@ -243,18 +218,18 @@ func TestRetryAfterSeconds(t *testing.T) {
 // are sent at once; the others get 503 without reaching the upstream.
 func TestTransportConcurrentTrials(t *testing.T) {
 	const R = 2
-	up := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, 200*time.Millisecond, R))
+	up := proxytest.NewUpstream(t)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, 200*time.Millisecond, R))
 	c := ts.Client()
-	up.code.Store(500)
-	get(t, c, ts.URL+"/providers/p/trip")
-	waitUntil(t, 5*time.Second, "the cooldown to end", func() bool {
+	up.Code.Store(500)
+	proxytest.Get(t, c, ts.URL+"/providers/p/trip")
+	proxytest.Eventually(t, 5*time.Second, "the cooldown to end", func() bool {
 		return fetchProvider(t, ts.URL, "p").Status == "degraded"
 	})
-	up.code.Store(200)
-	up.hold()
-	defer up.release()
-	before := up.hits.Load()
+	up.Code.Store(200)
+	up.Hold()
+	defer up.Release()
+	before := up.Hits.Load()
 
 	type result struct {
 		code       int
@@ -283,17 +258,17 @@ func TestTransportConcurrentTrials(t *testing.T) {
 			t.Fatal("timed out waiting for the requests beyond the trials")
 		}
 	}
-	waitUntil(t, 5*time.Second, "R trials to reach the upstream", func() bool { return up.inflight.Load() == R })
-	up.release()
+	proxytest.Eventually(t, 5*time.Second, "R trials to reach the upstream", func() bool { return up.InFlight.Load() == R })
+	up.Release()
 	for range R {
 		if r := <-results; r.code != 200 {
 			t.Errorf("a trial got %d; want 200", r.code)
 		}
 	}
-	if g := up.hits.Load() - before; g != R {
+	if g := up.Hits.Load() - before; g != R {
 		t.Errorf("upstream got %d trial requests; want %d", g, R)
 	}
-	if g := up.maxInflight.Load(); g > R {
+	if g := up.MaxInFlight.Load(); g > R {
 		t.Errorf("upstream had %d requests at once; want at most %d", g, R)
 	}
 	if p := fetchProvider(t, ts.URL, "p"); p.Status != "healthy" || p.ErrorCount != 0 {
@@ -302,14 +277,14 @@ func TestTransportConcurrentTrials(t *testing.T) {
 }
 
 func TestTransportTimeout(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.hold()
-	defer up.release()
-	pc := withHealth(testProvider(t, "p", up.URL), 3, time.Minute, 1)
+	up := proxytest.NewUpstream(t)
+	up.Hold()
+	defer up.Release()
+	pc := proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 3, time.Minute, 1)
 	pc.Timeout = 100 * time.Millisecond
-	_, ts := startHealproxy(t, nil, pc)
+	_, ts := startProviders(t, pc)
 	start := time.Now()
-	resp, body := get(t, ts.Client(), ts.URL+"/providers/p/slow")
+	resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/slow")
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("answer took %v; want about the 100ms timeout", el)
 	}
@@ -326,9 +301,9 @@ func TestTransportTimeout(t *testing.T) {
 }
 
 func TestTransportDeadUpstream(t *testing.T) {
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", deadUpstreamURL(t)), 2, time.Minute, 1))
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", proxytest.DeadURL(t)), 2, time.Minute, 1))
 	for i, want := range []int{502, 502, 503} {
-		resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if resp.StatusCode != want {
 			t.Errorf("request %d: got status %d; want %d (body %s)", i, resp.StatusCode, want, body)
 		}
@@ -355,25 +330,25 @@ func TestTransportFailover(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			good := newFakeUpstream(t)
+			good := proxytest.NewUpstream(t)
 			var ups []string
 			for _, b := range tt.broken {
 				if b == "dead" {
-					ups = append(ups, deadUpstreamURL(t))
+					ups = append(ups, proxytest.DeadURL(t))
 					continue
 				}
-				bad := newFakeUpstream(t)
-				bad.code.Store(500)
+				bad := proxytest.NewUpstream(t)
+				bad.Code.Store(500)
 				ups = append(ups, bad.URL)
 			}
 			ups = append(ups, good.URL)
-			_, ts := startHealproxy(t, nil, testProvider(t, "p", ups...))
+			_, ts := startProviders(t, proxytest.Provider(t, "p", ups...))
 			for i := range 50 {
-				if resp, body := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+				if resp, body := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 					t.Fatalf("request %d: got status %d; want 200 (body %s)", i, resp.StatusCode, body)
 				}
 			}
-			if g := good.hits.Load(); g != 50 {
+			if g := good.Hits.Load(); g != 50 {
 				t.Errorf("working upstream got %d requests; want 50", g)
 			}
 		})
@@ -381,11 +356,11 @@ func TestTransportFailover(t *testing.T) {
 }
 
 func TestTransportRetryOnlyIdempotent(t *testing.T) {
-	bad := newFakeUpstream(t)
-	bad.code.Store(500)
-	good := newFakeUpstream(t)
-	pc := withHealth(testProvider(t, "p", bad.URL, good.URL), 1000, time.Minute, 1)
-	_, ts := startHealproxy(t, nil, pc)
+	bad := proxytest.NewUpstream(t)
+	bad.Code.Store(500)
+	good := proxytest.NewUpstream(t)
+	pc := proxytest.WithHealth(proxytest.Provider(t, "p", bad.URL, good.URL), 1000, time.Minute, 1)
+	_, ts := startProviders(t, pc)
 	c := ts.Client()
 
 	tests := []struct {
@@ -406,7 +381,7 @@ func TestTransportRetryOnlyIdempotent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.body, func(t *testing.T) {
 			const n = 8
-			badBefore, goodBefore := bad.hits.Load(), good.hits.Load()
+			badBefore, goodBefore := bad.Hits.Load(), good.Hits.Load()
 			var failures int
 			for range n {
 				var body *strings.Reader
@@ -427,7 +402,7 @@ func TestTransportRetryOnlyIdempotent(t *testing.T) {
 					}
 				}
 			}
-			badHits, goodHits := bad.hits.Load()-badBefore, good.hits.Load()-goodBefore
+			badHits, goodHits := bad.Hits.Load()-badBefore, good.Hits.Load()-goodBefore
 			if badHits == 0 {
 				t.Fatalf("the failing upstream got no request; the test proves nothing")
 			}
@@ -448,23 +423,23 @@ func TestTransportRetryOnlyIdempotent(t *testing.T) {
 // TestTransportPrefersHealthy: a degraded upstream gets a small share of
 // the requests while a healthy one exists.
 func TestTransportPrefersHealthy(t *testing.T) {
-	bad := newFakeUpstream(t)
-	bad.code.Store(500)
-	good := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", bad.URL, good.URL), 50, time.Minute, 1))
+	bad := proxytest.NewUpstream(t)
+	bad.Code.Store(500)
+	good := proxytest.NewUpstream(t)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", bad.URL, good.URL), 50, time.Minute, 1))
 	c := ts.Client()
-	waitUntil(t, 20*time.Second, "the failing upstream to degrade", func() bool {
-		get(t, c, ts.URL+"/providers/p/x")
+	proxytest.Eventually(t, 20*time.Second, "the failing upstream to degrade", func() bool {
+		proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		return fetchProvider(t, ts.URL, "p").Upstreams[0].Status == "degraded"
 	})
 	const n = 160
-	before := bad.hits.Load()
+	before := bad.Hits.Load()
 	for i := range n {
-		if resp, _ := get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+		if resp, _ := proxytest.Get(t, c, ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 			t.Fatalf("request %d: got status %d; want 200", i, resp.StatusCode)
 		}
 	}
-	if g, limit := bad.hits.Load()-before, int64(n/8); g > limit {
+	if g, limit := bad.Hits.Load()-before, int64(n/8); g > limit {
 		t.Errorf("degraded upstream got %d of %d requests; want at most %d", g, n, limit)
 	}
 	if g := fetchProvider(t, ts.URL, "p").Upstreams[0].Status; g != "degraded" {
@@ -474,13 +449,13 @@ func TestTransportPrefersHealthy(t *testing.T) {
 
 // TestTransportAllInCooldown: the 503 names the earliest end.
 func TestTransportAllInCooldown(t *testing.T) {
-	dead := deadUpstreamURL(t)
-	late := newFakeUpstream(t)
+	dead := proxytest.DeadURL(t)
+	late := proxytest.NewUpstream(t)
 	const cooldown = 3 * time.Second
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", dead, late.URL), 1, cooldown, 1))
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", dead, late.URL), 1, cooldown, 1))
 	c := ts.Client()
-	waitUntil(t, 5*time.Second, "the dead upstream to trip", func() bool {
-		get(t, c, ts.URL+"/providers/p/x")
+	proxytest.Eventually(t, 5*time.Second, "the dead upstream to trip", func() bool {
+		proxytest.Get(t, c, ts.URL+"/providers/p/x")
 		return fetchProvider(t, ts.URL, "p").Upstreams[0].Status == "unavailable"
 	})
 	first := fetchProvider(t, ts.URL, "p")
@@ -489,9 +464,9 @@ func TestTransportAllInCooldown(t *testing.T) {
 			first.Status, first.InCooldown, first.CooldownUntil)
 	}
 	deadUntil := parseStamp(t, "dead upstream cooldown_until", first.Upstreams[0].CooldownUntil)
-	waitUntil(t, 5*time.Second, "a gap between the two trips", func() bool { return time.Since(deadUntil.Add(-cooldown)) > 300*time.Millisecond })
-	late.code.Store(500)
-	get(t, c, ts.URL+"/providers/p/x")
+	proxytest.Eventually(t, 5*time.Second, "a gap between the two trips", func() bool { return time.Since(deadUntil.Add(-cooldown)) > 300*time.Millisecond })
+	late.Code.Store(500)
+	proxytest.Get(t, c, ts.URL+"/providers/p/x")
 
 	p := fetchProvider(t, ts.URL, "p")
 	if p.Status != "unavailable" || !p.InCooldown {
@@ -501,7 +476,7 @@ func TestTransportAllInCooldown(t *testing.T) {
 		t.Errorf("got provider cooldown_until %v; want the earliest, %v", g, deadUntil)
 	}
 	lateUntil := parseStamp(t, "late upstream cooldown_until", p.Upstreams[1].CooldownUntil)
-	resp, body := get(t, c, ts.URL+"/providers/p/x")
+	resp, body := proxytest.Get(t, c, ts.URL+"/providers/p/x")
 	if resp.StatusCode != 503 {
 		t.Fatalf("got status %d; want 503", resp.StatusCode)
 	}
@@ -517,14 +492,14 @@ func TestTransportAllInCooldown(t *testing.T) {
 
 func TestTransportProviderAggregation(t *testing.T) {
 	t.Run("all unknown", func(t *testing.T) {
-		_, ts := startHealproxy(t, nil, testProvider(t, "p", newFakeUpstream(t).URL, newFakeUpstream(t).URL))
+		_, ts := startProviders(t, proxytest.Provider(t, "p", proxytest.NewUpstream(t).URL, proxytest.NewUpstream(t).URL))
 		if p := fetchProvider(t, ts.URL, "p"); p.Status != "unknown" || len(p.Upstreams) != 2 {
 			t.Errorf("got %s with %d upstreams; want unknown with 2", p.Status, len(p.Upstreams))
 		}
 	})
 	t.Run("unknown upstreams left out", func(t *testing.T) {
-		_, ts := startHealproxy(t, nil, testProvider(t, "p", newFakeUpstream(t).URL, newFakeUpstream(t).URL))
-		get(t, ts.Client(), ts.URL+"/providers/p/x")
+		_, ts := startProviders(t, proxytest.Provider(t, "p", proxytest.NewUpstream(t).URL, proxytest.NewUpstream(t).URL))
+		proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		p := fetchProvider(t, ts.URL, "p")
 		statuses := []string{p.Upstreams[0].Status, p.Upstreams[1].Status}
 		if p.Status != "healthy" || p.SuccessCount != 1 {
@@ -535,11 +510,11 @@ func TestTransportProviderAggregation(t *testing.T) {
 		}
 	})
 	t.Run("healthy and degraded: degraded, sums", func(t *testing.T) {
-		bad := newFakeUpstream(t)
-		bad.code.Store(500)
-		_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", bad.URL, newFakeUpstream(t).URL), 4, time.Minute, 1))
-		waitUntil(t, 5*time.Second, "a degraded upstream", func() bool {
-			get(t, ts.Client(), ts.URL+"/providers/p/x")
+		bad := proxytest.NewUpstream(t)
+		bad.Code.Store(500)
+		_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", bad.URL, proxytest.NewUpstream(t).URL), 4, time.Minute, 1))
+		proxytest.Eventually(t, 5*time.Second, "a degraded upstream", func() bool {
+			proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 			return fetchProvider(t, ts.URL, "p").Upstreams[0].Status == "degraded"
 		})
 		p := fetchProvider(t, ts.URL, "p")
@@ -559,8 +534,8 @@ func TestTransportProviderAggregation(t *testing.T) {
 		}
 	})
 	t.Run("all unavailable", func(t *testing.T) {
-		_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", deadUpstreamURL(t), deadUpstreamURL(t)), 1, time.Minute, 1))
-		resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x")
+		_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", proxytest.DeadURL(t), proxytest.DeadURL(t)), 1, time.Minute, 1))
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x")
 		if resp.StatusCode != 502 {
 			t.Errorf("got status %d; want 502", resp.StatusCode)
 		}
@@ -575,10 +550,10 @@ func TestTransportProviderAggregation(t *testing.T) {
 // TestTransportClientCancel: a client that leaves while the upstream
 // works is no failure.
 func TestTransportClientCancel(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.hold()
-	defer up.release()
-	s, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", up.URL), 1, time.Minute, 1))
+	up := proxytest.NewUpstream(t)
+	up.Hold()
+	defer up.Release()
+	s, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 1, time.Minute, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/providers/p/x", nil)
 	errc := make(chan error, 1)
@@ -589,21 +564,21 @@ func TestTransportClientCancel(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitUntil(t, 5*time.Second, "the request to reach the upstream", func() bool { return up.inflight.Load() == 1 })
+	proxytest.Eventually(t, 5*time.Second, "the request to reach the upstream", func() bool { return up.InFlight.Load() == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Errorf("client got %v; want context.Canceled", err)
 	}
-	waitUntil(t, 5*time.Second, "the upstream request to end", func() bool { return up.inflight.Load() == 0 })
-	waitUntil(t, 5*time.Second, "the attempt to be counted as canceled", func() bool {
-		return metricValue(t, s, "healproxy_upstream_requests_total", map[string]string{"code": "canceled"}) == 1
+	proxytest.Eventually(t, 5*time.Second, "the upstream request to end", func() bool { return up.InFlight.Load() == 0 })
+	proxytest.Eventually(t, 5*time.Second, "the attempt to be counted as canceled", func() bool {
+		return proxytest.MetricValue(t, s.metrics.reg, "healproxy_upstream_requests_total", map[string]string{"code": "canceled"}) == 1
 	})
 	u := fetchProvider(t, ts.URL, "p").Upstreams[0]
 	if u.Status != "unknown" || u.ErrorCount != 0 || len(u.RecentFailures) != 0 {
 		t.Errorf("got %s, error_count %d, failures %+v; want unknown, 0, none", u.Status, u.ErrorCount, u.RecentFailures)
 	}
-	up.release()
-	if resp, _ := get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
+	up.Release()
+	if resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/providers/p/x"); resp.StatusCode != 200 {
 		t.Errorf("next request got %d; want 200", resp.StatusCode)
 	}
 }
@@ -611,10 +586,10 @@ func TestTransportClientCancel(t *testing.T) {
 // TestTransportConcurrentMixed runs many requests at once against a
 // flapping upstream pair under the race detector.
 func TestTransportConcurrentMixed(t *testing.T) {
-	bad := newFakeUpstream(t)
-	bad.code.Store(502)
-	good := newFakeUpstream(t)
-	_, ts := startHealproxy(t, nil, withHealth(testProvider(t, "p", bad.URL, good.URL), 3, 100*time.Millisecond, 2))
+	bad := proxytest.NewUpstream(t)
+	bad.Code.Store(502)
+	good := proxytest.NewUpstream(t)
+	_, ts := startProviders(t, proxytest.WithHealth(proxytest.Provider(t, "p", bad.URL, good.URL), 3, 100*time.Millisecond, 2))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -645,12 +620,12 @@ func TestTransportConcurrentMixed(t *testing.T) {
 // holds it, and the breaker slot (a half-open trial slot too), for as long
 // as the client waits.
 func TestTransportUpgradeHeaderTimeout(t *testing.T) {
-	up := newFakeUpstream(t)
-	up.hold()
-	defer up.release()
-	pc := withHealth(testProvider(t, "p", up.URL), 3, time.Minute, 1)
+	up := proxytest.NewUpstream(t)
+	up.Hold()
+	defer up.Release()
+	pc := proxytest.WithHealth(proxytest.Provider(t, "p", up.URL), 3, time.Minute, 1)
 	pc.Timeout = 100 * time.Millisecond
-	_, ts := startHealproxy(t, nil, pc)
+	_, ts := startProviders(t, pc)
 	c := &http.Client{Timeout: 2 * time.Second}
 	req, _ := http.NewRequest("GET", ts.URL+"/providers/p/ws", nil)
 	req.Header.Set("Connection", "Upgrade")
@@ -669,7 +644,7 @@ func TestTransportUpgradeHeaderTimeout(t *testing.T) {
 // longer than the provider timeout, which bounds only the wait for the
 // upstream's answer.
 func TestTransportUpgradeOutlivesTimeout(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "echo" {
 			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
 			return
@@ -688,11 +663,10 @@ func TestTransportUpgradeOutlivesTimeout(t *testing.T) {
 		}
 		brw.WriteString("echo: " + line)
 		brw.Flush()
-	}))
-	t.Cleanup(up.Close)
-	pc := testProvider(t, "p", up.URL)
+	})
+	pc := proxytest.Provider(t, "p", up.URL)
 	pc.Timeout = 100 * time.Millisecond
-	_, ts := startHealproxy(t, nil, pc)
+	_, ts := startProviders(t, pc)
 
 	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
 	if err != nil {

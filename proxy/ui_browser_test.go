@@ -15,10 +15,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +34,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // ---- fixtures -------------------------------------------------------------
@@ -48,27 +46,22 @@ func uiHealth() config.Health {
 		AutoReinit: false, ReinitCooldown: time.Second, MaxConcurrentReinit: 5}
 }
 
-// uiUpstream is an httptest upstream whose answer status can be switched.
-type uiUpstream struct {
-	*httptest.Server
-	code atomic.Int32
-}
-
-func newUIUpstream(t *testing.T) *uiUpstream {
+// newUIUpstream is an upstream answering its Code (200 at first) with a
+// JSON body naming the code and the path.
+func newUIUpstream(t *testing.T) *proxytest.Upstream {
 	t.Helper()
-	u := &uiUpstream{}
-	u.code.Store(http.StatusOK)
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		code := int(u.code.Load())
+	u := proxytest.NewUpstream(t)
+	u.Code.Store(http.StatusOK)
+	u.Set(func(w http.ResponseWriter, r *http.Request) {
+		code := int(u.Code.Load())
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		fmt.Fprintf(w, `{"code":%d,"path":%q}`, code, r.URL.Path)
-	}))
-	t.Cleanup(u.Close)
+	})
 	return u
 }
 
-func uiProvider(t *testing.T, id, name string, h config.Health, ups ...*uiUpstream) config.Provider {
+func uiProvider(t *testing.T, id, name string, h config.Health, ups ...*proxytest.Upstream) config.Provider {
 	t.Helper()
 	p := config.Provider{ID: id, Name: name, Timeout: 5 * time.Second, Health: h}
 	for _, u := range ups {
@@ -96,32 +89,9 @@ type uiProxy struct {
 	url string
 }
 
-func newUIServer(t *testing.T, cfg *config.Config) *Server {
-	t.Helper()
-	srv, err := New(normalized(cfg), Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv
-}
-
-func closeUIServer(srv *Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	_ = srv.Close(ctx)
-}
-
 func startUIProxy(t *testing.T, cfg *config.Config) *uiProxy {
 	t.Helper()
-	srv := newUIServer(t, cfg)
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Config.RegisterOnShutdown(srv.BeginShutdown)
-	hs.Start()
-	t.Cleanup(func() {
-		srv.BeginShutdown() // end event streams, or Close waits for them
-		hs.Close()
-		closeUIServer(srv)
-	})
+	srv, hs := startServer(t, cfg)
 	p := &uiProxy{srv: srv, url: hs.URL}
 	p.waitModelsLoaded(t)
 	return p
@@ -168,7 +138,7 @@ func (p *uiProxy) provider(t *testing.T, id string) api.Provider {
 
 func (p *uiProxy) waitModelsLoaded(t *testing.T) {
 	t.Helper()
-	uiEventually(t, 30*time.Second, "every model's plugin is loaded", func() bool {
+	proxytest.Eventually(t, 30*time.Second, "every model's plugin is loaded", func() bool {
 		for _, m := range p.srv.healthDocument().Models.Entries {
 			if !m.Loaded || m.Pid == nil {
 				return false
@@ -193,18 +163,6 @@ func (p *uiProxy) kill(t *testing.T, key string) int {
 		t.Fatalf("kill plugin of %s (pid %d): %v", key, *m.Pid, err)
 	}
 	return *m.Pid
-}
-
-// uiEventually polls cond until it holds or the deadline passes.
-func uiEventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // ---- browser --------------------------------------------------------------
@@ -245,6 +203,13 @@ func uiChromePath(t *testing.T) string {
 func newUIBrowser(t *testing.T) *uiBrowser {
 	t.Helper()
 	exe := uiChromePath(t)
+	// The profile is not a t.TempDir: Chromium's helper processes may
+	// still write into it a moment after the browser exits, and TempDir's
+	// single RemoveAll then fails the test.
+	profile, err := os.MkdirTemp("", "healproxy-ui-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true),
@@ -255,7 +220,7 @@ func newUIBrowser(t *testing.T) *uiBrowser {
 		chromedp.Flag("disable-sync", true),
 		chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 900),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -263,6 +228,14 @@ func newUIBrowser(t *testing.T) *uiBrowser {
 	t.Cleanup(func() {
 		cancel()
 		cancelAlloc()
+		err := os.RemoveAll(profile)
+		for deadline := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // poll interval
+			err = os.RemoveAll(profile)
+		}
+		if err != nil {
+			t.Errorf("removing the browser profile: %v", err)
+		}
 	})
 	b := &uiBrowser{t: t, ctx: ctx}
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
@@ -483,7 +456,7 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 
 	// Fail beta: 2 failures (threshold 2) make it unavailable.
 	uiEval[bool](b, `window.__notReloaded = true`)
-	upB.code.Store(http.StatusInternalServerError)
+	upB.Code.Store(http.StatusInternalServerError)
 	for range 2 {
 		if code := px.send(t, "beta"); code != http.StatusInternalServerError {
 			t.Fatalf("beta answered %d; want the upstream's 500", code)
@@ -530,7 +503,7 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 	b.viewport(1200, 900)
 
 	// Recover: after the cooldown one trial success makes it healthy again.
-	upB.code.Store(http.StatusOK)
+	upB.Code.Store(http.StatusOK)
 	deadline := time.Now().Add(15 * time.Second)
 	for uiEval[string](b, rowJS("provider", "beta")+`.dataset.status`) != "healthy" {
 		if time.Now().After(deadline) {
@@ -722,19 +695,18 @@ func TestBrowserUIForbiddenWithoutToken(t *testing.T) {
 	}
 	up := newUIUpstream(t)
 	cfg := uiConfig("", []config.Provider{uiProvider(t, "alpha", "Alpha API", uiHealth(), up)}, uiModel("m1", "Model one"))
-	srv := newUIServer(t, cfg)
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Skipf("cannot listen on %s: %v", ip, err)
 	}
+	srv := newServer(t, cfg)
 	hs := &http.Server{Handler: srv}
 	hs.RegisterOnShutdown(srv.BeginShutdown)
 	go hs.Serve(l)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		hs.Shutdown(ctx)
-		closeUIServer(srv)
+		hs.Shutdown(ctx) // before the Server's own close (cleanups run last first)
 	})
 	b := newUIBrowser(t)
 	b.open("http://" + l.Addr().String() + "/")
@@ -774,7 +746,8 @@ func TestBrowserUIReconnectsAfterRestart(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	serve := func(l net.Listener, cfg *config.Config) (stop func()) {
-		srv := newUIServer(t, cfg)
+		var closeSrv func()
+		srv := newServer(t, cfg, closedBy(&closeSrv))
 		hs := &http.Server{Handler: srv}
 		hs.RegisterOnShutdown(srv.BeginShutdown)
 		go hs.Serve(l)
@@ -784,7 +757,7 @@ func TestBrowserUIReconnectsAfterRestart(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				hs.Shutdown(ctx)
-				closeUIServer(srv)
+				closeSrv()
 			})
 		}
 		t.Cleanup(stop)
@@ -802,7 +775,7 @@ func TestBrowserUIReconnectsAfterRestart(t *testing.T) {
 
 	// The same address again, with a new provider "delta".
 	var l2 net.Listener
-	uiEventually(t, 10*time.Second, "the address can be listened on again", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "the address can be listened on again", func() bool {
 		l2, err = net.Listen("tcp", addr)
 		return err == nil
 	})
@@ -817,7 +790,7 @@ func TestBrowserUIReconnectsAfterRestart(t *testing.T) {
 	b.waitStatus("provider", "delta", "unknown", 10*time.Second)
 
 	// and live updates flow on the new stream
-	up2.code.Store(http.StatusBadGateway)
+	up2.Code.Store(http.StatusBadGateway)
 	uiGet(t, "http://"+addr+"/providers/delta/x")
 	uiGet(t, "http://"+addr+"/providers/delta/x")
 	b.waitStatus("provider", "delta", "unavailable", 10*time.Second)
@@ -850,12 +823,12 @@ func TestBrowserUIScreenshot(t *testing.T) {
 	}
 	// binance: its second upstream fails; failover keeps clients served,
 	// and the provider shows degraded.
-	flaky.code.Store(http.StatusServiceUnavailable)
-	uiEventually(t, 10*time.Second, "binance is degraded", func() bool {
+	flaky.Code.Store(http.StatusServiceUnavailable)
+	proxytest.Eventually(t, 10*time.Second, "binance is degraded", func() bool {
 		px.send(t, "binance")
 		return px.provider(t, "binance").Status == "degraded"
 	})
-	down.code.Store(http.StatusInternalServerError)
+	down.Code.Store(http.StatusInternalServerError)
 	for range 4 {
 		px.send(t, "kraken")
 	}
@@ -869,7 +842,7 @@ func TestBrowserUIScreenshot(t *testing.T) {
 	}
 	res.Body.Close()
 	px.kill(t, "crypto_sent_1")
-	uiEventually(t, 10*time.Second, "crypto_sent_1 is unavailable", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "crypto_sent_1 is unavailable", func() bool {
 		return px.model(t, "crypto_sent_1").Status == "unavailable"
 	})
 

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // hitCounter counts the requests a test server gets, by
@@ -78,13 +79,13 @@ func assertFrameDenied(t *testing.T, what string, h http.Header) {
 // TestClickjackUIHeaders: the UI's page and its files, as the proxy
 // serves them, forbid framing; the API does not need to (it is JSON).
 func TestClickjackUIHeaders(t *testing.T) {
-	_, ts := startTestServer(t, &config.Config{}, Options{})
+	_, ts := startServer(t, &config.Config{})
 	for _, path := range []string{"/", "/assets/app.js", "/assets/style.css", "/assets/no-such-file"} {
-		resp, _ := get(t, ts.Client(), ts.URL+path)
+		resp, _ := proxytest.Get(t, ts.Client(), ts.URL+path)
 		assertFrameDenied(t, "GET "+path+" ("+resp.Status+")", resp.Header)
 	}
 	// The page keeps its full policy: scripts and styles from the proxy only.
-	resp, _ := get(t, ts.Client(), ts.URL+"/")
+	resp, _ := proxytest.Get(t, ts.Client(), ts.URL+"/")
 	if g := resp.Header.Get("Content-Security-Policy"); !strings.Contains(g, "default-src 'self'") || !strings.Contains(g, "script-src 'self'") {
 		t.Errorf("GET /: Content-Security-Policy %q lost default-src or script-src 'self'", g)
 	}
@@ -99,13 +100,12 @@ func TestClickjackUIHeaders(t *testing.T) {
 // frames work and would see a framed UI.
 func TestBrowserClickjackUIFrameDenied(t *testing.T) {
 	uiChromePath(t)
-	srv := newUIServer(t, uiConfig("", []config.Provider{uiProvider(t, "p", "Victim API", uiHealth(), newUIUpstream(t))}))
+	srv := newServer(t, uiConfig("", []config.Provider{uiProvider(t, "p", "Victim API", uiHealth(), newUIUpstream(t))}))
 	var proxyHits hitCounter
 	hs := httptest.NewServer(proxyHits.wrap(srv))
 	t.Cleanup(func() {
 		srv.BeginShutdown() // end event streams, or Close waits for them
-		hs.Close()
-		closeUIServer(srv)
+		hs.Close()          // before the Server's own close (cleanups run last first)
 	})
 
 	// A line of the stylesheet, to look for in the frames' text.
@@ -142,14 +142,13 @@ func TestBrowserClickjackUIFrameDenied(t *testing.T) {
 	})))
 	t.Cleanup(control.Close)
 
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	evil := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		io.WriteString(w, `<!doctype html><title>evil</title>
 <iframe id="ui" src="`+hs.URL+`/" width="800" height="600"></iframe>
 <iframe id="asset" src="`+hs.URL+`/assets/style.css"></iframe>
 <iframe id="control" src="`+control.URL+`/"></iframe>`)
-	}))
-	t.Cleanup(evil.Close)
+	})
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
 
 	b := newUIBrowser(t)
@@ -157,7 +156,7 @@ func TestBrowserClickjackUIFrameDenied(t *testing.T) {
 	b.waitJS("the hostile page and its frames are loaded", `document.readyState === 'complete'`, 15*time.Second)
 
 	// The control frame rendered and ran its script.
-	uiEventually(t, 15*time.Second, "the control frame's script calls its server", func() bool {
+	proxytest.Eventually(t, 15*time.Second, "the control frame's script calls its server", func() bool {
 		return controlHits.count("*", "/ping") > 0
 	})
 	// The browser did ask for the UI and the file as frames: what follows

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // markupUpstream is a raw TCP upstream whose status line holds markup:
@@ -24,32 +24,16 @@ import (
 // (part of) the last_error_message the UI shows.
 func markupUpstream(t *testing.T, status string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return "http://" + newRawUpstream(t, func(c net.Conn, br *bufio.Reader, _ <-chan struct{}) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		for { // the request head
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for { // the request head
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				c.Write([]byte("HTTP/1.1 " + status + " OK\r\nContent-Length: 0\r\n\r\n"))
-			}()
 		}
-	}()
-	return "http://" + ln.Addr().String()
+		c.Write([]byte("HTTP/1.1 " + status + " OK\r\nContent-Length: 0\r\n\r\n"))
+	}).addr()
 }
 
 // TestBrowserUIEscapesNamesAndErrors: a provider name and an upstream
@@ -102,18 +86,9 @@ func TestBrowserUIEscapesNamesAndErrors(t *testing.T) {
 func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 	uiChromePath(t)
 	pc := uiProvider(t, "victim", "Victim API", withCooldown(uiHealth(), time.Hour))
-	pc.Upstreams = append(pc.Upstreams, mustURL(t, deadUpstreamURL(t)))
-	logger, logs := captureLogs()
-	srv, err := New(normalized(uiConfig("", []config.Provider{pc})), Options{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.BeginShutdown()
-		hs.Close()
-		closeUIServer(srv)
-	})
+	pc.Upstreams = append(pc.Upstreams, mustURL(t, proxytest.DeadURL(t)))
+	logger, logs := proxytest.CaptureLogs()
+	srv, hs := startServer(t, uiConfig("", []config.Provider{pc}), withLogger(logger))
 	for range 4 {
 		uiGet(t, hs.URL+"/providers/victim/x")
 	}
@@ -122,20 +97,19 @@ func TestBrowserCrossSiteFormCannotHeal(t *testing.T) {
 		t.Fatalf("victim is %v; want unavailable", g)
 	}
 	target := hs.URL + "/api/diagnostics/self-heal?provider_id=victim"
-	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	evil := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte(`<!doctype html><title>evil</title>
 <iframe name="sink1"></iframe><iframe name="sink2"></iframe>
 <form id="f" method="POST" enctype="text/plain" target="sink1" action="` + target + `"><input name="a" value="b"></form>
 <form id="g" method="POST" target="sink2" action="` + target + `"></form>
 <script>document.getElementById('f').submit(); document.getElementById('g').submit();</script>`))
-	}))
-	t.Cleanup(evil.Close)
+	})
 	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
 
 	b := newUIBrowser(t)
 	b.do(chromedp.Navigate(evilURL))
-	uiEventually(t, 15*time.Second, "the proxy refused both cross-site posts", func() bool {
+	proxytest.Eventually(t, 15*time.Second, "the proxy refused both cross-site posts", func() bool {
 		return strings.Count(logs.String(), "admin request refused: cross-site") >= 2
 	})
 	if g := u.Health.Status(); g != breaker.Unavailable {

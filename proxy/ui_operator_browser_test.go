@@ -11,11 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,28 +21,8 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
-
-// opUpstream is a uiUpstream that counts the requests it gets.
-type opUpstream struct {
-	*uiUpstream
-	hits atomic.Int64
-}
-
-func newOpUpstream(t *testing.T) *opUpstream {
-	t.Helper()
-	o := &opUpstream{uiUpstream: &uiUpstream{}}
-	o.code.Store(http.StatusOK)
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.hits.Add(1)
-		code := int(o.code.Load())
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		fmt.Fprintf(w, `{"code":%d,"path":%q}`, code, r.URL.Path)
-	}))
-	t.Cleanup(o.Close)
-	return o
-}
 
 // upstreamURL is the display URL of provider id's i-th upstream, as the
 // health document (and so the page) names it.
@@ -138,9 +116,9 @@ func (p *uiProxy) sendN(t *testing.T, id string, n int) {
 // download JSON and CSV; the page fits 375 px.
 func TestBrowserUIOperatorDrainResume(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
-	upA, upB := newOpUpstream(t), newOpUpstream(t)
+	upA, upB := newUIUpstream(t), newUIUpstream(t)
 	cfg := uiConfig("", []config.Provider{
-		uiProvider(t, "alpha", "Alpha API", uiHealth(), upA.uiUpstream, upB.uiUpstream),
+		uiProvider(t, "alpha", "Alpha API", uiHealth(), upA, upB),
 	}, uiModel("sent", "Sentiment"))
 	px := startUIProxy(t, cfg)
 	px.sendN(t, "alpha", 4)
@@ -236,12 +214,12 @@ func TestBrowserUIOperatorDrainResume(t *testing.T) {
 	}
 
 	// Requests no longer reach A.
-	hitsA, hitsB := upA.hits.Load(), upB.hits.Load()
+	hitsA, hitsB := upA.Hits.Load(), upB.Hits.Load()
 	px.sendN(t, "alpha", 8)
-	if got := upA.hits.Load(); got != hitsA {
+	if got := upA.Hits.Load(); got != hitsA {
 		t.Errorf("drained upstream A got %d requests; want none", got-hitsA)
 	}
-	if got := upB.hits.Load(); got != hitsB+8 {
+	if got := upB.Hits.Load(); got != hitsB+8 {
 		t.Errorf("upstream B got %d of 8 requests", got-hitsB)
 	}
 
@@ -265,9 +243,9 @@ func TestBrowserUIOperatorDrainResume(t *testing.T) {
 		rowJS("provider", "alpha")+`.querySelector('.entry-operator').hidden`, 5*time.Second)
 	b.waitJS("the focus is back on the Resume button",
 		`document.activeElement === document.querySelector(`+jsString(controlSel("resume", "alpha", urlA))+`)`, 5*time.Second)
-	uiEventually(t, 10*time.Second, "requests reach A again", func() bool {
+	proxytest.Eventually(t, 10*time.Second, "requests reach A again", func() bool {
 		px.sendN(t, "alpha", 1)
-		return upA.hits.Load() > hitsA
+		return upA.Hits.Load() > hitsA
 	})
 
 	// The audit log lists both actions, newest first.
@@ -337,8 +315,8 @@ func TestBrowserUIOperatorDrainResume(t *testing.T) {
 // it degraded (recovery trials), and a request makes it healthy again.
 func TestBrowserUIOperatorForceOpen(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
-	up := newOpUpstream(t)
-	cfg := uiConfig("", []config.Provider{uiProvider(t, "beta", "Beta API", uiHealth(), up.uiUpstream)})
+	up := newUIUpstream(t)
+	cfg := uiConfig("", []config.Provider{uiProvider(t, "beta", "Beta API", uiHealth(), up)})
 	px := startUIProxy(t, cfg)
 	px.sendN(t, "beta", 1)
 	u := px.upstreamURL(t, "beta", 0)
@@ -366,11 +344,11 @@ func TestBrowserUIOperatorForceOpen(t *testing.T) {
 	if !strings.Contains(why, "forced open by an operator") || !strings.Contains(why, reason) {
 		t.Errorf("the row explains %q; want the operator's reason", why)
 	}
-	hits := up.hits.Load()
+	hits := up.Hits.Load()
 	if code := px.send(t, "beta"); code != http.StatusServiceUnavailable {
 		t.Errorf("a forced-open provider answered %d; want 503", code)
 	}
-	if up.hits.Load() != hits {
+	if up.Hits.Load() != hits {
 		t.Error("a request reached the forced-open upstream")
 	}
 	if recs := px.srv.audit.last(maxAudit); len(recs) != 1 || recs[0].Action != "force-open" || recs[0].TTL != "" {
@@ -397,8 +375,8 @@ func TestBrowserUIOperatorForceOpen(t *testing.T) {
 func TestBrowserUIOperatorAdminToken(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
 	const token = "ui-operator-admin-token"
-	up := newOpUpstream(t)
-	cfg := uiConfig(token, []config.Provider{uiProvider(t, "alpha", "Alpha API", uiHealth(), up.uiUpstream)})
+	up := newUIUpstream(t)
+	cfg := uiConfig(token, []config.Provider{uiProvider(t, "alpha", "Alpha API", uiHealth(), up)})
 	px := startUIProxy(t, cfg)
 	u := px.upstreamURL(t, "alpha", 0)
 	b := newUIBrowser(t)

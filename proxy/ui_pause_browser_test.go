@@ -3,12 +3,12 @@ package proxy
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // TestBrowserUIShowsRateLimitPause: an upstream that answers 429 with
@@ -16,12 +16,11 @@ import (
 // countdown in its row's explanation.
 func TestBrowserUIShowsRateLimitPause(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := proxytest.NewScriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "120")
 		w.WriteHeader(http.StatusTooManyRequests)
 		fmt.Fprint(w, `{"error":"slow down"}`)
-	}))
-	t.Cleanup(up.Close)
+	})
 	pc := uiProvider(t, "limited", "Limited API", uiHealth())
 	pc.Upstreams = append(pc.Upstreams, mustURL(t, up.URL+"/api"))
 	px := startUIProxy(t, uiConfig("", []config.Provider{pc}))

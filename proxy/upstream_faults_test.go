@@ -10,7 +10,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // ---- leak checks ----
@@ -239,7 +239,7 @@ func upstreamFaults(t *testing.T) []faultCase {
 	return []faultCase{
 		{
 			name:     "connection refused",
-			url:      func(t *testing.T) (string, func()) { return deadUpstreamURL(t), func() {} },
+			url:      func(t *testing.T) (string, func()) { return proxytest.DeadURL(t), func() {} },
 			wantCode: http.StatusBadGateway, wantKind: breaker.KindConnect, failover: true,
 		},
 		{
@@ -438,21 +438,17 @@ func (fp *faultProxy) send(method, path, body string) clientOutcome {
 // faultProxy is a healproxy in front of the case's upstreams, closed by
 // close (not by t.Cleanup, since the leak check runs after it).
 type faultProxy struct {
-	s      *Server
-	ts     *httptest.Server
-	client *http.Client
+	s        *Server
+	ts       *httptest.Server
+	client   *http.Client
+	closeAll func()
 }
 
 func newFaultProxy(t *testing.T, pc config.Provider) *faultProxy {
 	t.Helper()
-	s, err := New(normalized(&config.Config{Providers: []config.Provider{pc}}), Options{Logger: discardLogger()})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ts := httptest.NewUnstartedServer(s)
-	ts.Config.ErrorLog = quietLog()
-	ts.Start()
-	return &faultProxy{s: s, ts: ts, client: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}}
+	fp := &faultProxy{client: &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 20 * time.Second}}
+	fp.s, fp.ts = startServer(t, &config.Config{Providers: []config.Provider{pc}}, withQuietFrontLog(), closedBy(&fp.closeAll))
+	return fp
 }
 
 func (fp *faultProxy) upstream(t *testing.T, i int) api.Upstream {
@@ -471,12 +467,7 @@ func (fp *faultProxy) upstream(t *testing.T, i int) api.Upstream {
 
 func (fp *faultProxy) close(t *testing.T) {
 	t.Helper()
-	fp.ts.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := fp.s.Close(ctx); err != nil {
-		t.Errorf("Server.Close: %v", err)
-	}
+	fp.closeAll()
 	fp.client.CloseIdleConnections()
 }
 
@@ -498,7 +489,7 @@ func TestFaultUpstream(t *testing.T) {
 			t.Run(tc.name+"/"+m.method, func(t *testing.T) {
 				lc := startLeakCheck(t)
 				u, _, closeUp := tc.start(t)
-				pc := testProvider(t, "p", u)
+				pc := proxytest.Provider(t, "p", u)
 				if tc.timeout > 0 {
 					pc.Timeout = tc.timeout
 				}
@@ -563,8 +554,8 @@ func TestFaultUpstreamFailover(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			lc := startLeakCheck(t)
 			u, _, closeUp := tc.start(t)
-			good := newFakeUpstream(t)
-			pc := testProvider(t, "p", u, good.URL)
+			good := proxytest.NewUpstream(t)
+			pc := proxytest.Provider(t, "p", u, good.URL)
 			if tc.timeout > 0 {
 				pc.Timeout = tc.timeout
 			}
@@ -582,7 +573,7 @@ func TestFaultUpstreamFailover(t *testing.T) {
 			}
 			fp.close(t)
 			closeUp()
-			good.release()
+			good.Release()
 			good.Close()
 			fig.leaks.Add(int64(lc.verify(t)))
 		})
@@ -610,7 +601,7 @@ func TestFaultUpstreamRedirects(t *testing.T) {
 		w.Header().Set("Location", locations[r.URL.Path])
 		w.WriteHeader(http.StatusFound)
 	}))
-	fp := newFaultProxy(t, testProvider(t, "p", up.URL+"/base"))
+	fp := newFaultProxy(t, proxytest.Provider(t, "p", up.URL+"/base"))
 	fp.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	upHost := strings.TrimPrefix(up.URL, "http://")
 	for path, sent := range locations {
@@ -660,7 +651,7 @@ func TestFaultCloseReleasesUpstreamConns(t *testing.T) {
 	}
 	up.Start()
 	t.Cleanup(up.Close)
-	fp := newFaultProxy(t, testProvider(t, "p", up.URL))
+	fp := newFaultProxy(t, proxytest.Provider(t, "p", up.URL))
 	for _, m := range faultMethods {
 		if o := fp.send(m.method, "/providers/p/x", m.body); o.code != http.StatusOK || o.err != nil || o.bodyErr != nil {
 			t.Fatalf("%s: got %s; want 200", m.method, o)

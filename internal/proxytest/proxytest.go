@@ -224,6 +224,16 @@ func (u *Upstream) Requests() []Request {
 	return append([]Request(nil), u.seen...)
 }
 
+// Take is what the upstream got since the last Take (or its start), and
+// forgets it: a long-running test (a fuzzer) keeps memory bounded with it.
+func (u *Upstream) Take() []Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	seen := u.seen
+	u.seen = nil
+	return seen
+}
+
 // Last is the latest request; the test fails if there was none.
 func (u *Upstream) Last(tb testing.TB) Request {
 	tb.Helper()
@@ -232,6 +242,18 @@ func (u *Upstream) Last(tb testing.TB) Request {
 		tb.Fatal("upstream got no request; want one")
 	}
 	return reqs[len(reqs)-1]
+}
+
+// Count is the number of requests so far whose request URI starts with
+// prefix ("" counts them all).
+func (u *Upstream) Count(prefix string) int {
+	n := 0
+	for _, r := range u.Requests() {
+		if strings.HasPrefix(r.RequestURI, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 // HostPort is the upstream's host:port.
