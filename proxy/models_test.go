@@ -1022,8 +1022,8 @@ func TestModelConcurrentSelfHeal(t *testing.T) {
 			if successes == 0 {
 				t.Errorf("no caller got success")
 			}
-			if m := maxProcs.Load(); m > 1 {
-				t.Errorf("%d sentiment plugin processes existed at once for one model", m)
+			if m := maxProcs.Load(); m > 2 { // a warm reinit runs the new process beside the old one
+				t.Errorf("%d sentiment plugin processes existed at once for one model; want at most 2", m)
 			}
 			e := mp.waitHealthy("sent", startupWait, p0)
 			if rc > 0 && e.Restarts != 1 {

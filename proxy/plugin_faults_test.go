@@ -453,8 +453,8 @@ func selfHealStorm(t *testing.T, bin string) {
 			wantPredictOK(t, mp.predict(key, "btc"), key, 1)
 			requests.Add(1)
 		}
-		if m := most.Load(); m > 1 {
-			t.Errorf("%d processes of one model existed at once", m)
+		if m := most.Load(); m > 2 { // a warm reinit runs the new process beside the old one
+			t.Errorf("%d processes of one model existed at once; want at most 2", m)
 		}
 		sent, failed := sc.end(t)
 		requests.Add(sent)
