@@ -96,6 +96,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 		cfg.AdminToken = *fc.Admin.Token
 	}
 	b.state(fc.State, cfg) // state.go
+	b.tracing(fc.Tracing, cfg) // tracing.go
 
 	seen := map[string]hcl.Range{}
 	for _, fp := range fc.Providers {
