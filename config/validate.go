@@ -95,7 +95,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
 	}
-	b.state(fc.State, cfg) // state.go
+	b.state(fc.State, cfg)     // state.go
 	b.tracing(fc.Tracing, cfg) // tracing.go
 
 	seen := map[string]hcl.Range{}
