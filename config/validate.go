@@ -95,8 +95,10 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
 	}
-	b.state(fc.State, cfg)     // state.go
-	b.tracing(fc.Tracing, cfg) // tracing.go
+	b.state(fc.State, cfg) // state.go
+
+	// tracing.go
+	b.tracing(fc.Tracing, cfg)
 
 	seen := map[string]hcl.Range{}
 	for _, fp := range fc.Providers {
