@@ -24,6 +24,8 @@ need /usr/bin/chromium chromium
 # the screenshot kept in docs/ shows empty boxes.
 need /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf fonts-noto-color-emoji
 need /usr/bin/redis-server redis-server
+need /usr/bin/prometheus prometheus
+need /usr/lib/python3/dist-packages/httpx python3-httpx
 
 [ -z "$missing" ] && exit 0
 
