@@ -175,6 +175,7 @@ func checkWaited(t *testing.T, lines []clientLine) {
 // TestPythonClient runs examples/clients/python against a live healproxy
 // with Debian's python3 and python3-httpx.
 func TestPythonClient(t *testing.T) {
+	t.Parallel() // each waits mostly (scrapes, cooldowns): run them side by side
 	py := need(t, "/usr/bin/python3", "python3", "the Python client example")
 	if out, err := exec.Command(py, "-c", "import httpx").CombinedOutput(); err != nil {
 		msg := fmt.Sprintf("python3 cannot import httpx (%v: %s): the Python client example is NOT checked; install Debian's python3-httpx", err, out)
@@ -203,6 +204,7 @@ func TestPythonClient(t *testing.T) {
 
 // TestGoClient runs examples/clients/go against a live healproxy.
 func TestGoClient(t *testing.T) {
+	t.Parallel() // each waits mostly (scrapes, cooldowns): run them side by side
 	bin := build(t, "examples/clients/go")
 	p := startClientProxy(t)
 	var lines []clientLine

@@ -43,6 +43,7 @@ var onlyWithRedis = []string{
 // and reads metrics that exist, and that promtool accepts the shipped
 // files.
 func TestPrometheus(t *testing.T) {
+	t.Parallel() // each waits mostly (scrapes, cooldowns): run them side by side
 	promBin := need(t, "prometheus", "prometheus", "the dashboard's and alert rules' queries against a real Prometheus")
 	promtool := need(t, "promtool", "prometheus", "the alert rules (promtool check rules)")
 

@@ -15,6 +15,7 @@ import (
 // pointing at a real healproxy binary, and that the hardening the README
 // promises is there.
 func TestSystemdUnit(t *testing.T) {
+	t.Parallel() // each waits mostly (scrapes, cooldowns): run them side by side
 	unit, err := os.ReadFile("systemd/healproxy.service")
 	if err != nil {
 		t.Fatal(err)
