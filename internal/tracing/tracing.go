@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -289,13 +290,35 @@ func (t *Tracer) StartAttempt(ctx context.Context, a Attempt) (context.Context, 
 		if a.Method != "" {
 			attrs = append(attrs, AttrMethod.String(a.Method))
 		}
-		if u, err := url.Parse(a.Upstream); err == nil && u.Host != "" {
-			attrs = append(attrs, AttrServerAddress.String(u.Hostname()))
+		if host := hostOf(a.Upstream); host != "" {
+			attrs = append(attrs, AttrServerAddress.String(host))
 		}
 	}
 	attrs = append(attrs, AttrAttempt.Int(a.Number), AttrBreaker.String(a.Breaker))
 	ctx, s := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	return ctx, Span{s}
+}
+
+// hostOf is the host of a URL such as RedactURL gives, without its port
+// or IPv6 brackets: a slice of u, no parsing.
+func hostOf(u string) string {
+	_, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if strings.HasPrefix(rest, "[") { // [::1]:8080
+		if i := strings.IndexByte(rest, ']'); i > 0 {
+			return rest[1:i]
+		}
+		return ""
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
 }
 
 // Result is how an attempt ended.

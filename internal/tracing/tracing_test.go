@@ -176,6 +176,9 @@ func TestRequestAndAttemptSpans(t *testing.T) {
 			t.Errorf("attempt %d: got attributes %v; want attempt %d, breaker healthy, class %s, status %d, upstream %s",
 				i+1, a, i+1, wantClass[i], wantStatus[i], display)
 		}
+		if got := a[tracing.AttrServerAddress].AsString(); got != "127.0.0.1" {
+			t.Errorf("attempt %d: got server.address %q; want 127.0.0.1", i+1, got)
+		}
 		if (s.Status().Code == codes.Error) != (i == 0) {
 			t.Errorf("attempt %d: got status %v; want an error only for the failed attempt", i+1, s.Status())
 		}
@@ -400,5 +403,19 @@ func TestRedactURL(t *testing.T) {
 	}
 	if got := tracing.RedactURL(nil, nil); got != "" {
 		t.Errorf("got %q for nil; want empty", got)
+	}
+}
+
+func TestServerAddress(t *testing.T) {
+	tr, rec := newRecorded(t, 1)
+	for _, up := range []string{"https://api.example/v3", "http://[::1]:8080/x", "http://h:1?q", "no-scheme"} {
+		_, s := tr.StartAttempt(context.Background(), tracing.Attempt{Provider: "p", Upstream: up, Number: 1})
+		s.EndAttempt(tracing.Result{Class: "success"})
+	}
+	want := []string{"api.example", "::1", "h", ""}
+	for i, s := range rec.Ended() {
+		if got := attrs(s.Attributes())[tracing.AttrServerAddress].AsString(); got != want[i] {
+			t.Errorf("upstream %d: got server.address %q; want %q", i, got, want[i])
+		}
 	}
 }
