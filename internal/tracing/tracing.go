@@ -76,6 +76,9 @@ const (
 	EventFallback = "fallback"
 	EventStale    = "stale"
 	EventAllDown  = "all_down"
+	// EventBudget: a retry was not made, the provider's retry budget being
+	// spent.
+	EventBudget = "retry_budget_exhausted"
 )
 
 // Tracer records healproxy's spans. The zero value is not usable; nil is
@@ -396,13 +399,23 @@ func event(ctx context.Context, name string, attrs ...attribute.KeyValue) {
 }
 
 // Retry records on the request's span in ctx that attempt number next
-// will be made after backoff, because of the previous attempt's class.
+// will be made after backoff (0 when not known yet), because of the
+// previous attempt's class.
 func (t *Tracer) Retry(ctx context.Context, next int, backoff time.Duration, class string) {
 	if t == nil {
 		return
 	}
 	event(ctx, EventRetry, AttrAttempt.Int(next), attribute.Float64("healproxy.backoff_seconds", backoff.Seconds()),
 		AttrClassification.String(class))
+}
+
+// BudgetExhausted records that a retry was not made because the
+// provider's retry budget was spent.
+func (t *Tracer) BudgetExhausted(ctx context.Context) {
+	if t == nil {
+		return
+	}
+	event(ctx, EventBudget)
 }
 
 // Hedge records that a hedged attempt was sent to upstream (a redacted

@@ -242,14 +242,15 @@ func TestEvents(t *testing.T) {
 	tr.Hedge(ctx, 2, "http://b.example/api")
 	tr.AllDown(ctx, "stale")
 	tr.Stale(ctx, 90*time.Second)
+	tr.BudgetExhausted(ctx)
 	s.EndRequest(http.StatusServiceUnavailable)
 	got := rec.Ended()[0]
 	var names []string
 	for _, e := range got.Events() {
 		names = append(names, e.Name)
 	}
-	if strings.Join(names, ",") != "hedge,all_down,stale" {
-		t.Errorf("got events %v; want hedge, all_down, stale", names)
+	if strings.Join(names, ",") != "hedge,all_down,stale,retry_budget_exhausted" {
+		t.Errorf("got events %v; want hedge, all_down, stale, retry_budget_exhausted", names)
 	}
 	if a := attrs(got.Events()[2].Attributes); a["healproxy.stale.age_seconds"].AsFloat64() != 90 {
 		t.Errorf("got stale event %v; want age 90 s", a)
