@@ -264,7 +264,8 @@ type Attempt struct {
 	// Upstream is the upstream's URL as RedactURL gives it (computed once
 	// per upstream); empty for a model call.
 	Upstream string
-	// Number is the attempt's number within the request, from 1.
+	// Number is the attempt's number within the request, from 1; 0 for
+	// the try of an all-down step (the last resort, the try after a wait).
 	Number int
 	// Breaker is the status of the upstream's or model's health entry
 	// before the call: "healthy", "degraded", "unavailable", "unknown"
