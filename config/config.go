@@ -128,6 +128,10 @@ type Config struct {
 	Providers []Provider
 	Models    []Model
 	Alerts    []Alert
+
+	// Tracing, when not nil, exports OpenTelemetry traces (tracing.go);
+	// nil means tracing is off.
+	Tracing *Tracing
 }
 
 // Health holds the settings of the health state machine

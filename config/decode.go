@@ -24,6 +24,7 @@ type fileConfig struct {
 	Providers []*fileProvider `hcl:"provider,block"`
 	Models    []*fileModel    `hcl:"model,block"`
 	Alerts    []*fileAlert    `hcl:"alert,block"`
+	Tracing   *fileTracing    `hcl:"tracing,block"`
 }
 
 type fileHealth struct {

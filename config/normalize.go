@@ -31,6 +31,8 @@ import (
 //   - AllDown.Wait 0: no wait step.
 //   - Alert.MinInterval 0: every event is sent.
 //   - nil HealthCheck and Cache: none; an empty (not nil) list is kept.
+//   - nil Tracing: off; Tracing.SampleRatio 0: only requests whose
+//     caller sampled them are traced.
 func (c *Config) Normalize() {
 	fill(&c.Listen, DefaultListen)
 	c.Health.inherit(healthDefaults())
@@ -49,6 +51,7 @@ func (c *Config) Normalize() {
 			c.Alerts[i].On = slices.Clone(AlertEvents)
 		}
 	}
+	c.Tracing.normalize() // tracing.go
 }
 
 // healthDefaults holds the defaults of the health settings that cannot be

@@ -99,6 +99,9 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	}
 	b.state(fc.State, cfg) // state.go
 
+	// tracing.go
+	b.tracing(fc.Tracing, cfg)
+
 	seen := map[string]hcl.Range{}
 	for _, fp := range fc.Providers {
 		if fp == nil {

@@ -32,6 +32,8 @@ need /usr/lib/python3/dist-packages/grpc python3-grpcio
 need /usr/lib/python3/dist-packages/google/protobuf python3-protobuf
 need /usr/lib/python3/dist-packages/cryptography python3-cryptography
 need /usr/lib/python3/dist-packages/sklearn python3-sklearn
+need /usr/bin/prometheus prometheus
+need /usr/lib/python3/dist-packages/httpx python3-httpx
 
 [ -z "$missing" ] && exit 0
 
