@@ -24,6 +24,8 @@ const (
 	KindStatus  Kind = "status"  // answered with a failure status (5xx, 429)
 	KindCrash   Kind = "crash"   // the backend process died
 	KindError   Kind = "error"   // any other failure
+	KindStalled Kind = "stalled" // an answer's body went silent beyond its idle timeout
+	KindCut     Kind = "cut"     // an answer's body broke off before its end
 )
 
 // StatusClientClosedRequest is nginx's 499: the client left before the answer.
@@ -31,12 +33,12 @@ const StatusClientClosedRequest = 499
 
 // FailureStatus is the status of the answer to a call that the backend
 // (a provider's upstream, a model's plugin) failed, for every kind of
-// backend: 504 when it did not answer in time, 503 when it is not there
+// backend: 504 when it did not answer in time (or went silent), 503 when it is not there
 // to call (a plugin process that exited; the caller adds Retry-After),
 // 502 for any other failure.
 func FailureStatus(k Kind) int {
 	switch k {
-	case KindTimeout:
+	case KindTimeout, KindStalled:
 		return http.StatusGatewayTimeout
 	case KindCrash:
 		return http.StatusServiceUnavailable

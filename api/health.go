@@ -179,7 +179,7 @@ type Model struct {
 	// (max_requests counts them); LastReinitMode, LastReinitWhy and
 	// LastReinitSwitchSeconds tell how the latest reinit went (see
 	// HealResult).
-	Calls                   int64    `json:"calls"`
+	Calls                   int64    `json:"calls,omitempty"`
 	LastReinitMode          string   `json:"last_reinit_mode,omitempty"`
 	LastReinitWhy           string   `json:"last_reinit_why,omitempty"`
 	LastReinitSwitchSeconds *float64 `json:"last_reinit_switch_seconds,omitempty"`

@@ -130,8 +130,8 @@ const (
 	KindStatus  = api.KindStatus  // answered with a failure status (5xx, 429)
 	KindCrash   = api.KindCrash   // the backend process died
 	KindError   = api.KindError   // any other failure
-	KindStalled Kind = "stalled" // an answer's body went silent beyond its idle timeout
-	KindCut     Kind = "cut"     // an answer's body broke off before its end
+	KindStalled = api.KindStalled // an answer's body went silent beyond its idle timeout
+	KindCut     = api.KindCut     // an answer's body broke off before its end
 )
 
 // Failure is a failed call: what the caller's function returns to Call

@@ -2,11 +2,16 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/idle"
+	"github.com/healproxy/healproxy/internal/sse"
 )
 
 // watchBody waits, inside the attempt, for the first byte of the body of
@@ -70,10 +75,57 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		u := b.u
 		b.u = nil
 		if b.client.Err() == nil {
-			kind, msg := u.provider.classify(err, b.attempt)
-			u.Health.Fail(&breaker.Failure{Kind: kind, Latency: time.Since(b.start),
-				Message: "answer cut short after its headers: " + msg})
+			kind, msg := u.provider.bodyFailure(err, b.attempt)
+			u.Health.Fail(&breaker.Failure{Kind: kind, Latency: time.Since(b.start), Message: msg})
 		}
 	}
 	return n, err
+}
+
+// boundBody gives the body of r, which has started (watchBody), the
+// bounds of a streamed answer: no read may wait longer than idle_timeout
+// for data, and, with max_duration, the whole answer ends by then
+// (counted from start, the attempt's). A healthy stream that keeps
+// flowing is never cut, however long it runs. An event stream
+// (text/event-stream) that breaks gets an SSE error event before its end
+// (sse.Marker), so that the client sees the answer is incomplete.
+func (p *Provider) boundBody(r *http.Response, start time.Time) {
+	w, ok := r.Body.(*watchedBody)
+	if !ok {
+		return
+	}
+	var maxAt time.Time
+	if p.maxDuration > 0 {
+		maxAt = start.Add(p.maxDuration)
+	}
+	if !h1.Bound(w.ReadCloser, p.idleTimeout, maxAt) && (p.idleTimeout > 0 || p.maxDuration > 0) {
+		var left time.Duration // idle.New: 0 is no bound
+		if !maxAt.IsZero() {
+			left = max(time.Until(maxAt), time.Nanosecond)
+		}
+		w.ReadCloser = idle.New(w.ReadCloser, p.idleTimeout, left)
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "text/event-stream" {
+		r.Body = sse.NewMarker(r.Body, func(err error) (string, string) {
+			kind, msg := p.bodyFailure(err, w.attempt)
+			return string(kind), msg
+		})
+	}
+}
+
+// bodyFailure names the failure of an answer's body after its first byte:
+// a stall (no data within idle_timeout), an answer over max_duration (a
+// timeout), or a break (cut), with a message free of secrets.
+func (p *Provider) bodyFailure(err error, attempt context.Context) (breaker.Kind, string) {
+	switch {
+	case errors.Is(err, idle.ErrStalled):
+		return breaker.KindStalled, "answer stalled: no data within idle_timeout (" + p.idleTimeout.String() + ")"
+	case errors.Is(err, idle.ErrMaxDuration):
+		return breaker.KindTimeout, "answer longer than max_duration (" + p.maxDuration.String() + ")"
+	}
+	kind, msg := p.classify(err, attempt)
+	if kind == breaker.KindTimeout {
+		return kind, "answer cut short after its headers: " + msg
+	}
+	return breaker.KindCut, "answer cut short after its headers: " + msg
 }

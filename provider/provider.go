@@ -28,11 +28,14 @@ type Provider struct {
 	ID, Name  string
 	Upstreams []*Upstream
 	cfg       config.Provider
-	timeout   time.Duration
-	headers   http.Header // injected; values are secrets
-	rp        *httputil.ReverseProxy
-	rr        atomic.Uint32 // round-robin cursor
-	m         *Metrics
+	timeout   time.Duration // until the answer starts (send)
+	// idleTimeout bounds the silence between reads of an answer's body
+	// once it started, maxDuration the whole answer (0: none): boundBody.
+	idleTimeout, maxDuration time.Duration
+	headers                  http.Header // injected; values are secrets
+	rp                       *httputil.ReverseProxy
+	rr                       atomic.Uint32 // round-robin cursor
+	m                        *Metrics
 
 	// resilience settings (README, "Resilience settings (per provider)")
 	retry        *retry.Policy
@@ -82,6 +85,8 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 		ID:           pc.ID,
 		Name:         pc.Name,
 		timeout:      pc.Timeout,
+		idleTimeout:  pc.IdleTimeout,
+		maxDuration:  pc.MaxDuration,
 		headers:      make(http.Header, len(pc.Headers)),
 		m:            m,
 		retry:        retry.NewPolicy(pc.Retry),
@@ -460,10 +465,42 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = withClientBody(w, r) // tells the client's faults from the upstream's (clienterrors.go)
 	// A client that stops reading must not hold this goroutine (and the
 	// upstream connection) forever: the answer has as long as every
-	// attempt may take, plus a margin for a slow link.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(p.writeBudget()))
-	p.rp.ServeHTTP(w, r)
+	// attempt may take, plus a margin for a slow link, and each write
+	// that goes through gives a streamed answer that long again.
+	dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), budget: p.writeBudget()}
+	dw.extend(time.Now())
+	p.rp.ServeHTTP(dw, r)
 }
+
+// deadlineWriter keeps a response's write deadline budget ahead of its
+// last successful write, so that a long answer that keeps flowing (a
+// stream) is never cut while a client that stops reading still is, within
+// the budget. The deadline moves at most every budget/4, not on every
+// write.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc     *http.ResponseController
+	budget time.Duration
+	next   time.Time // when to move the deadline again
+}
+
+func (w *deadlineWriter) extend(now time.Time) {
+	_ = w.rc.SetWriteDeadline(now.Add(w.budget))
+	w.next = now.Add(w.budget / 4)
+}
+
+func (w *deadlineWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	if err == nil {
+		if now := time.Now(); now.After(w.next) {
+			w.extend(now)
+		}
+	}
+	return n, err
+}
+
+// Unwrap gives http.ResponseController (flushes, hijacks) the writer.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Config is the configuration p was built from.
 func (p *Provider) Config() config.Provider { return p.cfg }

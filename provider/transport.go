@@ -306,9 +306,13 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 	p := t.p
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		start := time.Now()
-		r, cancel, ctx, rtErr := t.send(u, req, cb)
+		r, cancel, stop, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
 			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
+			if rtErr == nil {
+				stop() // the answer has started: from now on its body's bounds apply
+				p.boundBody(r, start)
+			}
 		}
 		latency := time.Since(start)
 		wrapBody := cancel != nil // the lean client needs no context to end
@@ -405,7 +409,14 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 // the base transport with a context bounding it by the provider's timeout.
 // cancel ends that context once the answer is read or dropped (nil for the
 // lean client, which has none); ctx is the attempt's context, for classifyError.
-func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, cancel context.CancelFunc, ctx context.Context, err error) {
+//
+// The timeout bounds the attempt until its answer starts: the response
+// headers and the first byte of a body (watchBody). stop ends that bound;
+// the caller calls it once the first byte came, and the body's own bounds
+// (idle_timeout, max_duration: boundBody) take over. Until then a failure
+// answer passed to the client as it is stays within the timeout, body
+// included.
+func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, cancel context.CancelFunc, stop func() bool, ctx context.Context, err error) {
 	p := t.p
 	if u.fast != nil && u.fault.Load() == nil && h1.Eligible(req) {
 		r, err = u.fast.RoundTrip(req, u.h1Target(req.URL), p.timeout)
@@ -415,26 +426,25 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 			out.URL = u.targetURL(req.URL)
 			r.Request = out
 		}
-		return r, nil, req.Context(), err
+		return r, nil, noStop, req.Context(), err // the connection's deadline is the timeout (h1.Bound ends it)
 	}
-	ctx = req.Context()
-	stopTimer := func() bool { return false }
-	if req.Header.Get("Upgrade") == "" {
-		ctx, cancel = context.WithTimeout(ctx, p.timeout)
-	} else { // the timeout bounds the wait for the answer; an upgraded connection outlives it
-		var cancelCause context.CancelCauseFunc
-		ctx, cancelCause = context.WithCancelCause(ctx)
-		cancel = func() { cancelCause(context.Canceled) }
-		stopTimer = time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) }).Stop
-	}
+	var cancelCause context.CancelCauseFunc
+	ctx, cancelCause = context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) })
+	stop = timer.Stop
+	cancel = func() { timer.Stop(); cancelCause(context.Canceled) }
 	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 	out.URL = u.targetURL(req.URL)
 	stopWatch := cb.watch(ctx, req.Context()) // a slow client must not hold the attempt past its timeout
 	r, err = u.send(t.base, out)              // u.send: fault injection, see fault.go
 	stopWatch()
-	stopTimer()
-	return r, cancel, ctx, err
+	if err == nil && r.StatusCode == http.StatusSwitchingProtocols {
+		stop() // the timeout bounds the wait for the answer; an upgraded connection outlives it
+	}
+	return r, cancel, stop, ctx, err
 }
+
+func noStop() bool { return false }
 
 // spendRetry takes a retry from the budget before a failure answer is
 // given up for it, counting a refusal.

@@ -42,11 +42,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/healproxy/healproxy/internal/idle"
 )
 
 // Pool is the lean client's connections to one upstream host:port. Get
@@ -383,7 +386,7 @@ func (c *conn) exchange(req *http.Request, target Target, deadline time.Time) (*
 	}
 	// A body of its own per exchange: ReverseProxy closes it after the
 	// connection may already serve another exchange.
-	resp.Body = &body{rc: resp.Body, c: c, keep: keep}
+	resp.Body = &body{rc: resp.Body, c: c, keep: keep, ctx: req.Context()}
 	return resp, nil
 }
 
@@ -458,17 +461,55 @@ func (c *conn) writeRequest(req *http.Request, target Target) {
 // body is an answer's body on a pooled connection: at its end the
 // connection goes back to the pool; closed before its end, it is closed.
 type body struct {
-	rc   io.ReadCloser
-	c    *conn
-	keep bool
-	end  bool // EOF seen or closed: the connection is no longer ours
+	rc    io.ReadCloser
+	c     *conn
+	keep  bool
+	end   bool          // EOF seen or closed: the connection is no longer ours
+	idle  time.Duration   // > 0: each Read waits at most this long (Bound)
+	maxAt time.Time       // non-zero: no Read waits past it (Bound)
+	ctx   context.Context // the request's: once done, no Read sets a deadline again
+}
+
+// Bound replaces the exchange's deadline, from the next Read on, by
+// bounds of the body: each Read waits at most idle for data (0: no bound)
+// and none past maxAt (zero: no bound). A Read that runs into them fails
+// with an error wrapping idle.ErrStalled or idle.ErrMaxDuration, and the
+// connection is closed. A body that is not the lean client's is left
+// alone (false).
+func Bound(rc io.ReadCloser, idleTimeout time.Duration, maxAt time.Time) bool {
+	b, ok := rc.(*body)
+	if !ok || b.end {
+		return ok
+	}
+	b.idle, b.maxAt = idleTimeout, maxAt
+	if idleTimeout <= 0 && maxAt.IsZero() {
+		b.c.nc.SetReadDeadline(time.Time{}) // unbounded: the caller bounds it otherwise
+	}
+	return true
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	if b.end {
 		return 0, io.EOF
 	}
+	stalled := false
+	if (b.idle > 0 || !b.maxAt.IsZero()) && b.ctx.Err() == nil { // else the request's end set a past deadline
+		d := b.maxAt
+		if b.idle > 0 {
+			if i := time.Now().Add(b.idle); d.IsZero() || i.Before(d) {
+				d, stalled = i, true
+			}
+		}
+		b.c.nc.SetReadDeadline(d)
+	}
 	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && errors.Is(err, os.ErrDeadlineExceeded) && (b.idle > 0 || !b.maxAt.IsZero()) {
+		if stalled {
+			err = fmt.Errorf("%w (%s)", idle.ErrStalled, b.idle)
+		} else {
+			err = idle.ErrMaxDuration
+		}
+	}
 	if err == io.EOF {
 		b.end = true
 		b.c.done(b.keep)
