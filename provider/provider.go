@@ -19,6 +19,7 @@ import (
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
 	"github.com/healproxy/healproxy/internal/stalecache"
+	"github.com/healproxy/healproxy/internal/tracing"
 )
 
 // Provider is one configured upstream API and its pool of equivalent
@@ -36,6 +37,7 @@ type Provider struct {
 	rp                       *httputil.ReverseProxy
 	rr                       atomic.Uint32 // round-robin cursor
 	m                        *Metrics
+	tracer                   *tracing.Tracer // nil: tracing off (UseTracer)
 
 	// resilience settings (README, "Resilience settings (per provider)")
 	retry        *retry.Policy
@@ -521,6 +523,9 @@ func (p *Provider) UpdateHealth(pc config.Provider) {
 // Target is u's full URL, which may hold a secret in its query string:
 // to tell upstreams apart, never to show.
 func (u *Upstream) Target() string { return u.target.String() }
+
+// UseTracer makes p trace its attempts with tr (nil: off).
+func (p *Provider) UseTracer(tr *tracing.Tracer) { p.tracer = tr }
 
 // UseLean gives p's plain-HTTP upstreams the lean client's pool for
 // their host (see internal/h1): their GET and HEAD requests go through it.

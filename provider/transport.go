@@ -15,6 +15,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/retry"
+	"github.com/healproxy/healproxy/internal/tracing"
 )
 
 // providerTransport is where a provider request meets its upstreams: it
@@ -91,8 +92,10 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		if attempts > 0 { // a retry: within the budget, after a backoff
 			if !paid && !rp.Budget().Take() {
 				p.m.retryBudgetExhausted.WithLabelValues(p.ID).Inc()
+				p.tracer.BudgetExhausted(req.Context())
 				break
 			}
+			p.tracer.Retry(req.Context(), attempts+1, 0, "failure")
 			if !rp.Wait(req.Context(), attempts) {
 				return nil, errClientGone
 			}
@@ -103,7 +106,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams))
-		resp, err, refused := t.attempt(u, req, cb, retryLater)
+		resp, err, refused := t.attempt(u, req, cb, retryLater, attempts+1)
 		if refused {
 			continue
 		}
@@ -184,6 +187,7 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 						lastResp.Body.Close()
 					}
 					p.m.allDown.WithLabelValues(p.ID, "stale").Inc()
+					p.tracer.AllDown(req.Context(), "stale")
 					return resp, nil
 				}
 			}
@@ -194,7 +198,7 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 			if body != nil {
 				req.Body = io.NopCloser(bytes.NewReader(body))
 			}
-			resp, err, refused := t.attempt(p.lastResort, req, cb, false)
+			resp, err, refused := t.attempt(p.lastResort, req, cb, false, 0)
 			if notUpstream(err) {
 				if lastResp != nil {
 					lastResp.Body.Close()
@@ -206,6 +210,7 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 					lastResp.Body.Close()
 				}
 				p.m.allDown.WithLabelValues(p.ID, "last_resort").Inc()
+				p.tracer.AllDown(req.Context(), "last_resort")
 				return resp, nil
 			}
 			if resp != nil {
@@ -231,15 +236,17 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 				if body != nil {
 					req.Body = io.NopCloser(bytes.NewReader(body))
 				}
-				resp, err, refused := t.attempt(p.Upstreams[i], req, cb, false)
+				resp, err, refused := t.attempt(p.Upstreams[i], req, cb, false, 0)
 				if !refused {
 					p.m.allDown.WithLabelValues(p.ID, "wait").Inc()
+					p.tracer.AllDown(req.Context(), "wait")
 					return resp, err
 				}
 			}
 		}
 	}
 	p.m.allDown.WithLabelValues(p.ID, "fail").Inc()
+	p.tracer.AllDown(req.Context(), "fail")
 	if lastResp != nil {
 		return lastResp, nil
 	}
@@ -302,8 +309,14 @@ const degradedShare = 16
 // not admit it (nothing was sent). With retryLater, a failure status is
 // not passed to the client but turned into an error, so the caller tries
 // the next upstream.
-func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBody, retryLater bool) (resp *http.Response, err error, refused bool) {
+func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBody, retryLater bool, n int) (resp *http.Response, err error, refused bool) {
 	p := t.p
+	if p.tracer.Enabled() { // one span per attempt; nothing at all when tracing is off
+		actx, span := p.tracer.StartAttempt(req.Context(), tracing.Attempt{Provider: p.ID, Upstream: u.Display, Number: n,
+			Breaker: u.Health.Status().String(), Method: req.Method})
+		p.tracer.Inject(actx, req.Header) // the upstream continues this trace
+		defer func() { span.EndAttempt(attemptResult(resp, err, refused, u)) }()
+	}
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		start := time.Now()
 		r, cancel, stop, ctx, rtErr := t.send(u, req, cb)
@@ -628,3 +641,22 @@ func noop() {}
 
 // kindSlow is a call that answered, slower than slow_call_threshold.
 const kindSlow breaker.Kind = "slow"
+
+// attemptResult is how an attempt ended, for its span: what its upstream's
+// entry recorded last when it failed, the answer's status otherwise.
+func attemptResult(resp *http.Response, err error, refused bool, u *Upstream) tracing.Result {
+	var ue *upstreamError
+	switch {
+	case refused:
+		return tracing.Result{Class: "refused"}
+	case errors.As(err, &ue):
+		return tracing.Result{Class: string(ue.kind), Failure: true}
+	case err != nil:
+		return tracing.Result{Class: "not_upstream"}
+	case resp != nil && failureStatus(resp.StatusCode):
+		return tracing.Result{Class: string(breaker.KindStatus), Status: resp.StatusCode, Failure: true}
+	case resp != nil:
+		return tracing.Result{Class: "success", Status: resp.StatusCode}
+	}
+	return tracing.Result{Class: "error", Failure: true}
+}

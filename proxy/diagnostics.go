@@ -214,12 +214,7 @@ func (s *Server) healthDocument() api.Health {
 // serveAlerts is GET /api/diagnostics/alerts: the webhook alerts' delivery
 // counters.
 func (s *Server) serveAlerts(w http.ResponseWriter, r *http.Request) error {
-	docs := []api.Alert{}
-	for _, a := range s.alerts.Load().Stats().Alerts {
-		docs = append(docs, api.Alert{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
-			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": docs})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "alerts": s.alertDocs()})
 	return nil
 }
 
@@ -303,4 +298,14 @@ func (s *Server) noteUnconfirmed(st *state, p *provider.Provider, e *api.Provide
 			e.Upstreams[i].Reason += "; " + cluster.UnconfirmedMessage(votes, st.cfg.Shared.Quorum)
 		}
 	}
+}
+
+// alertDocs are the webhook alerts' delivery counters.
+func (s *Server) alertDocs() []api.Alert {
+	docs := []api.Alert{}
+	for _, a := range s.alerts.Load().Stats().Alerts {
+		docs = append(docs, api.Alert{Name: a.Name, Webhook: a.Webhook, Sent: a.Sent, Failed: a.Failed,
+			GivenUp: a.GivenUp, Dropped: a.Dropped, Deduplicated: a.Deduplicated, Queued: a.Queued})
+	}
+	return docs
 }

@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/healproxy/healproxy/internal/proxytest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 func keysOf(m map[string]json.RawMessage) []string {

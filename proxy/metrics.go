@@ -6,7 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/opsmetrics"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -44,6 +46,14 @@ func newMetrics(s *Server) *metrics {
 	}, []string{"key", "mode"})
 	m.reg.MustRegister(m.reinits, m.reinitSwitch)
 	m.providers = provider.NewMetrics(m.reg)
+	m.reg.MustRegister(opsmetrics.New(opsmetrics.Sources{Alerts: s.alertDocs, Models: func() []api.Model {
+		st := s.state.Load()
+		docs := make([]api.Model, 0, len(st.modelList))
+		for _, m := range st.modelList {
+			docs = append(docs, m.document())
+		}
+		return docs
+	}}))
 	m.reg.MustRegister(m.transitions, &healthCollector{s: s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

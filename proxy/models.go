@@ -16,6 +16,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/tracing"
 	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/supervisor"
 )
@@ -184,7 +185,7 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, code, api.ErrorBody{Status: "error", ModelKey: key, Error: msg})
 		return
 	}
-	data, err := m.predict(r.Context(), inputs)
+	data, err := m.predict(r.Context(), s.opts.Tracer, 1, inputs)
 	if err == nil {
 		api.WriteJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: key, Data: data})
 		return
@@ -200,7 +201,8 @@ func (s *Server) servePredict(w http.ResponseWriter, r *http.Request) {
 	// The model failed or refused: its fallback answers when it can.
 	if fb := st.models[m.Config().Fallback]; fb != nil {
 		fb.Acquire()
-		data, fbErr := fb.predict(r.Context(), inputs)
+		s.opts.Tracer.Fallback(r.Context(), key, fb.Key)
+		data, fbErr := fb.predict(r.Context(), s.opts.Tracer, 2, inputs)
 		fb.Release()
 		if fbErr == nil {
 			api.WriteJSON(w, http.StatusOK, predictDoc{Status: "success", ModelKey: fb.Key, FallbackFrom: key, Data: data})
@@ -247,11 +249,27 @@ type predictDoc struct {
 // predict calls the model's plugin through its breaker with the model's
 // deadline. A refused call returns the breaker's sentinel error; a failed
 // one a *breaker.Failure.
-func (m *Model) predict(ctx context.Context, inputs []string) ([][]plugins.LabelScore, error) {
+func (m *Model) predict(ctx context.Context, tr *tracing.Tracer, n int, inputs []string) (_ [][]plugins.LabelScore, err error) {
 	var out [][]plugins.LabelScore
 	var refused error // the plugin refused the inputs: the client's fault
 	timeout := m.Config().Timeout
-	err := m.Health.Call(func() (time.Duration, error) {
+	if tr.Enabled() { // a span per plugin call; nothing when tracing is off
+		var span tracing.Span
+		ctx, span = tr.StartAttempt(ctx, tracing.Attempt{Model: m.Key, Number: n, Breaker: m.Health.Status().String()})
+		ctx = tr.InjectMetadata(ctx) // the plugin may continue the trace
+		defer func() {
+			var f *breaker.Failure
+			switch {
+			case errors.As(err, &f):
+				span.EndAttempt(tracing.Result{Class: string(f.Kind), Failure: true})
+			case err != nil:
+				span.EndAttempt(tracing.Result{Class: "refused"})
+			default:
+				span.EndAttempt(tracing.Result{Class: "success"})
+			}
+		}()
+	}
+	err = m.Health.Call(func() (time.Duration, error) {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		start := time.Now()

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/tracing"
 	"github.com/healproxy/healproxy/web"
 )
 
@@ -39,10 +40,14 @@ func (s *Server) routes() chi.Router {
 	r.With(api.Admin(s.adminToken, s.log)).Post("/api/admin/reload", api.Serve(s.log, s.serveReload))
 	r.With(api.Admin(s.adminToken, s.log)).HandleFunc("/api/admin/fault", api.Serve(s.log, s.serveFault))
 
-	r.Handle("/providers/{id}", http.HandlerFunc(s.serveProvider))
-	r.Handle("/providers/{id}/*", http.HandlerFunc(s.serveProvider))
+	tr := s.opts.Tracer // nil: Handler returns the handler itself
+	providers := tr.Handler("/providers/{id}/*", tracing.KindProvider,
+		func(r *http.Request) string { return chi.URLParam(r, "id") }, http.HandlerFunc(s.serveProvider))
+	r.Handle("/providers/{id}", providers)
+	r.Handle("/providers/{id}/*", providers)
 
-	r.Post("/models/{key}/predict", s.servePredict)
+	r.Method(http.MethodPost, "/models/{key}/predict", tr.Handler("/models/{key}/predict", tracing.KindModel,
+		func(r *http.Request) string { return chi.URLParam(r, "key") }, http.HandlerFunc(s.servePredict)))
 	r.Handle("/v1/*", s.llm) // the OpenAI API of the models served over HTTP
 
 	ui := web.Handler()

@@ -24,6 +24,7 @@ import (
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/tracing"
 	"github.com/healproxy/healproxy/llm"
 	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
@@ -57,6 +58,9 @@ type Options struct {
 	// ConfigSource re-reads the configuration for ReloadConfig (SIGHUP,
 	// POST /api/admin/reload). nil: reloads are refused.
 	ConfigSource ConfigSource
+	// Tracer traces client requests, upstream attempts and plugin calls
+	// (internal/tracing); nil: tracing off, at no cost.
+	Tracer *tracing.Tracer
 }
 
 // Server is a running healproxy: router, providers, models and health.
@@ -178,6 +182,7 @@ func (s *Server) attachLean(p *provider.Provider) {
 	if s.h1 != nil {
 		p.UseLean(s.h1)
 	}
+	p.UseTracer(s.opts.Tracer)
 }
 
 // providerHooks forward the providers' status changes to s.

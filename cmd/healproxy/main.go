@@ -28,6 +28,7 @@ import (
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/gctune"
 	"github.com/healproxy/healproxy/internal/httpserver"
+	"github.com/healproxy/healproxy/internal/tracing"
 	"github.com/healproxy/healproxy/plugins"
 	"github.com/healproxy/healproxy/proxy"
 )
@@ -168,7 +169,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		return cfg, diags
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log, ConfigSource: source})
+	// Tracing (internal/tracing): off unless the tracing block or the
+	// OTEL_* variables ask for it.
+	tracer, err := tracing.New(context.Background(), cfg.Tracing, tracing.Options{Version: versionString(), Logger: log})
+	if err != nil {
+		ln.Close()
+		log.Error("cannot start tracing", "error", err)
+		return 1
+	}
+	defer func() {
+		tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer tcancel()
+		if err := tracer.Shutdown(tctx); err != nil {
+			log.Warn("spans still buffered at shutdown were dropped", "error", err)
+		}
+	}()
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log, ConfigSource: source, Tracer: tracer})
 	if err != nil {
 		ln.Close()
 		log.Error("cannot start", "error", err)
