@@ -1243,11 +1243,21 @@
         class: 'tl-seg', 'data-status': g.status, 'data-tip': tip, 'data-from': iso(g.a), 'data-to': iso(g.b),
       }));
     }
+    // markers closer than CLUSTER apart share one mark, which tells them all
+    const CLUSTER = 8;
+    const groups = [];
     for (const m of marks) {
-      const mx = x(m.t);
+      const last = groups[groups.length - 1];
+      if (last && x(m.t) - last.x < CLUSTER) last.items.push(m);
+      else groups.push({ x: x(m.t), items: [m] });
+    }
+    for (const grp of groups) {
+      const mx = grp.x;
+      const lines = grp.items.map((m) => clock(m.t) + ' · ' + MARKERS[m.type].label + ' · ' + m.text);
+      const types = [...new Set(grp.items.map((m) => m.type))];
       const g = s('g', {
-        class: 'tl-marker', 'data-marker': m.type, 'data-time': iso(m.t), 'data-tip': clock(m.t) + ' · ' + MARKERS[m.type].label + ' · ' + m.text,
-        tabindex: '0', role: 'img', 'aria-label': MARKERS[m.type].label + ' at ' + clock(m.t) + ': ' + m.text,
+        class: 'tl-marker', 'data-marker': types[0], 'data-markers': types.join(' '), 'data-time': iso(grp.items[0].t),
+        'data-tip': lines.join('\n'), tabindex: '0', role: 'img', 'aria-label': lines.join('; '),
       });
       g.append(s('line', { x1: mx, y1: 0, x2: mx, y2: TL_H, class: 'tl-tick' }),
         s('path', { d: 'M' + (mx - 5) + ' ' + (TL_H + 11) + ' L' + mx + ' ' + (TL_H + 1) + ' L' + (mx + 5) + ' ' + (TL_H + 11) + ' Z', class: 'tl-mark' }),
