@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,7 +81,7 @@ type result struct {
 func main() {
 	bin := flag.String("bin", "healproxy", "healproxy binary")
 	label := flag.String("label", "", "label of the build, for the table")
-	listen := flag.String("listen", "127.0.0.1:9311", "loopback address healproxy listens on")
+	listen := flag.String("listen", "127.0.0.1:9371", "loopback address healproxy listens on")
 	counts := flag.String("counts", "1000 10000", "provider counts")
 	rate := flag.Int("rate", 100, "status changes per second during the event burst")
 	seconds := flag.Int("seconds", 3, "length of the event burst")
@@ -144,6 +145,12 @@ func measure(exe, bin, dir, listen string, n, rate, seconds int) (r result, err 
 	if err := writeConfig(cfg, listen, n); err != nil {
 		return r, err
 	}
+	// another process on the address would be measured instead
+	if ln, err := net.Listen("tcp", listen); err != nil {
+		return r, fmt.Errorf("%s is not free: %w", listen, err)
+	} else {
+		ln.Close()
+	}
 	logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("ui-%d.log", n)))
 	if err != nil {
 		return r, err
@@ -199,7 +206,10 @@ func measure(exe, bin, dir, listen string, n, rate, seconds int) (r result, err 
 		return r, err
 	}
 	if err := wait(ctx, `window.__ui.firstRow > 0`, 90*time.Second); err != nil {
-		return r, fmt.Errorf("first row: %w", err)
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s, _ := chromedp.Run(c, chromedp.Evaluate[string](`document.querySelector('#health-diagnostics-result').innerText.slice(0, 300)`))
+		cancel()
+		return r, fmt.Errorf("first row: %w; the page shows %q", err, s)
 	}
 	if err := eval(`window.__ui.firstRow`, &r.FirstRowMs); err != nil {
 		return r, err
