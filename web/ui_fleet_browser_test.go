@@ -61,8 +61,9 @@ func newUpstream(t *testing.T) *upstream {
 
 // fleet is a running proxy built from HCL, behind an httptest server.
 type fleet struct {
-	srv *proxy.Server
-	url string
+	srv       *proxy.Server
+	url       string
+	histories atomic.Int32 // GET /api/diagnostics/history answered
 }
 
 func startFleet(t *testing.T, src string) *fleet {
@@ -77,7 +78,13 @@ func startFleet(t *testing.T, src string) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(srv)
+	f := &fleet{srv: srv}
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/diagnostics/history" {
+			f.histories.Add(1)
+		}
+		srv.ServeHTTP(w, r)
+	}))
 	hs.Config.RegisterOnShutdown(srv.BeginShutdown)
 	hs.Start()
 	t.Cleanup(func() {
@@ -87,7 +94,8 @@ func startFleet(t *testing.T, src string) *fleet {
 		defer cancel()
 		_ = srv.Close(ctx)
 	})
-	return &fleet{srv: srv, url: hs.URL}
+	f.url = hs.URL
+	return f
 }
 
 func (f *fleet) health(t *testing.T) api.Health {
@@ -634,5 +642,42 @@ func TestBrowserUIFleetText(t *testing.T) {
 	p.Do(chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('details.explain').forEach(d => d.open = true)`))
 	p.WaitJS("every model timeline is drawn", `document.querySelectorAll('details.explain svg.tl-band').length === 3`, 10*time.Second)
 	p.badText("models opened")
+	p.NoProblems()
+}
+
+// TestBrowserUIFleetLargeHistory: beyond 200 entries the page reads no
+// one's history until an entry is opened, asks then for that entry's
+// only, and, when the server answers every entry's anyway, never asks
+// again (each answer would be megabytes with a large fleet).
+func TestBrowserUIFleetLargeHistory(t *testing.T) {
+	browsertest.ChromiumPath(t)
+	up := newUpstream(t)
+	var b strings.Builder
+	for i := range 260 {
+		fmt.Fprintf(&b, "provider \"q%03d\" {\n  upstreams = [\"%s/q%03d\"]\n}\n", i, up.URL, i)
+	}
+	f := startFleet(t, b.String())
+	f.send(t, "q000")
+	p := openPage(t, f.url+"/")
+	p.Click("#refresh-health")
+	p.WaitJS("the refresh is done", `document.querySelector('#notification').textContent.includes('Health refreshed')`, 10*time.Second)
+	if n := f.histories.Load(); n != 0 {
+		t.Errorf("the page read the history %d times before any entry was opened; want 0", n)
+	}
+	p.Click(`article[data-key="q000"] details.explain > summary`)
+	p.WaitJS("the opened entry's history is read, and the page knows the server sent everything",
+		`document.querySelector('article[data-key="q000"] .tl-chart svg.sparkline') &&
+		document.querySelector('article[data-key="q000"] .tl-nohist').hidden`, 15*time.Second)
+	for range 2 {
+		p.Click("#refresh-health")
+		p.WaitJS("the refresh is done", `document.querySelector('#notification').textContent.includes('Health refreshed')`, 10*time.Second)
+		p.Do(chromedp.Evaluate[chromedp.Void](`document.querySelector('#notification').replaceChildren()`))
+	}
+	if n := f.histories.Load(); n != 1 {
+		t.Errorf("the page read the history %d times; want 1 (this server ignores ?kind=&key=)", n)
+	}
+	p.Click(`article[data-key="q001"] details.explain > summary`)
+	p.WaitJS("another entry says why it has no chart", `document.querySelector('article[data-key="q001"] .tl-nohist').textContent.includes('too much for a fleet this large')`, 10*time.Second)
+	p.badText("a large fleet")
 	p.NoProblems()
 }

@@ -1279,7 +1279,9 @@
     $('.tl-span', box).textContent = span(Math.round(state.intervalSeconds * state.buckets));
     const hasHist = state.history.has(histId(kind, key, ''));
     const nohist = $('.tl-nohist', box);
-    nohist.textContent = hasHist ? '' : 'Loading the request history…';
+    nohist.textContent = hasHist ? '' : state.historyUnfiltered && state.total > SMALL_FLEET
+      ? 'The request history is not shown: this proxy sends every entry\'s history at once, too much for a fleet this large.'
+      : 'Loading the request history…';
     nohist.hidden = hasHist;
   }
 
@@ -1316,6 +1318,9 @@
   async function loadHistory() {
     if (!state.loaded) return;
     const all = state.total <= SMALL_FLEET;
+    // A server that answers every entry's history to a question about one
+    // would send megabytes each time: asked once, then no more.
+    if (!all && state.historyUnfiltered) return;
     const wanted = all ? [null] : [...state.open].map((id) => [id.split('\u0000')]);
     const next = new Map();
     for (const keys of wanted) {
@@ -1324,6 +1329,10 @@
       if (doc.buckets > 0) state.buckets = doc.buckets;
       for (const e of doc.entries || []) {
         if (e && Array.isArray(e.points)) next.set(histId(e.kind, e.key, e.upstream), e.points);
+      }
+      if (doc.unfiltered && !all) {
+        state.historyUnfiltered = true;
+        break;
       }
     }
     state.history = next;
@@ -1335,7 +1344,9 @@
     const doc = await getJSON('/api/diagnostics/history');
     if (keys) {
       const want = new Set(keys.map(([kind, key]) => rowId(kind, key)));
+      const all = (doc.entries || []).length;
       doc.entries = (doc.entries || []).filter((e) => e && want.has(rowId(e.kind, e.key)));
+      doc.unfiltered = doc.entries.length < all;
     }
     return doc;
   }

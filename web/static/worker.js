@@ -11,7 +11,8 @@
 //   {type: 'health-part', id, kind, entries}        changed entries, at most PART per message
 //   {type: 'health', id, timestamp, keys, removed}  the end; keys: {provider: [...], model: [...]} in
 //                                                   configuration order when it changed, else null
-//   {type: 'history', id, interval_seconds, buckets, entries}
+//   {type: 'history', id, interval_seconds, buckets, entries, unfiltered}
+//                                                   unfiltered: the server ignored ?kind=&key=
 //   {type: 'error', id, message}
 'use strict';
 
@@ -96,11 +97,14 @@ async function history(id, keys) {
   if (keys && keys.length === 1) url += '?kind=' + encodeURIComponent(keys[0][0]) + '&key=' + encodeURIComponent(keys[0][1]);
   const doc = await getJSON(url);
   let entries = Array.isArray(doc.entries) ? doc.entries : [];
+  let unfiltered = false;
   if (keys) {
     const want = new Set(keys.map(([kind, key]) => kind + '\u0000' + key));
+    const all = entries.length;
     entries = entries.filter((e) => e && want.has(e.kind + '\u0000' + e.key));
+    unfiltered = entries.length < all; // the server sent every entry's
   }
-  postMessage({ type: 'history', id, interval_seconds: doc.interval_seconds, buckets: doc.buckets, entries });
+  postMessage({ type: 'history', id, interval_seconds: doc.interval_seconds, buckets: doc.buckets, entries, unfiltered });
 }
 
 onmessage = (msg) => {
