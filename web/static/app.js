@@ -541,7 +541,11 @@
       }
       rows.sort((a, b) => (b.t - a.t) || (a.i - b.i));
     } else {
-      rows.sort((a, b) => (rankOf(a.e) - rankOf(b.e)) || (a.i - b.i));
+      // problems first, each rank in configuration order: three buckets,
+      // no comparison sort (this runs after every burst of events)
+      const buckets = [[], [], []];
+      for (const r of rows) buckets[rankOf(r.e)].push(r.key);
+      return buckets[0].concat(buckets[1], buckets[2]);
     }
     return rows.map((r) => r.key);
   }

@@ -205,7 +205,7 @@ func measure(exe, bin, dir, listen string, n, rate, seconds int) (r result, err 
 	if err := run(30*time.Second, chromedp.Navigate(base+"/")); err != nil {
 		return r, err
 	}
-	if err := wait(ctx, `window.__ui.firstRow > 0`, 90*time.Second); err != nil {
+	if err := wait(ctx, `window.__ui.firstRow > 0`, 180*time.Second); err != nil {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		s, _ := chromedp.Run(c, chromedp.Evaluate[string](`document.querySelector('#health-diagnostics-result').innerText.slice(0, 300)`))
 		cancel()
