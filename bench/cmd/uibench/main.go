@@ -111,12 +111,21 @@ func main() {
 		}
 		r, err := measure(exe, *bin, *dir, *listen, n, max(*rate, 1), min(max(*seconds, 1), 30))
 		if err != nil {
+			// what was measured before the failure, then the failure
+			fmt.Printf("| %s | %d | %s | — | — | — | — | — | — |\n", *label, n, msText(r.FirstRowMs))
 			fmt.Fprintf(os.Stderr, "uibench: %d providers: %v\n", n, err)
 			os.Exit(1)
 		}
 		fmt.Printf("| %s | %d | %.0f | %.0f | %s / %.0f | %d | %s / %.0f | %.1f | %d |\n", *label, r.Providers, r.FirstRowMs, r.RefreshMs,
 			longText(r.RefreshMax[0]), r.RefreshMax[1], r.EventsSent, longText(r.EventsMax[0]), r.EventsMax[1], r.HeapMB, r.Nodes)
 	}
+}
+
+func msText(ms float64) string {
+	if ms == 0 {
+		return "—"
+	}
+	return strconv.FormatFloat(ms, 'f', 0, 64)
 }
 
 func longText(ms float64) string {
