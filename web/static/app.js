@@ -411,8 +411,12 @@
       for (const kind of KINDS) state.order[kind] = m.keys[kind] || [];
     }
     for (const [kind, key] of m.removed || []) {
+      const id = rowId(kind, key);
       state.entries[kind].delete(key);
-      state.hay.delete(rowId(kind, key));
+      state.hay.delete(id);
+      state.liveAt.delete(id);
+      state.trail.delete(id);
+      state.open.delete(id);
     }
     state.lastUpdated = m.timestamp || new Date().toISOString();
     const first = !state.loaded;
