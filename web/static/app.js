@@ -463,6 +463,7 @@
     state.lastUpdated = ev.time || new Date().toISOString();
     const row = state.rows.get(id);
     if (row) renderRow(ev.kind, ev.entry); // only this row
+    renderCounts(); // the cards agree with the rows at once
     scheduleView();
     if (row && state.total <= SMALL_FLEET) scheduleHistory();
   }
@@ -489,7 +490,17 @@
     if (!old) state.order[kind].push(key);
     const row = state.rows.get(id);
     if (row) renderRow(kind, e);
+    renderCounts();
     scheduleView();
+  }
+
+  // renderCounts updates the cards and the filters' counts: a count over
+  // every entry, without the list's filter and sort.
+  function renderCounts() {
+    if (!state.skeleton) return;
+    const c = { provider: counts('provider'), model: counts('model') };
+    renderSummary(c);
+    renderFilters(c);
   }
 
   // ---- the list: filter, sort, pages ---------------------------------------
