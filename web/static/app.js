@@ -464,7 +464,7 @@
     const row = state.rows.get(id);
     if (row) renderRow(ev.kind, ev.entry); // only this row
     renderCounts(); // the cards agree with the rows at once
-    scheduleView();
+    laterView();
     if (row && state.total <= SMALL_FLEET) scheduleHistory();
   }
 
@@ -491,7 +491,15 @@
     const row = state.rows.get(id);
     if (row) renderRow(kind, e);
     renderCounts();
-    scheduleView();
+    laterView();
+  }
+
+  // laterView re-sorts the list after a change: at once in a small fleet,
+  // so that a row is in its place when it shows its new status; at most
+  // every VIEW_DELAY in a large one, whatever the rate of events.
+  function laterView() {
+    if (state.total <= SMALL_FLEET && state.loaded) updateView();
+    else scheduleView();
   }
 
   // renderCounts updates the cards and the filters' counts: a count over
