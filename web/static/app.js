@@ -43,18 +43,37 @@
   };
   const TOKEN_KEY = 'healproxy.admin-token';
   const HEAL_REFRESH_DELAY = 2000; // refresh again this long after a heal
+  // The status filters, by their value in the URL.
+  const FILTERS = {
+    all: 'all', problems: 'problems', unavailable: 'unavailable', degraded: 'degraded', healthy: 'healthy', unknown: 'unknown',
+  };
+  const SORTS = { problems: 'Problems first', name: 'Name', error: 'Last error' };
+  const PAGE_SIZE = 50; // rows per page and kind: the page never holds more
+  // Up to this many entries the page reads every entry's history (a
+  // sparkline on every row); beyond, only that of the entries opened.
+  const SMALL_FLEET = 200;
+  const VIEW_DELAY = 100; // ms: events within it re-sort the list once
+  const HOUR = 3600 * 1000;
+  const TRAIL = 200; // status changes kept per entry for its timeline
 
   const state = {
     entries: { provider: new Map(), model: new Map() }, // key -> entry
-    order: { provider: [], model: [] },
-    rows: new Map(), // kind + '\u0000' + key -> row element
+    order: { provider: [], model: [] }, // configuration order
+    rows: new Map(), // kind + '\u0000' + key -> row element, rows on the page only
     liveAt: new Map(), // kind + '\u0000' + key -> performance.now() of last live update
+    hay: new Map(), // kind + '\u0000' + key -> what the search box matches
+    trail: new Map(), // kind + '\u0000' + key -> status changes seen, oldest first
+    open: new Set(), // kind + '\u0000' + key of the entries whose details are open
     history: new Map(), // kind + '\u0000' + key + '\u0000' + upstream -> points
     intervalSeconds: 10,
     buckets: 60,
-    loadSeq: 0,
     skeleton: null,
     lastUpdated: null,
+    loaded: false,
+    dirty: false,
+    total: 0,
+    since: Date.now(), // the page watches from here on
+    view: { q: '', status: 'all', sort: 'problems', page: { provider: 1, model: 1 } },
   };
 
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -107,8 +126,11 @@
     return Math.floor(seconds / 86400) + ' d';
   }
 
+  // num shows a count from the server; anything else is a dash.
+  const num = (v) => (typeof v === 'number' && isFinite(v) ? String(v) : '—');
+
   function duration(seconds) {
-    if (!isFinite(seconds)) return '—';
+    if (typeof seconds !== 'number' || !isFinite(seconds)) return '—';
     if (seconds < 1) return Math.round(seconds * 1000) + ' ms';
     return span(Math.round(seconds));
   }
@@ -279,92 +301,367 @@
   }
 
   // ---- health document ---------------------------------------------------
+  //
+  // The worker (worker.js) fetches and parses the health document and sends
+  // only the entries that changed, in small parts; live events patch one
+  // entry. Either way only rows on the visible page are touched, and the
+  // list (filter, sort, page) is worked out again at most once per
+  // VIEW_DELAY, whatever the rate of events.
 
-  async function loadHealth() {
-    const seq = ++state.loadSeq;
-    const started = performance.now();
-    const doc = await getJSON('/api/diagnostics/health');
-    if (seq !== state.loadSeq) return doc; // a newer load answers
-    applyDoc(doc, started);
-    return doc;
+  let worker = null;
+  let askSeq = 0;
+  const waiting = new Map(); // id -> {resolve, reject, started}
+
+  function startWorker() {
+    if (typeof Worker !== 'function') return;
+    try {
+      worker = new Worker('/assets/worker.js');
+    } catch {
+      worker = null;
+      return;
+    }
+    worker.addEventListener('message', (msg) => {
+      const m = msg.data || {};
+      const w = waiting.get(m.id);
+      if (!w) return;
+      if (m.type === 'health-part') {
+        if (!state.loaded) performance.mark('healproxy:first-part');
+        applyEntries(m.kind, m.entries || [], w.started);
+        return;
+      }
+      waiting.delete(m.id);
+      if (m.type === 'error') w.reject(new Error(m.message || 'the worker failed'));
+      else w.resolve(m);
+    });
   }
 
-  function applyDoc(doc, started) {
+  function ask(msg) {
+    const id = ++askSeq;
+    return new Promise((resolve, reject) => {
+      waiting.set(id, { resolve, reject, started: performance.now() });
+      worker.postMessage({ ...msg, id });
+    });
+  }
+
+  // fetchHealth reads the health document on this thread: the fallback
+  // for a browser without workers.
+  async function fetchHealth() {
+    const started = performance.now();
+    const doc = await getJSON('/api/diagnostics/health');
+    const keys = {};
     for (const kind of KINDS) {
-      const list = (kind === 'provider' ? doc.providers : doc.models).entries || [];
-      const old = state.entries[kind];
-      const next = new Map();
-      for (const e of list) {
-        const key = keyOf(kind, e);
-        const live = state.liveAt.get(rowId(kind, key));
-        // a live event newer than this fetch wins over the document
-        next.set(key, live !== undefined && live > started && old.has(key) ? old.get(key) : e);
-      }
-      state.entries[kind] = next;
-      state.order[kind] = list.map((e) => keyOf(kind, e));
+      const part = kind === 'provider' ? doc.providers : doc.models;
+      const list = (part && Array.isArray(part.entries) ? part.entries : []).filter((e) => e && typeof keyOf(kind, e) === 'string');
+      applyEntries(kind, list, started);
+      keys[kind] = list.map((e) => keyOf(kind, e));
     }
-    state.lastUpdated = doc.timestamp || new Date().toISOString();
-    renderAll();
+    const removed = [];
+    for (const kind of KINDS) {
+      const now = new Set(keys[kind]);
+      for (const key of state.entries[kind].keys()) if (!now.has(key)) removed.push([kind, key]);
+    }
+    return { timestamp: doc.timestamp, keys, removed };
+  }
+
+  let healthJob = null;
+  let healthAgain = false;
+
+  // loadHealth reads the health document; calls while one is under way
+  // make one more read after it, never two at once.
+  function loadHealth() {
+    if (healthJob) {
+      healthAgain = true;
+      return healthJob;
+    }
+    healthJob = (async () => {
+      try {
+        do {
+          healthAgain = false;
+          const m = worker ? await ask({ type: 'health' }) : await fetchHealth();
+          applyEnd(m);
+        } while (healthAgain);
+      } finally {
+        healthJob = null;
+      }
+    })();
+    return healthJob;
+  }
+
+  // applyEntries takes entries of the health document; a live event newer
+  // than the read (started) wins over it.
+  function applyEntries(kind, list, started) {
+    const map = state.entries[kind];
+    for (const e of list) {
+      const key = keyOf(kind, e);
+      const id = rowId(kind, key);
+      const live = state.liveAt.get(id);
+      const old = map.get(key);
+      if (live !== undefined && live > started && old) continue;
+      if (old && old.status !== e.status) remember(id, { t: Date.now(), from: old.status, to: e.status, seen: 'refresh' });
+      map.set(key, e);
+      state.hay.delete(id);
+      const row = state.rows.get(id);
+      if (row) renderRow(kind, e);
+    }
+    state.dirty = true;
+  }
+
+  function applyEnd(m) {
+    if (m.keys) {
+      for (const kind of KINDS) state.order[kind] = m.keys[kind] || [];
+    }
+    for (const [kind, key] of m.removed || []) {
+      const id = rowId(kind, key);
+      state.entries[kind].delete(key);
+      state.hay.delete(id);
+      state.liveAt.delete(id);
+      state.trail.delete(id);
+      state.open.delete(id);
+    }
+    state.lastUpdated = m.timestamp || new Date().toISOString();
+    const first = !state.loaded;
+    state.loaded = true;
+    updateView();
+    if (first) performance.mark('healproxy:first-view');
+    if (state.total <= SMALL_FLEET) scheduleHistory();
+    else if (state.open.size) scheduleHistory();
+  }
+
+  // remember keeps a status change of an entry for its timeline: the
+  // last hour, at most TRAIL changes.
+  function remember(id, change) {
+    let trail = state.trail.get(id);
+    if (!trail) {
+      trail = [];
+      state.trail.set(id, trail);
+    }
+    trail.push(change);
+    const hourAgo = Date.now() - HOUR;
+    while (trail.length > TRAIL || (trail.length && trail[0].t < hourAgo)) trail.shift();
   }
 
   function applyEvent(ev) {
-    if (!ev || !KINDS.includes(ev.kind) || !ev.entry) {
+    if (!ev || !KINDS.includes(ev.kind) || !ev.entry || typeof ev.key !== 'string') {
       loadHealth().catch(() => {});
       return;
     }
     const map = state.entries[ev.kind];
-    const known = map.has(ev.key);
+    const id = rowId(ev.kind, ev.key);
+    const old = map.get(ev.key);
+    const t = Date.parse(ev.time);
+    remember(id, {
+      t: isNaN(t) ? Date.now() : t, from: old ? old.status : ev.from, to: ev.entry.status,
+      upstream: ev.upstream || '', ufrom: ev.from, uto: ev.to, reason: reasonOf(ev.entry, ev.upstream), seen: 'live',
+    });
     map.set(ev.key, ev.entry);
-    state.liveAt.set(rowId(ev.kind, ev.key), performance.now());
-    if (!known) {
+    state.hay.delete(id);
+    state.liveAt.set(id, performance.now());
+    if (!old) {
       state.order[ev.kind].push(ev.key);
       loadHealth().catch(() => {}); // a reload added it: learn its place
     }
     state.lastUpdated = ev.time || new Date().toISOString();
-    if (!state.skeleton) return;
-    renderRow(ev.kind, ev.entry);
-    placeRows(ev.kind);
-    renderSummary();
-    renderUpdated();
-    scheduleHistory();
+    const row = state.rows.get(id);
+    if (row) renderRow(ev.kind, ev.entry); // only this row
+    renderCounts(); // the cards agree with the rows at once
+    laterView();
+    if (row && state.total <= SMALL_FLEET) scheduleHistory();
+  }
+
+  // reasonOf is the reason an entry (or its upstream) gives for its status.
+  function reasonOf(e, upstream) {
+    if (upstream && Array.isArray(e.upstreams)) {
+      const u = e.upstreams.find((x) => x && x.url === upstream);
+      if (u && typeof u.reason === 'string') return u.reason;
+    }
+    return typeof e.reason === 'string' ? e.reason : '';
   }
 
   // applyEntry shows an entry an action answered with, at once.
   function applyEntry(kind, e) {
     if (!e || !KINDS.includes(kind)) return;
     const key = keyOf(kind, e);
+    const id = rowId(kind, key);
+    const old = state.entries[kind].get(key);
+    if (old && old.status !== e.status) remember(id, { t: Date.now(), from: old.status, to: e.status, seen: 'action' });
     state.entries[kind].set(key, e);
-    state.liveAt.set(rowId(kind, key), performance.now());
-    if (!state.order[kind].includes(key)) state.order[kind].push(key);
-    if (!state.skeleton) return;
-    renderRow(kind, e);
-    placeRows(kind);
-    renderSummary();
+    state.hay.delete(id);
+    state.liveAt.set(id, performance.now());
+    if (!old) state.order[kind].push(key);
+    const row = state.rows.get(id);
+    if (row) renderRow(kind, e);
+    renderCounts();
+    laterView();
   }
 
-  // ---- rendering ----------------------------------------------------------
+  // laterView re-sorts the list after a change: at once in a small fleet,
+  // so that a row is in its place when it shows its new status; at most
+  // every VIEW_DELAY in a large one, whatever the rate of events.
+  function laterView() {
+    if (state.total <= SMALL_FLEET && state.loaded) updateView();
+    else scheduleView();
+  }
 
-  function renderAll() {
+  // renderCounts updates the cards and the filters' counts: a count over
+  // every entry, without the list's filter and sort.
+  function renderCounts() {
+    if (!state.skeleton) return;
+    const c = { provider: counts('provider'), model: counts('model') };
+    renderSummary(c);
+    renderFilters(c);
+  }
+
+  // ---- the list: filter, sort, pages ---------------------------------------
+
+  let viewTimer = null;
+  function scheduleView() {
+    state.dirty = true;
+    if (viewTimer) return;
+    viewTimer = setTimeout(updateView, VIEW_DELAY);
+  }
+
+  // haystack is what the search box matches: id, name, upstream URLs.
+  function haystack(kind, key, e) {
+    const id = rowId(kind, key);
+    let s = state.hay.get(id);
+    if (s === undefined) {
+      const parts = [key, typeof e.name === 'string' ? e.name : ''];
+      if (Array.isArray(e.upstreams)) for (const u of e.upstreams) if (u && typeof u.url === 'string') parts.push(u.url);
+      s = parts.join('\n').toLowerCase();
+      state.hay.set(id, s);
+    }
+    return s;
+  }
+
+  function matchesStatus(filter, e) {
+    const st = STATUS[e.status] ? e.status : 'unknown';
+    if (filter === 'all') return true;
+    if (filter === 'problems') return st === 'unavailable' || st === 'degraded';
+    return st === filter;
+  }
+
+  // visibleKeys is a kind's keys that pass the filter, in the chosen order.
+  function visibleKeys(kind) {
+    const v = state.view;
+    const q = v.q.toLowerCase(); // matched as typed, anywhere in the id, name or an upstream URL
+    const map = state.entries[kind];
+    const rows = [];
+    let i = 0;
+    for (const key of state.order[kind]) {
+      const e = map.get(key);
+      i++;
+      if (!e || !matchesStatus(v.status, e)) continue;
+      if (q && !haystack(kind, key, e).includes(q)) continue;
+      rows.push({ key, e, i });
+    }
+    if (v.sort === 'name') {
+      for (const r of rows) r.name = (typeof r.e.name === 'string' && r.e.name ? r.e.name : r.key).toLowerCase();
+      rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.i - b.i));
+    } else if (v.sort === 'error') {
+      for (const r of rows) {
+        const t = typeof r.e.last_error === 'string' ? Date.parse(r.e.last_error) : NaN;
+        r.t = isNaN(t) ? -Infinity : t;
+      }
+      rows.sort((a, b) => (b.t - a.t) || (a.i - b.i));
+    } else {
+      // problems first, each rank in configuration order: three buckets,
+      // no comparison sort (this runs after every burst of events)
+      const buckets = [[], [], []];
+      for (const r of rows) buckets[rankOf(r.e)].push(r.key);
+      return buckets[0].concat(buckets[1], buckets[2]);
+    }
+    return rows.map((r) => r.key);
+  }
+
+  const rankOf = (e) => (e.status === 'unavailable' ? 0 : e.status === 'degraded' ? 1 : 2);
+
+  function updateView() {
+    clearTimeout(viewTimer);
+    viewTimer = null;
+    state.dirty = false;
     const root = $('#health-diagnostics-result');
     if (!state.skeleton) {
       state.skeleton = buildSkeleton();
       root.replaceChildren(state.skeleton.summary, state.skeleton.groups.provider, state.skeleton.groups.model);
       root.setAttribute('aria-busy', 'false');
     }
+    const c = { provider: counts('provider'), model: counts('model') };
+    state.total = c.provider.total + c.model.total;
+    renderSummary(c);
+    renderFilters(c);
     for (const kind of KINDS) {
-      for (const key of state.order[kind]) renderRow(kind, state.entries[kind].get(key));
-      // drop rows that are gone from the configuration
-      for (const [id, row] of state.rows) {
-        if (row.dataset.kind === kind && !state.entries[kind].has(row.dataset.key)) {
-          row.remove();
-          state.rows.delete(id);
-        }
-      }
-      placeRows(kind);
+      const keys = visibleKeys(kind);
+      const pages = Math.max(1, Math.ceil(keys.length / PAGE_SIZE));
+      const page = Math.min(Math.max(1, state.view.page[kind]), pages);
+      const first = (page - 1) * PAGE_SIZE;
+      renderGroup(kind, keys.slice(first, first + PAGE_SIZE), keys.length, page, pages);
     }
-    renderSummary();
     renderUpdated();
-    renderAllSparks();
+    renderOpenTimelines();
+    document.body.dataset.ready = 'true';
+  }
+
+  function renderGroup(kind, keys, matched, page, pages) {
+    const group = state.skeleton.groups[kind];
+    const container = $('.rows', group);
+    const want = new Set();
+    let i = 0;
+    for (const key of keys) {
+      const id = rowId(kind, key);
+      want.add(id);
+      let row = state.rows.get(id);
+      if (!row) {
+        renderRow(kind, state.entries[kind].get(key));
+        row = state.rows.get(id);
+        if (!row) continue;
+      }
+      // move only what is out of place: moving a node drops its focus
+      if (container.children[i] !== row) container.insertBefore(row, container.children[i] || null);
+      i++;
+    }
+    // rows off the page leave the DOM
+    for (const [id, row] of state.rows) {
+      if (row.dataset.kind === kind && !want.has(id)) {
+        row.remove();
+        state.rows.delete(id);
+      }
+    }
+    const total = state.entries[kind].size;
+    const noun = kind === 'provider' ? 'provider' : 'model';
+    const empty = $('.empty', group);
+    if (total === 0) empty.textContent = kind === 'provider' ? 'No providers configured.' : 'No models configured.';
+    else if (matched === 0) empty.textContent = 'No ' + noun + ' matches the filter (' + filterText() + ').';
+    empty.hidden = matched > 0;
+    const pager = $('.pager', group);
+    const first = matched === 0 ? 0 : (page - 1) * PAGE_SIZE + 1;
+    const last = Math.min(page * PAGE_SIZE, matched);
+    $('.pager-text', pager).textContent = matched === 0 ? '' :
+      (pages > 1 ? first + '–' + last + ' of ' : '') + plural(matched, noun) +
+      (matched < total ? ' (of ' + total + ')' : '') + (pages > 1 ? ' · page ' + page + ' of ' + pages : '');
+    const prev = $('button[data-page="prev"]', pager);
+    const next = $('button[data-page="next"]', pager);
+    prev.hidden = next.hidden = pages <= 1;
+    setDisabled(prev, page <= 1);
+    setDisabled(next, page >= pages);
+    pager.hidden = matched === 0;
+    $('.group-count', group).textContent = String(total);
+  }
+
+  // setDisabled disables a button with aria-disabled, so that it keeps
+  // the focus of a keyboard user who just pressed it.
+  function setDisabled(button, off) {
+    if (off) button.setAttribute('aria-disabled', 'true');
+    else button.removeAttribute('aria-disabled');
+  }
+
+  const plural = (n, noun) => n.toLocaleString('en') + ' ' + noun + (n === 1 ? '' : 's');
+
+  function filterText() {
+    const v = state.view;
+    const parts = [];
+    if (v.status !== 'all') parts.push(FILTERS[v.status]);
+    if (v.q) parts.push('“' + v.q + '”');
+    return parts.join(', ') || 'none';
   }
 
   function buildSkeleton() {
@@ -374,25 +671,15 @@
       const title = kind === 'provider' ? 'Providers' : 'Models';
       const id = 'group-' + kind;
       groups[kind] = h('section', { class: 'group', 'data-group': kind, 'aria-labelledby': id },
-        h('h3', { id, class: 'group-title', text: title }),
-        h('p', { class: 'empty', text: kind === 'provider' ? 'No providers configured.' : 'No models configured.' }),
-        h('div', { class: 'rows' }));
+        h('h3', { id, class: 'group-title' }, title, ' ', h('span', { class: 'group-count' })),
+        h('p', { class: 'empty', role: 'status' }),
+        h('div', { class: 'rows' }),
+        h('nav', { class: 'pager', 'data-pager': kind, 'aria-label': title + ' pages' },
+          h('button', { type: 'button', class: 'btn btn-small', 'data-page': 'prev', 'data-kind-page': kind }, h('span', { 'aria-hidden': 'true', text: '‹ ' }), 'Previous'),
+          h('span', { class: 'pager-text', role: 'status' }),
+          h('button', { type: 'button', class: 'btn btn-small', 'data-page': 'next', 'data-kind-page': kind }, 'Next', h('span', { 'aria-hidden': 'true', text: ' ›' }))));
     }
     return { summary, groups };
-  }
-
-  function placeRows(kind) {
-    const group = state.skeleton.groups[kind];
-    const container = $('.rows', group);
-    let i = 0;
-    for (const key of state.order[kind]) {
-      const row = state.rows.get(rowId(kind, key));
-      if (!row) continue;
-      // move only what is out of place: moving a node drops its focus
-      if (container.children[i] !== row) container.insertBefore(row, container.children[i] || null);
-      i++;
-    }
-    $('.empty', group).hidden = i > 0;
   }
 
   function counts(kind) {
@@ -405,20 +692,39 @@
     return c;
   }
 
-  function renderSummary() {
-    const pc = counts('provider');
-    const mc = counts('model');
-    const card = (kind, title, c) => h('section', { class: 'card', 'data-summary': kind, 'aria-label': title + ' summary' },
-      h('h3', { class: 'card-title' }, title, ' ', h('span', { class: 'card-total', 'data-count': 'total', text: c.total })),
-      h('ul', { class: 'counts' },
-        ['healthy', 'degraded', 'unavailable', 'unknown'].map((st) =>
-          h('li', { class: 'count', 'data-count': st, 'data-nonzero': c[st] > 0 ? 'true' : 'false' },
-            h('span', { class: 'count-icon', 'aria-hidden': 'true', text: STATUS[st].icon }),
-            h('span', { class: 'count-n', text: c[st] }), ' ', STATUS[st].label)),
-        h('li', { class: 'count', 'data-count': 'in_cooldown', 'data-nonzero': c.in_cooldown > 0 ? 'true' : 'false' },
-          h('span', { class: 'count-icon', 'aria-hidden': 'true', text: '⏳' }),
-          h('span', { class: 'count-n', text: c.in_cooldown }), ' in cooldown')));
-
+  // renderSummary builds the cards once, then changes their numbers only:
+  // a keyboard user's focus on a card's filter button stays.
+  function renderSummary(cs) {
+    const pc = cs.provider;
+    const mc = cs.model;
+    const box = state.skeleton.summary;
+    if (!box.firstChild) {
+      const card = (kind, title) => h('section', { class: 'card', 'data-summary': kind, 'aria-label': title + ' summary' },
+        h('h3', { class: 'card-title' }, title, ' ', h('span', { class: 'card-total', 'data-count': 'total' })),
+        h('ul', { class: 'counts' },
+          ['healthy', 'degraded', 'unavailable', 'unknown'].map((st) =>
+            h('li', { class: 'count', 'data-count': st },
+              h('button', { type: 'button', class: 'count-btn', 'data-filter': st, 'aria-pressed': 'false', title: 'Show ' + STATUS[st].label + ' entries only' },
+                h('span', { class: 'count-icon', 'aria-hidden': 'true', text: STATUS[st].icon }),
+                h('span', { class: 'count-n' }), ' ', STATUS[st].label))),
+          h('li', { class: 'count', 'data-count': 'in_cooldown' },
+            h('span', { class: 'count-icon', 'aria-hidden': 'true', text: '⏳' }),
+            h('span', { class: 'count-n' }), ' in cooldown')));
+      box.replaceChildren(card('provider', 'Providers'), card('model', 'Models'),
+        h('section', { class: 'card overall', 'aria-label': 'Overall health' },
+          h('h3', { class: 'card-title', text: 'Overall' }),
+          h('p', { class: 'overall-text' }, h('span', { class: 'count-icon', 'aria-hidden': 'true' }), ' ', h('span', { class: 'overall-words' })),
+          h('p', { class: 'overall-detail' })));
+    }
+    for (const [kind, c] of [['provider', pc], ['model', mc]]) {
+      const card = $('.card[data-summary="' + kind + '"]', box);
+      setText($('.card-total', card), String(c.total));
+      for (const st of ['healthy', 'degraded', 'unavailable', 'unknown', 'in_cooldown']) {
+        const li = $('[data-count="' + st + '"]', card);
+        li.dataset.nonzero = c[st] > 0 ? 'true' : 'false';
+        setText($('.count-n', li), String(c[st]));
+      }
+    }
     let overall;
     const down = pc.unavailable + mc.unavailable;
     const degraded = pc.degraded + mc.degraded;
@@ -432,18 +738,116 @@
       overall = { state: 'healthy', icon: '✅', text: 'All systems healthy' };
     }
     const ok = (b) => (b ? 'OK' : 'not OK');
-    const overallCard = h('section', { class: 'card overall', 'data-overall': overall.state, 'aria-label': 'Overall health' },
-      h('h3', { class: 'card-title', text: 'Overall' }),
-      h('p', { class: 'overall-text' },
-        h('span', { class: 'count-icon', 'aria-hidden': 'true', text: overall.icon }), ' ', overall.text),
-      h('p', { class: 'overall-detail' },
-        'Providers ', ok(pc.unavailable === 0), ' · Models ', ok(mc.unavailable === 0)));
-    state.skeleton.summary.replaceChildren(card('provider', 'Providers', pc), card('model', 'Models', mc), overallCard);
+    const oc = $('.card.overall', box);
+    oc.dataset.overall = overall.state;
+    setText($('.overall-text .count-icon', oc), overall.icon);
+    setText($('.overall-words', oc), overall.text);
+    setText($('.overall-detail', oc), 'Providers ' + ok(pc.unavailable === 0) + ' · Models ' + ok(mc.unavailable === 0));
+  }
+
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  // renderFilters shows the toolbar's counts (the cards' numbers, both
+  // kinds together) and which filter is on.
+  function renderFilters(cs) {
+    const n = (st) => cs.provider[st] + cs.model[st];
+    const values = {
+      all: cs.provider.total + cs.model.total, problems: n('unavailable') + n('degraded'),
+      unavailable: n('unavailable'), degraded: n('degraded'), healthy: n('healthy'), unknown: n('unknown'),
+    };
+    for (const b of document.querySelectorAll('#status-filters button[data-filter]')) {
+      setText($('.filter-n', b), String(values[b.dataset.filter] ?? 0));
+    }
+    for (const b of document.querySelectorAll('button[data-filter]')) {
+      b.setAttribute('aria-pressed', b.dataset.filter === state.view.status ? 'true' : 'false');
+    }
   }
 
   function renderUpdated() {
     const el = $('#last-updated');
     if (state.lastUpdated) el.replaceChildren(timeEl(state.lastUpdated));
+  }
+
+  // ---- the view in the URL --------------------------------------------------
+
+  function readURL() {
+    const p = new URLSearchParams(location.search);
+    const v = state.view;
+    v.q = (p.get('q') || '').slice(0, 200);
+    v.status = Object.hasOwn(FILTERS, p.get('status')) ? p.get('status') : 'all';
+    v.sort = Object.hasOwn(SORTS, p.get('sort')) ? p.get('sort') : 'problems';
+    for (const [kind, name] of [['provider', 'page'], ['model', 'mpage']]) {
+      const n = parseInt(p.get(name) || '1', 10);
+      v.page[kind] = n > 0 && n < 1e6 ? n : 1;
+    }
+    $('#filter').value = v.q;
+    $('#sort').value = v.sort;
+  }
+
+  // writeURL keeps the view in the address (defaults left out), so that a
+  // filtered view can be shared and survives a reload.
+  function writeURL() {
+    const v = state.view;
+    const p = new URLSearchParams(location.search);
+    const set = (name, value, def) => (value === def ? p.delete(name) : p.set(name, value));
+    set('q', v.q, '');
+    set('status', v.status, 'all');
+    set('sort', v.sort, 'problems');
+    set('page', String(v.page.provider), '1');
+    set('mpage', String(v.page.model), '1');
+    const qs = p.toString();
+    history.replaceState(null, '', location.pathname + (qs ? '?' + qs : '') + location.hash);
+  }
+
+  // setView changes the view; a new filter or order starts at page 1.
+  function setView(change) {
+    const v = state.view;
+    Object.assign(v, change);
+    if (!('page' in change)) v.page = { provider: 1, model: 1 };
+    writeURL();
+    if (state.loaded) updateView();
+  }
+
+  function bindToolbar() {
+    const input = $('#filter');
+    const onSearch = () => {
+      const q = input.value.trim().slice(0, 200);
+      if (q !== state.view.q) setView({ q });
+    };
+    input.addEventListener('input', onSearch);
+    input.addEventListener('search', onSearch); // Escape or the clear button
+    $('#sort').addEventListener('change', (e) => setView({ sort: Object.hasOwn(SORTS, e.target.value) ? e.target.value : 'problems' }));
+    document.addEventListener('click', (e) => {
+      const target = e.target instanceof Element ? e.target : null;
+      const f = target && target.closest('button[data-filter]');
+      if (f && Object.hasOwn(FILTERS, f.dataset.filter)) {
+        // a card's count toggles its filter; the toolbar's buttons set theirs
+        const same = f.classList.contains('count-btn') && state.view.status === f.dataset.filter;
+        setView({ status: same ? 'all' : f.dataset.filter });
+        return;
+      }
+      const pg = target && target.closest('button[data-page]');
+      if (pg && pg.getAttribute('aria-disabled') !== 'true') {
+        const kind = pg.dataset.kindPage;
+        const page = { ...state.view.page };
+        page[kind] += pg.dataset.page === 'next' ? 1 : -1;
+        setView({ page });
+        const group = state.skeleton.groups[kind];
+        const first = $('.rows article', group);
+        if (first) first.scrollIntoView({ block: 'nearest' });
+      }
+    });
+    // "/" focuses the search box, as on many sites
+    document.addEventListener('keydown', (e) => {
+      if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+      const t = e.target;
+      if (t instanceof Element && t.closest('input, textarea, select, [contenteditable], dialog[open]')) return;
+      e.preventDefault();
+      input.focus();
+      input.select();
+    });
   }
 
   function badge(status, small) {
@@ -479,10 +883,23 @@
       actions.append(h('button', { type: 'button', class: 'btn btn-small', 'data-reset': key, 'aria-describedby': titleId },
         h('span', { 'aria-hidden': 'true', text: '⟲ ' }), 'Reset'));
     }
+    const id = rowId(kind, key);
     const details = h('details', { class: 'explain' },
-      h('summary', null, 'Why this status?'),
+      h('summary', null, 'Timeline and why this status'),
+      h('div', { class: 'timeline', 'data-timeline': kind }),
       h('div', { class: 'explain-body' }));
-    details.addEventListener('toggle', () => renderSparksIn(details));
+    details.addEventListener('toggle', () => {
+      if (details.open) {
+        state.open.add(id);
+        const e = state.entries[kind].get(key);
+        if (e) renderTimeline($('.timeline', details), kind, key, e);
+        renderSparksIn(details);
+        if (state.total > SMALL_FLEET && !state.history.has(histId(kind, key, ''))) scheduleHistory();
+      } else {
+        state.open.delete(id);
+      }
+    });
+    if (state.open.has(id)) details.open = true;
     const row = h('article', { class: 'entry', 'data-kind': kind, 'data-key': key, 'aria-labelledby': titleId },
       h('div', { class: 'entry-head' },
         h('div', { class: 'entry-badge' }),
@@ -559,6 +976,8 @@
       renderUpstreams($('.upstreams', row), e);
     }
     renderExplain(kind, $('.explain-body', row), e);
+    const details = $('details.explain', row);
+    if (details.open) renderTimeline($('.timeline', details), kind, key, e);
     renderSparksIn(row);
 
     if (!fresh && before !== row.dataset.status) flash(row);
@@ -667,18 +1086,18 @@
     const st = x.settings || {};
     let recovery = h('span', { class: 'none', text: '—' });
     if (x.recovery) {
-      recovery = x.recovery.trial_successes + ' of ' + x.recovery.trials_needed + ' trial successes';
+      recovery = num(x.recovery.trial_successes) + ' of ' + num(x.recovery.trials_needed) + ' trial successes';
     }
     const rows = [
       fact('reason', 'Why', x.reason || (x.status === 'unknown' ? 'No call yet.' : 'No rule fired: it answers normally.')),
       fact('next-trial', 'Next trial', x.next_trial_at ? timeEl(x.next_trial_at) : h('span', { class: 'none', text: x.in_cooldown ? '—' : 'now (requests are admitted)' })),
       fact('recovery', 'Recovery', recovery),
     ];
-    if (st.error_threshold !== undefined) {
+    if (typeof st.error_threshold === 'number') {
       rows.push(fact('settings', 'Rules',
-        'unavailable after ' + st.error_threshold + ' errors (degraded from ' + st.degraded_at + '), ' +
+        'unavailable after ' + num(st.error_threshold) + ' errors (degraded from ' + num(st.degraded_at) + '), ' +
         'cooldown ' + duration(st.cooldown_seconds) + ', ' +
-        st.success_recovery_count + ' trial success' + (st.success_recovery_count === 1 ? '' : 'es') + ' to recover'));
+        num(st.success_recovery_count) + ' trial success' + (st.success_recovery_count === 1 ? '' : 'es') + ' to recover'));
     }
     if (x.paused_until) {
       // The backend rate limited us (Retry-After / X-RateLimit-Reset): not a failure.
@@ -716,17 +1135,246 @@
     return ms.toFixed(1) + ' ms';
   }
 
+  // ---- timelines ------------------------------------------------------------
+  //
+  // An opened entry shows its last hour: a band coloured by status, markers
+  // for trips, recoveries, cooldowns, reinits, operator actions and fault
+  // injections, and its request/error/latency chart. The status changes
+  // are those the page saw (live events and refreshes) since it was
+  // opened; earlier ones are read from the entry where it tells them (a
+  // cooldown's start, an operator action's or fault's time, the last
+  // reinit), and the rest of the hour is marked as not recorded.
+
+  const MARKERS = {
+    trip: { icon: '✖', label: 'trip' },
+    recovery: { icon: '✔', label: 'recovery' },
+    change: { icon: '•', label: 'status change' },
+    cooldown: { icon: '⏳', label: 'cooldown' },
+    reinit: { icon: '⟳', label: 'reinit' },
+    operator: { icon: '🚧', label: 'operator action' },
+    fault: { icon: '⚡', label: 'fault injection' },
+  };
+
+  const clock = (t) => new Date(t).toLocaleTimeString('en-GB', { hour12: false });
+  const iso = (t) => new Date(t).toISOString();
+  const str = (v) => (typeof v === 'string' ? v : '');
+
+  function faultText(f) {
+    let what = 'fault injected: ' + (str(f.kind) || 'fault');
+    if (typeof f.status === 'number' && f.status > 0) what += ' ' + f.status;
+    if (typeof f.delay_ms === 'number' && f.delay_ms > 0) what += ' ' + formatMS(f.delay_ms);
+    if (typeof f.percent === 'number') what += ' on ' + f.percent + '% of requests';
+    if (str(f.reason)) what += ': ' + f.reason;
+    return what;
+  }
+
+  // subjectsOf is what has its own health: a provider's upstreams, or the model.
+  const subjectsOf = (kind, e) => (kind === 'provider' ? (Array.isArray(e.upstreams) ? e.upstreams : []) : [e]).filter((u) => u && typeof u === 'object');
+
+  // tripTime is when an entry's cooldown started, or NaN.
+  function tripTime(u) {
+    const until = Date.parse(str(u.cooldown_until));
+    const cd = u.settings && u.settings.cooldown_seconds;
+    if (!u.in_cooldown || isNaN(until) || typeof cd !== 'number' || cd <= 0) return NaN;
+    return until - cd * 1000;
+  }
+
+  function timelineMarkers(kind, key, e, now) {
+    const out = [];
+    const from = now - HOUR;
+    const add = (t, type, text) => {
+      if (typeof t === 'number' && isFinite(t) && t >= from && t <= now + 5000) out.push({ t: Math.min(t, now), type, text });
+    };
+    for (const c of state.trail.get(rowId(kind, key)) || []) {
+      const to = c.uto || c.to;
+      const was = c.ufrom || c.from;
+      let type = 'change';
+      if (to === 'unavailable') type = 'trip';
+      else if (to === 'healthy' && (was === 'unavailable' || was === 'degraded')) type = 'recovery';
+      add(c.t, type, statusOf(was).label + ' → ' + statusOf(to).label + (c.upstream ? ' (' + c.upstream + ')' : '') +
+        (c.reason ? ': ' + c.reason : ''));
+    }
+    for (const u of subjectsOf(kind, e)) {
+      const who = kind === 'provider' && str(u.url) ? ' (' + u.url + ')' : '';
+      const trip = tripTime(u);
+      if (!isNaN(trip)) add(trip, 'cooldown', 'cooldown until ' + clock(Date.parse(u.cooldown_until)) + who + (str(u.reason) ? ': ' + u.reason : ''));
+      const op = u.operator;
+      if (op && typeof op === 'object' && str(op.at)) {
+        add(Date.parse(op.at), 'operator', (OPERATOR[op.action] ? OPERATOR[op.action].label : 'operator action') + who +
+          (str(op.by) ? ' by ' + op.by : '') + (str(op.reason) ? ': ' + op.reason : ''));
+      }
+      const f = u.fault;
+      if (f && typeof f === 'object' && str(f.at)) add(Date.parse(f.at), 'fault', faultText(f) + who);
+    }
+    if (kind === 'model' && str(e.last_reinit)) {
+      add(Date.parse(e.last_reinit), 'reinit', 'reinit' + (typeof e.restarts === 'number' ? ', restart ' + e.restarts : '') +
+        (typeof e.pid === 'number' ? ', now pid ' + e.pid : ''));
+    }
+    out.sort((a, b) => a.t - b.t);
+    return out;
+  }
+
+  function timelineSegments(kind, key, e, now) {
+    const from = now - HOUR;
+    const trail = (state.trail.get(rowId(kind, key)) || []).filter((c) => c.t >= from && c.t <= now + 5000);
+    const known = (st) => (STATUS[st] ? st : 'unknown');
+    const cur = known(e.status);
+    const first = trail.length ? known(trail[0].from) : cur;
+    let start = Math.max(from, Math.min(state.since, trail.length ? trail[0].t : now));
+    if (first === 'unavailable') {
+      // every subject in cooldown: unavailable since the last of their trips
+      const trips = subjectsOf(kind, e).map(tripTime);
+      if (trips.length && trips.every((t) => !isNaN(t))) start = Math.max(from, Math.min(start, Math.max(...trips)));
+    }
+    const segs = [];
+    if (start > from + 1000) segs.push({ a: from, b: start, status: 'none' });
+    let st = first;
+    let t0 = start;
+    for (const c of trail) {
+      const t = Math.min(Math.max(c.t, t0), now);
+      if (t > t0) segs.push({ a: t0, b: t, status: st });
+      st = known(c.to);
+      t0 = t;
+    }
+    if (now > t0) segs.push({ a: t0, b: now, status: st });
+    return segs;
+  }
+
+  const TL_W = 600;
+  const TL_H = 22;
+
+  function renderTimeline(box, kind, key, e) {
+    const now = Date.now();
+    if (!box.firstChild) {
+      box.append(
+        h('h5', { class: 'tl-title', text: 'Last hour' }),
+        h('div', { class: 'tl-band-wrap' }),
+        h('p', { class: 'tl-axis', 'aria-hidden': 'true' }, h('span', { text: '60 min ago' }), h('span', { text: '30 min ago' }), h('span', { text: 'now' })),
+        h('p', { class: 'tl-hover', 'aria-live': 'polite', text: 'Hover or focus the band or a marker for its time and reason.' }),
+        h('ol', { class: 'tl-events', 'aria-label': 'Events in the last hour, newest first' }),
+        h('h5', { class: 'tl-title' }, 'Requests, errors and latency, last ', h('span', { class: 'tl-span' })),
+        h('div', { class: 'spark tl-chart', 'data-hist': histId(kind, key, '') }),
+        h('p', { class: 'tl-nohist none' }));
+    }
+    const segs = timelineSegments(kind, key, e, now);
+    const marks = timelineMarkers(kind, key, e, now);
+    const x = (t) => Math.max(0, Math.min(TL_W, ((t - (now - HOUR)) / HOUR) * TL_W));
+    const svg = s('svg', { viewBox: '0 0 ' + TL_W + ' ' + (TL_H + 12), class: 'tl-band', focusable: 'false' });
+    for (const g of segs) {
+      const tip = g.status === 'none'
+        ? clock(g.a) + '–' + clock(g.b) + ': not recorded (before this page was opened)'
+        : clock(g.a) + '–' + clock(g.b) + ': ' + statusOf(g.status).label + ' for ' + duration((g.b - g.a) / 1000) +
+          (g.b >= now && str(e.reason) ? ' (now: ' + e.reason + ')' : '');
+      svg.append(s('rect', {
+        x: x(g.a).toFixed(2), y: 0, width: Math.max(x(g.b) - x(g.a), 0.5).toFixed(2), height: TL_H,
+        class: 'tl-seg', 'data-status': g.status, 'data-tip': tip, 'data-from': iso(g.a), 'data-to': iso(g.b),
+      }));
+    }
+    // markers closer than CLUSTER apart share one mark, which tells them all
+    const CLUSTER = 8;
+    const groups = [];
+    for (const m of marks) {
+      const last = groups[groups.length - 1];
+      if (last && x(m.t) - last.x < CLUSTER) last.items.push(m);
+      else groups.push({ x: x(m.t), items: [m] });
+    }
+    for (const grp of groups) {
+      const mx = grp.x;
+      const lines = grp.items.map((m) => clock(m.t) + ' · ' + MARKERS[m.type].label + ' · ' + m.text);
+      const types = [...new Set(grp.items.map((m) => m.type))];
+      const g = s('g', {
+        class: 'tl-marker', 'data-marker': types[0], 'data-markers': types.join(' '), 'data-time': iso(grp.items[0].t),
+        'data-tip': lines.join('\n'), tabindex: '0', role: 'img', 'aria-label': lines.join('; '),
+      });
+      g.append(s('line', { x1: mx, y1: 0, x2: mx, y2: TL_H, class: 'tl-tick' }),
+        s('path', { d: 'M' + (mx - 5) + ' ' + (TL_H + 11) + ' L' + mx + ' ' + (TL_H + 1) + ' L' + (mx + 5) + ' ' + (TL_H + 11) + ' Z', class: 'tl-mark' }),
+        s('rect', { x: mx - 6, y: 0, width: 12, height: TL_H + 12, class: 'tl-hit' }));
+      svg.append(g);
+    }
+    const counts = {};
+    for (const m of marks) counts[m.type] = (counts[m.type] || 0) + 1;
+    const summary = Object.keys(counts).map((t) => counts[t] + ' ' + MARKERS[t].label + (counts[t] === 1 ? '' : 's')).join(', ');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', 'Status over the last hour, now ' + statusOf(e.status).label + (summary ? '; ' + summary : '; no events'));
+    $('.tl-band-wrap', box).replaceChildren(svg);
+    $('.tl-events', box).replaceChildren(...(marks.length === 0
+      ? [h('li', { class: 'none', text: 'No trips, recoveries, cooldowns, reinits, operator actions or faults seen in the last hour.' })]
+      : marks.slice().reverse().map((m) => h('li', { 'data-marker': m.type },
+        h('time', { datetime: iso(m.t), text: clock(m.t) }), ' ',
+        h('span', { class: 'tl-icon', 'aria-hidden': 'true', text: MARKERS[m.type].icon }), ' ',
+        h('span', { class: 'tl-kind', text: MARKERS[m.type].label }), ': ', m.text))));
+    $('.tl-span', box).textContent = span(Math.round(state.intervalSeconds * state.buckets));
+    const hasHist = state.history.has(histId(kind, key, ''));
+    const nohist = $('.tl-nohist', box);
+    nohist.textContent = hasHist ? '' : state.historyUnfiltered && state.total > SMALL_FLEET
+      ? 'The request history is not shown: this proxy sends every entry\'s history at once, too much for a fleet this large.'
+      : 'Loading the request history…';
+    nohist.hidden = hasHist;
+  }
+
+  // bindTimelineTips shows the time and reason of what is under the
+  // pointer, or focused, in its timeline.
+  function bindTimelineTips() {
+    const show = (ev) => {
+      const el = ev.target instanceof Element ? ev.target.closest('.timeline [data-tip]') : null;
+      if (!el) return;
+      const box = el.closest('.timeline');
+      setText($('.tl-hover', box), el.getAttribute('data-tip'));
+      for (const old of box.querySelectorAll('.tl-active')) old.classList.remove('tl-active');
+      el.classList.add('tl-active');
+    };
+    document.addEventListener('pointerover', show);
+    document.addEventListener('focusin', show);
+  }
+
+  function renderOpenTimelines() {
+    for (const id of state.open) {
+      const row = state.rows.get(id);
+      if (!row) continue;
+      const kind = row.dataset.kind;
+      const e = state.entries[kind].get(row.dataset.key);
+      const details = $('details.explain', row);
+      if (e && details.open) renderTimeline($('.timeline', details), kind, row.dataset.key, e);
+    }
+  }
+
   // ---- history and sparklines ---------------------------------------------
 
+  // loadHistory reads the request history: every entry's in a small
+  // fleet (a sparkline on every row), only the opened entries' beyond.
   async function loadHistory() {
-    const doc = await getJSON('/api/diagnostics/history');
-    if (doc.interval_seconds > 0) state.intervalSeconds = doc.interval_seconds;
-    if (doc.buckets > 0) state.buckets = doc.buckets;
+    if (!state.loaded) return;
+    const all = state.total <= SMALL_FLEET;
+    // A server that answers every entry's history to a question about one
+    // would send megabytes each time: asked once, then no more.
+    if (!all && state.historyUnfiltered) return;
+    const wanted = all ? [null] : [...state.open].map((id) => [id.split('\u0000')]);
     const next = new Map();
-    for (const e of doc.entries || []) next.set(histId(e.kind, e.key, e.upstream), e.points || []);
+    for (const keys of wanted) {
+      const doc = worker ? await ask({ type: 'history', keys }) : await fetchHistory(keys);
+      if (doc.interval_seconds > 0) state.intervalSeconds = doc.interval_seconds;
+      if (doc.buckets > 0) state.buckets = doc.buckets;
+      for (const e of doc.entries || []) {
+        if (e && Array.isArray(e.points)) next.set(histId(e.kind, e.key, e.upstream), e.points);
+      }
+      if (doc.unfiltered && !all) {
+        state.historyUnfiltered = true;
+        break;
+      }
+    }
     state.history = next;
     $('#history-span').textContent = span(Math.round(state.intervalSeconds * state.buckets)).replace(/^(\d+) min$/, '$1 minutes');
     renderAllSparks();
+  }
+
+  async function fetchHistory(keys) {
+    const doc = await getJSON('/api/diagnostics/history');
+    if (keys) {
+      const want = new Set(keys.map(([kind, key]) => rowId(kind, key)));
+      const all = (doc.entries || []).length;
+      doc.entries = (doc.entries || []).filter((e) => e && want.has(rowId(e.kind, e.key)));
+      doc.unfiltered = doc.entries.length < all;
+    }
     return doc;
   }
 
@@ -741,6 +1389,7 @@
 
   function renderAllSparks() {
     for (const row of state.rows.values()) renderSparksIn(row);
+    renderOpenTimelines();
   }
 
   function renderSparksIn(root) {
@@ -919,7 +1568,8 @@
 
   async function refreshQuietly() {
     try {
-      await Promise.all([loadHealth(), loadHistory()]);
+      await loadHealth();
+      await loadHistory();
     } catch {
       // the connection indicator tells; the next tick retries
     }
@@ -949,7 +1599,8 @@
   async function onRefresh(button) {
     await run(button, async () => {
       try {
-        await Promise.all([loadHealth(), loadHistory()]);
+        await loadHealth();
+        await loadHistory();
       } catch (err) {
         throw new Error('Refresh failed: ' + err.message);
       }
@@ -1146,6 +1797,11 @@
   }
 
   function start() {
+    performance.mark('healproxy:start');
+    startWorker();
+    readURL();
+    bindToolbar();
+    bindTimelineTips();
     $('#refresh-health').addEventListener('click', (e) => onRefresh(e.currentTarget));
     $('#auto-heal').addEventListener('click', (e) => onAutoHeal(e.currentTarget));
     $('#health-diagnostics-result').addEventListener('click', (e) => {
@@ -1185,7 +1841,6 @@
         root.replaceChildren(h('p', { class: 'loading', text: 'Could not load the health document (' + err.message + '); retrying…' }));
       }
     });
-    loadHistory().catch(() => {});
     connect();
     setInterval(tick, 1000);
     periodic();
