@@ -155,7 +155,18 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 	st := s.state.Load()
 	doc := api.History{IntervalSeconds: breaker.HistoryInterval.Seconds(), Buckets: breaker.HistoryBuckets}
+	// ?kind=provider|model&key=ID: one entry's history (the UI's timeline
+	// of one row), not a fleet's.
+	q := r.URL.Query()
+	kind, key := q.Get("kind"), q.Get("key")
+	if kind != "" && kind != KindProvider && kind != KindModel {
+		return &api.Error{Status: http.StatusBadRequest, Msg: "kind must be provider or model"}
+	}
+	want := func(k, id string) bool { return (kind == "" || kind == k) && (key == "" || key == id) }
 	for _, p := range st.providerList {
+		if !want(KindProvider, p.ID) {
+			continue
+		}
 		var sum []breaker.Point
 		for _, u := range p.Upstreams {
 			pts := u.Health.History()
@@ -165,9 +176,14 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindProvider, Key: p.ID, Points: sum})
 	}
 	for _, m := range st.modelList {
-		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
+		if want(KindModel, m.Key) {
+			doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: m.Health.History()})
+		}
 	}
 	for _, m := range s.llm.Models() {
+		if !want(KindModel, m.Key) {
+			continue
+		}
 		var sum []breaker.Point
 		for _, ep := range m.Endpoints() {
 			pts := ep.Health.History()

@@ -7,7 +7,8 @@ package proxy
 //
 // Without Chromium the tests skip loudly, naming
 // scripts/install-test-deps.sh; with CI=true they fail instead.
-// HEALPROXY_UPDATE_SCREENSHOT=1 rewrites docs/ui.png;
+// HEALPROXY_UPDATE_SCREENSHOT=1 writes docs/ui-small.png (docs/ui.png, a
+// fleet with filters and a timeline, is web's);
 // HEALPROXY_UI_SHOTS=DIR also writes desktop, dark and phone shots there.
 
 import (
@@ -802,8 +803,8 @@ func TestBrowserUIReconnectsAfterRestart(t *testing.T) {
 
 // TestBrowserUIScreenshot renders a mixed state: a healthy, a degraded and
 // an unavailable provider, a healthy and an unavailable model. It checks
-// the phone width and keeps a screenshot for the README in docs/ui.png
-// (written only with HEALPROXY_UPDATE_SCREENSHOT=1).
+// the phone width and keeps a screenshot of a small setup in
+// docs/ui-small.png (written only with HEALPROXY_UPDATE_SCREENSHOT=1).
 func TestBrowserUIScreenshot(t *testing.T) {
 	uiChromePath(t) // skip before starting anything
 	long := uiHealth()
@@ -884,10 +885,10 @@ func TestBrowserUIScreenshot(t *testing.T) {
 		if err := os.MkdirAll("../docs", 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile("../docs/ui.png", desktop, 0o644); err != nil {
+		if err := os.WriteFile("../docs/ui-small.png", desktop, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Log("wrote docs/ui.png")
+		t.Log("wrote docs/ui-small.png")
 	}
 	b.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
