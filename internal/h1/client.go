@@ -464,7 +464,7 @@ type body struct {
 	rc    io.ReadCloser
 	c     *conn
 	keep  bool
-	end   bool          // EOF seen or closed: the connection is no longer ours
+	end   bool            // EOF seen or closed: the connection is no longer ours
 	idle  time.Duration   // > 0: each Read waits at most this long (Bound)
 	maxAt time.Time       // non-zero: no Read waits past it (Bound)
 	ctx   context.Context // the request's: once done, no Read sets a deadline again
