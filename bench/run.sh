@@ -7,7 +7,10 @@
 #                            concurrency, kill -> healthy respawn (go test -bench)
 #   bench/run.sh scale       10,000 providers: start-up, memory, health document,
 #                            reload (a real healproxy process + go test -bench)
-#   bench/run.sh all         the three, in that order
+#   bench/run.sh stream      streamed model answers through the gateway vs direct:
+#                            added time to first token, token throughput
+#                            (go test -bench BenchmarkStream ./llm/)
+#   bench/run.sh all         the four, in that order
 #   --update                 also rewrite BENCHMARKS.md's tables (between its
 #                            "<!-- bench:NAME -->" markers) and docs/bench.svg
 #
@@ -47,10 +50,10 @@ MODE=proxies
 UPDATE=0
 for a in "$@"; do
   case $a in
-    proxies | models | scale | all) MODE=$a ;;
+    proxies | models | scale | stream | all) MODE=$a ;;
     --update) UPDATE=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: bench/run.sh [proxies|models|scale|all] [--update]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [proxies|models|scale|stream|all] [--update]" >&2; exit 2 ;;
   esac
 done
 
@@ -489,9 +492,20 @@ run_scale() {
   echo "results: $RES/"
 }
 
+# ================================================================ stream
+run_stream() {
+  build
+  machine | tee "$RES/env-stream.txt" >&2
+  log "streamed answers through the llm gateway vs direct (-benchtime ${STREAM_BENCHTIME:-300x})"
+  (cd "$SRC" && "$GO" test -run '^$' -bench 'BenchmarkStream' -benchtime "${STREAM_BENCHTIME:-300x}" -timeout 20m ./llm/) | tee "$RES/stream-bench.txt" >&2
+  echo
+  echo "results: $RES/"
+}
+
 case $MODE in
   proxies) run_proxies ;;
   models) run_models ;;
   scale) run_scale ;;
-  all) run_proxies; stop_started; run_models; run_scale ;;
+  stream) run_stream ;;
+  all) run_proxies; stop_started; run_models; run_scale; run_stream ;;
 esac
