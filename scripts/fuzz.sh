@@ -22,6 +22,7 @@ targets=(
 	"./proxy/ FuzzPredictBody"
 	"./proxy/ FuzzRestoreEntry"
 	"./internal/h1/ FuzzLeanClient"
+	"./internal/sse/ FuzzReader"
 )
 parallel=()
 if [[ -n "${FUZZPARALLEL:-}" ]]; then
