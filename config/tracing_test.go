@@ -102,7 +102,7 @@ func TestTracingDiagnostics(t *testing.T) {
 				`x.hcl:3:14: Invalid protocol; "thrift": want "http/protobuf" or "grpc".`,
 				`x.hcl:4:18: Invalid sample_ratio; Want a number from 0 to 1 such as 0.1, got 1.5.`,
 				`x.hcl:5:18: Empty service_name`,
-				`x.hcl:6:15: Invalid header name; "bad name" is not a valid header name.`,
+				`x.hcl:6:15: Invalid header name; "bad name" is not a valid HTTP header name.`,
 			},
 		},
 		{
