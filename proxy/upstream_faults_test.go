@@ -206,6 +206,8 @@ type faultCase struct {
 	raw     func(c net.Conn, br *bufio.Reader, done <-chan struct{})
 	url     func(t *testing.T) (string, func())
 	timeout time.Duration // the provider's per-attempt timeout; 0 is 5s
+	// the provider's idle_timeout and max_duration; 0 is the default
+	idle, maxDuration time.Duration
 
 	// What the client gets: wantCode, or with wantAbort a response cut
 	// short (no answer at all, or a status line whose body ends early):
@@ -261,7 +263,7 @@ func upstreamFaults(t *testing.T) []faultCase {
 				}
 				reset(c)
 			},
-			wantAbort: true, wantKind: breaker.KindError,
+			wantAbort: true, wantKind: breaker.KindCut,
 		},
 		{
 			name: "hang after headers",
@@ -292,7 +294,7 @@ func upstreamFaults(t *testing.T) []faultCase {
 					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
 				}
 			},
-			wantAbort: true, wantKind: breaker.KindError,
+			wantAbort: true, wantKind: breaker.KindCut,
 		},
 		{
 			name: "1 byte per second trickle",
@@ -314,8 +316,33 @@ func upstreamFaults(t *testing.T) []faultCase {
 					}
 				}
 			},
-			timeout:   1500 * time.Millisecond,
+			// Each byte comes within idle_timeout: a slow answer, not a
+			// stalled one; max_duration ends it.
+			timeout: 1500 * time.Millisecond, maxDuration: 1500 * time.Millisecond,
 			wantAbort: true, wantKind: breaker.KindTimeout,
+		},
+		{
+			name: "1 byte per second trickle, idle_timeout shorter",
+			raw: func(c net.Conn, br *bufio.Reader, done <-chan struct{}) {
+				if !readRequest(br) {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n")
+				tick := time.NewTicker(time.Second)
+				defer tick.Stop()
+				for range 100 { // bounded: the proxy gives up after its idle_timeout
+					if _, err := c.Write([]byte{'x'}); err != nil {
+						return
+					}
+					select {
+					case <-done:
+						return
+					case <-tick.C:
+					}
+				}
+			},
+			idle:      300 * time.Millisecond,
+			wantAbort: true, wantKind: breaker.KindStalled,
 		},
 		{
 			name: "garbage status line",
@@ -493,6 +520,7 @@ func TestFaultUpstream(t *testing.T) {
 				if tc.timeout > 0 {
 					pc.Timeout = tc.timeout
 				}
+				pc.IdleTimeout, pc.MaxDuration = tc.idle, tc.maxDuration
 				fp := newFaultProxy(t, pc)
 
 				o := fp.send(m.method, "/providers/p/x", m.body)
@@ -559,6 +587,7 @@ func TestFaultUpstreamFailover(t *testing.T) {
 			if tc.timeout > 0 {
 				pc.Timeout = tc.timeout
 			}
+			pc.IdleTimeout, pc.MaxDuration = tc.idle, tc.maxDuration
 			fp := newFaultProxy(t, pc)
 			for i := range 4 {
 				o := fp.send(http.MethodGet, "/providers/p/x", "")
