@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
@@ -60,6 +60,7 @@ type watchedBody struct {
 	client  context.Context
 	attempt context.Context
 	start   time.Time
+	at      *attemptTimer // non-nil: bounds each read by the idle timeout (boundBody)
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
@@ -70,7 +71,13 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		p[0], b.has = b.first[0], false
 		return 1, nil
 	}
+	if b.at != nil {
+		b.at.reading()
+	}
 	n, err := b.ReadCloser.Read(p)
+	if b.at != nil {
+		b.at.read()
+	}
 	if err != nil && err != io.EOF && b.u != nil {
 		u := b.u
 		b.u = nil
@@ -89,7 +96,10 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // flowing is never cut, however long it runs. An event stream
 // (text/event-stream) that breaks gets an SSE error event before its end
 // (sse.Marker), so that the client sees the answer is incomplete.
-func (p *Provider) boundBody(r *http.Response, start time.Time) {
+func (p *Provider) boundBody(r *http.Response, start time.Time, at *attemptTimer) {
+	if at != nil {
+		at.started()
+	}
 	w, ok := r.Body.(*watchedBody)
 	if !ok {
 		return
@@ -98,14 +108,18 @@ func (p *Provider) boundBody(r *http.Response, start time.Time) {
 	if p.maxDuration > 0 {
 		maxAt = start.Add(p.maxDuration)
 	}
-	if !h1.Bound(w.ReadCloser, p.idleTimeout, maxAt) && (p.idleTimeout > 0 || p.maxDuration > 0) {
+	switch {
+	case h1.Bound(w.ReadCloser, p.idleTimeout, maxAt): // the lean client's read deadlines
+	case at != nil && p.maxDuration == 0:
+		w.at = at // the attempt's timer, re-armed around each read
+	case p.idleTimeout > 0 || p.maxDuration > 0:
 		var left time.Duration // idle.New: 0 is no bound
 		if !maxAt.IsZero() {
 			left = max(time.Until(maxAt), time.Nanosecond)
 		}
 		w.ReadCloser = idle.New(w.ReadCloser, p.idleTimeout, left)
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "text/event-stream" {
+	if eventStream(r.Header.Get("Content-Type")) {
 		r.Body = sse.NewMarker(r.Body, func(err error) (string, string) {
 			kind, msg := p.bodyFailure(err, w.attempt)
 			return string(kind), msg
@@ -118,7 +132,7 @@ func (p *Provider) boundBody(r *http.Response, start time.Time) {
 // timeout), or a break (cut), with a message free of secrets.
 func (p *Provider) bodyFailure(err error, attempt context.Context) (breaker.Kind, string) {
 	switch {
-	case errors.Is(err, idle.ErrStalled):
+	case errors.Is(err, idle.ErrStalled), attempt != nil && errors.Is(context.Cause(attempt), idle.ErrStalled):
 		return breaker.KindStalled, "answer stalled: no data within idle_timeout (" + p.idleTimeout.String() + ")"
 	case errors.Is(err, idle.ErrMaxDuration):
 		return breaker.KindTimeout, "answer longer than max_duration (" + p.maxDuration.String() + ")"
@@ -128,4 +142,15 @@ func (p *Provider) bodyFailure(err error, attempt context.Context) (breaker.Kind
 		return kind, "answer cut short after its headers: " + msg
 	}
 	return breaker.KindCut, "answer cut short after its headers: " + msg
+}
+
+// eventStream: the media type ct names is text/event-stream (without
+// mime.ParseMediaType's allocations, on every answer's path).
+func eventStream(ct string) bool {
+	const es = "text/event-stream"
+	if len(ct) < len(es) || !strings.EqualFold(ct[:len(es)], es) {
+		return false
+	}
+	rest := strings.TrimLeft(ct[len(es):], " \t")
+	return rest == "" || rest[0] == ';'
 }

@@ -469,7 +469,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// upstream connection) forever: the answer has as long as every
 	// attempt may take, plus a margin for a slow link, and each write
 	// that goes through gives a streamed answer that long again.
-	dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), budget: p.writeBudget()}
+	dw := &deadlineWriter{ResponseWriter: w, rc: *http.NewResponseController(w), budget: p.writeBudget()}
 	dw.extend(time.Now())
 	p.rp.ServeHTTP(dw, r)
 }
@@ -481,7 +481,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // write.
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc     *http.ResponseController
+	rc     http.ResponseController // a copy: no allocation of its own
 	budget time.Duration
 	next   time.Time // when to move the deadline again
 }

@@ -192,3 +192,14 @@ func TestMaxDuration(t *testing.T) {
 		return len(f) == 1 && f[0].Kind == breaker.KindTimeout && strings.Contains(f[0].Message, "max_duration")
 	})
 }
+
+func TestEventStreamType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream": true, "Text/Event-Stream; charset=utf-8": true, "text/event-stream ;x=y": true,
+		"text/event-streams": false, "text/plain": false, "": false, "application/json": false,
+	} {
+		if got := eventStream(ct); got != want {
+			t.Errorf("eventStream(%q) = %v; want %v", ct, got, want)
+		}
+	}
+}

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/idle"
 	"github.com/healproxy/healproxy/internal/retry"
 	"github.com/healproxy/healproxy/internal/tracing"
 )
@@ -319,19 +321,15 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 	}
 	callErr := u.Health.Call(func() (time.Duration, error) {
 		start := time.Now()
-		r, cancel, stop, ctx, rtErr := t.send(u, req, cb)
+		r, at, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
 			rtErr = u.watchBody(r, req.Context(), ctx, start) // headers, then a body that never starts: a failed attempt
 			if rtErr == nil {
-				stop() // the answer has started: from now on its body's bounds apply
-				p.boundBody(r, start)
+				p.boundBody(r, start, at) // the answer has started: from now on its body's bounds apply
 			}
 		}
 		latency := time.Since(start)
-		wrapBody := cancel != nil // the lean client needs no context to end
-		if cancel == nil {
-			cancel = noop
-		}
+		cancel := at.end // nil-safe: the lean client has no context to end
 		if rtErr != nil {
 			cancel()
 			// Not the upstream's doing: the client's body or its leaving,
@@ -366,8 +364,8 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		keep := func() { // the answer goes to the client
 			if r.StatusCode == http.StatusSwitchingProtocols {
 				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is
-			} else if wrapBody {
-				r.Body = &cancelBody{ReadCloser: r.Body, cancel: cancel}
+			} else if at != nil {
+				r.Body = &cancelBody{ReadCloser: r.Body, at: at}
 			}
 			resp = r
 		}
@@ -429,7 +427,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 // (idle_timeout, max_duration: boundBody) take over. Until then a failure
 // answer passed to the client as it is stays within the timeout, body
 // included.
-func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, cancel context.CancelFunc, stop func() bool, ctx context.Context, err error) {
+func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, at *attemptTimer, ctx context.Context, err error) {
 	p := t.p
 	if u.fast != nil && u.fault.Load() == nil && h1.Eligible(req) {
 		r, err = u.fast.RoundTrip(req, u.h1Target(req.URL), p.timeout)
@@ -439,25 +437,71 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 			out.URL = u.targetURL(req.URL)
 			r.Request = out
 		}
-		return r, nil, noStop, req.Context(), err // the connection's deadline is the timeout (h1.Bound ends it)
+		return r, nil, req.Context(), err // the connection's deadline is the timeout (h1.Bound ends it)
 	}
-	var cancelCause context.CancelCauseFunc
-	ctx, cancelCause = context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(p.timeout, func() { cancelCause(context.DeadlineExceeded) })
-	stop = timer.Stop
-	cancel = func() { timer.Stop(); cancelCause(context.Canceled) }
+	at = &attemptTimer{idle: p.idleTimeout}
+	ctx, at.cancel = context.WithCancelCause(req.Context())
+	at.timer = time.AfterFunc(p.timeout, at.fire)
 	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 	out.URL = u.targetURL(req.URL)
 	stopWatch := cb.watch(ctx, req.Context()) // a slow client must not hold the attempt past its timeout
 	r, err = u.send(t.base, out)              // u.send: fault injection, see fault.go
 	stopWatch()
 	if err == nil && r.StatusCode == http.StatusSwitchingProtocols {
-		stop() // the timeout bounds the wait for the answer; an upgraded connection outlives it
+		at.timer.Stop() // the timeout bounds the wait for the answer; an upgraded connection outlives it
 	}
-	return r, cancel, stop, ctx, err
+	return r, at, ctx, err
 }
 
-func noStop() bool { return false }
+// attemptTimer bounds an attempt sent through the base transport with
+// one timer: until its answer starts, the provider's timeout (the
+// attempt's context ends with context.DeadlineExceeded); once it started
+// (body), each read of the body waits at most idle (the context ends
+// with idle.ErrStalled). One timer and no allocation per read.
+type attemptTimer struct {
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+	idle   time.Duration // 0: the body's reads are not bounded
+	body   atomic.Bool   // the answer started: a firing is a stall
+}
+
+func (a *attemptTimer) fire() {
+	if a.body.Load() {
+		a.cancel(idle.ErrStalled)
+		return
+	}
+	a.cancel(context.DeadlineExceeded)
+}
+
+// end ends the attempt's context (the answer was read or dropped); a nil
+// a (the lean client's attempt) has none.
+func (a *attemptTimer) end() {
+	if a == nil {
+		return
+	}
+	a.timer.Stop()
+	a.cancel(context.Canceled)
+}
+
+// started: the answer's first byte came. The timeout is over; from now
+// on the timer runs only while a read of the body waits (reading and
+// read), if there is an idle bound.
+func (a *attemptTimer) started() {
+	a.timer.Stop()
+	a.body.Store(true)
+}
+
+func (a *attemptTimer) reading() {
+	if a.idle > 0 {
+		a.timer.Reset(a.idle)
+	}
+}
+
+func (a *attemptTimer) read() {
+	if a.idle > 0 {
+		a.timer.Stop()
+	}
+}
 
 // spendRetry takes a retry from the budget before a failure answer is
 // given up for it, counting a refusal.
@@ -622,12 +666,12 @@ func (p *Provider) available() bool {
 // with the body.
 type cancelBody struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	at *attemptTimer
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel()
+	b.at.end()
 	return err
 }
 
@@ -636,8 +680,6 @@ func drainBody(body io.ReadCloser) {
 	io.CopyN(io.Discard, body, 4<<10)
 	body.Close()
 }
-
-func noop() {}
 
 // kindSlow is a call that answered, slower than slow_call_threshold.
 const kindSlow breaker.Kind = "slow"
