@@ -377,10 +377,10 @@ func (g *Gateway) newModel(mc config.Model, old *Model) *Model {
 			secrets = append(secrets, v)
 		}
 	}
-	settings := settingsOf(mc.Health)
+	settings := breaker.SettingsOf(mc.Health)
 	for _, u := range mc.Endpoints {
 		secrets = append(secrets, redact.ForURL(u, false)...)
-		ep := &Endpoint{URL: redactURL(u), base: u, key: u.String()}
+		ep := &Endpoint{URL: redact.URL(u), base: u, key: u.String()}
 		if old != nil {
 			for _, oe := range old.endpoints {
 				if oe.key == ep.key {
@@ -404,19 +404,6 @@ func (g *Gateway) newModel(mc config.Model, old *Model) *Model {
 	}
 	m.secrets = redact.New(secrets...)
 	return m
-}
-
-// settingsOf is the breaker settings of a health block (as proxy's own).
-func settingsOf(h config.Health) breaker.Settings {
-	return breaker.Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
-		CooldownMultiplier: h.CooldownMultiplier, MaxCooldown: h.MaxCooldown, StablePeriod: h.StablePeriod}
-}
-
-// redactURL drops user info, query and fragment, which may hold secrets.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery, c.ForceQuery, c.Fragment = nil, "", false, ""
-	return c.String()
 }
 
 // Close releases the gateway's idle connections. Calls in flight finish.
