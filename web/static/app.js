@@ -910,7 +910,7 @@
         h('dl', { class: 'facts' }),
         h('div', { class: 'spark', 'data-hist': histId(kind, key, '') })),
       h('p', { class: 'last-error' }),
-      kind === 'provider' ? h('ul', { class: 'upstreams', 'aria-label': 'Upstreams' }) : null,
+      h('ul', { class: 'upstreams', 'aria-label': kind === 'provider' ? 'Upstreams' : 'Endpoints' }),
       details);
     return row;
   }
@@ -947,7 +947,14 @@
       fact('last-error', 'Last error', timeEl(e.last_error)),
       cooldownFact(e),
     ];
-    if (kind === 'model') {
+    // A model served over HTTP (endpoints = [...]) has endpoints, each
+    // with its own health, instead of a plugin process.
+    const endpoints = kind === 'model' && Array.isArray(e.upstreams) && e.upstreams.length > 0;
+    if (endpoints) {
+      const ups = e.upstreams.filter((u) => u && typeof u === 'object');
+      facts.push(fact('endpoints', 'Endpoints', ups.filter((u) => u.status === 'healthy').length + ' of ' + ups.length + ' healthy'));
+      if (e.fallback) facts.push(fact('fallback', 'Fallback', h('code', { text: e.fallback })));
+    } else if (kind === 'model') {
       facts.push(
         fact('pid', 'PID', e.pid === null || e.pid === undefined ? h('span', { class: 'none', text: '—' }) : String(e.pid)),
         fact('restarts', 'Restarts', String(e.restarts ?? 0)),
@@ -971,10 +978,14 @@
       lastErr.hidden = true;
     }
 
+    const list = $('.upstreams', row);
     if (kind === 'provider') {
       renderOperator(row, e);
-      renderUpstreams($('.upstreams', row), e);
+      renderUpstreams(list, e, true);
+    } else if (endpoints) {
+      renderUpstreams(list, e, false); // no drain or force-open for a model's endpoints
     }
+    list.hidden = kind === 'model' && !endpoints;
     renderExplain(kind, $('.explain-body', row), e);
     const details = $('details.explain', row);
     if (details.open) renderTimeline($('.timeline', details), kind, key, e);
@@ -1041,7 +1052,7 @@
       }));
   }
 
-  function renderUpstreams(list, e) {
+  function renderUpstreams(list, e, controls) {
     const ups = e.upstreams || [];
     // keep the focus on a control button across the re-render
     const active = document.activeElement;
@@ -1059,7 +1070,7 @@
           u.in_cooldown && u.cooldown_until && op !== 'force_open' ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
         op ? operatorState(u.operator) : null,
         u.last_error_message && u.status !== 'healthy' && op !== 'force_open' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null,
-        controlButtons(e.provider_id, u, labelId));
+        controls ? controlButtons(e.provider_id, u, labelId) : null);
     }));
     if (focusedControl) {
       const again = [...list.querySelectorAll('button[data-control]')]
