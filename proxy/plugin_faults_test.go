@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,7 +221,11 @@ func pluginFaultCases() []pluginFaultCase {
 			if r := mp.predict("m", "btc"); r.Code < 500 || r.Status == "success" {
 				t.Errorf("predict that killed the plugin: %d %s; want a 5xx", r.Code, r.Raw)
 			}
-			e := mp.waitModel("m", "unloaded and unavailable", 2*time.Second, deadAndUnavailable)
+			// The failed call is recorded first; the exit, with what the
+			// plugin wrote on its way out, a moment later.
+			e := mp.waitModel("m", "unloaded and unavailable, saying "+strconv.Quote(want), 2*time.Second, func(e modelEntry) bool {
+				return deadAndUnavailable(e) && strings.Contains(lastError(e), want)
+			})
 			if !strings.Contains(lastError(e), want) {
 				t.Errorf("last_error_message %q; want it to say %q", lastError(e), want)
 			}

@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -99,8 +101,32 @@ func (m *Model) Predict(ctx context.Context, inputs []string) ([][]plugins.Label
 		return nil, err
 	}
 	out, err := p.Model().Predict(ctx, inputs)
+	if errors.Is(err, plugins.ErrPluginUnavailable) {
+		err = withExit(p, err)
+	}
 	done(err)
 	return out, err
+}
+
+// exitWait bounds how long a call whose process went away waits for the
+// exit to be known.
+const exitWait = time.Second
+
+// withExit adds to err, the error of a call whose process went away under
+// it, why the process ended (its exit status and the last of what it
+// wrote, a panic say), once that is known: the call's failure then tells
+// as much as the exit's, whichever the model's entry records last.
+func withExit(p *plugins.Process, err error) error {
+	t := time.NewTimer(exitWait)
+	defer t.Stop()
+	select {
+	case <-p.Done():
+		if xe := p.ExitErr(); xe != nil {
+			return fmt.Errorf("%w; %v", err, xe)
+		}
+	case <-t.C:
+	}
+	return err
 }
 
 // drain waits until in has no call in flight, at most bound (or until the

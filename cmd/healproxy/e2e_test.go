@@ -403,9 +403,11 @@ func TestE2ESIGHUPReload(t *testing.T) {
 		code, _ := httpGet(t, p.base+"/providers/b/x")
 		return code == 200
 	})
-	if !strings.Contains(p.logs.String(), `msg="config reloaded"`) || !strings.Contains(p.logs.String(), "provider b") {
-		t.Errorf("the log does not report the reload:\n%s", p.logs)
-	}
+	// The new provider serves as soon as the new state is in; the log line
+	// that sums up the reload follows.
+	waitFor(t, 5*time.Second, "the log to report the reload", func() bool {
+		return strings.Contains(p.logs.String(), `msg="config reloaded"`) && strings.Contains(p.logs.String(), "provider b")
+	})
 	ids := func() []string {
 		var out []string
 		for _, e := range fetchHealth(t, p.base).Providers.Entries {
