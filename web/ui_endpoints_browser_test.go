@@ -50,6 +50,9 @@ model "gpt" {
 	if n := browsertest.Eval[int](p.Browser, `document.querySelectorAll('`+row+` button[data-control]').length`); n != 0 {
 		t.Errorf("%d operator buttons on a model's endpoints; want none", n)
 	}
+	if got := p.Text(row + ` [data-reinit]`); !strings.Contains(got, "Reset") {
+		t.Errorf("gpt's self-heal button reads %q; want Reset (its endpoints are cleared, no process is started)", got)
+	}
 	p.badText("an endpoint model")
 	p.NoProblems()
 }

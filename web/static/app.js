@@ -986,6 +986,11 @@
       renderUpstreams(list, e, false); // no drain or force-open for a model's endpoints
     }
     list.hidden = kind === 'model' && !endpoints;
+    if (kind === 'model') {
+      // self-heal of a model over HTTP clears its endpoints: a reset, not a new process
+      const btn = $('[data-reinit]', row);
+      if (btn && btn.lastChild) btn.lastChild.textContent = endpoints ? 'Reset' : 'Reinit';
+    }
     renderExplain(kind, $('.explain-body', row), e);
     const details = $('details.explain', row);
     if (details.open) renderTimeline($('.timeline', details), kind, key, e);
