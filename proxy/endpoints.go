@@ -17,22 +17,16 @@ import (
 // health document, events, history, report, metrics, self-heal and the
 // state file, each endpoint a sub-entry as a provider's upstreams are.
 
-// endpointModels are the models of cfg served over HTTP; pluginModels the
+// endpointModels are the models of ms served over HTTP, pluginModels the
 // others, each in the file's order.
-func endpointModels(ms []config.Model) []config.Model {
-	var out []config.Model
-	for _, m := range ms {
-		if m.IsEndpoint() {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func endpointModels(ms []config.Model) []config.Model { return modelsWhere(ms, true) }
 
-func pluginModels(ms []config.Model) []config.Model {
+func pluginModels(ms []config.Model) []config.Model { return modelsWhere(ms, false) }
+
+func modelsWhere(ms []config.Model, endpoint bool) []config.Model {
 	var out []config.Model
 	for _, m := range ms {
-		if !m.IsEndpoint() {
+		if m.IsEndpoint() == endpoint {
 			out = append(out, m)
 		}
 	}
@@ -75,7 +69,7 @@ func (s *Server) publishModelEvent(event string, v any) {
 	if err != nil {
 		return
 	}
-	s.events.publish(append(append([]byte("event: "+event+"\ndata: "), data...), "\n\n"...))
+	s.publishEvent(event, data)
 }
 
 // endpointModelDoc is the health document's entry of an endpoint model:

@@ -97,7 +97,13 @@ func (s *Server) publishChange(c Change) {
 	if err != nil {
 		return
 	}
-	s.events.publish(append(append([]byte("event: status\ndata: "), data...), "\n\n"...))
+	s.publishEvent("status", data)
+}
+
+// publishEvent sends one event of the given type, with data (JSON) as its
+// data line, to every subscriber of the event stream.
+func (s *Server) publishEvent(event string, data []byte) {
+	s.events.publish(append(append([]byte("event: "+event+"\ndata: "), data...), "\n\n"...))
 }
 
 // sseHeartbeat keeps idle streams alive through intermediaries.
