@@ -151,6 +151,15 @@ type Health struct {
 	MaxCooldown time.Duration
 	// StablePeriod without a trip resets the multiplier. Default 10m; > 0.
 	StablePeriod time.Duration
+
+	// TripRule is TripCount (or "", the default) or TripRate: open when at least
+	// MinRequests calls within the sliding Window failed at FailureRate or
+	// more (routing.go). Cooldown, RecoveryCount and the backoff apply to
+	// both rules.
+	TripRule    string
+	FailureRate float64       // rate rule; default 0.5; 0 < rate <= 1
+	MinRequests int           // rate rule; default 20; >= 1
+	Window      time.Duration // rate rule; default 30s; >= 1s
 }
 
 // Provider modes.
@@ -248,6 +257,14 @@ type Provider struct {
 	// included; 0 (the default): no bound. See endpoints.go.
 	IdleTimeout time.Duration
 	MaxDuration time.Duration
+
+	// Routing (routing.go): all off by default.
+	Balance          string            // BalanceRoundRobin ("", the default) or BalanceLeastLatency
+	Weights          []int             // round robin weights, one per upstream; nil: equal
+	OutlierDetection *OutlierDetection // nil: no ejection against peers
+	Hedge            *Hedge            // nil: no hedging
+	Coalesce         bool              // identical concurrent GET/HEAD share one exchange
+	Quota            *Quota            // nil: quota headers of good answers are not read
 }
 
 // CORS is a provider's cross-origin policy (block cors): the upstream's

@@ -25,6 +25,8 @@ import (
 //   - Health.CooldownMultiplier 0 (like 1): the cooldown does not grow;
 //     then MaxCooldown and StablePeriod 0 mean no cap and no reset.
 //   - Provider.SlowCallThreshold 0: off.
+//   - Health.TripRule "": the count rule; Provider.Balance "": round robin.
+//   - nil OutlierDetection, Hedge and Quota: off (routing.go).
 //   - Provider.MaxRequestBody 0 (only from code): no limit.
 //   - Retry.Backoff 0: retry at once; Retry.MaxBackoff below Backoff
 //     (0 included): Backoff.
@@ -71,6 +73,10 @@ func (h *Health) inherit(def Health) {
 	fill(&h.Cooldown, def.Cooldown)
 	fill(&h.RecoveryCount, def.RecoveryCount)
 	fill(&h.MaxConcurrentReinit, def.MaxConcurrentReinit)
+	if h.TripRule == "" {
+		h.TripRule, h.FailureRate, h.MinRequests, h.Window = def.TripRule, def.FailureRate, def.MinRequests, def.Window
+	}
+	h.normalizeTrip()
 }
 
 func (p *Provider) normalize(global Health) {
@@ -88,6 +94,7 @@ func (p *Provider) normalize(global Health) {
 	}
 	p.AllDown.normalize()
 	fill(&p.IdleTimeout, DefaultIdleTimeout)
+	p.normalizeRouting()
 }
 
 func (a *AllDown) normalize() {
