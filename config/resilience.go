@@ -407,6 +407,7 @@ func (b *builder) cooldownOrigin(o cooldownOrigin, fh *fileHealth, p healthPatch
 func (b *builder) entryHealth(fh *fileHealth, h *Health, inherited cooldownOrigin) {
 	p := b.healthPatch(fh)
 	p.apply(h)
+	b.tripRule(fh, h) // routingfile.go
 	o := b.cooldownOrigin(inherited, fh, p)
 	if p.Cooldown != nil || p.MaxCooldown != nil {
 		// Blame the value this block sets; when it sets only the

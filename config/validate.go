@@ -84,6 +84,7 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Health != nil {
 		p := b.healthPatch(fc.Health)
 		p.apply(&cfg.Health)
+		b.tripRule(fc.Health, &cfg.Health) // routingfile.go
 		origin = b.cooldownOrigin(origin, fc.Health, p)
 	}
 	envPatch, envDiags := envHealth(b.getenv)
@@ -215,6 +216,7 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 		p.CORS = b.cors(fp.CORS, fp.ID)
 	}
 	b.providerBodyTimeouts(fp, &p) // endpoints.go
+	b.routing(fp, &p)              // routingfile.go
 	return p
 }
 
