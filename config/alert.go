@@ -17,30 +17,30 @@ func (b *builder) alert(fa *fileAlert) Alert {
 		Name:        fa.Name,
 		MinInterval: DefaultAlertMinInterval,
 	}
-	if d := b.duration(fa.MinInterval, fa.MinIntervalRange, "min_interval", false); d != nil {
+	if d := b.Duration(fa.MinInterval, fa.MinIntervalRange, "min_interval", false); d != nil {
 		a.MinInterval = *d
 	}
 	// An empty range: the attribute is missing, which gohcl reported.
-	if fa.WebhookRange.Filename != "" && b.decoded(fa.WebhookRange) {
+	if fa.WebhookRange.Filename != "" && b.Decoded(fa.WebhookRange) {
 		switch u, problem := parseWebhook(fa.Webhook); {
 		case strings.TrimSpace(fa.Webhook) == "":
-			b.errorf(fa.WebhookRange, "Empty webhook",
+			b.Errorf(fa.WebhookRange, "Empty webhook",
 				"Alert %s: webhook is empty; when it is env(\"…\"), that variable is unset or empty.", hclx.Quote(fa.Name))
 		case problem != "":
-			b.errorf(fa.WebhookRange, "Invalid webhook URL", "Alert %s: %s.", hclx.Quote(fa.Name), problem)
+			b.Errorf(fa.WebhookRange, "Invalid webhook URL", "Alert %s: %s.", hclx.Quote(fa.Name), problem)
 		default:
 			a.Webhook = u
 		}
 	}
 
-	items, present, d := hclx.StringList(fa.On, b.ectx, "on")
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(fa.On, b.Ectx, "on")
+	b.Add(d)
 	if !present {
 		return a
 	}
 	if len(items) == 0 {
 		if !d.HasErrors() {
-			b.errorf(fa.On.Range(), "Empty on",
+			b.Errorf(fa.On.Range(), "Empty on",
 				"Alert %s: on lists no event; list some of %s, or leave on out to get them all.", hclx.Quote(fa.Name), eventList())
 		}
 		a.On = nil
@@ -50,10 +50,10 @@ func (b *builder) alert(fa *fileAlert) Alert {
 	for _, it := range items {
 		switch {
 		case !slices.Contains(AlertEvents, it.Value):
-			b.errorf(it.Range, "Unknown alert event",
+			b.Errorf(it.Range, "Unknown alert event",
 				"on[%d]: %s is not an event; the events are %s.%s", it.Index, hclx.Quote(it.Value), eventList(), hclx.Suggest(it.Value, AlertEvents))
 		case slices.Contains(a.On, it.Value):
-			b.errorf(it.Range, "Duplicate alert event",
+			b.Errorf(it.Range, "Duplicate alert event",
 				"on[%d]: %s is already listed.", it.Index, hclx.Quote(it.Value))
 		default:
 			a.On = append(a.On, it.Value)

@@ -17,19 +17,19 @@ const originExample = `"https://app.example"`
 
 // cors builds the cross-origin policy of provider id from its cors block.
 func (b *builder) cors(fc *fileCORS, id string) *CORS {
-	items, present, d := hclx.StringList(fc.AllowOrigins, b.ectx, "allow_origins")
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(fc.AllowOrigins, b.Ectx, "allow_origins")
+	b.Add(d)
 	c := &CORS{}
 	if !present {
 		if !d.HasErrors() {
-			b.errorf(fc.DefRange, "Missing allow_origins",
+			b.Errorf(fc.DefRange, "Missing allow_origins",
 				`Provider %s: cors needs allow_origins = [%s, …], the origins whose pages may read its answers, or ["*"] for any; leave the cors block out to allow none.`,
 				hclx.Quote(id), originExample)
 		}
 		return c
 	}
 	if len(items) == 0 && !d.HasErrors() {
-		b.errorf(fc.AllowOrigins.Range(), "Empty allow_origins",
+		b.Errorf(fc.AllowOrigins.Range(), "Empty allow_origins",
 			"Provider %s: allow_origins lists no origin; list one or more such as [%s], or leave the cors block out to allow none.",
 			hclx.Quote(id), originExample)
 		return c
@@ -44,11 +44,11 @@ func (b *builder) cors(fc *fileCORS, id string) *CORS {
 		}
 		origin, problem := normalizeOrigin(it.Value)
 		if problem != "" {
-			b.errorf(it.Range, "Invalid origin", "allow_origins[%d]: %s", it.Index, problem)
+			b.Errorf(it.Range, "Invalid origin", "allow_origins[%d]: %s", it.Index, problem)
 			continue
 		}
 		if prev, dup := firstAt[origin]; dup {
-			b.errorf(it.Range, "Duplicate origin",
+			b.Errorf(it.Range, "Duplicate origin",
 				"allow_origins[%d]: %s is already listed, at allow_origins[%d] (origins are compared without case and default port).",
 				it.Index, hclx.Quote(origin), prev)
 			continue
@@ -60,7 +60,7 @@ func (b *builder) cors(fc *fileCORS, id string) *CORS {
 		c.AllowOrigins = append(c.AllowOrigins, origin)
 	}
 	if wildcard != nil && others > 0 {
-		b.errorf(wildcard.Range, "Invalid origin",
+		b.Errorf(wildcard.Range, "Invalid origin",
 			`allow_origins[%d]: "*" allows every origin, so it cannot be listed with others; write ["*"] alone, or list the origins without it.`,
 			wildcard.Index)
 	}

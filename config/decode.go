@@ -42,6 +42,14 @@ type fileHealth struct {
 	StablePeriod        *string        `hcl:"stable_period,optional"`
 	StablePeriodRange   hcl.Range      `hcl:"stable_period,attr_value_range"`
 
+	// The trip rule (routingfile.go).
+	Trip        *string        `hcl:"trip,optional"`
+	TripRange   hcl.Range      `hcl:"trip,attr_value_range"`
+	FailureRate hcl.Expression `hcl:"failure_rate,optional"`
+	MinRequests hcl.Expression `hcl:"min_requests,optional"`
+	Window      *string        `hcl:"window,optional"`
+	WindowRange hcl.Range      `hcl:"window,attr_value_range"`
+
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
@@ -79,6 +87,15 @@ type fileProvider struct {
 	IdleTimeoutRange       hcl.Range        `hcl:"idle_timeout,attr_value_range"`
 	MaxDuration            *string          `hcl:"max_duration,optional"`
 	MaxDurationRange       hcl.Range        `hcl:"max_duration,attr_value_range"`
+
+	// Routing (routingfile.go).
+	Balance          *string        `hcl:"balance,optional"`
+	BalanceRange     hcl.Range      `hcl:"balance,attr_value_range"`
+	Weights          hcl.Expression `hcl:"weights,optional"`
+	Coalesce         *bool          `hcl:"coalesce,optional"`
+	OutlierDetection *fileOutlier   `hcl:"outlier_detection,block"`
+	Hedge            *fileHedge     `hcl:"hedge,block"`
+	Quota            *fileQuota     `hcl:"quota,block"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

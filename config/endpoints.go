@@ -72,15 +72,15 @@ func (m *Model) normalizeEndpoints() {
 // endpoint settings are refused on a model without it. plugin says
 // whether plugin or command is set too, a conflict.
 func (b *builder) endpointModel(fm *fileModel, m *Model, plugin bool) bool {
-	items, present, d := hclx.StringList(fm.Endpoints, b.ectx, "endpoints")
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(fm.Endpoints, b.Ectx, "endpoints")
+	b.Add(d)
 	failed := d.HasErrors()
 	if !present && !failed {
 		b.onlyWithEndpoints(fm)
 		return false
 	}
 	if plugin {
-		b.errorf(fm.Endpoints.Range(), "Conflicting endpoints",
+		b.Errorf(fm.Endpoints.Range(), "Conflicting endpoints",
 			"Model %s sets endpoints and a plugin or command; set exactly one of plugin, command and endpoints.", hclx.Quote(fm.Key))
 		return true
 	}
@@ -89,22 +89,22 @@ func (b *builder) endpointModel(fm *fileModel, m *Model, plugin bool) bool {
 	}
 	m.Endpoints = b.endpointURLs(fm, items)
 
-	if fm.UpstreamModel != nil && b.decoded(fm.UpstreamModelRange) {
+	if fm.UpstreamModel != nil && b.Decoded(fm.UpstreamModelRange) {
 		if *fm.UpstreamModel == "" {
-			b.errorf(fm.UpstreamModelRange, "Invalid upstream_model",
+			b.Errorf(fm.UpstreamModelRange, "Invalid upstream_model",
 				"Model %s: upstream_model is empty; leave it out to send the key.", hclx.Quote(fm.Key))
 		}
 		m.UpstreamModel = *fm.UpstreamModel
 	}
 	m.Headers = b.headerMap(fm.Headers)
-	if d, _ := b.durationIn(fm.IdleTimeout, fm.IdleTimeoutRange, "idle_timeout", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fm.IdleTimeout, fm.IdleTimeoutRange, "idle_timeout", true, 0, 0); d != nil {
 		m.IdleTimeout = *d
 	}
-	if d, _ := b.durationIn(fm.MaxDuration, fm.MaxDurationRange, "max_duration", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fm.MaxDuration, fm.MaxDurationRange, "max_duration", true, 0, 0); d != nil {
 		m.MaxDuration = *d
 		b.checkMaxDuration(*d, m.Timeout, DefaultModelTimeout, fm.MaxDurationRange)
 	}
-	if fm.ContextFallback != nil && *fm.ContextFallback != "" && b.decoded(fm.ContextFallbackRange) {
+	if fm.ContextFallback != nil && *fm.ContextFallback != "" && b.Decoded(fm.ContextFallbackRange) {
 		m.ContextFallback = *fm.ContextFallback // checked by checkModelKinds
 	}
 	if fm.Prefill != nil {
@@ -120,7 +120,7 @@ func (b *builder) checkMaxDuration(maxDur, timeout, def time.Duration, rng hcl.R
 		timeout = def
 	}
 	if maxDur < timeout {
-		b.errorf(rng, "Invalid max_duration",
+		b.Errorf(rng, "Invalid max_duration",
 			"max_duration %s is shorter than the timeout, %s; it bounds the whole answer, so it must be at least the timeout.", maxDur, timeout)
 	}
 }
@@ -129,13 +129,13 @@ func (b *builder) checkMaxDuration(maxDur, timeout, def time.Duration, rng hcl.R
 // endpoint model.
 func (b *builder) onlyWithEndpoints(fm *fileModel) {
 	refuse := func(name string, rng hcl.Range) {
-		b.errorf(rng, "Unexpected "+name,
+		b.Errorf(rng, "Unexpected "+name,
 			"Model %s: %s is a setting of a model with endpoints = [...] (an OpenAI-compatible model server).", hclx.Quote(fm.Key), name)
 	}
 	if fm.UpstreamModel != nil {
 		refuse("upstream_model", fm.UpstreamModelRange)
 	}
-	if items, _ := hclx.StringMap(fm.Headers, b.ectx, "headers"); items != nil {
+	if items, _ := hclx.StringMap(fm.Headers, b.Ectx, "headers"); items != nil {
 		refuse("headers", fm.Headers.Range())
 	}
 	if fm.IdleTimeout != nil {
@@ -155,11 +155,11 @@ func (b *builder) onlyWithEndpoints(fm *fileModel) {
 func (b *builder) endpointURLs(fm *fileModel, items []hclx.StringItem) []*url.URL {
 	switch {
 	case len(items) == 0:
-		b.errorf(fm.Endpoints.Range(), "Empty endpoints",
+		b.Errorf(fm.Endpoints.Range(), "Empty endpoints",
 			"Model %s needs at least one endpoint URL, such as \"https://api.openai.com/v1\".", hclx.Quote(fm.Key))
 		return nil
 	case len(items) > MaxUpstreams:
-		b.errorf(fm.Endpoints.Range(), "Too many endpoints",
+		b.Errorf(fm.Endpoints.Range(), "Too many endpoints",
 			"Model %s has %d endpoints; at most %d are supported.", hclx.Quote(fm.Key), len(items), MaxUpstreams)
 		return nil
 	}
@@ -169,12 +169,12 @@ func (b *builder) endpointURLs(fm *fileModel, items []hclx.StringItem) []*url.UR
 		u, problem := parseUpstream(it.Value)
 		if problem != "" {
 			// The URL itself is not echoed: its query string may hold a secret.
-			b.errorf(it.Range, "Invalid endpoint URL", "endpoints[%d]: %s.", it.Index, problem)
+			b.Errorf(it.Range, "Invalid endpoint URL", "endpoints[%d]: %s.", it.Index, problem)
 			continue
 		}
 		key := upstreamKey(u)
 		if seen[key] {
-			b.errorf(it.Range, "Duplicate endpoint URL",
+			b.Errorf(it.Range, "Duplicate endpoint URL",
 				"endpoints[%d] repeats an earlier endpoint of model %s.", it.Index, hclx.Quote(fm.Key))
 			continue
 		}
@@ -205,10 +205,10 @@ func (b *builder) checkModelKinds(fms []*fileModel, models []Model) {
 			switch from, kind := m.kind(), to.kind(); {
 			case from == "" || kind == "" || from == kind: // a kind unknown was reported already
 			case from == "endpoint":
-				b.errorf(fm.FallbackRange, "Invalid fallback",
+				b.Errorf(fm.FallbackRange, "Invalid fallback",
 					"Model %s has endpoints; its fallback %s is a plugin model, which answers a different API. Fall back to a model with endpoints.", hclx.Quote(m.Key), hclx.Quote(to.Key))
 			default:
-				b.errorf(fm.FallbackRange, "Invalid fallback",
+				b.Errorf(fm.FallbackRange, "Invalid fallback",
 					"Model %s is a plugin model; its fallback %s has endpoints, which answer a different API. Fall back to a plugin model.", hclx.Quote(m.Key), hclx.Quote(to.Key))
 			}
 		}
@@ -222,12 +222,12 @@ func (b *builder) checkModelKinds(fms []*fileModel, models []Model) {
 		to := byKey[m.ContextFallback]
 		switch {
 		case m.ContextFallback == m.Key:
-			b.errorf(fm.ContextFallbackRange, "Invalid context_fallback", "Model %s cannot fall back to itself.", hclx.Quote(m.Key))
+			b.Errorf(fm.ContextFallbackRange, "Invalid context_fallback", "Model %s cannot fall back to itself.", hclx.Quote(m.Key))
 		case to == nil:
-			b.errorf(fm.ContextFallbackRange, "Unknown context_fallback model",
+			b.Errorf(fm.ContextFallbackRange, "Unknown context_fallback model",
 				"No model %s is defined in this file.%s", hclx.Quote(m.ContextFallback), hclx.Suggest(m.ContextFallback, keys))
 		case to.kind() == "plugin":
-			b.errorf(fm.ContextFallbackRange, "Invalid context_fallback",
+			b.Errorf(fm.ContextFallbackRange, "Invalid context_fallback",
 				"Model %s: context_fallback %s is a plugin model; it must be a model with endpoints.", hclx.Quote(m.Key), hclx.Quote(to.Key))
 		}
 	}
@@ -247,10 +247,10 @@ func (m *Model) kind() string {
 
 // providerBodyTimeouts reads a provider's idle_timeout and max_duration.
 func (b *builder) providerBodyTimeouts(fp *fileProvider, p *Provider) {
-	if d, _ := b.durationIn(fp.IdleTimeout, fp.IdleTimeoutRange, "idle_timeout", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fp.IdleTimeout, fp.IdleTimeoutRange, "idle_timeout", true, 0, 0); d != nil {
 		p.IdleTimeout = *d
 	}
-	if d, _ := b.durationIn(fp.MaxDuration, fp.MaxDurationRange, "max_duration", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fp.MaxDuration, fp.MaxDurationRange, "max_duration", true, 0, 0); d != nil {
 		p.MaxDuration = *d
 		b.checkMaxDuration(*d, p.Timeout, DefaultProviderTimeout, fp.MaxDurationRange)
 	}

@@ -34,28 +34,28 @@ func (b *builder) limits(fm *fileModel, m *Model) {
 	if fm.MaxMemory != nil {
 		m.MaxMemory = b.size(fm.MaxMemory, "max_memory", MinMaxMemory)
 	}
-	n, d := hclx.Int(fm.MaxRequests, b.ectx, "max_requests", 1)
-	b.diags = append(b.diags, d...)
+	n, d := hclx.Int(fm.MaxRequests, b.Ectx, "max_requests", 1)
+	b.Add(d)
 	if n != nil {
 		m.MaxRequests = int64(*n)
 	}
-	f, d := hclx.Float(fm.LatencyRecycle, b.ectx, "latency_recycle",
+	f, d := hclx.Float(fm.LatencyRecycle, b.Ectx, "latency_recycle",
 		fmt.Sprintf("a number above 1 and at most %d (a multiple of the p95 after start)", MaxLatencyRecycle),
 		func(f float64) bool { return f > 1 && f <= MaxLatencyRecycle })
-	b.diags = append(b.diags, d...)
+	b.Add(d)
 	if f != nil {
 		m.LatencyRecycle = *f
 	}
 
-	items, present, d := hclx.StringList(fm.Warmup, b.ectx, "warmup")
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(fm.Warmup, b.Ectx, "warmup")
+	b.Add(d)
 	switch {
 	case !present || d.HasErrors():
 	case len(items) == 0:
-		b.errorf(fm.Warmup.Range(), "Invalid warmup",
+		b.Errorf(fm.Warmup.Range(), "Invalid warmup",
 			"Model %s: warmup is an empty list; give at least one sample input, or leave warmup out.", hclx.Quote(fm.Key))
 	case len(items) > MaxWarmupInputs:
-		b.errorf(fm.Warmup.Range(), "Invalid warmup",
+		b.Errorf(fm.Warmup.Range(), "Invalid warmup",
 			"Model %s: %d warm-up samples; at most %d, as in a predict request.", hclx.Quote(fm.Key), len(items), MaxWarmupInputs)
 	default:
 		m.Warmup = make([]string, len(items))
@@ -68,13 +68,13 @@ func (b *builder) limits(fm *fileModel, m *Model) {
 // size evaluates a size attribute: a string such as "2GiB" or "512MB"
 // (ParseSize), or a whole number of bytes; at least minimum.
 func (b *builder) size(expr hcl.Expression, name string, minimum int64) int64 {
-	val, diags := expr.Value(b.ectx)
-	b.diags = append(b.diags, diags...)
+	val, diags := expr.Value(b.Ectx)
+	b.Add(diags)
 	if diags.HasErrors() || val.IsNull() || !val.IsWhollyKnown() {
 		return 0
 	}
 	bad := func(detail string) int64 {
-		b.errorf(expr.Range(), "Invalid "+name, "%s", detail)
+		b.Errorf(expr.Range(), "Invalid "+name, "%s", detail)
 		return 0
 	}
 	var n int64

@@ -66,13 +66,13 @@ func Parse(filename string, src []byte, opts LoadOptions) (*Config, hcl.Diagnost
 	}
 
 	cfg := &Config{Path: filename, Dir: configDir(filename)}
-	b := &builder{ectx: hclx.EvalContext(getenv), opts: opts, getenv: getenv}
-	fc, d := decodeFile(file.Body, b.ectx)
+	b := &builder{Builder: hclx.NewBuilder(getenv), opts: opts}
+	fc, d := decodeFile(file.Body, b.Ectx)
 	diags = append(diags, d...)
-	b.decodeDiags = d
+	b.DecodeDiags = d
 	b.build(fc, cfg)
 	cfg.Normalize()
-	diags = hclx.Finish(filename, append(diags, b.diags...))
+	diags = hclx.Finish(filename, append(diags, b.Diags...))
 	if diags.HasErrors() {
 		return nil, diags
 	}

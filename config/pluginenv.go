@@ -30,8 +30,8 @@ var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // (a list of names) into m.Env and m.InheritEnv, reporting names that are
 // not valid, handshake variables, repeated, or in both.
 func (b *builder) pluginEnv(fm *fileModel, m *Model) {
-	items, diags := hclx.StringMap(fm.Env, b.ectx, "env")
-	b.diags = append(b.diags, diags...)
+	items, diags := hclx.StringMap(fm.Env, b.Ectx, "env")
+	b.Add(diags)
 	if !diags.HasErrors() && len(items) > 0 {
 		m.Env = make(map[string]string, len(items))
 		for _, it := range items {
@@ -39,15 +39,15 @@ func (b *builder) pluginEnv(fm *fileModel, m *Model) {
 				continue
 			}
 			if _, dup := m.Env[it.Key]; dup {
-				b.errorf(it.Range, "Duplicate env variable", "Model %s sets %s twice in env.", hclx.Quote(fm.Key), hclx.Quote(it.Key))
+				b.Errorf(it.Range, "Duplicate env variable", "Model %s sets %s twice in env.", hclx.Quote(fm.Key), hclx.Quote(it.Key))
 				continue
 			}
 			m.Env[it.Key] = it.Value
 		}
 	}
 
-	names, _, diags := hclx.StringList(fm.InheritEnv, b.ectx, "inherit_env")
-	b.diags = append(b.diags, diags...)
+	names, _, diags := hclx.StringList(fm.InheritEnv, b.Ectx, "inherit_env")
+	b.Add(diags)
 	if diags.HasErrors() {
 		return
 	}
@@ -58,10 +58,10 @@ func (b *builder) pluginEnv(fm *fileModel, m *Model) {
 		}
 		switch {
 		case slices.Contains(m.InheritEnv, it.Value):
-			b.errorf(it.Range, "Duplicate inherit_env variable", "Model %s lists %s twice in inherit_env.", hclx.Quote(fm.Key), hclx.Quote(it.Value))
+			b.Errorf(it.Range, "Duplicate inherit_env variable", "Model %s lists %s twice in inherit_env.", hclx.Quote(fm.Key), hclx.Quote(it.Value))
 			continue
 		case m.Env != nil && hasKey(m.Env, it.Value):
-			b.errorf(it.Range, "Variable both set and inherited",
+			b.Errorf(it.Range, "Variable both set and inherited",
 				"Model %s sets %s in env and inherits it in inherit_env; keep one (env wins over inherit_env).", hclx.Quote(fm.Key), hclx.Quote(it.Value))
 			continue
 		}
@@ -74,11 +74,11 @@ func (b *builder) pluginEnv(fm *fileModel, m *Model) {
 func (b *builder) checkEnvName(fm *fileModel, attr string, it hclx.StringItem) bool {
 	switch {
 	case !envNamePattern.MatchString(it.Key):
-		b.errorf(it.Range, "Invalid environment variable name",
+		b.Errorf(it.Range, "Invalid environment variable name",
 			"Model %s: %s in %s is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", hclx.Quote(fm.Key), hclx.Quote(it.Key), attr)
 		return false
 	case slices.Contains(PluginHandshakeEnv, it.Key):
-		b.errorf(it.Range, "Reserved environment variable",
+		b.Errorf(it.Range, "Reserved environment variable",
 			"Model %s: %s is set by healproxy for the plugin handshake and cannot be set in %s (reserved: %s).", hclx.Quote(fm.Key), hclx.Quote(it.Key), attr, strings.Join(PluginHandshakeEnv, ", "))
 		return false
 	}

@@ -50,26 +50,26 @@ func defaultAllDown() AllDown {
 // resilience fills p's resilience settings from fp. p.Upstreams is already
 // set.
 func (b *builder) resilience(fp *fileProvider, p *Provider) {
-	if fp.Mode != nil && b.decoded(fp.ModeRange) {
+	if fp.Mode != nil && b.Decoded(fp.ModeRange) {
 		switch m := *fp.Mode; m {
 		case ModeEnforce, ModeObserve:
 			p.Mode = m
 		default:
 			modes := []string{ModeEnforce, ModeObserve}
-			b.errorf(fp.ModeRange, "Invalid mode",
+			b.Errorf(fp.ModeRange, "Invalid mode",
 				"%s is not a mode; want %q (the default: unavailable upstreams get no traffic) or %q (track health, metrics and alerts, never block a request).%s",
 				hclx.Quote(m), ModeEnforce, ModeObserve, hclx.Suggest(m, modes))
 		}
 	}
 
 	maxReq := int(DefaultMaxRequestBody)
-	b.evalTo(&maxReq, fp.MaxRequestBody, "max_request_body", 1, hclx.MaxInt)
+	b.IntTo(&maxReq, fp.MaxRequestBody, "max_request_body", 1, hclx.MaxInt)
 	p.MaxRequestBody = int64(maxReq)
 	p.SlowCallThreshold = DefaultSlowCallThreshold
-	if d, _ := b.durationIn(fp.SlowCallThreshold, fp.SlowCallThresholdRange, "slow_call_threshold", false, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fp.SlowCallThreshold, fp.SlowCallThresholdRange, "slow_call_threshold", false, 0, 0); d != nil {
 		p.SlowCallThreshold = *d
 	}
-	if d, _ := b.durationIn(fp.MaxRateLimitPause, fp.MaxRateLimitPauseRange, "max_rate_limit_pause", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fp.MaxRateLimitPause, fp.MaxRateLimitPauseRange, "max_rate_limit_pause", true, 0, 0); d != nil {
 		p.MaxRateLimitPause = *d
 	}
 
@@ -83,83 +83,48 @@ func (b *builder) resilience(fp *fileProvider, p *Provider) {
 	p.AllDown = b.allDown(fp.AllDown, fp.ID, p.Upstreams)
 }
 
-// durationIn checks an optional duration like hclx.Duration and, when
-// minimum or maximum is not 0, that it lies between them. bad reports a
-// value that was set but rejected (and reported), so that checks comparing
-// it with another value can be skipped.
-func (b *builder) durationIn(s *string, rng hcl.Range, name string, positive bool, minimum, maximum time.Duration) (d *time.Duration, bad bool) {
-	if !b.decoded(rng) {
-		return nil, true
-	}
-	if s == nil {
-		return nil, false
-	}
-	d, diags := hclx.Duration(s, rng, name, positive)
-	b.diags = append(b.diags, diags...)
-	switch {
-	case d == nil:
-		return nil, true
-	case minimum > 0 && *d < minimum:
-		b.errorf(rng, "Invalid "+name, "%s is shorter than the minimum, %s.", hclx.Quote(*s), minimum)
-		return nil, true
-	case maximum > 0 && *d > maximum:
-		b.errorf(rng, "Invalid "+name, "%s is longer than the maximum, %s.", hclx.Quote(*s), maximum)
-		return nil, true
-	}
-	return d, false
-}
-
-// evalTo evaluates an optional whole number into *dst.
-func (b *builder) evalTo(dst *int, expr hcl.Expression, name string, minimum, maximum int) {
-	n, d := hclx.IntRange(expr, b.ectx, name, minimum, maximum)
-	b.diags = append(b.diags, d...)
-	if n != nil {
-		*dst = *n
-	}
-}
-
 func (b *builder) healthCheck(fh *fileHealthCheck) *HealthCheck {
 	hc := defaultHealthCheck()
-	if fh.Path != nil && b.decoded(fh.PathRange) {
+	if fh.Path != nil && b.Decoded(fh.PathRange) {
 		if problem := checkProbePath(*fh.Path); problem != "" {
-			b.errorf(fh.PathRange, "Invalid path", "%s: %s.", hclx.Quote(*fh.Path), problem)
+			b.Errorf(fh.PathRange, "Invalid path", "%s: %s.", hclx.Quote(*fh.Path), problem)
 		} else {
 			hc.Path = *fh.Path
 		}
 	}
 
-	interval, intervalBad := b.durationIn(fh.Interval, fh.IntervalRange, "interval", true, MinHealthCheckInterval, 0)
+	interval, intervalBad := b.DurationIn(fh.Interval, fh.IntervalRange, "interval", true, MinHealthCheckInterval, 0)
 	if interval != nil {
 		hc.Interval = *interval
 	}
-	timeout, timeoutBad := b.durationIn(fh.Timeout, fh.TimeoutRange, "timeout", true, 0, 0)
+	timeout, timeoutBad := b.DurationIn(fh.Timeout, fh.TimeoutRange, "timeout", true, 0, 0)
 	if timeout != nil {
 		hc.Timeout = *timeout
 	}
 	if !intervalBad && !timeoutBad && hc.Timeout > hc.Interval {
 		switch {
 		case timeout != nil:
-			b.errorf(fh.TimeoutRange, "Invalid timeout",
+			b.Errorf(fh.TimeoutRange, "Invalid timeout",
 				"The probe timeout %s is longer than the interval %s (%s); it must be at most the interval.",
 				hc.Timeout, hc.Interval, setAt(fh.IntervalRange, interval != nil))
 		case interval != nil:
-			b.errorf(fh.IntervalRange, "Invalid interval",
+			b.Errorf(fh.IntervalRange, "Invalid interval",
 				"The interval %s is shorter than the probe timeout %s (the default); set timeout to at most the interval.",
 				hc.Interval, hc.Timeout)
 		}
 	}
 
-	items, present, d := hclx.IntList(fh.ExpectStatus, b.ectx, "expect_status", 100, 599)
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.IntList(fh.ExpectStatus, b.Ectx, "expect_status", 100, 599)
+	b.Add(d)
 	if present {
 		hc.ExpectStatus = nil
 		if len(items) == 0 && !d.HasErrors() {
-			b.errorf(fh.ExpectStatus.Range(), "Empty expect_status",
+			b.Errorf(fh.ExpectStatus.Range(), "Empty expect_status",
 				"expect_status lists no status; list one or more such as [200, 204], or leave it out for [200].")
 		}
 		for _, it := range items {
 			if slices.Contains(hc.ExpectStatus, it.Value) {
-				b.errorf(it.Range, "Duplicate status", "expect_status[%d]: %d is already listed.", it.Index, it.Value)
+				b.Errorf(it.Range, "Duplicate status", "expect_status[%d]: %d is already listed.", it.Index, it.Value)
 				continue
 			}
 			hc.ExpectStatus = append(hc.ExpectStatus, it.Value)
@@ -195,25 +160,25 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 	if fr == nil {
 		return r
 	}
-	b.evalTo(&r.Attempts, fr.Attempts, "attempts", 1, MaxRetryAttempts)
-	b.evalTo(&r.MinRetries, fr.MinRetries, "min_retries", 0, hclx.MaxInt)
+	b.IntTo(&r.Attempts, fr.Attempts, "attempts", 1, MaxRetryAttempts)
+	b.IntTo(&r.MinRetries, fr.MinRetries, "min_retries", 0, hclx.MaxInt)
 
-	backoff, backoffBad := b.durationIn(fr.Backoff, fr.BackoffRange, "backoff", false, 0, 0)
+	backoff, backoffBad := b.DurationIn(fr.Backoff, fr.BackoffRange, "backoff", false, 0, 0)
 	if backoff != nil {
 		r.Backoff = *backoff
 	}
-	maxBackoff, maxBad := b.durationIn(fr.MaxBackoff, fr.MaxBackoffRange, "max_backoff", false, 0, 0)
+	maxBackoff, maxBad := b.DurationIn(fr.MaxBackoff, fr.MaxBackoffRange, "max_backoff", false, 0, 0)
 	if maxBackoff != nil {
 		r.MaxBackoff = *maxBackoff
 	}
 	if !backoffBad && !maxBad && r.MaxBackoff < r.Backoff {
 		switch {
 		case maxBackoff != nil:
-			b.errorf(fr.MaxBackoffRange, "Invalid max_backoff",
+			b.Errorf(fr.MaxBackoffRange, "Invalid max_backoff",
 				"max_backoff %s is less than backoff %s (%s); it must be at least the backoff.",
 				r.MaxBackoff, r.Backoff, setAt(fr.BackoffRange, backoff != nil))
 		case backoff != nil:
-			b.errorf(fr.BackoffRange, "Invalid backoff",
+			b.Errorf(fr.BackoffRange, "Invalid backoff",
 				"backoff %s is more than max_backoff %s (the default); set max_backoff to at least %s.",
 				r.Backoff, r.MaxBackoff, r.Backoff)
 		}
@@ -236,13 +201,13 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 		r.Methods = values(items)
 	}
 
-	budget, d := hclx.Float(fr.Budget, b.ectx, "budget", "a number greater than 0 and at most 1, such as 0.2 (20 %)",
+	budget, d := hclx.Float(fr.Budget, b.Ectx, "budget", "a number greater than 0 and at most 1, such as 0.2 (20 %)",
 		func(f float64) bool { return f > 0 && f <= 1 })
-	b.diags = append(b.diags, d...)
+	b.Add(d)
 	if budget != nil {
 		r.Budget = *budget
 	}
-	if w, _ := b.durationIn(fr.BudgetWindow, fr.BudgetWindowRange, "budget_window", true, MinRetryBudgetWindow, 0); w != nil {
+	if w, _ := b.DurationIn(fr.BudgetWindow, fr.BudgetWindowRange, "budget_window", true, MinRetryBudgetWindow, 0); w != nil {
 		r.BudgetWindow = *w
 	}
 	return r
@@ -262,12 +227,12 @@ func checkMethod(m string) string {
 
 func (b *builder) cache(fc *fileCache) *Cache {
 	c := defaultCache()
-	if d, _ := b.durationIn(fc.StaleIfError, fc.StaleIfErrorRange, "stale_if_error", true, 0, 0); d != nil {
+	if d, _ := b.DurationIn(fc.StaleIfError, fc.StaleIfErrorRange, "stale_if_error", true, 0, 0); d != nil {
 		c.StaleIfError = *d
 	}
-	b.evalTo(&c.MaxEntries, fc.MaxEntries, "max_entries", 1, hclx.MaxInt)
+	b.IntTo(&c.MaxEntries, fc.MaxEntries, "max_entries", 1, hclx.MaxInt)
 	maxBody := int(c.MaxBodyBytes)
-	b.evalTo(&maxBody, fc.MaxBody, "max_body", 1, hclx.MaxInt)
+	b.IntTo(&maxBody, fc.MaxBody, "max_body", 1, hclx.MaxInt)
 	c.MaxBodyBytes = int64(maxBody)
 	return c
 }
@@ -291,7 +256,7 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 	if present {
 		for i, it := range items {
 			if it.Value == "fail" && i != len(items)-1 {
-				b.errorf(it.Range, "Invalid all_down step",
+				b.Errorf(it.Range, "Invalid all_down step",
 					`order[%d]: "fail" ends the chain, so it must be the last step (leave it out and it is implied at the end).`, it.Index)
 			}
 		}
@@ -301,21 +266,21 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 		}
 	}
 
-	if fa.LastResort != nil && strings.TrimSpace(*fa.LastResort) != "" && b.decoded(fa.LastResortRange) {
+	if fa.LastResort != nil && strings.TrimSpace(*fa.LastResort) != "" && b.Decoded(fa.LastResortRange) {
 		// The URL is not echoed: like an upstream's, it may hold a secret.
 		u, problem := parseUpstream(*fa.LastResort)
 		switch {
 		case problem != "":
-			b.errorf(fa.LastResortRange, "Invalid last_resort URL", "Provider %s: last_resort: %s.", hclx.Quote(id), problem)
+			b.Errorf(fa.LastResortRange, "Invalid last_resort URL", "Provider %s: last_resort: %s.", hclx.Quote(id), problem)
 		case slices.ContainsFunc(upstreams, func(up *url.URL) bool { return upstreamKey(up) == upstreamKey(u) }):
-			b.errorf(fa.LastResortRange, "Invalid last_resort URL",
+			b.Errorf(fa.LastResortRange, "Invalid last_resort URL",
 				"Provider %s: last_resort is one of its upstreams; it must be another endpoint, used only when every upstream is out.", hclx.Quote(id))
 		default:
 			a.LastResort = u
 		}
 	}
 
-	if w, _ := b.durationIn(fa.Wait, fa.WaitRange, "wait", false, 0, MaxAllDownWait); w != nil {
+	if w, _ := b.DurationIn(fa.Wait, fa.WaitRange, "wait", false, 0, MaxAllDownWait); w != nil {
 		a.Wait = *w
 	}
 	return a
@@ -327,22 +292,22 @@ func (b *builder) allDown(fa *fileAllDown, id string, upstreams []*url.URL) AllD
 // as "Duplicate "+what, and returns the accepted elements and whether the
 // list is present.
 func (b *builder) distinctList(expr hcl.Expression, name, what, emptyDetail string, check func(string) string) ([]hclx.StringItem, bool) {
-	items, present, d := hclx.StringList(expr, b.ectx, name)
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(expr, b.Ectx, name)
+	b.Add(d)
 	if !present {
 		return nil, false
 	}
 	if len(items) == 0 && !d.HasErrors() {
-		b.errorf(expr.Range(), "Empty "+name, "%s", emptyDetail)
+		b.Errorf(expr.Range(), "Empty "+name, "%s", emptyDetail)
 	}
 	var out []hclx.StringItem
 	for _, it := range items {
 		if problem := check(it.Value); problem != "" {
-			b.errorf(it.Range, "Invalid "+what, "%s[%d]: %s", name, it.Index, problem)
+			b.Errorf(it.Range, "Invalid "+what, "%s[%d]: %s", name, it.Index, problem)
 			continue
 		}
 		if slices.ContainsFunc(out, func(o hclx.StringItem) bool { return o.Value == it.Value }) {
-			b.errorf(it.Range, "Duplicate "+what, "%s[%d]: %s is already listed.", name, it.Index, hclx.Quote(it.Value))
+			b.Errorf(it.Range, "Duplicate "+what, "%s[%d]: %s is already listed.", name, it.Index, hclx.Quote(it.Value))
 			continue
 		}
 		out = append(out, it)
@@ -389,13 +354,13 @@ func (b *builder) cooldownOrigin(o cooldownOrigin, fh *fileHealth, p healthPatch
 	switch {
 	case p.Cooldown != nil:
 		o.cooldown, o.fromEnv, o.cooldownBad = fh.CooldownRange.Ptr(), false, false
-	case fh.Cooldown != nil || !b.decoded(fh.CooldownRange):
+	case fh.Cooldown != nil || !b.Decoded(fh.CooldownRange):
 		o.cooldownBad = true
 	}
 	switch {
 	case p.MaxCooldown != nil:
 		o.maxCooldown, o.maxBad = fh.MaxCooldownRange.Ptr(), false
-	case fh.MaxCooldown != nil || !b.decoded(fh.MaxCooldownRange):
+	case fh.MaxCooldown != nil || !b.Decoded(fh.MaxCooldownRange):
 		o.maxBad = true
 	}
 	return o
@@ -407,6 +372,7 @@ func (b *builder) cooldownOrigin(o cooldownOrigin, fh *fileHealth, p healthPatch
 func (b *builder) entryHealth(fh *fileHealth, h *Health, inherited cooldownOrigin) {
 	p := b.healthPatch(fh)
 	p.apply(h)
+	b.tripRule(fh, h) // routingfile.go
 	o := b.cooldownOrigin(inherited, fh, p)
 	if p.Cooldown != nil || p.MaxCooldown != nil {
 		// Blame the value this block sets; when it sets only the
@@ -436,7 +402,7 @@ func (b *builder) checkMaxCooldown(h *Health, o cooldownOrigin, blameCooldown bo
 	}
 	switch {
 	case o.maxCooldown != nil && (!blameCooldown || o.cooldown == nil):
-		b.errorf(*o.maxCooldown, "Invalid max_cooldown",
+		b.Errorf(*o.maxCooldown, "Invalid max_cooldown",
 			"max_cooldown %s is less than the cooldown %s (%s); it must be at least the cooldown.",
 			h.MaxCooldown, h.Cooldown, cooldownFrom)
 	case o.cooldown != nil:
@@ -444,11 +410,11 @@ func (b *builder) checkMaxCooldown(h *Health, o cooldownOrigin, blameCooldown bo
 		if o.maxCooldown != nil {
 			maxFrom = setAt(*o.maxCooldown, true)
 		}
-		b.errorf(*o.cooldown, "Invalid cooldown",
+		b.Errorf(*o.cooldown, "Invalid cooldown",
 			"The cooldown %s is more than max_cooldown %s (%s); set max_cooldown to at least %s.",
 			h.Cooldown, h.MaxCooldown, maxFrom, h.Cooldown)
 	default:
-		b.diags = append(b.diags, &hcl.Diagnostic{
+		b.Diags = append(b.Diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary: fmt.Sprintf("%s=%s: more than max_cooldown", EnvCooldown,
 				hclx.Quote(strconv.FormatInt(int64(h.Cooldown/time.Second), 10))),

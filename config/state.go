@@ -87,9 +87,9 @@ type fileState struct {
 // An empty redis (typically env("…") of an unset variable) shares nothing,
 // like an empty header value sends no header.
 func (b *builder) state(fs *fileState, cfg *Config) {
-	if v, ok := b.getenv(ReplicaEnv); ok && v != "" {
+	if v, ok := b.Getenv(ReplicaEnv); ok && v != "" {
 		if problem := replicaProblem(v); problem != "" {
-			b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + ReplicaEnv,
+			b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + ReplicaEnv,
 				Detail: fmt.Sprintf("%s=%s: %s.", ReplicaEnv, hclx.Quote(v), problem)})
 		}
 		cfg.Replica = v
@@ -97,45 +97,45 @@ func (b *builder) state(fs *fileState, cfg *Config) {
 	if fs == nil {
 		return
 	}
-	if fs.Path == nil && fs.Redis == nil && !b.decodeDiags.HasErrors() { // a misspelt attribute is reported already
-		b.errorf(fs.DefRange, "Empty state block",
+	if fs.Path == nil && fs.Redis == nil && !b.DecodeDiags.HasErrors() { // a misspelt attribute is reported already
+		b.Errorf(fs.DefRange, "Empty state block",
 			`Set path (health state survives restarts), redis (health shared with other replicas) or both.`)
 	}
-	if fs.Path != nil && *fs.Path != "" && b.decoded(fs.PathRange) {
+	if fs.Path != nil && *fs.Path != "" && b.Decoded(fs.PathRange) {
 		cfg.StatePath = resolvePath(cfg.Dir, *fs.Path)
 	}
-	if fs.Replica != nil && b.decoded(fs.ReplicaRange) && cfg.Replica == "" {
+	if fs.Replica != nil && b.Decoded(fs.ReplicaRange) && cfg.Replica == "" {
 		if problem := replicaProblem(*fs.Replica); problem != "" {
-			b.errorf(fs.ReplicaRange, "Invalid replica", "%s: %s.", hclx.Quote(*fs.Replica), problem)
+			b.Errorf(fs.ReplicaRange, "Invalid replica", "%s: %s.", hclx.Quote(*fs.Replica), problem)
 		}
 		cfg.Replica = *fs.Replica
 	}
 	prefix := DefaultKeyPrefix
-	if fs.KeyPrefix != nil && b.decoded(fs.KeyPrefixRange) {
+	if fs.KeyPrefix != nil && b.Decoded(fs.KeyPrefixRange) {
 		prefix = *fs.KeyPrefix
 		if len(prefix) > maxKeyPrefix || strings.ContainsFunc(prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			b.errorf(fs.KeyPrefixRange, "Invalid key_prefix",
+			b.Errorf(fs.KeyPrefixRange, "Invalid key_prefix",
 				"%s: want at most %d characters without spaces or control characters, such as \"healproxy:\".", hclx.Quote(prefix), maxKeyPrefix)
 		}
 	}
 	quorum := DefaultQuorum
 	hasQuorum := fs.Quorum != nil && !isNullExpr(fs.Quorum)
 	if hasQuorum {
-		b.evalTo(&quorum, fs.Quorum, "quorum", 1, MaxQuorum)
+		b.IntTo(&quorum, fs.Quorum, "quorum", 1, MaxQuorum)
 	}
-	if fs.Redis == nil || !b.decoded(fs.RedisRange) || strings.TrimSpace(*fs.Redis) == "" {
-		if fs.KeyPrefix != nil && (fs.Redis == nil || !b.decoded(fs.RedisRange)) {
-			b.errorf(fs.KeyPrefixRange, "key_prefix without redis", "key_prefix names Redis keys; set redis too, or drop it.")
+	if fs.Redis == nil || !b.Decoded(fs.RedisRange) || strings.TrimSpace(*fs.Redis) == "" {
+		if fs.KeyPrefix != nil && (fs.Redis == nil || !b.Decoded(fs.RedisRange)) {
+			b.Errorf(fs.KeyPrefixRange, "key_prefix without redis", "key_prefix names Redis keys; set redis too, or drop it.")
 		}
 		if hasQuorum && fs.Redis == nil {
-			b.errorf(fs.Quorum.Range(), "quorum without redis",
+			b.Errorf(fs.Quorum.Range(), "quorum without redis",
 				"quorum counts replicas that share health through Redis; set redis too, or drop it.")
 		}
 		return
 	}
 	target, err := ParseRedisURL(*fs.Redis)
 	if err != nil {
-		b.errorf(fs.RedisRange, "Invalid redis URL", "%s.", strings.TrimPrefix(err.Error(), "config: invalid redis URL: "))
+		b.Errorf(fs.RedisRange, "Invalid redis URL", "%s.", strings.TrimPrefix(err.Error(), "config: invalid redis URL: "))
 		return
 	}
 	cfg.Shared = &SharedState{RedisURL: *fs.Redis, Redacted: target.Redacted, KeyPrefix: prefix, Quorum: quorum}

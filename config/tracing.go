@@ -111,26 +111,26 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 	var endpointRange *hcl.Range
 
 	if ft != nil {
-		if ft.Endpoint != nil && b.decoded(ft.EndpointRange) {
+		if ft.Endpoint != nil && b.Decoded(ft.EndpointRange) {
 			t.Endpoint, endpointSet, endpointRange = strings.TrimSpace(*ft.Endpoint), true, ft.EndpointRange.Ptr()
 		}
-		if ft.Protocol != nil && b.decoded(ft.ProtocolRange) {
+		if ft.Protocol != nil && b.Decoded(ft.ProtocolRange) {
 			t.Protocol = *ft.Protocol
 			if !validTracingProtocol(t.Protocol) {
-				b.errorf(ft.ProtocolRange, "Invalid protocol",
+				b.Errorf(ft.ProtocolRange, "Invalid protocol",
 					"%s: want %q or %q.", hclx.Quote(t.Protocol), TracingProtocolHTTP, TracingProtocolGRPC)
 			}
 		}
-		r, d := hclx.Float(ft.SampleRatio, b.ectx, "sample_ratio", "a number from 0 to 1 such as 0.1",
+		r, d := hclx.Float(ft.SampleRatio, b.Ectx, "sample_ratio", "a number from 0 to 1 such as 0.1",
 			func(f float64) bool { return f >= 0 && f <= 1 })
-		b.diags = append(b.diags, d...)
+		b.Add(d)
 		if r != nil {
 			t.SampleRatio = *r
 		}
-		if ft.ServiceName != nil && b.decoded(ft.ServiceNameRange) {
+		if ft.ServiceName != nil && b.Decoded(ft.ServiceNameRange) {
 			t.ServiceName = *ft.ServiceName
 			if strings.TrimSpace(t.ServiceName) == "" {
-				b.errorf(ft.ServiceNameRange, "Empty service_name", "service_name names healproxy in traces; set one or leave it out (default %q).", DefaultTracingServiceName)
+				b.Errorf(ft.ServiceNameRange, "Empty service_name", "service_name names healproxy in traces; set one or leave it out (default %q).", DefaultTracingServiceName)
 			}
 		}
 		t.Headers = b.headerMap(ft.Headers)
@@ -141,8 +141,8 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 		return
 	}
 	if !endpointSet {
-		if ft != nil && !b.decodeDiags.HasErrors() {
-			b.errorf(ft.DefRange, "tracing without endpoint",
+		if ft != nil && !b.DecodeDiags.HasErrors() {
+			b.Errorf(ft.DefRange, "tracing without endpoint",
 				"Set endpoint to the OTLP collector's URL (or %s), or drop the block.", envOTelEndpoint)
 		}
 		return
@@ -153,9 +153,9 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 	redacted, problem := parseTracingEndpoint(t.Endpoint)
 	if problem != "" {
 		if endpointRange != nil {
-			b.errorf(*endpointRange, "Invalid tracing endpoint", "%s.", problem)
+			b.Errorf(*endpointRange, "Invalid tracing endpoint", "%s.", problem)
 		} else {
-			b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid OTLP endpoint",
+			b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid OTLP endpoint",
 				Detail: fmt.Sprintf("%s or %s: %s.", envOTelTracesEndpoint, envOTelEndpoint, problem)})
 		}
 		return
@@ -217,10 +217,10 @@ func (b *builder) tracingEnv(t *Tracing, endpointSet *bool, endpointRange **hcl.
 
 // tracingDisabled reports whether the environment turns tracing off.
 func (b *builder) tracingDisabled() bool {
-	if v, ok := b.getenv(envOTelDisabled); ok && strings.EqualFold(strings.TrimSpace(v), "true") {
+	if v, ok := b.Getenv(envOTelDisabled); ok && strings.EqualFold(strings.TrimSpace(v), "true") {
 		return true
 	}
-	if v, ok := b.getenv(envOTelTracesExporter); ok {
+	if v, ok := b.Getenv(envOTelTracesExporter); ok {
 		switch v = strings.TrimSpace(v); v {
 		case "none":
 			return true
@@ -235,7 +235,7 @@ func (b *builder) tracingDisabled() bool {
 // firstEnv returns the first of names that is set.
 func (b *builder) firstEnv(names ...string) (string, bool) {
 	for _, n := range names {
-		if v, ok := b.getenv(n); ok {
+		if v, ok := b.Getenv(n); ok {
 			return v, true
 		}
 	}
@@ -244,7 +244,7 @@ func (b *builder) firstEnv(names ...string) (string, bool) {
 
 // envError reports a bad environment variable (it has no position).
 func (b *builder) envError(summary, format string, args ...any) {
-	b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...)})
+	b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...)})
 }
 
 // parseOTelHeaders parses the W3C-baggage-like list of OTEL_EXPORTER_OTLP_HEADERS:

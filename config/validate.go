@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -29,51 +28,12 @@ var pluginPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*$`)
 // file, then the environment, validating as it goes. Every problem is
 // appended to diags; it never stops at the first.
 type builder struct {
-	ectx   *hcl.EvalContext
-	opts   LoadOptions
-	getenv func(string) (string, bool)
-	diags  hcl.Diagnostics
-
-	// decodeDiags are gohcl's; see decoded.
-	decodeDiags hcl.Diagnostics
-}
-
-// decoded reports whether the value at rng decoded without error. A value
-// that did not is already reported and is not checked further, so that one
-// mistake gives one diagnostic.
-func (b *builder) decoded(rng hcl.Range) bool {
-	for _, d := range b.decodeDiags {
-		if d == nil || d.Severity != hcl.DiagError || d.Subject == nil || d.Subject.Filename != rng.Filename {
-			continue
-		}
-		if start := d.Subject.Start.Byte; start >= rng.Start.Byte && start <= rng.End.Byte {
-			return false
-		}
-	}
-	return true
-}
-
-// duration is hclx.Duration for a value that gohcl decoded.
-func (b *builder) duration(s *string, rng hcl.Range, name string, positive bool) *time.Duration {
-	if s == nil || !b.decoded(rng) {
-		return nil
-	}
-	d, diags := hclx.Duration(s, rng, name, positive)
-	b.diags = append(b.diags, diags...)
-	return d
-}
-
-func (b *builder) errorf(subject hcl.Range, summary, format string, args ...any) {
-	b.diags = append(b.diags, &hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  summary,
-		Detail:   fmt.Sprintf(format, args...),
-		Subject:  subject.Ptr(),
-	})
+	*hclx.Builder
+	opts LoadOptions
 }
 
 func (b *builder) build(fc *fileConfig, cfg *Config) {
-	if fc.Listen != nil && b.decoded(fc.ListenRange) {
+	if fc.Listen != nil && b.Decoded(fc.ListenRange) {
 		cfg.Listen = *fc.Listen
 		b.checkListen(*fc.Listen, fc.ListenRange)
 	}
@@ -84,10 +44,11 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Health != nil {
 		p := b.healthPatch(fc.Health)
 		p.apply(&cfg.Health)
+		b.tripRule(fc.Health, &cfg.Health) // routingfile.go
 		origin = b.cooldownOrigin(origin, fc.Health, p)
 	}
-	envPatch, envDiags := envHealth(b.getenv)
-	b.diags = append(b.diags, envDiags...)
+	envPatch, envDiags := envHealth(b.Getenv)
+	b.Add(envDiags)
 	envPatch.apply(&cfg.Health)
 	if envPatch.Cooldown != nil {
 		origin.cooldown, origin.cooldownBad, origin.fromEnv = nil, false, true
@@ -157,21 +118,21 @@ func defaultHealth() Health {
 func (b *builder) healthPatch(fh *fileHealth) healthPatch {
 	var p healthPatch
 	var d hcl.Diagnostics
-	p.ErrorThreshold, d = hclx.Int(fh.ErrorThreshold, b.ectx, "error_threshold", 1)
-	b.diags = append(b.diags, d...)
-	p.RecoveryCount, d = hclx.Int(fh.RecoveryCount, b.ectx, "success_recovery_count", 1)
-	b.diags = append(b.diags, d...)
-	p.MaxConcurrentReinit, d = hclx.Int(fh.MaxConcurrentReinit, b.ectx, "max_concurrent_reinit", 1)
-	b.diags = append(b.diags, d...)
-	p.Cooldown = b.duration(fh.Cooldown, fh.CooldownRange, "cooldown", true)
-	p.ReinitCooldown = b.duration(fh.ReinitCooldown, fh.ReinitCooldownRange, "reinit_cooldown", false)
+	p.ErrorThreshold, d = hclx.Int(fh.ErrorThreshold, b.Ectx, "error_threshold", 1)
+	b.Add(d)
+	p.RecoveryCount, d = hclx.Int(fh.RecoveryCount, b.Ectx, "success_recovery_count", 1)
+	b.Add(d)
+	p.MaxConcurrentReinit, d = hclx.Int(fh.MaxConcurrentReinit, b.Ectx, "max_concurrent_reinit", 1)
+	b.Add(d)
+	p.Cooldown = b.Duration(fh.Cooldown, fh.CooldownRange, "cooldown", true)
+	p.ReinitCooldown = b.Duration(fh.ReinitCooldown, fh.ReinitCooldownRange, "reinit_cooldown", false)
 	p.AutoReinit = fh.AutoReinit
-	p.CooldownMultiplier, d = hclx.Float(fh.CooldownMultiplier, b.ectx, "cooldown_multiplier",
+	p.CooldownMultiplier, d = hclx.Float(fh.CooldownMultiplier, b.Ectx, "cooldown_multiplier",
 		fmt.Sprintf("a number from 1 (no growth) to %g", MaxCooldownMultiplier),
 		func(f float64) bool { return f >= 1 && f <= MaxCooldownMultiplier })
-	b.diags = append(b.diags, d...)
-	p.MaxCooldown = b.duration(fh.MaxCooldown, fh.MaxCooldownRange, "max_cooldown", true)
-	p.StablePeriod = b.duration(fh.StablePeriod, fh.StablePeriodRange, "stable_period", true)
+	b.Add(d)
+	p.MaxCooldown = b.Duration(fh.MaxCooldown, fh.MaxCooldownRange, "max_cooldown", true)
+	p.StablePeriod = b.Duration(fh.StablePeriod, fh.StablePeriodRange, "stable_period", true)
 	return p
 }
 
@@ -179,11 +140,11 @@ func (b *builder) healthPatch(fh *fileHealth) healthPatch {
 // at the second label.
 func (b *builder) checkName(what, name string, rng hcl.Range, seen map[string]hcl.Range) {
 	if !validID(name) {
-		b.errorf(rng, "Invalid "+what,
+		b.Errorf(rng, "Invalid "+what,
 			"%s is not a valid %s: use letters, digits, '_', '.' and '-', starting with a letter or digit.", hclx.Quote(name), what)
 	}
 	if prev, dup := seen[name]; dup {
-		b.errorf(rng, "Duplicate "+what+" "+hclx.Quote(name),
+		b.Errorf(rng, "Duplicate "+what+" "+hclx.Quote(name),
 			"previous definition at %s:%d", prev.Filename, prev.Start.Line)
 		return
 	}
@@ -199,7 +160,7 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 	if fp.Name != nil && *fp.Name != "" {
 		p.Name = *fp.Name
 	}
-	if d := b.duration(fp.Timeout, fp.TimeoutRange, "timeout", true); d != nil {
+	if d := b.Duration(fp.Timeout, fp.TimeoutRange, "timeout", true); d != nil {
 		p.Timeout = *d
 	}
 	if fp.Health != nil {
@@ -215,27 +176,28 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 		p.CORS = b.cors(fp.CORS, fp.ID)
 	}
 	b.providerBodyTimeouts(fp, &p) // endpoints.go
+	b.routing(fp, &p)              // routingfile.go
 	return p
 }
 
 func (b *builder) upstreams(fp *fileProvider) []*url.URL {
-	items, present, d := hclx.StringList(fp.Upstreams, b.ectx, "upstreams")
-	b.diags = append(b.diags, d...)
+	items, present, d := hclx.StringList(fp.Upstreams, b.Ectx, "upstreams")
+	b.Add(d)
 	if !present {
 		if d.HasErrors() {
 			return nil
 		}
-		b.errorf(fp.DefRange, "Missing upstreams",
+		b.Errorf(fp.DefRange, "Missing upstreams",
 			"Provider %s needs upstreams = [\"https://…\", …], one or more equivalent base URLs.", hclx.Quote(fp.ID))
 		return nil
 	}
 	if len(items) == 0 && !d.HasErrors() {
-		b.errorf(fp.Upstreams.Range(), "Empty upstreams",
+		b.Errorf(fp.Upstreams.Range(), "Empty upstreams",
 			"Provider %s needs at least one upstream URL.", hclx.Quote(fp.ID))
 		return nil
 	}
 	if len(items) > MaxUpstreams {
-		b.errorf(fp.Upstreams.Range(), "Too many upstreams",
+		b.Errorf(fp.Upstreams.Range(), "Too many upstreams",
 			"Provider %s has %d upstreams; at most %d are supported.", hclx.Quote(fp.ID), len(items), MaxUpstreams)
 		return nil
 	}
@@ -246,12 +208,12 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 		u, problem := parseUpstream(it.Value)
 		if problem != "" {
 			// The URL itself is not echoed: its query string may hold a secret.
-			b.errorf(it.Range, "Invalid upstream URL", "upstreams[%d]: %s.", i, problem)
+			b.Errorf(it.Range, "Invalid upstream URL", "upstreams[%d]: %s.", i, problem)
 			continue
 		}
 		key := upstreamKey(u)
 		if seen[key] {
-			b.errorf(it.Range, "Duplicate upstream URL",
+			b.Errorf(it.Range, "Duplicate upstream URL",
 				"upstreams[%d] repeats an earlier upstream of provider %s.", i, hclx.Quote(fp.ID))
 			continue
 		}
@@ -288,8 +250,8 @@ func (b *builder) headers(fp *fileProvider) map[string]string {
 
 // headerMap evaluates a map of headers to inject; their values are secrets.
 func (b *builder) headerMap(expr hcl.Expression) map[string]string {
-	items, d := hclx.StringMap(expr, b.ectx, "headers")
-	b.diags = append(b.diags, d...)
+	items, d := hclx.StringMap(expr, b.Ectx, "headers")
+	b.Add(d)
 	if items == nil {
 		return nil
 	}
@@ -299,13 +261,13 @@ func (b *builder) headerMap(expr hcl.Expression) map[string]string {
 		// Values are secrets: they are never echoed.
 		switch {
 		case !validHeaderName(it.Key):
-			b.errorf(it.Range, "Invalid header name",
+			b.Errorf(it.Range, "Invalid header name",
 				"%s is not a valid HTTP header name.", hclx.Quote(it.Key))
 		case seen[strings.ToLower(it.Key)]:
-			b.errorf(it.Range, "Duplicate header",
+			b.Errorf(it.Range, "Duplicate header",
 				"Header %s is set more than once (names are case-insensitive).", hclx.Quote(it.Key))
 		case !validHeaderValue(it.Value):
-			b.errorf(it.Range, "Invalid header value",
+			b.Errorf(it.Range, "Invalid header value",
 				"The value of header %s contains a control character such as a newline.", hclx.Quote(it.Key))
 		case it.Value == "":
 			// Typically env() of an unset variable: send no header at all.
@@ -350,26 +312,26 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 	if fm.Name != nil && *fm.Name != "" {
 		m.Name = *fm.Name
 	}
-	if d := b.duration(fm.Timeout, fm.TimeoutRange, "timeout", true); d != nil {
+	if d := b.Duration(fm.Timeout, fm.TimeoutRange, "timeout", true); d != nil {
 		m.Timeout = *d
 	}
 	if fm.Health != nil {
 		b.entryHealth(fm.Health, &m.Health, origin)
 	}
 
-	cmd, cmdPresent, d := hclx.StringList(fm.Command, b.ectx, "command")
-	b.diags = append(b.diags, d...)
+	cmd, cmdPresent, d := hclx.StringList(fm.Command, b.Ectx, "command")
+	b.Add(d)
 	cmdFailed := d.HasErrors()
 	endpoints := b.endpointModel(fm, &m, fm.Plugin != nil || cmdPresent) // endpoints.go
 	switch {
 	case endpoints:
 		// Checked by endpointModel, a conflict with plugin or command included.
 	case fm.Plugin != nil && cmdPresent:
-		b.errorf(fm.Command.Range(), "Conflicting plugin and command",
+		b.Errorf(fm.Command.Range(), "Conflicting plugin and command",
 			"Model %s sets both plugin and command; set exactly one.", hclx.Quote(fm.Key))
 	case fm.Plugin != nil:
 		m.Plugin = *fm.Plugin
-		if b.decoded(fm.PluginRange) {
+		if b.Decoded(fm.PluginRange) {
 			b.checkPlugin(*fm.Plugin, fm.PluginRange)
 		}
 	case cmdPresent && !cmdFailed:
@@ -377,17 +339,17 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 	case cmdPresent:
 		// Already reported.
 	case !cmdFailed:
-		b.errorf(fm.DefRange, "Missing plugin or command",
+		b.Errorf(fm.DefRange, "Missing plugin or command",
 			"Model %s needs plugin = \"NAME\" (a built-in plugin), command = [\"./path\", …] (an external one) or endpoints = [\"https://…/v1\", …] (OpenAI-compatible model servers).", hclx.Quote(fm.Key))
 	}
 
-	if fm.Fallback != nil && *fm.Fallback != "" && b.decoded(fm.FallbackRange) {
+	if fm.Fallback != nil && *fm.Fallback != "" && b.Decoded(fm.FallbackRange) {
 		m.Fallback = *fm.Fallback
 		switch {
 		case *fm.Fallback == fm.Key:
-			b.errorf(fm.FallbackRange, "Invalid fallback", "Model %s cannot fall back to itself.", hclx.Quote(fm.Key))
+			b.Errorf(fm.FallbackRange, "Invalid fallback", "Model %s cannot fall back to itself.", hclx.Quote(fm.Key))
 		case !slices.Contains(keys, *fm.Fallback):
-			b.errorf(fm.FallbackRange, "Unknown fallback model",
+			b.Errorf(fm.FallbackRange, "Unknown fallback model",
 				"No model %s is defined in this file.%s", hclx.Quote(*fm.Fallback), hclx.Suggest(*fm.Fallback, keys))
 		}
 	}
@@ -399,7 +361,7 @@ func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir
 func (b *builder) checkPlugin(name string, rng hcl.Range) {
 	if b.opts.BuiltinPlugins == nil {
 		if !pluginPattern.MatchString(name) {
-			b.errorf(rng, "Invalid plugin name",
+			b.Errorf(rng, "Invalid plugin name",
 				"%s is not a valid plugin name: use letters, digits, '_', '.' and '-', starting with a letter.", hclx.Quote(name))
 		}
 		return
@@ -411,18 +373,18 @@ func (b *builder) checkPlugin(name string, rng hcl.Range) {
 	if len(b.opts.BuiltinPlugins) > 0 {
 		known = strings.Join(b.opts.BuiltinPlugins, ", ")
 	}
-	b.errorf(rng, "Unknown plugin",
+	b.Errorf(rng, "Unknown plugin",
 		"No built-in plugin is named %s (built-in: %s); an external plugin binary is set with command = [...].%s", hclx.Quote(name), known, hclx.Suggest(name, b.opts.BuiltinPlugins))
 }
 
 func (b *builder) command(fm *fileModel, items []hclx.StringItem, dir string) []string {
 	if len(items) == 0 {
-		b.errorf(fm.Command.Range(), "Empty command",
+		b.Errorf(fm.Command.Range(), "Empty command",
 			"Model %s: command needs at least the program to run.", hclx.Quote(fm.Key))
 		return nil
 	}
 	if items[0].Value == "" {
-		b.errorf(items[0].Range, "Invalid command", "Model %s: the program (command[0]) is empty.", hclx.Quote(fm.Key))
+		b.Errorf(items[0].Range, "Invalid command", "Model %s: the program (command[0]) is empty.", hclx.Quote(fm.Key))
 		return nil
 	}
 	argv := make([]string, len(items))
@@ -460,11 +422,11 @@ func (b *builder) checkListen(addr string, rng hcl.Range) {
 		if errors.As(err, &ae) {
 			err = errors.New(ae.Err)
 		}
-		b.errorf(rng, "Invalid listen address",
+		b.Errorf(rng, "Invalid listen address",
 			"%s is not a host:port address such as \"127.0.0.1:7860\" or \":7860\": %v.", hclx.Quote(addr), err)
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		b.errorf(rng, "Invalid listen address", "%s: the port must be a number from 0 to 65535.", hclx.Quote(addr))
+		b.Errorf(rng, "Invalid listen address", "%s: the port must be a number from 0 to 65535.", hclx.Quote(addr))
 	}
 }
