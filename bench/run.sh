@@ -10,7 +10,11 @@
 #   bench/run.sh stream      streamed model answers through the gateway vs direct:
 #                            added time to first token, token throughput
 #                            (go test -bench BenchmarkStream ./llm/)
-#   bench/run.sh all         the four, in that order
+#   bench/run.sh routing     one of three upstreams answers 20 % of requests after
+#                            300 ms: client p50-p99.9 with round robin, least_latency,
+#                            hedging and outlier ejection vs the healthy two alone,
+#                            and hedging's extra upstream requests (bench/cmd/routebench)
+#   bench/run.sh all         the five, in that order
 #   --update                 also rewrite BENCHMARKS.md's tables (between its
 #                            "<!-- bench:NAME -->" markers) and docs/bench.svg
 #
@@ -39,9 +43,17 @@
 #   COMPARE_REV / COMPARE_BIN  proxies mode: also run a second healproxy, built
 #                from that git revision or that binary, as target "healproxy-b"
 #                (port +7), interleaved with the rest: a before/after in one run
+#   ROUTE_REQUESTS     routing: measured requests per scenario and round (default 20000)
+#   ROUTE_CONCURRENCY  routing: concurrent clients (default 32)
+#   ROUTE_RATE         routing: requests/s, open loop (latency from when each request was
+#                      due; ROUTE_CONCURRENCY caps those in flight); default 0: closed loop
+#   ROUTE_ROUNDS       routing: interleaved rounds, medians reported (default 2)
+#   ROUTE_WARMUP       routing: load before measuring each scenario (default 3s)
+#   ROUTE_SCENARIOS    routing: comma-separated subset (default all: healthy,
+#                      round_robin,least_latency,hedge_p95,hedge_50ms,outlier)
 #   GO           go binary (default: go on PATH)
 # Takes about (2 + peers) x ROUNDS x len(CONNS) x DURATION + warm-ups for proxies
-# (~8 min with the defaults), ~2 min for models, ~2 min for scale.
+# (~8 min with the defaults), ~2 min for models, ~2 min for scale, ~3 min for routing.
 # Every process this script starts is stopped by PID on exit.
 set -euo pipefail
 
@@ -50,10 +62,10 @@ MODE=proxies
 UPDATE=0
 for a in "$@"; do
   case $a in
-    proxies | models | scale | stream | all) MODE=$a ;;
+    proxies | models | scale | stream | routing | all) MODE=$a ;;
     --update) UPDATE=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: bench/run.sh [proxies|models|scale|stream|all] [--update]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [proxies|models|scale|stream|routing|all] [--update]" >&2; exit 2 ;;
   esac
 done
 
@@ -502,10 +514,31 @@ run_stream() {
   echo "results: $RES/"
 }
 
+# ================================================================ routing
+run_routing() {
+  build
+  (cd "$REPO" && "$GO" build -trimpath -o "$BIN/routebench" ./bench/cmd/routebench) || die "go build of routebench failed"
+  machine | tee "$RES/env-routing.txt" >&2
+  log "routing under a slow upstream: ${ROUTE_REQUESTS:-20000} requests at concurrency ${ROUTE_CONCURRENCY:-32}, ${ROUTE_ROUNDS:-2} rounds"
+  local rc=0
+  "$BIN/routebench" -bin "$BIN/healproxy" -dir "$RES" -requests "${ROUTE_REQUESTS:-20000}" \
+    -concurrency "${ROUTE_CONCURRENCY:-32}" -rate "${ROUTE_RATE:-0}" -rounds "${ROUTE_ROUNDS:-2}" -warmup "${ROUTE_WARMUP:-3s}" \
+    -scenarios "${ROUTE_SCENARIOS:-}" >/dev/null || rc=$?
+  # routing.md is written even when a scenario failed; a scenario the
+  # binary does not support yet is reported there, not an error.
+  [[ -s $RES/routing.md ]] || die "routebench wrote no report (exit $rc)"
+  ((rc == 0)) || log "WARNING: routebench exited $rc: a scenario failed (see $RES/routing.md and the logs there)"
+  cat "$RES/routing.md"
+  if ((UPDATE)); then "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section routing -md "$RES/routing.md"; fi
+  echo
+  echo "results: $RES/ (routing.md, routing.tsv, routing-raw.tsv, each scenario's config and proxy log)"
+}
+
 case $MODE in
   proxies) run_proxies ;;
   models) run_models ;;
   scale) run_scale ;;
   stream) run_stream ;;
-  all) run_proxies; stop_started; run_models; run_scale; run_stream ;;
+  routing) run_routing ;;
+  all) run_proxies; stop_started; run_models; run_scale; run_stream; run_routing ;;
 esac

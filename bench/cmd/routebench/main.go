@@ -18,6 +18,11 @@
 //	hedge_50ms     hedge { after = "50ms" }
 //	outlier        outlier_detection with latency_factor = 3, every 2s
 //
+// The load is closed by default (each client sends its next request when
+// it has its answer); with -rate it is open: requests are due at a fixed
+// rate, at most -concurrency in flight, and each one's latency counts
+// from when it was due.
+//
 // The scenarios run in turn, round after round (-rounds), each with a
 // fresh process. Per scenario and round it records the client's
 // p50/p90/p99/p99.9, the requests each upstream received, the extra
@@ -77,7 +82,8 @@ type options struct {
 	Bin         string
 	Dir         string
 	Requests    int           // measured requests per scenario and round
-	Concurrency int           // concurrent clients
+	Concurrency int           // concurrent clients (at most, with Rate)
+	Rate        float64       // requests per second, open loop; 0: closed loop
 	Warmup      time.Duration // load before measuring, bounded by Requests too
 	MaxTime     time.Duration // bound of a measured run
 	Rounds      int
@@ -92,7 +98,8 @@ func main() {
 	flag.StringVar(&o.Bin, "bin", "healproxy", "healproxy binary")
 	flag.StringVar(&o.Dir, "dir", ".", "folder for configs, logs and results")
 	flag.IntVar(&o.Requests, "requests", 20000, "measured requests per scenario and round")
-	flag.IntVar(&o.Concurrency, "concurrency", 32, "concurrent clients")
+	flag.IntVar(&o.Concurrency, "concurrency", 32, "concurrent clients (with -rate: at most this many requests in flight)")
+	flag.Float64Var(&o.Rate, "rate", 0, "requests per second, open loop (each request's latency counts from when it was due); 0: closed loop")
 	flag.DurationVar(&o.Warmup, "warmup", 3*time.Second, "load before measuring, per scenario and round")
 	flag.DurationVar(&o.MaxTime, "max-time", 60*time.Second, "bound of each measured run")
 	flag.IntVar(&o.Rounds, "rounds", 2, "interleaved rounds")
@@ -146,6 +153,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-concurrency %d: want 1 to 4096", o.Concurrency)
 	case o.Rounds < 1 || o.Rounds > 100:
 		return fmt.Errorf("-rounds %d: want 1 to 100", o.Rounds)
+	case o.Rate < 0 || o.Rate > 1e6:
+		return fmt.Errorf("-rate %v: want 0 (closed loop) to 1,000,000", o.Rate)
 	case o.Warmup < 0 || o.MaxTime <= 0:
 		return errors.New("-warmup must be >= 0 and -max-time > 0")
 	case o.SlowEvery < 0:
@@ -349,7 +358,7 @@ func measure(bin string, o options, sc scenario, round int, cfg string, ups []*u
 	url := "http://" + addr + "/providers/route/ticker"
 	if o.Warmup > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), o.Warmup)
-		drive(ctx, client, url, o.Requests, o.Concurrency)
+		drive(ctx, client, url, o.Requests, o.Concurrency, o.Rate)
 		cancel()
 	}
 	var before [3]counts
@@ -357,7 +366,7 @@ func measure(bin string, o options, sc scenario, round int, cfg string, ups []*u
 		before[i] = u.counts()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.MaxTime)
-	lr := drive(ctx, client, url, o.Requests, o.Concurrency)
+	lr := drive(ctx, client, url, o.Requests, o.Concurrency, o.Rate)
 	cancel()
 	var total int64
 	for i, u := range ups {
@@ -504,8 +513,13 @@ func environment(bin string, o options) string {
 	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Fprintf(&b, "load average at start: %s\n", strings.Join(strings.Fields(string(l))[:3], " "))
 	}
-	fmt.Fprintf(&b, "load: %d requests at concurrency %d per scenario and round, after %v of warm-up; %d rounds, interleaved\n",
-		o.Requests, o.Concurrency, o.Warmup, o.Rounds)
+	if o.Rate > 0 {
+		fmt.Fprintf(&b, "load: %d requests at %g/s (open loop, at most %d in flight; latency from when each was due) per scenario and round, after %v of warm-up; %d rounds, interleaved\n",
+			o.Requests, o.Rate, o.Concurrency, o.Warmup, o.Rounds)
+	} else {
+		fmt.Fprintf(&b, "load: %d requests at concurrency %d (closed loop) per scenario and round, after %v of warm-up; %d rounds, interleaved\n",
+			o.Requests, o.Concurrency, o.Warmup, o.Rounds)
+	}
 	fmt.Fprintf(&b, "upstreams: fast1, fast2 answer after %v; slow answers every %s request after %v, the others after %v\n",
 		o.FastDelay, ordinal(o.SlowEvery), o.SlowDelay, o.FastDelay)
 	return b.String()

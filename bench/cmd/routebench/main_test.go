@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -192,5 +196,66 @@ func TestConfigFor(t *testing.T) {
 	o := configFor(scenarios[5], ups)
 	if !strings.Contains(o, `"http://127.0.0.1:3/slow"]`) || !strings.Contains(o, "outlier_detection {") {
 		t.Errorf("outlier config:\n%s", o)
+	}
+}
+
+func TestDrive(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if got.Add(1)%10 == 0 {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	client := newClient(4)
+	defer client.CloseIdleConnections()
+
+	t.Run("closed", func(t *testing.T) {
+		got.Store(0)
+		lr := drive(context.Background(), client, srv.URL, 100, 4, 0)
+		if len(lr.Latencies) != 100 || got.Load() != 100 || lr.Errors != 10 || lr.TimedOut {
+			t.Errorf("got %d latencies, %d requests, %d errors, timed out %v; want 100, 100, 10, false",
+				len(lr.Latencies), got.Load(), lr.Errors, lr.TimedOut)
+		}
+	})
+	t.Run("open", func(t *testing.T) {
+		got.Store(0)
+		// 50 requests at 500/s: the last is due after 98 ms.
+		lr := drive(context.Background(), client, srv.URL, 50, 4, 500)
+		if len(lr.Latencies) != 50 || got.Load() != 50 {
+			t.Errorf("got %d latencies, %d requests; want 50, 50", len(lr.Latencies), got.Load())
+		}
+		if lr.Elapsed < 98*time.Millisecond {
+			t.Errorf("50 requests at 500/s took %v; want at least 98ms", lr.Elapsed)
+		}
+	})
+	t.Run("time bound", func(t *testing.T) {
+		got.Store(0)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		// 1000 at 100/s would take 10s; the bound stops it after ~5.
+		lr := drive(ctx, client, srv.URL, 1000, 4, 100)
+		if !lr.TimedOut || len(lr.Latencies) > 20 || int64(len(lr.Latencies)) != got.Load() {
+			t.Errorf("got %d latencies, %d requests, timed out %v; want a few, as many requests, true",
+				len(lr.Latencies), got.Load(), lr.TimedOut)
+		}
+	})
+}
+
+func TestNoEffect(t *testing.T) {
+	row := func(name string, up [3]float64, extra, canc float64) summaryRow {
+		return summaryRow{Scenario: name, Status: statusOK, Up: up, ExtraPct: extra, Cancelled: canc}
+	}
+	rows := []summaryRow{
+		row("round_robin", [3]float64{100, 100, 100}, 0, 0),
+		row("least_latency", [3]float64{100, 100, 100}, 0, 0), // no effect
+		row("outlier", [3]float64{140, 140, 20}, 0, 0),
+		row("hedge_p95", [3]float64{100, 100, 100}, 0, 0), // no effect
+		row("hedge_50ms", [3]float64{105, 105, 100}, 3.3, 8),
+	}
+	got := strings.Join(noEffect(rows), "; ")
+	want := "least_latency: the slow upstream still got 33.3 % of the requests; hedge_p95: not one hedged request (no extra or cancelled upstream request)"
+	if got != want {
+		t.Errorf("got %q; want %q", got, want)
 	}
 }

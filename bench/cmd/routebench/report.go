@@ -178,6 +178,10 @@ func markdown(o options, env string, rows []summaryRow) string {
 		fmt.Fprintf(&b, "The slow upstream's health entry at the end of the last round: %s.\n\n", strings.Join(ends, "; "))
 	}
 
+	if notes := noEffect(rows); len(notes) > 0 {
+		fmt.Fprintf(&b, "**No effect seen** (a build that reads a setting it does not act on yet gives round robin's figures): %s.\n\n", strings.Join(notes, "; "))
+	}
+
 	b.WriteString("Scenarios (provider `route`, `timeout = \"5s\"`, everything else default):\n\n")
 	for _, r := range rows {
 		s := r.Settings
@@ -227,4 +231,39 @@ func summaryTSV(rows []summaryRow) string {
 
 func tsvField(s string) string {
 	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// slowShare is the slow upstream's share of r's upstream requests.
+func slowShare(r summaryRow) float64 {
+	t := r.Up[0] + r.Up[1] + r.Up[2]
+	if t == 0 {
+		return math.NaN()
+	}
+	return r.Up[2] / t
+}
+
+// noEffect names the scenarios whose setting left no trace in the
+// upstreams' counts: a hedge scenario without a single extra or
+// cancelled upstream request, a balancing or ejection scenario whose slow
+// upstream still got its round-robin third (at least 30 %) of the
+// requests. That is what a build shows which parses a setting but does
+// not implement it.
+func noEffect(rows []summaryRow) []string {
+	var notes []string
+	for _, r := range rows {
+		if r.Status != statusOK {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(r.Scenario, "hedge"):
+			if r.ExtraPct <= 0 && r.Cancelled == 0 {
+				notes = append(notes, r.Scenario+": not one hedged request (no extra or cancelled upstream request)")
+			}
+		case r.Scenario == "least_latency" || r.Scenario == "outlier":
+			if sh := slowShare(r); sh >= 0.30 {
+				notes = append(notes, fmt.Sprintf("%s: the slow upstream still got %.1f %% of the requests", r.Scenario, 100*sh))
+			}
+		}
+	}
+	return notes
 }
