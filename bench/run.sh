@@ -528,6 +528,7 @@ run_routing() {
   # binary does not support yet is reported there, not an error.
   [[ -s $RES/routing.md ]] || die "routebench wrote no report (exit $rc)"
   ((rc == 0)) || log "WARNING: routebench exited $rc: a scenario failed (see $RES/routing.md and the logs there)"
+  with_env "$RES/routing.md" "$RES/env-routing.txt"
   cat "$RES/routing.md"
   if ((UPDATE)); then "$BIN/report" splice -benchmarks "$REPO/BENCHMARKS.md" -section routing -md "$RES/routing.md"; fi
   echo

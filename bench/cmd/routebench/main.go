@@ -48,11 +48,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -186,6 +189,7 @@ type roundResult struct {
 	Extra               int64   // upstream requests − client requests
 	ExtraPct            float64 // Extra in % of client requests
 	SlowStatus, SlowWhy string  // the slow upstream's health entry at the end
+	Load1               float64 // the machine's 1-minute load average at the end
 }
 
 // report is a whole run's outcome.
@@ -391,6 +395,7 @@ func measure(bin string, o options, sc scenario, round int, cfg string, ups []*u
 	if !sc.Healthy {
 		res.SlowStatus, res.SlowWhy = upstreamEntry(client, addr, ups[2].URL)
 	}
+	res.Load1 = loadAvg1()
 	res.Status = statusOK
 	return res
 }
@@ -497,6 +502,23 @@ func upstreamEntry(c *http.Client, addr, url string) (status, reason string) {
 	return "", ""
 }
 
+// loadAvg1 is the machine's 1-minute load average; NaN when unknown.
+func loadAvg1() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return math.NaN()
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	x, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return x
+}
+
 // environment describes the machine and the binary, for the report.
 func environment(bin string, o options) string {
 	var b strings.Builder
@@ -511,7 +533,7 @@ func environment(bin string, o options) string {
 		}
 	}
 	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Fprintf(&b, "load average at start: %s\n", strings.Join(strings.Fields(string(l))[:3], " "))
+		fmt.Fprintf(&b, "load average at start: %s (%d CPUs)\n", strings.Join(strings.Fields(string(l))[:3], " "), runtime.NumCPU())
 	}
 	if o.Rate > 0 {
 		fmt.Fprintf(&b, "load: %d requests at %g/s (open loop, at most %d in flight; latency from when each was due) per scenario and round, after %v of warm-up; %d rounds, interleaved\n",

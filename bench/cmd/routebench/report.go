@@ -27,6 +27,7 @@ type summaryRow struct {
 	Errors                   int  // over all rounds
 	TimedOut                 bool // a round was cut by -max-time
 	SlowStatus, SlowWhy      string
+	LoadMin, LoadMax         float64 // the 1-minute load average at the end of its rounds
 	VsHealthy                float64 // P99 / the healthy scenario's P99; NaN without it
 }
 
@@ -47,7 +48,7 @@ func summarize(scs []scenario, rounds []roundResult) []summaryRow {
 	var rows []summaryRow
 	healthyP99 := math.NaN()
 	for _, sc := range scs {
-		row := summaryRow{Scenario: sc.Name, Settings: oneLine(sc.Settings), VsHealthy: math.NaN()}
+		row := summaryRow{Scenario: sc.Name, Settings: oneLine(sc.Settings), VsHealthy: math.NaN(), LoadMin: math.NaN(), LoadMax: math.NaN()}
 		var p50, p90, p99, p999, rps, slow, canc, extra []float64
 		var up [3][]float64
 		for _, r := range rounds {
@@ -73,6 +74,14 @@ func summarize(scs []scenario, rounds []roundResult) []summaryRow {
 			row.Errors += r.Errors
 			row.TimedOut = row.TimedOut || r.TimedOut
 			row.SlowStatus, row.SlowWhy = r.SlowStatus, r.SlowWhy
+			if !math.IsNaN(r.Load1) {
+				if math.IsNaN(row.LoadMin) || r.Load1 < row.LoadMin {
+					row.LoadMin = r.Load1
+				}
+				if math.IsNaN(row.LoadMax) || r.Load1 > row.LoadMax {
+					row.LoadMax = r.Load1
+				}
+			}
 		}
 		if row.Rounds > 0 {
 			row.Status, row.Detail = statusOK, ""
@@ -124,8 +133,21 @@ func markdown(o options, env string, rows []summaryRow) string {
 			num(r.Up[0], 0), num(r.Up[1], 0), num(r.Up[2], 0), num(r.SlowAnswers, 0), num(r.ExtraPct, 1), r.Errors)
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(&b, "Medians of %d round(s); extra upstream requests = upstream requests − client requests, in %% of client requests (what hedges and retries cost); slow answers = the slow upstream's requests made to wait %v (a hedge's loser is cancelled early); errors over all rounds.\n\n",
+	fmt.Fprintf(&b, "Medians of %d round(s); extra upstream requests = upstream requests − client requests, in %% of client requests (what hedges and retries cost); slow answers = the slow upstream's requests made to wait %v (a hedge's loser is cancelled early); errors over all rounds.",
 		o.Rounds, o.SlowDelay)
+	lo, hi := math.NaN(), math.NaN()
+	for _, r := range rows {
+		if !math.IsNaN(r.LoadMin) && (math.IsNaN(lo) || r.LoadMin < lo) {
+			lo = r.LoadMin
+		}
+		if !math.IsNaN(r.LoadMax) && (math.IsNaN(hi) || r.LoadMax > hi) {
+			hi = r.LoadMax
+		}
+	}
+	if !math.IsNaN(lo) {
+		fmt.Fprintf(&b, " The machine's 1-minute load average at the end of the runs: %s to %s.", num(lo, 1), num(hi, 1))
+	}
+	b.WriteString("\n\n")
 
 	var healthy *summaryRow
 	for i := range rows {
@@ -206,13 +228,17 @@ func markdown(o options, env string, rows []summaryRow) string {
 func rawTSV(rounds []roundResult) string {
 	var b strings.Builder
 	b.WriteString("round\tscenario\tstatus\trequests\terrors\telapsed_s\trps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\t" +
-		"up_fast1\tup_fast2\tup_slow\tslow_answers\tcancelled\textra\textra_pct\ttimed_out\tslow_status\tslow_reason\tdetail\n")
+		"up_fast1\tup_fast2\tup_slow\tslow_answers\tcancelled\textra\textra_pct\ttimed_out\tslow_status\tslow_reason\tload1\tdetail\n")
 	for _, r := range rounds {
 		canc := r.Up[0].Cancelled + r.Up[1].Cancelled + r.Up[2].Cancelled
-		fmt.Fprintf(&b, "%d\t%s\t%s\t%d\t%d\t%.3f\t%.1f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%t\t%s\t%s\t%s\n",
+		load := "—"
+		if r.Status == statusOK {
+			load = num(r.Load1, 2)
+		}
+		fmt.Fprintf(&b, "%d\t%s\t%s\t%d\t%d\t%.3f\t%.1f\t%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\t%d\t%d\t%d\t%d\t%.2f\t%t\t%s\t%s\t%s\t%s\n",
 			r.Round, r.Scenario, r.Status, r.Requests, r.Errors, r.ElapsedS, r.RPS, r.P50, r.P90, r.P99, r.P999,
 			r.Up[0].Requests, r.Up[1].Requests, r.Up[2].Requests, r.Up[2].Slow, canc, r.Extra, r.ExtraPct, r.TimedOut,
-			tsvField(r.SlowStatus), tsvField(r.SlowWhy), tsvField(r.Detail))
+			tsvField(r.SlowStatus), tsvField(r.SlowWhy), load, tsvField(r.Detail))
 	}
 	return b.String()
 }
