@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
 // Built-in defaults. Every default of the configuration lives here; they
@@ -129,9 +131,9 @@ type Config struct {
 	Models    []Model
 	Alerts    []Alert
 
-	// Tracing, when not nil, exports OpenTelemetry traces (tracing.go);
+	// Tracing, when not nil, exports OpenTelemetry traces (config/tracecfg);
 	// nil means tracing is off.
-	Tracing *Tracing
+	Tracing *tracecfg.Tracing
 }
 
 // Health holds the settings of the health state machine

@@ -3,6 +3,7 @@ package config
 import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
 // The file* types mirror the HCL schema one to one. gohcl rejects anything
@@ -24,7 +25,7 @@ type fileConfig struct {
 	Providers []*fileProvider `hcl:"provider,block"`
 	Models    []*fileModel    `hcl:"model,block"`
 	Alerts    []*fileAlert    `hcl:"alert,block"`
-	Tracing   *fileTracing    `hcl:"tracing,block"`
+	Tracing   *tracecfg.File  `hcl:"tracing,block"`
 }
 
 type fileHealth struct {
