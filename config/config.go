@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
@@ -120,8 +121,8 @@ type Config struct {
 	StatePath string
 
 	// Shared, when not nil, shares provider-upstream health with other
-	// replicas through Redis (state.go).
-	Shared *SharedState
+	// replicas through Redis (config/statecfg).
+	Shared *statecfg.SharedState
 	// Replica names this process among replicas: HEALPROXY_REPLICA, else
 	// state.replica; "" means DefaultReplicaID().
 	Replica string

@@ -3,6 +3,7 @@ package config
 import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
@@ -21,7 +22,7 @@ type fileConfig struct {
 
 	Health    *fileHealth     `hcl:"health,block"`
 	Admin     *fileAdmin      `hcl:"admin,block"`
-	State     *fileState      `hcl:"state,block"`
+	State     *statecfg.File  `hcl:"state,block"`
 	Providers []*fileProvider `hcl:"provider,block"`
 	Models    []*fileModel    `hcl:"model,block"`
 	Alerts    []*fileAlert    `hcl:"alert,block"`

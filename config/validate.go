@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 	"github.com/healproxy/healproxy/internal/hclx"
 )
@@ -59,7 +60,8 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
 	}
-	b.state(fc.State, cfg) // state.go
+	st := statecfg.Build(b.Builder, fc.State, cfg.Dir)
+	cfg.StatePath, cfg.Replica, cfg.Shared = st.Path, st.Replica, st.Shared
 
 	cfg.Tracing = tracecfg.Build(b.Builder, fc.Tracing)
 
