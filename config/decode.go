@@ -3,6 +3,7 @@ package config
 import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/healproxy/healproxy/config/corscfg"
 	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 )
@@ -84,7 +85,7 @@ type fileProvider struct {
 	Cache                  *fileCache       `hcl:"cache,block"`
 	AllDown                *fileAllDown     `hcl:"all_down,block"`
 	AllowTrace             *bool            `hcl:"allow_trace,optional"`
-	CORS                   *fileCORS        `hcl:"cors,block"`
+	CORS                   *corscfg.File    `hcl:"cors,block"`
 	IdleTimeout            *string          `hcl:"idle_timeout,optional"`
 	IdleTimeoutRange       hcl.Range        `hcl:"idle_timeout,attr_value_range"`
 	MaxDuration            *string          `hcl:"max_duration,optional"`
@@ -145,12 +146,6 @@ type fileAllDown struct {
 	LastResortRange hcl.Range      `hcl:"last_resort,attr_value_range"`
 	Wait            *string        `hcl:"wait,optional"`
 	WaitRange       hcl.Range      `hcl:"wait,attr_value_range"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
-type fileCORS struct {
-	AllowOrigins hcl.Expression `hcl:"allow_origins,optional"` // required; checked by us to report it once
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

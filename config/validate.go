@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/config/corscfg"
 	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 	"github.com/healproxy/healproxy/internal/hclx"
@@ -175,7 +176,7 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 		p.AllowTrace = *fp.AllowTrace
 	}
 	if fp.CORS != nil {
-		p.CORS = b.cors(fp.CORS, fp.ID)
+		p.CORS = corscfg.Build(b.Builder, fp.CORS, fp.ID)
 	}
 	b.providerBodyTimeouts(fp, &p) // endpoints.go
 	b.routing(fp, &p)              // routingfile.go
@@ -228,7 +229,7 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 // parseUpstream parses an upstream base URL. problem is "" when it is
 // acceptable and never contains the URL.
 func parseUpstream(s string) (u *url.URL, problem string) {
-	u, problem = parseHTTPURL(s)
+	u, problem = hclx.HTTPURL(s)
 	if problem == "" && u.User != nil {
 		return nil, "credentials in the URL are not supported; send them with headers = { … }"
 	}
