@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config/corscfg"
+	"github.com/healproxy/healproxy/config/routecfg"
 	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 )
@@ -262,12 +263,12 @@ type Provider struct {
 	MaxDuration time.Duration
 
 	// Routing (routing.go): all off by default.
-	Balance          string            // BalanceRoundRobin ("", the default) or BalanceLeastLatency
-	Weights          []int             // round robin weights, one per upstream; nil: equal
-	OutlierDetection *OutlierDetection // nil: no ejection against peers
-	Hedge            *Hedge            // nil: no hedging
-	Coalesce         bool              // identical concurrent GET/HEAD share one exchange
-	Quota            *Quota            // nil: quota headers of good answers are not read
+	Balance          string                     // BalanceRoundRobin ("", the default) or BalanceLeastLatency
+	Weights          []int                      // round robin weights, one per upstream; nil: equal
+	OutlierDetection *routecfg.OutlierDetection // nil: no ejection against peers
+	Hedge            *routecfg.Hedge            // nil: no hedging
+	Coalesce         bool                       // identical concurrent GET/HEAD share one exchange
+	Quota            *routecfg.Quota            // nil: quota headers of good answers are not read
 }
 
 // Model is one model backend: a go-plugin subprocess, or OpenAI-compatible

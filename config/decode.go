@@ -4,6 +4,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/healproxy/healproxy/config/corscfg"
+	"github.com/healproxy/healproxy/config/routecfg"
 	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/config/tracecfg"
 )
@@ -92,13 +93,13 @@ type fileProvider struct {
 	MaxDurationRange       hcl.Range        `hcl:"max_duration,attr_value_range"`
 
 	// Routing (routingfile.go).
-	Balance          *string        `hcl:"balance,optional"`
-	BalanceRange     hcl.Range      `hcl:"balance,attr_value_range"`
-	Weights          hcl.Expression `hcl:"weights,optional"`
-	Coalesce         *bool          `hcl:"coalesce,optional"`
-	OutlierDetection *fileOutlier   `hcl:"outlier_detection,block"`
-	Hedge            *fileHedge     `hcl:"hedge,block"`
-	Quota            *fileQuota     `hcl:"quota,block"`
+	Balance          *string               `hcl:"balance,optional"`
+	BalanceRange     hcl.Range             `hcl:"balance,attr_value_range"`
+	Weights          hcl.Expression        `hcl:"weights,optional"`
+	Coalesce         *bool                 `hcl:"coalesce,optional"`
+	OutlierDetection *routecfg.OutlierFile `hcl:"outlier_detection,block"`
+	Hedge            *routecfg.HedgeFile   `hcl:"hedge,block"`
+	Quota            *routecfg.QuotaFile   `hcl:"quota,block"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
