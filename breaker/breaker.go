@@ -276,6 +276,17 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 			if e.cb.Load() != cb { // a replaced breaker finishing old calls
 				return
 			}
+			if to == gobreaker.StateOpen && from == gobreaker.StateHalfOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() &&
+				!(e.forceTrip.Load() && e.forceUntil.Load() != 0) {
+				// A call that passed refusal just before a trip reached
+				// gobreaker after it, past its nanosecond timeout, and was
+				// admitted as a trial while the cooldown is in force: its
+				// failure is no failed recovery trial. The trip, its
+				// cooldown and its reason stand, and the backoff does not
+				// count it again.
+				e.state.Store(int32(to))
+				return
+			}
 			if to == gobreaker.StateOpen {
 				// The end and the reason first, the state last: a reader
 				// that sees the entry open sees this trip's cooldown,
@@ -504,6 +515,15 @@ func (e *Entry) statusAt(now time.Time) Status {
 		}
 		return Degraded // cooldown over: half-open on the next call
 	case gobreaker.StateHalfOpen:
+		// A call that passed refusal just before a trip reaches gobreaker
+		// after it, past its nanosecond timeout, and makes it half-open:
+		// the cooldown is still in force (refusal refuses), so is the status.
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.UnixNano() <= e.cooldownUntil.Load() {
+			return Unavailable
+		}
 		return Degraded
 	}
 	if !e.called.Load() {
@@ -537,7 +557,7 @@ func (e *Entry) BlockedUntil() (time.Time, bool) {
 }
 
 func (e *Entry) CooldownUntil() (time.Time, bool) {
-	if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
+	if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
 		return time.Time{}, false
 	}
 	until := e.cooldownUntil.Load()

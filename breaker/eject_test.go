@@ -1,7 +1,10 @@
 package breaker
 
 import (
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -77,4 +80,45 @@ func TestEjectRefusesHeldAndOpen(t *testing.T) {
 			t.Fatalf("got reason %q; want the trip's own", s.Reason)
 		}
 	})
+}
+
+// Calls that passed the entry's refusal just before an ejection reach
+// gobreaker after it and make it half-open: the entry must still show
+// unavailable and must not count their failures as failed recovery trials
+// (a grown cooldown).
+func TestEjectUnderConcurrentFailures(t *testing.T) {
+	for round := range 10 {
+		e := New("race", Settings{ErrorThreshold: 1 << 30, Cooldown: time.Minute, RecoveryCount: 1,
+			CooldownMultiplier: 2, StablePeriod: time.Hour}, Options{})
+		var wg sync.WaitGroup
+		var n atomic.Int64
+		stop := make(chan struct{})
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						n.Add(1)
+						e.Call(fail)
+					}
+				}
+			})
+		}
+		for n.Load() < 50 {
+			runtime.Gosched()
+		}
+		e.Eject("x")
+		for start := n.Load(); n.Load() < start+200; {
+			runtime.Gosched()
+		}
+		close(stop)
+		wg.Wait()
+		s := e.Snapshot()
+		if s.Status != Unavailable || e.Status() != Unavailable || s.Reason[:11] != "ejected: x;" || e.trips.Load() != 1 {
+			t.Fatalf("round %d: got %v (Status() %v), reason %q, %d trips; want unavailable, ejected, 1 trip",
+				round, s.Status, e.Status(), s.Reason, e.trips.Load())
+		}
+	}
 }

@@ -58,7 +58,7 @@ func (e *Entry) Snapshot() Snapshot {
 		Settings:     s,
 	}
 	state := gobreaker.State(e.state.Load())
-	if until := e.cooldownUntil.Load(); state == gobreaker.StateOpen && now.UnixNano() <= until {
+	if until := e.cooldownUntil.Load(); state != gobreaker.StateClosed && now.UnixNano() <= until { // half-open too: statusAt
 		snap.InCooldown = true
 		if until != math.MaxInt64 { // forced open without an end: no time to show
 			snap.CooldownUntil = time.Unix(0, until)
@@ -71,7 +71,7 @@ func (e *Entry) Snapshot() Snapshot {
 	if !snap.PausedUntil.IsZero() && snap.PausedUntil.After(snap.NextTrialAt) {
 		snap.NextTrialAt = snap.PausedUntil
 	}
-	if state == gobreaker.StateHalfOpen || (state == gobreaker.StateOpen && !snap.InCooldown) {
+	if state != gobreaker.StateClosed && !snap.InCooldown {
 		snap.HalfOpen = true
 		if state == gobreaker.StateHalfOpen {
 			snap.TrialSuccesses = int(e.cb.Load().Counts().ConsecutiveSuccesses)

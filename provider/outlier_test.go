@@ -43,7 +43,7 @@ func outlierProvider(t *testing.T, od *config.OutlierDetection, tweak func(*conf
 		tweak(&pc)
 	}
 	reg := prometheus.NewRegistry()
-	tr := &http.Transport{}
+	tr := &http.Transport{MaxIdleConnsPerHost: 16} // no dial in a latency measured
 	t.Cleanup(tr.CloseIdleConnections)
 	p := New(proxytest.NormalizedProvider(pc), tr, Hooks{}, NewMetrics(reg), proxytest.DiscardLogger(), nil)
 	t.Cleanup(p.StopChecks)
@@ -126,7 +126,6 @@ func TestOutlierEjectionNeverExceedsTheCap(t *testing.T) {
 
 func TestOutlierSlowUpstreamEjectedByLatencyAndBack(t *testing.T) {
 	var slow atomic.Bool
-	slow.Store(true)
 	const delay = 150 * time.Millisecond
 	maybeSlow := func(w http.ResponseWriter, r *http.Request) {
 		if slow.Load() {
@@ -140,6 +139,11 @@ func TestOutlierSlowUpstreamEjectedByLatencyAndBack(t *testing.T) {
 		pc.Health.CooldownMultiplier, pc.Health.StablePeriod = 2, time.Hour
 		pc.Retry.Attempts = 3 // a retryable GET: a recovering upstream gets its trials
 	}, okHandler, maybeSlow, okHandler)
+	send(p, 36) // connections made
+	if got := p.outlier.tick(); len(got) != 0 {
+		t.Fatalf("got ejections %+v; want none while every upstream is fast", got)
+	}
+	slow.Store(true)
 	send(p, 36)
 	got := p.outlier.tick()
 	if len(got) != 1 || got[0].Index != 1 || got[0].Rule != outlier.RuleLatency {
@@ -258,7 +262,7 @@ func TestOutlierReloadKeepsItWorking(t *testing.T) {
 		}
 		okHandler(w, r)
 	}
-	p1, ups, reg := outlierProvider(t, outlierRules(), nil, okHandler, maybeBad, okHandler)
+	p1, _, reg := outlierProvider(t, outlierRules(), nil, okHandler, maybeBad, okHandler)
 	p1.StartChecks()
 	send(p1, 30)
 
@@ -266,7 +270,7 @@ func TestOutlierReloadKeepsItWorking(t *testing.T) {
 	// health, its detector started, the old one stopped
 	pc := p1.Config()
 	od := *pc.OutlierDetection
-	od.Interval = 50 * time.Millisecond
+	od.Interval, od.MinRequests = 100*time.Millisecond, 3 // a few requests per interval, however slow the machine
 	pc.OutlierDetection = &od
 	keep := map[string]*Upstream{}
 	for _, u := range p1.Upstreams {
@@ -284,7 +288,7 @@ func TestOutlierReloadKeepsItWorking(t *testing.T) {
 
 	bad.Store(true)
 	proxytest.Eventually(t, 5*time.Second, "an ejection by the reloaded detector's own loop", func() bool {
-		send(p2, 12)
+		send(p2, 30)
 		return p2.Upstreams[1].Health.Status() == breaker.Unavailable
 	})
 	if s := p2.Upstreams[1].Health.Snapshot(); !strings.HasPrefix(s.Reason, "ejected: failure percentage 100%") {
@@ -293,5 +297,4 @@ func TestOutlierReloadKeepsItWorking(t *testing.T) {
 	if ejectionsTotal(t, reg, outlier.RuleFailurePercentage) != 0 {
 		t.Fatal("the stopped detector ejected")
 	}
-	_ = ups
 }
