@@ -52,7 +52,9 @@ func outlierProvider(t *testing.T, od *config.OutlierDetection, tweak func(*conf
 
 func okHandler(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }
 
-func failHandler(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusInternalServerError) }
+func failHandler(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusInternalServerError)
+}
 
 func slowHandler(d time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
