@@ -185,6 +185,14 @@ func TestRateReloadCountToRateAndBack(t *testing.T) {
 		// and to the rate again, while open: the cooldown stands
 		e.SetSettings(rateSettings(time.Minute))
 		wantStatus(t, e, Unavailable)
+
+		// a rule changed starts an empty window
+		e.Reset()
+		calls(e, 9, fail)
+		e.SetSettings(count)
+		e.SetSettings(rateSettings(time.Minute))
+		calls(e, 1, fail)
+		wantStatus(t, e, Healthy)
 	})
 }
 
