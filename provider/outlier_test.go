@@ -300,3 +300,23 @@ func TestOutlierReloadKeepsItWorking(t *testing.T) {
 		t.Fatal("the stopped detector ejected")
 	}
 }
+
+func TestOutlierEjectionIsAStatusChange(t *testing.T) {
+	var got atomic.Value
+	p, _, _ := outlierProvider(t, outlierRules(), nil, okHandler, failHandler, okHandler)
+	// the hooks as the server gives them: every status change is an event
+	p2 := New(p.Config(), &http.Transport{}, Hooks{Changed: func(id, upstream string, e *breaker.Entry, from, to breaker.Status) {
+		if to == breaker.Unavailable {
+			got.Store(id + " " + upstream + " " + from.String() + "->" + to.String() + ": " + e.Snapshot().Reason)
+		}
+	}}, NewMetrics(prometheus.NewRegistry()), proxytest.DiscardLogger(), nil)
+	t.Cleanup(p2.StopChecks)
+	send(p2, 30)
+	if d := p2.outlier.tick(); len(d) != 1 {
+		t.Fatalf("got ejections %+v; want 1", d)
+	}
+	want := "p " + p2.Upstreams[1].Display + " healthy->unavailable: ejected: failure percentage 100% of 10 requests ≥ 50%"
+	if s, _ := got.Load().(string); !strings.HasPrefix(s, want) {
+		t.Fatalf("got change %q; want it to start with %q", s, want)
+	}
+}
