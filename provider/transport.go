@@ -631,7 +631,8 @@ func (p *Provider) writeBudget() time.Duration {
 	return n*p.timeout + n*p.retry.MaxBackoff() + p.allDownWait + time.Minute
 }
 
-// StartChecks starts the provider's active health checks, if it has any.
+// StartChecks starts the provider's active health checks and its outlier
+// detection, if it has them.
 func (p *Provider) StartChecks() {
 	if p.checker != nil {
 		p.checker.start()
