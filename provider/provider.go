@@ -54,6 +54,8 @@ type Provider struct {
 	// query strings and values, its injected header values; scrubbed from
 	// every error message (Provider.classify) and URL header it answers.
 	secrets *redact.Scrubber
+
+	outlier *outlierDetector // nil: no outlier detection (outlier.go)
 }
 
 // Hooks tell the server what happens to a provider's upstreams.
@@ -76,6 +78,7 @@ type Upstream struct {
 	drain   atomic.Pointer[DrainInfo] // an operator's drain, see operator.go
 	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
 	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
+	outlier *outlierRecorder          // this interval's results for outlier detection; nil: off (outlier.go)
 }
 
 // New builds a provider. An upstream found in keep (by its full
@@ -145,6 +148,7 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 	if pc.HealthCheck != nil {
 		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
 	}
+	p.outlier = newOutlierDetector(p, pc.OutlierDetection, m, errLog)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &providerTransport{p: p, base: base},

@@ -319,7 +319,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		p.tracer.Inject(actx, req.Header) // the upstream continues this trace
 		defer func() { span.EndAttempt(attemptResult(resp, err, refused, u)) }()
 	}
-	callErr := u.Health.Call(func() (time.Duration, error) {
+	callErr := u.Health.Call(u.observed(func() (time.Duration, error) { // observed: outlier detection (outlier.go)
 		start := time.Now()
 		r, at, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
@@ -407,7 +407,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			keep() // the failure answer passes through
 		}
 		return latency, f
-	})
+	}))
 	switch callErr {
 	case breaker.ErrCooldown, breaker.ErrTrialsBusy, breaker.ErrHeld, breaker.ErrPaused:
 		return nil, nil, true
@@ -631,11 +631,13 @@ func (p *Provider) writeBudget() time.Duration {
 	return n*p.timeout + n*p.retry.MaxBackoff() + p.allDownWait + time.Minute
 }
 
-// StartChecks starts the provider's active health checks, if it has any.
+// StartChecks starts the provider's active health checks and its outlier
+// detection, if it has them.
 func (p *Provider) StartChecks() {
 	if p.checker != nil {
 		p.checker.start()
 	}
+	p.outlier.start()
 }
 
 // StopChecks stops them and waits.
@@ -643,6 +645,7 @@ func (p *Provider) StopChecks() {
 	if p.checker != nil {
 		p.checker.stop()
 	}
+	p.outlier.stop()
 }
 
 // hasAllDownFallback: with every upstream out, something may still answer
