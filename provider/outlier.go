@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/healproxy/healproxy/breaker"
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/routecfg"
 	"github.com/healproxy/healproxy/internal/outlier"
 )
 
@@ -33,7 +33,7 @@ type outlierRecorder = outlier.Recorder
 // outlierDetector runs the outlier detection of one provider.
 type outlierDetector struct {
 	p   *Provider
-	cfg config.OutlierDetection
+	cfg routecfg.OutlierDetection
 	m   *outlierMetrics // nil without metrics
 	log *slog.Logger
 
@@ -47,7 +47,7 @@ type outlierDetector struct {
 // newOutlierDetector gives each upstream of p a recorder and returns the
 // detector comparing them under cfg; nil when cfg is nil (off). cfg is
 // normalized (config.Normalize).
-func newOutlierDetector(p *Provider, cfg *config.OutlierDetection, m *Metrics, logger *slog.Logger) *outlierDetector {
+func newOutlierDetector(p *Provider, cfg *routecfg.OutlierDetection, m *Metrics, logger *slog.Logger) *outlierDetector {
 	if cfg == nil {
 		return nil
 	}
@@ -56,7 +56,7 @@ func newOutlierDetector(p *Provider, cfg *config.OutlierDetection, m *Metrics, l
 	}
 	d := &outlierDetector{p: p, cfg: *cfg, log: logger.With(slog.String("provider", p.ID))}
 	if d.cfg.Interval <= 0 {
-		d.cfg.Interval = config.DefaultOutlierInterval
+		d.cfg.Interval = routecfg.DefaultOutlierInterval
 	}
 	if m != nil {
 		d.m = m.outlier

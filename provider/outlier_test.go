@@ -12,14 +12,15 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/routecfg"
 	"github.com/healproxy/healproxy/internal/outlier"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
 // outlierRules: every rule on, judged from 10 requests, at most half of
 // the upstreams out.
-func outlierRules() *config.OutlierDetection {
-	return &config.OutlierDetection{Interval: time.Hour, MinRequests: 10, FailurePercentage: 50,
+func outlierRules() *routecfg.OutlierDetection {
+	return &routecfg.OutlierDetection{Interval: time.Hour, MinRequests: 10, FailurePercentage: 50,
 		SuccessRateStdev: 1.9, LatencyFactor: 3, MaxEjectionPercent: 50}
 }
 
@@ -27,7 +28,7 @@ func outlierRules() *config.OutlierDetection {
 // od, a health block that never trips on its own (threshold 10000) and no
 // retries unless tweak says otherwise. The detector's loop is not started:
 // tests call tick.
-func outlierProvider(t *testing.T, od *config.OutlierDetection, tweak func(*config.Provider), handlers ...http.HandlerFunc) (*Provider, []*proxytest.Upstream, *prometheus.Registry) {
+func outlierProvider(t *testing.T, od *routecfg.OutlierDetection, tweak func(*config.Provider), handlers ...http.HandlerFunc) (*Provider, []*proxytest.Upstream, *prometheus.Registry) {
 	t.Helper()
 	var ups []*proxytest.Upstream
 	var urls []string

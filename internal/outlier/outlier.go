@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/routecfg"
 )
 
 // Latency histogram: 8 buckets per power of two of microseconds, from
@@ -146,7 +146,7 @@ type Decision struct {
 //   - or its p90 latency is more than LatencyFactor times the median of
 //     the p90 of the other upstreams with MinRequests (if > 0, with at
 //     least two of them).
-func Detect(cfg config.OutlierDetection, ups []Upstream) []Decision {
+func Detect(cfg routecfg.OutlierDetection, ups []Upstream) []Decision {
 	minReq := int64(max(cfg.MinRequests, 1))
 	var judged []int
 	unavailable := 0

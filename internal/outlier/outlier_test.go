@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/routecfg"
 )
 
-func rules() config.OutlierDetection {
-	return config.OutlierDetection{Interval: 10 * time.Second, MinRequests: 20, FailurePercentage: 50,
+func rules() routecfg.OutlierDetection {
+	return routecfg.OutlierDetection{Interval: 10 * time.Second, MinRequests: 20, FailurePercentage: 50,
 		SuccessRateStdev: 1.9, LatencyFactor: 3, MaxEjectionPercent: 50}
 }
 
@@ -72,7 +72,7 @@ func TestDetect(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name     string
-		cfg      func(*config.OutlierDetection)
+		cfg      func(*routecfg.OutlierDetection)
 		ups      []Upstream
 		want     []int
 		rule     string
@@ -82,27 +82,27 @@ func TestDetect(t *testing.T) {
 			want: []int{1}, rule: RuleFailurePercentage, inReason: "failure percentage 60% of 100 requests ≥ 50%"},
 		{name: "below the failure percentage", ups: []Upstream{up(100, 0, ms), up(100, 49, ms)}},
 		{name: "below min_requests", ups: []Upstream{up(100, 0, ms), up(19, 19, ms)}},
-		{name: "success rate with three", cfg: func(c *config.OutlierDetection) { c.FailurePercentage = 0 },
+		{name: "success rate with three", cfg: func(c *routecfg.OutlierDetection) { c.FailurePercentage = 0 },
 			ups:  []Upstream{up(100, 0, ms), up(100, 1, ms), up(100, 0, ms), up(100, 2, ms), up(100, 30, ms)},
 			want: []int{4}, rule: RuleSuccessRate, inReason: "success rate 70% of 100 requests < peers' mean 93.4% − 1.9 × stdev"},
-		{name: "success rate needs three", cfg: func(c *config.OutlierDetection) { c.FailurePercentage = 0 },
+		{name: "success rate needs three", cfg: func(c *routecfg.OutlierDetection) { c.FailurePercentage = 0 },
 			ups: []Upstream{up(100, 0, ms), up(100, 30, ms), up(10, 0, ms)}},
 		{name: "latency", ups: []Upstream{up(100, 0, 12*ms), up(100, 0, 310*ms), up(100, 0, 10*ms), up(100, 0, 14*ms)},
 			want: []int{1}, rule: RuleLatency, inReason: "p90 latency 310ms > 3 × peers' median 12ms"},
 		{name: "latency needs two others", ups: []Upstream{up(100, 0, 12*ms), up(100, 0, 310*ms), up(5, 0, 10*ms)}},
 		{name: "latency within the factor", ups: []Upstream{up(100, 0, 12*ms), up(100, 0, 35*ms), up(100, 0, 12*ms)}},
-		{name: "latency off", cfg: func(c *config.OutlierDetection) { c.LatencyFactor = 0 },
+		{name: "latency off", cfg: func(c *routecfg.OutlierDetection) { c.LatencyFactor = 0 },
 			ups: []Upstream{up(100, 0, 12*ms), up(100, 0, 310*ms), up(100, 0, 12*ms)}},
 		{name: "cap: 4 upstreams, 3 bad, 50% → the 2 worst", ups: []Upstream{up(100, 70, ms), up(100, 0, ms), up(100, 90, ms), up(100, 80, ms)},
 			want: []int{2, 3}, rule: RuleFailurePercentage},
 		{name: "cap counts the unavailable", ups: []Upstream{up(100, 70, ms), {Unavailable: true}, up(100, 90, ms), up(100, 0, ms)},
 			want: []int{2}, rule: RuleFailurePercentage},
 		{name: "cap reached", ups: []Upstream{up(100, 70, ms), {Unavailable: true}, {Unavailable: true}, up(100, 0, ms)}},
-		{name: "one always serves", cfg: func(c *config.OutlierDetection) { c.MaxEjectionPercent = 100 },
+		{name: "one always serves", cfg: func(c *routecfg.OutlierDetection) { c.MaxEjectionPercent = 100 },
 			ups: []Upstream{up(100, 70, ms), up(100, 90, ms)}, want: []int{1}, rule: RuleFailurePercentage},
-		{name: "a single upstream", cfg: func(c *config.OutlierDetection) { c.MaxEjectionPercent = 100 },
+		{name: "a single upstream", cfg: func(c *routecfg.OutlierDetection) { c.MaxEjectionPercent = 100 },
 			ups: []Upstream{up(100, 100, ms)}},
-		{name: "failures before latency", cfg: func(c *config.OutlierDetection) { c.MaxEjectionPercent = 25 },
+		{name: "failures before latency", cfg: func(c *routecfg.OutlierDetection) { c.MaxEjectionPercent = 25 },
 			ups:  []Upstream{up(100, 0, 12*ms), up(100, 0, 900*ms), up(100, 0, 12*ms), up(100, 60, 12*ms)},
 			want: []int{3}, rule: RuleFailurePercentage},
 	}
