@@ -273,6 +273,7 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		return 0, false
 	}
 	best, bestRank, candidates := -1, 3, 0
+	var set uint64 // the upstreams of the best rank, for a balancer
 	for k := range n {
 		i := int((start + uint32(k)) % uint32(n))
 		if tried&(1<<i) != 0 {
@@ -297,10 +298,19 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 			}
 			rank = 2
 		}
+		if rank == 0 && u.quota != nil && p.steered(u) {
+			rank = 1 // its quota runs low: after healthy peers (quota.go)
+		}
 		candidates++
 		if rank < bestRank {
-			best, bestRank = i, rank
+			best, bestRank, set = i, rank, 0
 		}
+		if rank == bestRank {
+			set |= 1 << i
+		}
+	}
+	if p.balancer != nil && set&(set-1) != 0 { // least_latency or weights, among two or more
+		best = p.balancer.choose(set)
 	}
 	return best, candidates > 1
 }
@@ -320,6 +330,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		defer func() { span.EndAttempt(attemptResult(resp, err, refused, u)) }()
 	}
 	callErr := u.Health.Call(func() (time.Duration, error) {
+		if u.ewma != nil {
+			u.ewma.Begin() // least_latency: in flight until observeLatency
+		}
 		start := time.Now()
 		r, at, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
@@ -329,6 +342,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			}
 		}
 		latency := time.Since(start)
+		if u.ewma != nil {
+			t.observeLatency(u, req, cb, rtErr, latency)
+		}
 		cancel := at.end // nil-safe: the lean client has no context to end
 		if rtErr != nil {
 			cancel()
@@ -361,6 +377,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
+		if u.quota != nil && r.StatusCode != http.StatusTooManyRequests {
+			p.observeQuota(u, r.Header)
+		}
 		keep := func() { // the answer goes to the client
 			if r.StatusCode == http.StatusSwitchingProtocols {
 				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is

@@ -106,24 +106,18 @@ func (e *EWMA) Cost(now time.Time) float64 {
 }
 
 // PeakEWMA chooses between upstreams by their EWMA cost, the better of
-// two random candidates. Its EWMAs are the caller's (one per upstream,
-// index i for bit i).
+// two random candidates. Its EWMAs are the caller's, one per upstream
+// (index i for bit i), so that an upstream kept across a reload keeps
+// its estimate.
 type PeakEWMA struct {
 	upstreams []*EWMA
 }
 
-// NewPeakEWMA balances over n upstreams, each starting at DefaultRTT at now.
-func NewPeakEWMA(n int, decay time.Duration, now time.Time) *PeakEWMA {
-	b := &PeakEWMA{upstreams: make([]*EWMA, n)}
-	for i := range b.upstreams {
-		b.upstreams[i] = NewEWMA(decay, now)
-	}
-	return b
+// NewPeakEWMA balances over the upstreams whose estimates are given; none
+// may be nil.
+func NewPeakEWMA(upstreams []*EWMA) *PeakEWMA {
+	return &PeakEWMA{upstreams: upstreams}
 }
-
-// Upstream is upstream i's estimate, for Begin and Observe around its
-// requests.
-func (b *PeakEWMA) Upstream(i int) *EWMA { return b.upstreams[i] }
 
 // Pick chooses among the candidates (bit i: upstream i) at now: the one
 // of lower cost of two distinct random candidates, the single one if

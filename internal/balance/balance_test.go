@@ -8,6 +8,15 @@ import (
 
 var t0 = time.Unix(1_800_000_000, 0)
 
+// newPeak is a PeakEWMA over n new estimates at t0.
+func newPeak(n int) *PeakEWMA {
+	es := make([]*EWMA, n)
+	for i := range es {
+		es[i] = NewEWMA(0, t0)
+	}
+	return NewPeakEWMA(es)
+}
+
 // TestEWMAPeakThenDecay: a latency above the average replaces it at once;
 // lower ones and idle time bring it down with the time constant.
 func TestEWMAPeakThenDecay(t *testing.T) {
@@ -63,10 +72,10 @@ func TestEWMACostCountsInFlight(t *testing.T) {
 // TestPeakEWMAPrefersTheFaster: with two candidates, the cheaper wins
 // every time; with three, the slowest is never chosen.
 func TestPeakEWMAPrefersTheFaster(t *testing.T) {
-	b := NewPeakEWMA(3, 0, t0)
+	b := newPeak(3)
 	for i, rtt := range []time.Duration{40 * time.Millisecond, 50 * time.Millisecond, 300 * time.Millisecond} {
-		b.Upstream(i).Begin()
-		b.Upstream(i).Observe(rtt, t0)
+		b.upstreams[i].Begin()
+		b.upstreams[i].Observe(rtt, t0)
 	}
 	counts := [3]int{}
 	for range 3000 {
@@ -83,7 +92,7 @@ func TestPeakEWMAPrefersTheFaster(t *testing.T) {
 	}
 	// In flight counts: upstream 0 busy with three requests costs 160ms.
 	for range 3 {
-		b.Upstream(0).Begin()
+		b.upstreams[0].Begin()
 	}
 	if got := b.Pick(0b011, t0); got != 1 {
 		t.Errorf("with upstream 0 busy: Pick = %d; want 1", got)
@@ -92,7 +101,7 @@ func TestPeakEWMAPrefersTheFaster(t *testing.T) {
 
 // TestPeakEWMAOnlyCandidates: never a non-candidate; -1 for none.
 func TestPeakEWMAOnlyCandidates(t *testing.T) {
-	b := NewPeakEWMA(4, 0, t0)
+	b := newPeak(4)
 	if got := b.Pick(0, t0); got != -1 {
 		t.Errorf("Pick(0) = %d; want -1", got)
 	}
@@ -161,7 +170,7 @@ func TestSmoothWeightedCandidatesOnly(t *testing.T) {
 
 // TestPickNoAllocs: picking allocates nothing.
 func TestPickNoAllocs(t *testing.T) {
-	b := NewPeakEWMA(3, 0, t0)
+	b := newPeak(3)
 	w := NewSmoothWeighted([]int{3, 1, 1})
 	if a := testing.AllocsPerRun(1000, func() { b.Pick(0b111, t0) }); a != 0 {
 		t.Errorf("PeakEWMA.Pick allocates %v times; want 0", a)
@@ -172,7 +181,7 @@ func TestPickNoAllocs(t *testing.T) {
 }
 
 func BenchmarkPeakEWMAPick(b *testing.B) {
-	p := NewPeakEWMA(3, 0, t0)
+	p := newPeak(3)
 	b.ReportAllocs()
 	for b.Loop() {
 		p.Pick(0b111, t0)
