@@ -63,6 +63,7 @@ func TestLeastLatencyAvoidsTheSlowUpstream(t *testing.T) {
 	p, url, _ := serveProvider(t, pc, nil)
 	const n = 60
 	getN(t, url+"/x", n)
+	t.Logf("requests: fast %d, slow %d, fast %d", fast1.Hits.Load(), slow.Hits.Load(), fast2.Hits.Load())
 	if got := slow.Hits.Load(); got > n/10 {
 		t.Errorf("the 100ms upstream got %d of %d requests; want at most %d (fast ones: %d, %d)",
 			got, n, n/10, fast1.Hits.Load(), fast2.Hits.Load())
