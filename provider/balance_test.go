@@ -182,3 +182,25 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// TestLatencyKeptOnReload: an upstream kept by a reload keeps its latency
+// estimate; a provider that does not balance by latency has none.
+func TestLatencyKeptOnReload(t *testing.T) {
+	pc := proxytest.Provider(t, "p", "http://a.test", "http://b.test")
+	pc.Balance = config.BalanceLeastLatency
+	pc = proxytest.NormalizedProvider(pc)
+	m := NewMetrics(prometheus.NewRegistry())
+	old := New(pc, http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), nil)
+	p := New(pc, http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), map[string]*Upstream{"http://a.test": old.Upstreams[0]})
+	if p.Upstreams[0].ewma != old.Upstreams[0].ewma {
+		t.Error("the kept upstream lost its latency estimate")
+	}
+	if p.Upstreams[1].ewma == nil || p.Upstreams[1].ewma == old.Upstreams[1].ewma {
+		t.Error("the new upstream has no estimate of its own")
+	}
+	pc.Balance = ""
+	rr := New(pc, http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), nil)
+	if _, _, ok := rr.Upstreams[0].Latency(); ok || rr.balancer != nil {
+		t.Error("round robin measures latency")
+	}
+}
