@@ -298,7 +298,7 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 			}
 			rank = 2
 		}
-		if rank == 0 && u.quota != nil && p.steered(u) {
+		if p.quotaClock != nil && rank == 0 && p.steered(u) {
 			rank = 1 // its quota runs low: after healthy peers (quota.go)
 		}
 		candidates++
