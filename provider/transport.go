@@ -263,7 +263,10 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 // tried ones; -1 when none is left. more says whether another candidate
 // would remain after this one. For a retryable request a degraded upstream
 // is given one pick in degradedShare while healthy ones exist, so that it
-// can prove itself (its failure is then hidden by a retry).
+// can prove itself (its failure is then hidden by a retry). A healthy
+// upstream whose quota runs low ranks as degraded (quota.go). Among the
+// upstreams of the best rank the first in round-robin order from start
+// is chosen, or the provider's balancer chooses (balance.go).
 func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) {
 	n := len(p.Upstreams)
 	if n == 1 {
