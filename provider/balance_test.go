@@ -204,3 +204,25 @@ func TestLatencyKeptOnReload(t *testing.T) {
 		t.Error("round robin measures latency")
 	}
 }
+
+// TestPickNoAllocs: choosing an upstream allocates nothing, whatever the
+// policy, with quota steering on.
+func TestPickNoAllocs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(*config.Provider)
+	}{
+		{"round_robin", func(*config.Provider) {}},
+		{"weights", func(pc *config.Provider) { pc.Weights = []int{3, 1, 1} }},
+		{"least_latency", func(pc *config.Provider) { pc.Balance = config.BalanceLeastLatency }},
+		{"quota", func(pc *config.Provider) { pc.Quota = &config.Quota{Reserve: 0.1} }},
+	} {
+		pc := proxytest.Provider(t, "p", "http://a.test", "http://b.test", "http://c.test")
+		tc.set(&pc)
+		pc = proxytest.NormalizedProvider(pc)
+		p := New(pc, http.DefaultTransport, Hooks{}, NewMetrics(prometheus.NewRegistry()), proxytest.DiscardLogger(), nil)
+		if a := testing.AllocsPerRun(1000, func() { p.pick(p.rr.Add(1), 0, true) }); a != 0 {
+			t.Errorf("%s: pick allocates %v times; want 0", tc.name, a)
+		}
+	}
+}
