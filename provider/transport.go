@@ -276,6 +276,7 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		return 0, false
 	}
 	best, bestRank, candidates := -1, 3, 0
+	steer, bal := p.quotaClock != nil, p.balancer != nil
 	var set uint64 // the upstreams of the best rank, for a balancer
 	for k := range n {
 		i := int((start + uint32(k)) % uint32(n))
@@ -301,18 +302,18 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 			}
 			rank = 2
 		}
-		if p.quotaClock != nil && rank == 0 && p.steered(u) {
+		if steer && rank == 0 && p.steered(u) {
 			rank = 1 // its quota runs low: after healthy peers (quota.go)
 		}
 		candidates++
 		if rank < bestRank {
 			best, bestRank, set = i, rank, 0
 		}
-		if rank == bestRank {
+		if bal && rank == bestRank {
 			set |= 1 << i
 		}
 	}
-	if p.balancer != nil && set&(set-1) != 0 { // least_latency or weights, among two or more
+	if bal && set&(set-1) != 0 { // least_latency or weights, among two or more
 		best = p.balancer.choose(set)
 	}
 	return best, candidates > 1
