@@ -3,6 +3,7 @@ package provider
 import (
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,17 +91,20 @@ func TestLeastLatencyCountsInFlight(t *testing.T) {
 	_, url, _ := serveProvider(t, pc, nil)
 	const n = 20
 	done := make(chan struct{}, n)
+	var answered atomic.Int64
 	for i := range n {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			resp, err := http.Get(url + "/x")
 			if err == nil {
 				resp.Body.Close()
+				answered.Add(1)
 			}
 		}()
-		// the request is answered (idle) or held (busy) before the next
+		// the request is answered (idle: its attempt has ended) or held
+		// (busy) before the next
 		proxytest.Eventually(t, 5*time.Second, "request answered or held", func() bool {
-			return idle.Hits.Load()+busy.InFlight.Load() == int64(i+1)
+			return answered.Load()+busy.InFlight.Load() == int64(i+1)
 		})
 	}
 	if got := busy.Hits.Load(); got > 1 {
