@@ -26,6 +26,7 @@ type Metrics struct {
 	// is not the upstream's (clienterrors.go): never counted in health.
 	notUpstream *prometheus.CounterVec
 	outlier     *outlierMetrics // outlier.go
+	quota       *quotaMetrics   // rate-limit steering (quota.go)
 }
 
 // NewMetrics makes the provider metrics and registers them on reg.
@@ -60,6 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.requests, m.latency, m.healthChecks, m.retryBudgetExhausted, m.allDown, m.notUpstream)
 	m.outlier = newOutlierMetrics(reg)
+	m.quota = newQuotaMetrics(reg)
 	return m
 }
 
@@ -74,6 +76,7 @@ func (m *Metrics) Forget(provider, upstream string) {
 	m.latency.DeletePartialMatch(l)
 	m.healthChecks.DeletePartialMatch(l)
 	m.outlier.forget(l)
+	m.quota.forget(l)
 }
 
 // upstreamMetrics are one upstream's resolved metrics.

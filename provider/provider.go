@@ -15,6 +15,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/balance"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -55,7 +56,9 @@ type Provider struct {
 	// every error message (Provider.classify) and URL header it answers.
 	secrets *redact.Scrubber
 
-	outlier *outlierDetector // nil: no outlier detection (outlier.go)
+	outlier    *outlierDetector // nil: no outlier detection (outlier.go)
+	balancer   *balancer        // nil: plain round robin (balance.go)
+	quotaClock func() time.Time // nil: no quota block (quota.go)
 }
 
 // Hooks tell the server what happens to a provider's upstreams.
@@ -79,6 +82,8 @@ type Upstream struct {
 	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
 	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
 	outlier *outlierRecorder          // this interval's results for outlier detection; nil: off (outlier.go)
+	ewma    *balance.EWMA             // latency estimate; nil unless least_latency (balance.go)
+	quota   *upstreamQuota            // announced quota; nil unless a quota block (quota.go)
 }
 
 // New builds a provider. An upstream found in keep (by its full
@@ -129,6 +134,8 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 		up.metrics = m.forUpstream(p.ID, up.Display)
 		p.Upstreams = append(p.Upstreams, up)
 	}
+	p.initBalance(pc, keep)
+	p.initQuota(pc)
 	if lr := pc.AllDown.LastResort; lr != nil {
 		up := newUpstream(p, lr)
 		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", breaker.SettingsOf(pc.Health), breaker.Options{})

@@ -23,6 +23,7 @@ targets=(
 	"./proxy/ FuzzRestoreEntry"
 	"./internal/h1/ FuzzLeanClient"
 	"./internal/sse/ FuzzReader"
+	"./internal/quota/ FuzzParse"
 )
 parallel=()
 if [[ -n "${FUZZPARALLEL:-}" ]]; then
