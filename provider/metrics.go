@@ -25,6 +25,7 @@ type Metrics struct {
 	// notUpstream counts provider requests that failed for a cause that
 	// is not the upstream's (clienterrors.go): never counted in health.
 	notUpstream *prometheus.CounterVec
+	hedging     *hedgingMetrics // hedge.go
 }
 
 // NewMetrics makes the provider metrics and registers them on reg.
@@ -58,6 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider", "cause"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.healthChecks, m.retryBudgetExhausted, m.allDown, m.notUpstream)
+	m.hedging = newHedgingMetrics(reg)
 	return m
 }
 
@@ -71,6 +73,9 @@ func (m *Metrics) Forget(provider, upstream string) {
 	m.requests.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
 	m.healthChecks.DeletePartialMatch(l)
+	if upstream == "" {
+		m.hedging.forget(provider)
+	}
 }
 
 // upstreamMetrics are one upstream's resolved metrics.
