@@ -37,9 +37,12 @@ type Latencies struct {
 	slotNanos  int64
 	slots      [numSlots]latencySlot
 
-	// The last estimate, recomputed at most once per slot.
+	// The last estimate, recomputed at most once per slot, or, while
+	// there were too few samples, once per new observation.
 	cachedSlot atomic.Int64 // the slot number it was computed in; -1 for none
 	cached     atomic.Int64 // nanoseconds; 0: not enough samples
+	cachedSeen atomic.Int64 // seen when it was computed
+	seen       atomic.Int64 // observations ever
 }
 
 type latencySlot struct {
@@ -71,6 +74,7 @@ func (l *Latencies) Observe(d time.Duration, now time.Time) {
 	s := l.slot(now.UnixNano() / l.slotNanos)
 	s.buckets[bucket(d)].Add(1)
 	s.n.Add(1)
+	l.seen.Add(1)
 }
 
 // slot is the slot for number id, emptied first when it last counted
@@ -91,9 +95,11 @@ func (l *Latencies) slot(id int64) *latencySlot {
 // while the window holds fewer than MinSamples observations.
 func (l *Latencies) Quantile(now time.Time) (d time.Duration, ok bool) {
 	cur := now.UnixNano() / l.slotNanos
+	seen := l.seen.Load()
 	if l.cachedSlot.Load() == cur {
-		c := l.cached.Load()
-		return time.Duration(c), c > 0
+		if c := l.cached.Load(); c > 0 || l.cachedSeen.Load() == seen {
+			return time.Duration(c), c > 0
+		}
 	}
 	var counts [numBuckets]uint32
 	var n int64
@@ -119,6 +125,7 @@ func (l *Latencies) Quantile(now time.Time) (d time.Duration, ok bool) {
 		}
 	}
 	l.cached.Store(est)
+	l.cachedSeen.Store(seen)
 	l.cachedSlot.Store(cur)
 	return time.Duration(est), est > 0
 }
