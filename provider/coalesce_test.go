@@ -33,7 +33,7 @@ func coalesceServer(t *testing.T, up *proxytest.Upstream) (*Provider, *coalesce.
 	t.Cleanup(ts.Close)
 	client := &http.Client{Transport: &closingTransport{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, also: tr}}
 	t.Cleanup(client.CloseIdleConnections)
-	return p, p.coalesce.(*coalesce.Handler), ts.URL + "/providers/p", reg, client
+	return p, p.coalesce, ts.URL + "/providers/p", reg, client
 }
 
 // closingTransport closes the idle connections of another transport with

@@ -15,6 +15,7 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/coalesce"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -47,10 +48,10 @@ type Provider struct {
 	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
-	lastResort   *Upstream    // nil: none; not among Upstreams
-	checker      *checker     // nil: no active health checks
-	hedge        *hedger      // nil: no hedging (hedge.go)
-	coalesce     http.Handler // nil: no coalescing (coalesce.go)
+	lastResort   *Upstream         // nil: none; not among Upstreams
+	checker      *checker          // nil: no active health checks
+	hedge        *hedger           // nil: no hedging (hedge.go)
+	coalesce     *coalesce.Handler // nil: no coalescing (coalesce.go)
 
 	// secrets are the values this provider must never show: its upstreams'
 	// query strings and values, its injected header values; scrubbed from
