@@ -88,7 +88,7 @@ func (h *hedger) observe(d time.Duration) {
 // gets a context of its own under the request's; the taken answer's ends
 // when its body is closed, the other's at once. An attempt still running
 // when hedged returns delivers to nobody: its answer is closed.
-func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, body []byte, retryLater bool, n int, start uint32, tried uint64) (resp *http.Response, err error, refused bool, h int) {
+func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, body []byte, retryLater bool, n int, start uint32, tried uint64) (resp *http.Response, h int, err error, refused bool) {
 	p := t.p
 	hg := p.hedge
 	u := p.Upstreams[i]
@@ -99,7 +99,7 @@ func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, bod
 		if !refused && !notUpstream(err) {
 			hg.observe(time.Since(began))
 		}
-		return resp, err, refused, -1
+		return resp, -1, err, refused
 	}
 	run := &hedgeRun{results: make(chan hedgeResult, 2)}
 	defer run.abandon()
@@ -155,7 +155,7 @@ func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, bod
 				if failed != nil {
 					failed.discard()
 				}
-				return r.taken(), nil, false, h
+				return r.taken(), h, nil, false
 			case other && !(r.which == 0 && wait != nil):
 				// refused or failed while the other runs: wait for it
 				if r.refused {
@@ -180,9 +180,9 @@ func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, bod
 			}
 			if r.refused {
 				r.cancel()
-				return nil, nil, true, h
+				return nil, h, nil, true
 			}
-			return r.taken(), r.err, false, h
+			return r.taken(), h, r.err, false
 		}
 	}
 }

@@ -115,7 +115,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		var refused bool
 		if hedge {
 			var h int
-			resp, err, refused, h = t.hedged(i, req, cb, body, retryLater, attempts+1, start, tried)
+			resp, h, err, refused = t.hedged(i, req, cb, body, retryLater, attempts+1, start, tried)
 			if h >= 0 {
 				tried |= 1 << h
 			}

@@ -18,7 +18,7 @@ func TestBuckets(t *testing.T) {
 			t.Errorf("%v: bucket %d is [%v, %v); want d inside, at most 12.5%% wide", d, b, lo, up)
 		}
 	}
-	if b := bucket(time.Duration(1<<62)); b != numBuckets-1 {
+	if b := bucket(time.Duration(1 << 62)); b != numBuckets-1 {
 		t.Errorf("a huge latency is in bucket %d; want the last, %d", b, numBuckets-1)
 	}
 	if b := bucket(-time.Second); b != 0 {
