@@ -252,7 +252,7 @@ func TestCoalesceAllClientsLeave(t *testing.T) {
 			}
 		})
 	}
-	proxytest.Eventually(t, 5*time.Second, "3 clients", func() bool { return co.Clients() == 3 })
+	proxytest.Eventually(t, 5*time.Second, "3 clients and the exchange", func() bool { return co.Clients() == 3 && up.Hits.Load() == 1 })
 	cancel()
 	wg.Wait()
 	select {

@@ -333,3 +333,26 @@ func TestHedgeClientGone(t *testing.T) {
 	}
 	waitHedgeGoroutines(t, s, before)
 }
+
+// TestHedgeAdmit: an upgrade is never hedged; other requests are, and
+// count among the budget's requests.
+func TestHedgeAdmit(t *testing.T) {
+	hg := newHedger("p", config.Hedge{After: time.Millisecond, MaxExtra: 0.5, Window: 10 * time.Second}, NewMetrics(prometheus.NewRegistry()))
+	up := httptest.NewRequest("GET", "/providers/p/ws", nil)
+	up.Header.Set("Upgrade", "websocket")
+	if hg.admit(up) {
+		t.Error("an upgrade request was admitted for hedging")
+	}
+	for range 40 {
+		if !hg.admit(httptest.NewRequest("GET", "/providers/p/x", nil)) {
+			t.Fatal("a GET was not admitted for hedging")
+		}
+	}
+	n := 0
+	for hg.budget.Take() && n < 1000 {
+		n++
+	}
+	if n != 20 {
+		t.Errorf("the budget allowed %d hedges after 40 requests at max_extra 0.5; want 20", n)
+	}
+}
