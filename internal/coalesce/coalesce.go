@@ -342,6 +342,12 @@ func (c *call) minOffLocked() int64 {
 
 // write adds p to the body, once the slowest readers are within MaxLag.
 func (c *call) write(p []byte) (int, error) {
+	unjoin := false
+	defer func() { // after the unlock: the handler's lock comes first
+		if unjoin {
+			c.h.remove(c)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
@@ -372,8 +378,7 @@ func (c *call) write(p []byte) (int, error) {
 	c.buf = append(c.buf, p...)
 	c.total += int64(len(p))
 	if c.joinable && c.total > int64(c.h.opts.JoinWindow) {
-		c.joinable = false
-		go c.h.remove(c) // not under c.mu: the handler's lock comes first
+		c.joinable, unjoin = false, true
 	}
 	if !c.joinable {
 		if m := c.minOffLocked(); m > c.start {
