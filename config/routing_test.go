@@ -148,10 +148,11 @@ func TestRoutingRejections(t *testing.T) {
 		},
 		{
 			name: "hedge",
-			src:  prov("  hedge {\n    after = \"p100\"\n    max_extra = 0\n  }\n"),
+			src:  prov("  hedge {\n    after = \"p100\"\n    max_extra = 0\n    window = \"2m\"\n  }\n"),
 			want: []string{
 				`x.hcl:4:13: Invalid after; "p100" is neither a percentile of recent latencies such as "p95" nor a duration > 0 such as "200ms".`,
 				`x.hcl:5:17: Invalid max_extra;`,
+				`x.hcl:6:14: Invalid window; "2m" is longer than the maximum, 1m0s.`,
 			},
 		},
 		{

@@ -27,6 +27,7 @@ type Metrics struct {
 	notUpstream *prometheus.CounterVec
 	outlier     *outlierMetrics // outlier.go
 	quota       *quotaMetrics   // rate-limit steering (quota.go)
+	hedging     *hedgingMetrics // hedge.go
 }
 
 // NewMetrics makes the provider metrics and registers them on reg.
@@ -62,6 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.requests, m.latency, m.healthChecks, m.retryBudgetExhausted, m.allDown, m.notUpstream)
 	m.outlier = newOutlierMetrics(reg)
 	m.quota = newQuotaMetrics(reg)
+	m.hedging = newHedgingMetrics(reg)
 	return m
 }
 
@@ -77,6 +79,9 @@ func (m *Metrics) Forget(provider, upstream string) {
 	m.healthChecks.DeletePartialMatch(l)
 	m.outlier.forget(l)
 	m.quota.forget(l)
+	if upstream == "" {
+		m.hedging.forget(provider)
+	}
 }
 
 // upstreamMetrics are one upstream's resolved metrics.

@@ -16,6 +16,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/balance"
+	"github.com/healproxy/healproxy/internal/coalesce"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -48,8 +49,10 @@ type Provider struct {
 	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
-	lastResort   *Upstream // nil: none; not among Upstreams
-	checker      *checker  // nil: no active health checks
+	lastResort   *Upstream         // nil: none; not among Upstreams
+	checker      *checker          // nil: no active health checks
+	hedge        *hedger           // nil: no hedging (hedge.go)
+	coalesce     *coalesce.Handler // nil: no coalescing (coalesce.go)
 
 	// secrets are the values this provider must never show: its upstreams'
 	// query strings and values, its injected header values; scrubbed from
@@ -156,6 +159,12 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
 	}
 	p.outlier = newOutlierDetector(p, pc.OutlierDetection, m, errLog)
+	if pc.Hedge != nil {
+		p.hedge = newHedger(pc.ID, *pc.Hedge, m)
+	}
+	if pc.Coalesce {
+		p.coalesce = newCoalescer(p, m)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &providerTransport{p: p, base: base},
@@ -440,6 +449,15 @@ var _ httputil.BufferPool = (*syncBufferPool)(nil)
 // ServeHTTP proxies a request for /providers/{id}/{rest} to an upstream
 // of p (the router has found p by its id).
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.coalesce != nil { // identical requests share an exchange (coalesce.go)
+		p.coalesce.ServeHTTP(w, r)
+		return
+	}
+	p.serve(w, r)
+}
+
+// serve is ServeHTTP for one request's own exchange.
+func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	id := p.ID
 	if _, ok := restPath(r, id); !ok {
 		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id,

@@ -62,7 +62,8 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	maxAttempts := 1
 	var body []byte
-	if rp.Attempts() > 1 && rp.Method(req.Method) {
+	hedge := false // hedge.go
+	if (rp.Attempts() > 1 || p.hedge != nil) && rp.Method(req.Method) {
 		b, ok, err := retry.ReplayableBody(req)
 		if err != nil { // the client's body broke while it was read: never sent
 			if req.Context().Err() != nil {
@@ -72,6 +73,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 		if ok {
 			body, maxAttempts = b, rp.Attempts()
+			hedge = p.hedge != nil && p.hedge.admit(req)
 		}
 	}
 	retryable := maxAttempts > 1
@@ -108,7 +110,18 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams))
-		resp, err, refused := t.attempt(u, req, cb, retryLater, attempts+1)
+		var resp *http.Response
+		var err error
+		var refused bool
+		if hedge {
+			var h int
+			resp, h, err, refused = t.hedged(i, req, cb, body, retryLater, attempts+1, start, tried)
+			if h >= 0 {
+				tried |= 1 << h
+			}
+		} else {
+			resp, err, refused = t.attempt(u, req, cb, retryLater, attempts+1)
+		}
 		if refused {
 			continue
 		}

@@ -27,6 +27,7 @@ const (
 	DefaultHedgeMaxExtra   = 0.1
 	DefaultHedgeWindow     = 10 * time.Second
 	MinHedgeWindow         = time.Second
+	MaxHedgeWindow         = time.Minute // the budget counts whole seconds over at most 63
 
 	DefaultQuotaReserve = 0.05
 )
@@ -168,7 +169,7 @@ func BuildHedge(b *hclx.Builder, fh *HedgeFile) *Hedge {
 		}
 	}
 	b.FloatTo(&h.MaxExtra, fh.MaxExtra, "max_extra", "a share of requests above 0 and at most 1, such as 0.1", func(f float64) bool { return f > 0 && f <= 1 })
-	if d, _ := b.DurationIn(fh.Window, fh.WindowRange, "window", true, MinHedgeWindow, 0); d != nil {
+	if d, _ := b.DurationIn(fh.Window, fh.WindowRange, "window", true, MinHedgeWindow, MaxHedgeWindow); d != nil {
 		h.Window = *d
 	}
 	return h
