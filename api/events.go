@@ -24,7 +24,7 @@ type History struct {
 	Entries         []HistoryEntry `json:"entries"`
 	// Marks are, with ?kind=&key=, that entry's recent status changes
 	// and fault injections, oldest first (see Mark); absent otherwise.
-	Marks []Mark `json:"marks,omitempty"`
+	Marks []Mark `json:"marks,omitzero"`
 }
 
 // HistoryEntry is one entry's recent intervals, oldest first.

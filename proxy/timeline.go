@@ -116,7 +116,9 @@ func (s *Server) noteChange(c Change, reason string) {
 		if p == nil {
 			return
 		}
-		now = func() breaker.Status { return summed(len(p.Upstreams), func(i int) breaker.Status { return p.Upstreams[i].Health.Status() }) }
+		now = func() breaker.Status {
+			return summed(len(p.Upstreams), func(i int) breaker.Status { return p.Upstreams[i].Health.Status() })
+		}
 		before = func() breaker.Status {
 			return summed(len(p.Upstreams), func(i int) breaker.Status {
 				if u := p.Upstreams[i]; u.Display != c.Upstream {
