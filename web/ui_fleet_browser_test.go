@@ -365,6 +365,8 @@ func TestBrowserUIFleetFindThings(t *testing.T) {
 	}
 	p.Click(`[data-pager="provider"] button[data-page="next"]`)
 	p.WaitJS("page 2 is shown", `location.search.includes('page=2')`, 5*time.Second)
+	// the server answers page 2: wait for its rows
+	p.WaitJS("page 2's rows", `document.querySelector('[data-group="provider"] article[data-kind]').dataset.key === 'p049'`, 5*time.Second)
 	if rows := p.rows("provider"); len(rows) != 50 || rows[0] != "p049" {
 		t.Errorf("page 2 rows start %v (%d rows); want p049, 50 rows", rows[:min(3, len(rows))], len(rows))
 	}
