@@ -447,13 +447,18 @@ func TestBrowserUIFleetFindThings(t *testing.T) {
 	p.search("")
 	p.Do(chromedp.SetValue(`#sort`, "error"), chromedp.Evaluate[chromedp.Void](`document.querySelector('#sort').dispatchEvent(new Event('change'))`))
 	p.WaitJS("sorted by last error", `location.search.includes('sort=error')`, 5*time.Second)
-	rows = p.rows("provider")
 	lastErr := map[string]string{}
+	var failed []string
 	for _, e := range f.health(t).Providers.Entries {
 		if e.LastError != nil {
 			lastErr[e.ProviderID] = *e.LastError
+			failed = append(failed, e.ProviderID)
 		}
 	}
+	js, _ := json.Marshal(failed)
+	p.WaitJS("the server's order by last error", `[...document.querySelectorAll('[data-group="provider"] article[data-kind]')].slice(0, 3)
+		.every(r => `+string(js)+`.includes(r.dataset.key))`, 5*time.Second)
+	rows = p.rows("provider")
 	for i, id := range rows[:3] {
 		if lastErr[id] == "" {
 			t.Errorf("row %d is %s, which has no error; want the three that failed first: %v", i, id, rows[:5])
