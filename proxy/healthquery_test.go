@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -248,4 +249,25 @@ func TestTimelineBounded(t *testing.T) {
 	if got := tl.of(KindProvider, "busy", now); len(got) != 0 {
 		t.Errorf("a provider named as a model has the model's marks: %d", len(got))
 	}
+}
+
+// BenchmarkScaleHealthPage is one GET /api/diagnostics/health of the
+// UI's first page (problems first, 50 entries) with n providers.
+func BenchmarkScaleHealthPage(b *testing.B) {
+	forEachScale(b, func(b *testing.B, n int) {
+		s := newServer(b, loadScaleConfig(b, writeScaleConfig(b, b.TempDir(), n, 0)))
+		req := httptest.NewRequest("GET", "/api/diagnostics/health?status=all&sort=problems&offset=0&limit=50", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		w := &countingWriter{h: http.Header{}}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(w.h)
+			w.code, w.n = 0, 0
+			s.ServeHTTP(w, req)
+			if w.code != http.StatusOK {
+				b.Fatalf("got status %d; want 200", w.code)
+			}
+		}
+		b.ReportMetric(float64(w.n), "doc-bytes")
+	})
 }

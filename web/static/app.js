@@ -56,6 +56,7 @@
   const RELOAD_DELAY = 500; // ms: a large fleet's, at most this often during a burst of events
   const SEARCH_DELAY = 150; // ms: the search box asks the server once typing pauses this long
   const TRAILS = 2000; // entries whose status changes the page remembers
+  const ROW_CHUNK = 12; // new rows built in one task
   const HOUR = 3600 * 1000;
   const TRAIL = 200; // status changes kept per entry for its timeline
 
@@ -568,6 +569,8 @@
     state.total = c.provider.total + c.model.total;
     renderSummary(c);
     renderFilters(c);
+    state.built = 0;
+    state.moreRows = false;
     for (const kind of KINDS) {
       const matched = state.matched[kind];
       const pages = Math.max(1, Math.ceil(matched / PAGE_SIZE));
@@ -581,8 +584,16 @@
     }
     renderUpdated();
     renderOpenTimelines();
+    if (state.moreRows) {
+      // the rest of the new rows in the next tasks
+      clearTimeout(moreTimer);
+      moreTimer = setTimeout(updateView, 0);
+      return;
+    }
     document.body.dataset.ready = 'true';
   }
+
+  let moreTimer = null;
   function renderGroup(kind, keys, matched, page, pages) {
     const group = state.skeleton.groups[kind];
     const container = $('.rows', group);
@@ -593,6 +604,12 @@
       want.add(id);
       let row = state.rows.get(id);
       if (!row) {
+        // a few new rows a task: a page of new rows at once would be a long task
+        if (state.built >= ROW_CHUNK) {
+          state.moreRows = true;
+          continue;
+        }
+        state.built++;
         renderRow(kind, state.entries[kind].get(key));
         row = state.rows.get(id);
         if (!row) continue;
