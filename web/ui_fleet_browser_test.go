@@ -587,8 +587,13 @@ model "m1" {
 	p.WaitJS("a recovery marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="recovery"]')`, 10*time.Second)
 
 	// an operator action and a fault injection, with their reasons
+	reads := f.histories.Load()
 	f.admin(t, "/api/admin/providers/alpha/drain", `{"reason":"maintenance window 42","ttl":"15m"}`)
 	p.WaitJS("an operator marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="operator"]')`, 10*time.Second)
+	// the drain's status event made the page read alpha's marks again:
+	// let that read end, so that only the fault's own event can tell it
+	eventually(t, 5*time.Second, "the page reads alpha's marks after the drain", func() bool { return f.histories.Load() > reads })
+	p.WaitJS("alpha's marks are read", `document.querySelector('`+alpha+` .tl-events').textContent.includes('→ unavailable (')`, 5*time.Second)
 	f.admin(t, "/api/admin/fault?provider=alpha", `{"kind":"error","status":503,"ttl":"5m","reason":"game day 7"}`)
 	// a fault is no status change: its own event tells it, without a refresh
 	p.WaitJS("a fault marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="fault"]')`, 5*time.Second)
