@@ -225,16 +225,16 @@ func TestTimelineMarks(t *testing.T) {
 func TestTimelineBounded(t *testing.T) {
 	var tl timeline
 	now := time.Now()
-	tl.add(KindProvider, "quiet", api.Mark{Time: now, Type: "status", To: "unavailable"}, func() string { return "healthy" })
+	tl.add(KindProvider, "quiet", api.Mark{Time: now, Type: "status", To: "unavailable"}, "healthy")
 	for i := range 3 * timelinePrune {
-		tl.add(KindProvider, "p"+string(rune('a'+i%26))+strings.Repeat("x", i%500), api.Mark{Time: now, Type: "status", To: "healthy"}, nil)
+		tl.add(KindProvider, "p"+string(rune('a'+i%26))+strings.Repeat("x", i%500), api.Mark{Time: now, Type: "status", To: "healthy"}, "")
 	}
 	got := tl.of(KindProvider, "quiet", now)
 	if len(got) != 1 || got[0].From != "healthy" || got[0].To != "unavailable" {
 		t.Fatalf("quiet's marks after the fleet talked: %+v; want its one change, healthy → unavailable", got)
 	}
 	for i := range 100 {
-		tl.add(KindModel, "busy", api.Mark{Time: now.Add(time.Duration(i) * time.Second), Type: "status", To: []string{"healthy", "degraded"}[i%2]}, nil)
+		tl.add(KindModel, "busy", api.Mark{Time: now.Add(time.Duration(i) * time.Second), Type: "status", To: []string{"healthy", "degraded"}[i%2]}, "")
 	}
 	got = tl.of(KindModel, "busy", now.Add(time.Hour))
 	if len(got) != timelineMarks || got[0].Time != now.Add(36*time.Second) || got[len(got)-1].Time != now.Add(99*time.Second) {

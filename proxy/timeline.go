@@ -45,10 +45,9 @@ type marks struct {
 
 func timelineKey(kind, key string) string { return kind + "\x00" + key }
 
-// add records m for an entry; status, when not empty, is the entry's
-// status after it. from gives the entry's status before the entry's
-// first recorded change.
-func (tl *timeline) add(kind, key string, m api.Mark, from func() string) {
+// add records m for an entry. A status change's From is the To of the
+// entry's change before, or from for its first.
+func (tl *timeline) add(kind, key string, m api.Mark, from string) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	if tl.entries == nil {
@@ -61,8 +60,8 @@ func (tl *timeline) add(kind, key string, m api.Mark, from func() string) {
 		tl.entries[k] = e
 	}
 	if m.Type == "status" {
-		if e.status == "" && from != nil {
-			e.status = from()
+		if e.status == "" {
+			e.status = from
 		}
 		m.From = e.status
 		e.status = m.To
@@ -112,6 +111,9 @@ func (s *Server) noteChange(c Change, reason string) {
 	case c.Kind == KindProvider:
 		m.UpstreamFrom, m.UpstreamTo = c.From.String(), c.To.String()
 		st := s.state.Load()
+		if st == nil { // New restoring the state file: no state to read yet
+			return
+		}
 		p := st.providers[c.Key]
 		if p == nil {
 			return
@@ -129,6 +131,9 @@ func (s *Server) noteChange(c Change, reason string) {
 		}
 	default: // an endpoint model
 		m.UpstreamFrom, m.UpstreamTo = c.From.String(), c.To.String()
+		if s.llm == nil {
+			return
+		}
 		em := s.llm.Model(c.Key)
 		if em == nil {
 			return
@@ -147,7 +152,8 @@ func (s *Server) noteChange(c Change, reason string) {
 	if now != nil {
 		m.To = now().String()
 	}
-	s.timeline.add(c.Kind, c.Key, m, func() string { return before().String() })
+	// read here, not under the record's lock: it reads other entries'
+	s.timeline.add(c.Kind, c.Key, m, before().String())
 }
 
 // summed sums n statuses as docs/behaviour.md sums a provider's upstreams
@@ -189,7 +195,7 @@ func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ strin
 	if typ == "fault" {
 		m.Fault = u.FaultDocument()
 	}
-	s.timeline.add(KindProvider, p.ID, m, nil)
+	s.timeline.add(KindProvider, p.ID, m, "")
 	if !s.events.active() {
 		return
 	}
