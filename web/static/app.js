@@ -604,8 +604,9 @@
       want.add(id);
       let row = state.rows.get(id);
       if (!row) {
-        // a few new rows a task: a page of new rows at once would be a long task
-        if (state.built >= ROW_CHUNK) {
+        // after the first view, a few new rows a task: a page of new rows
+        // at once would be a long task during a burst of events
+        if (document.body.dataset.ready === 'true' && state.built >= ROW_CHUNK) {
           state.moreRows = true;
           continue;
         }
