@@ -14,6 +14,9 @@ type Health struct {
 	// other replicas (absent without state.redis).
 	Replica     string       `json:"replica"`
 	SharedState *SharedState `json:"shared_state,omitempty"`
+	// Page is the query a page of the document was asked for with and
+	// its counts (see HealthQuery); absent from the whole document.
+	Page *HealthPage `json:"page,omitempty"`
 }
 
 // SharedState is the replica's link to the Redis holding the shared

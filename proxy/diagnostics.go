@@ -241,7 +241,17 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("scope") == "cluster" {
 		return s.serveClusterHealth(w, r)
 	}
-	api.WriteJSON(w, http.StatusOK, s.healthDocument())
+	// ?status=&q=&sort=&offset=&limit=: one page of the entries
+	// (api.HealthQuery); without them, the whole document.
+	q, paged, err := api.ParseHealthQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	doc := s.healthDocument()
+	if paged {
+		q.Apply(&doc)
+	}
+	api.WriteJSON(w, http.StatusOK, doc)
 	return nil
 }
 
