@@ -1070,7 +1070,9 @@
           'errors ', String(u.error_count ?? 0), ' · successes ', String(u.success_count ?? 0),
           u.last_error ? [' · last error ', timeEl(u.last_error)] : null,
           u.in_cooldown && u.cooldown_until && op !== 'force_open' ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
+        routingFacts(u),
         op ? operatorState(u.operator) : null,
+        u.reason && (u.status === 'unavailable' || u.status === 'degraded') && op !== 'force_open' ? h('span', { class: 'upstream-reason', text: u.reason }) : null,
         u.last_error_message && u.status !== 'healthy' && op !== 'force_open' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null,
         controls ? controlButtons(e.provider_id, u, labelId) : null);
     }));
@@ -1079,6 +1081,23 @@
         .find((b) => b.dataset.control === focusedControl.control && b.dataset.upstream === focusedControl.upstream);
       if (again) again.focus({ preventScroll: true });
     }
+  }
+
+  // routingFacts shows what routing knows of an upstream: the quota it
+  // announced (quota block) and its latency under least_latency.
+  function routingFacts(u) {
+    const parts = [];
+    const q = u.quota;
+    if (q && typeof q === 'object' && typeof q.remaining === 'number') {
+      parts.push('quota ' + q.remaining + (typeof q.limit === 'number' && q.limit > 0 ? ' of ' + q.limit : '') + ' left');
+      if (q.steering) parts.push(q.reset ? ['peers preferred, reset ', timeEl(q.reset, 'until')] : 'peers preferred');
+    }
+    const b = u.balance;
+    if (b && typeof b === 'object' && typeof b.ewma_ms === 'number' && isFinite(b.ewma_ms)) {
+      parts.push('latency ~' + (b.ewma_ms < 10 ? b.ewma_ms.toFixed(1) : Math.round(b.ewma_ms)) + ' ms, ' + num(b.in_flight) + ' in flight');
+    }
+    if (parts.length === 0) return null;
+    return h('span', { class: 'upstream-routing' }, ...parts.flatMap((p, i) => (i ? [' · ', p] : [p])));
   }
 
   function renderExplain(kind, body, e) {
