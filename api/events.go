@@ -22,6 +22,9 @@ type History struct {
 	IntervalSeconds float64        `json:"interval_seconds"`
 	Buckets         int            `json:"buckets"`
 	Entries         []HistoryEntry `json:"entries"`
+	// Marks are, with ?kind=&key=, that entry's recent status changes
+	// and fault injections, oldest first (see Mark); absent otherwise.
+	Marks []Mark `json:"marks,omitzero"`
 }
 
 // HistoryEntry is one entry's recent intervals, oldest first.

@@ -14,6 +14,9 @@ type Health struct {
 	// other replicas (absent without state.redis).
 	Replica     string       `json:"replica"`
 	SharedState *SharedState `json:"shared_state,omitempty"`
+	// Page is the query a page of the document was asked for with and
+	// its counts (see HealthQuery); absent from the whole document.
+	Page *HealthPage `json:"page,omitempty"`
 }
 
 // SharedState is the replica's link to the Redis holding the shared
@@ -163,6 +166,30 @@ type Upstream struct {
 	// Fault is an injected fault in force, or null.
 	Fault *Fault `json:"fault"`
 	Explain
+	// Quota is the rate-limit quota the upstream announced last (a
+	// provider with a quota block); absent before any.
+	Quota *Quota `json:"quota,omitempty"`
+	// Balance is what least_latency weighs the upstream by; absent with
+	// other balancing.
+	Balance *Balance `json:"balance,omitempty"`
+}
+
+// Quota is an upstream's announced rate-limit quota.
+type Quota struct {
+	Remaining int64     `json:"remaining"`
+	Limit     int64     `json:"limit,omitempty"` // absent: not announced
+	Reset     time.Time `json:"reset,omitzero"`  // absent: not announced
+	Header    string    `json:"header"`          // the header it was read from
+	Seen      time.Time `json:"seen"`            // when it was read
+	// Steering: the upstream's peers are preferred (or it is paused)
+	// until Reset.
+	Steering bool `json:"steering"`
+}
+
+// Balance is an upstream's latency as least_latency sees it.
+type Balance struct {
+	EWMAMs   float64 `json:"ewma_ms"`   // peak-sensitive moving average of its latency
+	InFlight int64   `json:"in_flight"` // requests being answered now
 }
 
 // Model is a model's entry with its plugin process.

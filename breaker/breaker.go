@@ -101,6 +101,16 @@ type Settings struct {
 	// Observe never refuses a call: the entry tracks health (and trips,
 	// for diagnostics and alerts) but every call runs. Shadow mode.
 	Observe bool
+
+	// TripRule is config.TripCount ("" too: ErrorThreshold trips) or
+	// config.TripRate: the entry trips when at least MinRequests calls
+	// within the sliding Window were recorded and at least FailureRate of
+	// them failed (rate.go). Zero values of the rate rule's settings take
+	// config's defaults.
+	TripRule    string
+	FailureRate float64       // in (0, 1]
+	MinRequests int           // >= 1
+	Window      time.Duration // the sliding window, in tenths
 }
 
 func (s Settings) normalized() Settings {
@@ -112,6 +122,17 @@ func (s Settings) normalized() Settings {
 	}
 	if s.RecoveryCount < 1 {
 		s.RecoveryCount = 1
+	}
+	if s.TripRule == config.TripRate {
+		if s.FailureRate <= 0 || s.FailureRate > 1 {
+			s.FailureRate = config.DefaultFailureRate
+		}
+		if s.MinRequests < 1 {
+			s.MinRequests = config.DefaultMinRequests
+		}
+		if s.Window <= 0 {
+			s.Window = config.DefaultTripWindow
+		}
 	}
 	return s
 }
@@ -192,6 +213,10 @@ type Entry struct {
 	pauseReason atomic.Pointer[string]
 	lastProbe   atomic.Pointer[Probe]
 
+	rate         rateWindow             // calls in the sliding window (rate rule): rate.go
+	rateDegraded atomic.Bool            // the rate rule's degraded mark, refreshed by calls and Poll
+	tripDetail   atomic.Pointer[string] // a rate trip's or an ejection's numbers, in words
+
 	mu       sync.Mutex // guards the failure ring
 	failures [maxFailures]Failure
 	nFail    int // total failures written to the ring
@@ -236,13 +261,30 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 		MaxRequests: uint32(s.RecoveryCount),
 		Timeout:     time.Nanosecond, // the cooldown is ours: see Call
 		ReadyToTrip: func(gobreaker.Counts) bool {
-			return e.forceTrip.Load() || e.errorCount.Load() >= int64(e.settings.Load().ErrorThreshold)
+			if e.forceTrip.Load() {
+				return true
+			}
+			if s := e.settings.Load(); s.rateRule() {
+				return e.rateReadyToTrip(s)
+			}
+			return e.errorCount.Load() >= int64(e.settings.Load().ErrorThreshold)
 		},
 		// A call the client gave up on says nothing of the backend.
 		IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
 		// Runs under gobreaker's mutex: atomic stores only.
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if e.cb.Load() != cb { // a replaced breaker finishing old calls
+				return
+			}
+			if to == gobreaker.StateOpen && from == gobreaker.StateHalfOpen && time.Now().UnixNano() <= e.cooldownUntil.Load() &&
+				!(e.forceTrip.Load() && e.forceUntil.Load() != 0) {
+				// A call that passed refusal just before a trip reached
+				// gobreaker after it, past its nanosecond timeout, and was
+				// admitted as a trial while the cooldown is in force: its
+				// failure is no failed recovery trial. The trip, its
+				// cooldown and its reason stand, and the backoff does not
+				// count it again.
+				e.state.Store(int32(to))
 				return
 			}
 			if to == gobreaker.StateOpen {
@@ -252,12 +294,17 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 				reason := reasonThreshold
 				if from == gobreaker.StateHalfOpen {
 					reason = reasonTrialFailed
+				} else if e.settings.Load().rateRule() {
+					reason = reasonRate
 				}
 				// nextCooldown also counts the trip for the backoff, forced or not.
 				now := time.Now()
 				until := now.Add(e.nextCooldown(now)).UnixNano()
-				if e.forceTrip.Load() { // trip: an operator, a restore, another replica's trip
-					until, reason = e.forceUntil.Load(), e.forceWhy.Load()
+				if e.forceTrip.Load() { // trip: an operator, a restore, another replica's trip, an ejection
+					if fu := e.forceUntil.Load(); fu != 0 { // 0: the backoff's cooldown (Eject)
+						until = fu
+					}
+					reason = e.forceWhy.Load()
 				}
 				e.tripReason.Store(reason)
 				e.cooldownUntil.Store(until)
@@ -268,6 +315,7 @@ func (e *Entry) newBreaker(s Settings) *gobreaker.CircuitBreaker[struct{}] {
 			}
 			if to == gobreaker.StateClosed {
 				e.errorCount.Store(0)
+				e.clearRate()
 				e.cooldownUntil.Store(0)
 				e.tripReason.Store(reasonNone)
 				e.closedAt.Store(time.Now().UnixNano())
@@ -397,6 +445,9 @@ func (e *Entry) record(err error, latency time.Duration) {
 	}
 	e.hist.add(now, err != nil, latency)
 	e.hour.add(now, err != nil, latency)
+	if s := e.settings.Load(); s.rateRule() {
+		e.recordRate(s, now, err != nil)
+	}
 	if err == nil {
 		e.successCount.Add(1)
 		e.lastSuccess.Store(now)
@@ -464,10 +515,25 @@ func (e *Entry) statusAt(now time.Time) Status {
 		}
 		return Degraded // cooldown over: half-open on the next call
 	case gobreaker.StateHalfOpen:
+		// A call that passed refusal just before a trip reaches gobreaker
+		// after it, past its nanosecond timeout, and makes it half-open:
+		// the cooldown is still in force (refusal refuses), so is the status.
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.UnixNano() <= e.cooldownUntil.Load() {
+			return Unavailable
+		}
 		return Degraded
 	}
 	if !e.called.Load() {
 		return Unknown
+	}
+	if s := e.settings.Load(); s.rateRule() {
+		if e.rateDegraded.Load() {
+			return Degraded
+		}
+		return Healthy
 	}
 	if e.errorCount.Load() >= e.settings.Load().DegradedAt() {
 		return Degraded
@@ -491,7 +557,7 @@ func (e *Entry) BlockedUntil() (time.Time, bool) {
 }
 
 func (e *Entry) CooldownUntil() (time.Time, bool) {
-	if gobreaker.State(e.state.Load()) != gobreaker.StateOpen {
+	if gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
 		return time.Time{}, false
 	}
 	until := e.cooldownUntil.Load()
@@ -520,8 +586,14 @@ func (e *Entry) publish() {
 }
 
 // Poll re-reads the status and reports a change that time alone made (a
-// cooldown that ended). Call it now and then from a background loop.
-func (e *Entry) Poll() { e.publish() }
+// cooldown that ended, failures that left the rate rule's window). Call it
+// now and then from a background loop.
+func (e *Entry) Poll() {
+	if s := e.settings.Load(); s.rateRule() {
+		e.refreshRate(s, time.Now().UnixNano())
+	}
+	e.publish()
+}
 
 // Reset clears counters and cooldown and makes the entry healthy: the
 // self-heal of the state machine (docs/behaviour.md).
@@ -533,6 +605,7 @@ func (e *Entry) Reset() {
 	e.cooldownUntil.Store(0)
 	e.tripReason.Store(reasonNone)
 	e.errorCount.Store(0)
+	e.clearRate()
 	e.called.Store(true) // healthy, not unknown (docs/behaviour.md)
 	e.held.Store(nil)
 	e.forceReason.Store(nil)
@@ -577,6 +650,9 @@ func (e *Entry) SetSettings(s Settings) {
 		return
 	}
 	e.settings.Store(&s)
+	if old.TripRule != s.TripRule || old.Window != s.Window {
+		e.clearRate() // a window counted in other buckets, or none
+	}
 	if old.RecoveryCount != s.RecoveryCount && gobreaker.State(e.state.Load()) == gobreaker.StateClosed {
 		e.cb.Store(e.newBreaker(s))
 	}
@@ -596,6 +672,10 @@ func (e *Entry) Fail(f *Failure) {
 // SettingsOf are the settings a health block of the configuration
 // gives (every field normalized by config; Observe is the caller's).
 func SettingsOf(h config.Health) Settings {
-	return Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
+	s := Settings{ErrorThreshold: h.ErrorThreshold, Cooldown: h.Cooldown, RecoveryCount: h.RecoveryCount,
 		CooldownMultiplier: h.CooldownMultiplier, MaxCooldown: h.MaxCooldown, StablePeriod: h.StablePeriod}
+	if h.TripRule == config.TripRate {
+		s.TripRule, s.FailureRate, s.MinRequests, s.Window = h.TripRule, h.FailureRate, h.MinRequests, h.Window
+	}
+	return s
 }

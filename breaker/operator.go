@@ -14,7 +14,7 @@ var errForced = errors.New("forced open")
 
 // trip opens the gobreaker whatever its counts say, without touching the
 // entry's counters, and sets the end of the cooldown to until (math.MaxInt64
-// for none) and the trip's reason. The gobreaker transition stores them
+// for none, 0 for the one the backoff gives a trip now) and the trip's reason. The gobreaker transition stores them
 // itself, before the state: no reader sees the entry open with the
 // cooldown or the reason of a local trip in between.
 func (e *Entry) trip(until int64, reason int32) {
@@ -31,7 +31,9 @@ func (e *Entry) trip(until int64, reason int32) {
 		cb.Execute(func() (struct{}, error) { return struct{}{}, errForced })
 	}
 	e.forceTrip.Store(false)
-	e.cooldownUntil.Store(until)
+	if until != 0 {
+		e.cooldownUntil.Store(until)
+	}
 	e.tripReason.Store(reason)
 }
 
@@ -87,6 +89,8 @@ type State struct {
 	Trips          int32     `json:"trips,omitempty"`           // for the cooldown backoff
 	ClosedAt       time.Time `json:"closed_at,omitzero"`        // last recovery
 	RecentFailures []Failure `json:"recent_failures,omitempty"` // newest first
+	// TripDetail is the numbers of a rate trip or an ejection, in words.
+	TripDetail string `json:"trip_detail,omitempty"`
 }
 
 // Export reads the entry's durable state. Holds (a dead plugin) are not
@@ -115,6 +119,9 @@ func (e *Entry) Export() State {
 	st.PausedUntil, st.PauseReason, _ = e.PausedUntil()
 	st.Trips = e.trips.Load()
 	st.ClosedAt = unixTime(e.closedAt.Load())
+	if d := e.tripDetail.Load(); d != nil && st.Open {
+		st.TripDetail = *d
+	}
 	e.mu.Lock()
 	n := min(e.nFail, maxFailures)
 	for i := 1; i <= n; i++ {
@@ -160,6 +167,10 @@ func (e *Entry) Restore(st State) {
 		reason := st.TripReason
 		if reason == reasonNone {
 			reason = reasonThreshold
+		}
+		if st.TripDetail != "" {
+			d := st.TripDetail
+			e.tripDetail.Store(&d)
 		}
 		e.trip(until, reason)
 	}

@@ -78,6 +78,10 @@ func (e *Entry) Probe(ok bool, f *Failure) {
 		if f == nil {
 			f = &Failure{Kind: KindError, Message: "health check failed"}
 		}
+		s := e.settings.Load()
+		if s.rateRule() { // a failed probe counts as a failed call in the window
+			e.recordRate(s, now.UnixNano(), true)
+		}
 		e.errorCount.Add(1)
 		e.totalFailures.Add(1)
 		e.lastError.Store(now.UnixNano())
@@ -87,7 +91,7 @@ func (e *Entry) Probe(ok bool, f *Failure) {
 		e.failures[e.nFail%maxFailures] = rec
 		e.nFail++
 		e.mu.Unlock()
-		if e.errorCount.Load() >= int64(e.settings.Load().ErrorThreshold) {
+		if s.rateRule() || e.errorCount.Load() >= int64(s.ErrorThreshold) { // ReadyToTrip decides by the rate
 			e.cb.Load().Execute(func() (struct{}, error) { return struct{}{}, errProbeFailed })
 		}
 	}

@@ -79,12 +79,8 @@ func (e *Entry) sharedChanged(from, to gobreaker.State) {
 	}
 	switch {
 	case to == gobreaker.StateOpen && h.Tripped != nil:
-		reason := fmt.Sprintf("error_count reached error_threshold %d", e.settings.Load().ErrorThreshold)
-		if e.tripReason.Load() == reasonTrialFailed {
-			reason = "a recovery trial failed"
-		}
 		e.shared.from.Store(nil)
-		h.Tripped(e, Trip{At: now, Until: time.Unix(0, e.cooldownUntil.Load()), Reason: reason, ErrorCount: e.errorCount.Load()})
+		h.Tripped(e, Trip{At: now, Until: time.Unix(0, e.cooldownUntil.Load()), Reason: e.tripWords(), ErrorCount: e.errorCount.Load()})
 	case to == gobreaker.StateClosed && from != gobreaker.StateClosed && h.Closed != nil:
 		h.Closed(e, now)
 	}
@@ -144,6 +140,7 @@ func (e *Entry) ApplyClose(at time.Time) bool {
 	e.cooldownUntil.Store(0)
 	e.tripReason.Store(reasonNone)
 	e.errorCount.Store(0)
+	e.clearRate()
 	e.closedAt.Store(time.Now().UnixNano())
 	e.called.Store(true) // healthy, not unknown: it was shown unavailable
 	e.shared.from.Store(nil)
@@ -182,13 +179,10 @@ func (e *Entry) SharedView() SharedView {
 		} else {
 			v.Until = time.Unix(0, until)
 		}
-		switch e.tripReason.Load() {
-		case reasonTrialFailed:
-			v.Reason = "a recovery trial failed"
-		case reasonRemote:
+		if e.tripReason.Load() == reasonRemote {
 			v.Reason = "tripped on replica " + v.Remote
-		default:
-			v.Reason = fmt.Sprintf("error_count reached error_threshold %d", e.settings.Load().ErrorThreshold)
+		} else {
+			v.Reason = e.tripWords()
 		}
 	}
 	return v

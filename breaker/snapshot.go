@@ -58,7 +58,7 @@ func (e *Entry) Snapshot() Snapshot {
 		Settings:     s,
 	}
 	state := gobreaker.State(e.state.Load())
-	if until := e.cooldownUntil.Load(); state == gobreaker.StateOpen && now.UnixNano() <= until {
+	if until := e.cooldownUntil.Load(); state != gobreaker.StateClosed && now.UnixNano() <= until { // half-open too: statusAt
 		snap.InCooldown = true
 		if until != math.MaxInt64 { // forced open without an end: no time to show
 			snap.CooldownUntil = time.Unix(0, until)
@@ -71,7 +71,7 @@ func (e *Entry) Snapshot() Snapshot {
 	if !snap.PausedUntil.IsZero() && snap.PausedUntil.After(snap.NextTrialAt) {
 		snap.NextTrialAt = snap.PausedUntil
 	}
-	if state == gobreaker.StateHalfOpen || (state == gobreaker.StateOpen && !snap.InCooldown) {
+	if state != gobreaker.StateClosed && !snap.InCooldown {
 		snap.HalfOpen = true
 		if state == gobreaker.StateHalfOpen {
 			snap.TrialSuccesses = int(e.cb.Load().Counts().ConsecutiveSuccesses)
@@ -88,11 +88,19 @@ func (e *Entry) Snapshot() Snapshot {
 	if n > 0 {
 		snap.LastErrorMessage = snap.RecentFailures[0].Message
 	}
-	snap.Reason = e.reason(snap)
+	if s.rateRule() && state == gobreaker.StateClosed && (snap.Status == Healthy || snap.Status == Degraded) {
+		// the window now, not as the last call or Poll left it
+		calls, fails := e.rate.counts(now.UnixNano(), s.bucketWidth())
+		snap.Status = Healthy
+		if s.rateDegrades(calls, fails) {
+			snap.Status = Degraded
+		}
+	}
+	snap.Reason = e.reason(snap, now)
 	return snap
 }
 
-func (e *Entry) reason(s Snapshot) string {
+func (e *Entry) reason(s Snapshot, now time.Time) string {
 	if h := e.held.Load(); h != nil {
 		return *h
 	}
@@ -113,19 +121,20 @@ func (e *Entry) reason(s Snapshot) string {
 			s.TrialSuccesses, s.TrialsNeeded)
 	case s.InCooldown && e.tripReason.Load() == reasonRemote:
 		return e.remoteReason(s)
+	case s.InCooldown && (e.tripReason.Load() == reasonRate || e.tripReason.Load() == reasonEjected):
+		return fmt.Sprintf("%s; cooling down until %s%s", e.tripWords(), s.CooldownUntil.UTC().Format(time.RFC3339), e.grownWords(s))
 	case s.InCooldown && e.tripReason.Load() == reasonTrialFailed:
 		return fmt.Sprintf("a recovery trial failed; cooling down until %s (trip %d since it was last stable)",
 			s.CooldownUntil.UTC().Format(time.RFC3339), e.trips.Load())
 	case s.InCooldown:
-		grown := ""
-		if n := e.trips.Load(); n > 1 && s.Settings.CooldownMultiplier > 1 {
-			grown = fmt.Sprintf(" (trip %d since it was last stable: cooldown grown ×%g per trip)", n, s.Settings.CooldownMultiplier)
-		}
 		return fmt.Sprintf("error_count reached error_threshold %d; cooling down until %s%s",
-			t, s.CooldownUntil.UTC().Format(time.RFC3339), grown)
+			t, s.CooldownUntil.UTC().Format(time.RFC3339), e.grownWords(s))
 	case s.HalfOpen:
 		return fmt.Sprintf("cooldown over: recovering, %d of %d consecutive trial successes (at most %d trials at once)",
 			s.TrialSuccesses, s.TrialsNeeded, s.TrialsNeeded)
+	}
+	if s.Status != Unknown && s.Settings.rateRule() {
+		return e.rateReason(s, now)
 	}
 	switch s.Status {
 	case Unknown:
@@ -147,4 +156,32 @@ func unixTime(ns int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, ns)
+}
+
+// grownWords says how the cooldown backoff grew this cooldown, "" when it
+// did not.
+func (e *Entry) grownWords(s Snapshot) string {
+	if n := e.trips.Load(); n > 1 && s.Settings.CooldownMultiplier > 1 {
+		return fmt.Sprintf(" (trip %d since it was last stable: cooldown grown ×%g per trip)", n, s.Settings.CooldownMultiplier)
+	}
+	return ""
+}
+
+// tripWords says why the entry tripped last, in words, for other
+// replicas and for the reason of a rate trip or an ejection.
+func (e *Entry) tripWords() string {
+	switch e.tripReason.Load() {
+	case reasonTrialFailed:
+		return "a recovery trial failed"
+	case reasonRate, reasonEjected:
+		if d := e.tripDetail.Load(); d != nil {
+			return *d
+		}
+		if e.tripReason.Load() == reasonEjected {
+			return "ejected by outlier detection"
+		}
+		s := e.settings.Load()
+		return fmt.Sprintf("failure rate reached failure_rate %s over at least %d calls in %s", percent(s.FailureRate), s.MinRequests, s.Window)
+	}
+	return fmt.Sprintf("error_count reached error_threshold %d", e.settings.Load().ErrorThreshold)
 }

@@ -49,12 +49,12 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/statecfg"
 )
 
 // Options for New. Zero durations take the defaults given.
 type Options struct {
-	// URL is one of the forms config.ParseRedisURL reads: redis://,
+	// URL is one of the forms statecfg.ParseRedisURL reads: redis://,
 	// rediss:// (one server), redis-sentinel://…/master (a primary found
 	// through Sentinel), redis-cluster:// (a Redis Cluster). It may hold
 	// passwords: never logged or shown.
@@ -146,7 +146,7 @@ type Cluster struct {
 	replica string
 	channel string
 	secrets []string // the URL's passwords, scrubbed from errors
-	mode    config.RedisMode
+	mode    statecfg.RedisMode
 
 	mu        sync.RWMutex
 	members   map[string]*member
@@ -182,7 +182,7 @@ var quietOnce sync.Once
 // New prepares a cluster link; it connects when started.
 func New(opts Options) (*Cluster, error) {
 	opts.defaults()
-	target, err := config.ParseRedisURL(opts.URL)
+	target, err := statecfg.ParseRedisURL(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err) // never holds a password
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/healproxy/healproxy/api"
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/statecfg"
 )
 
 // Quorum trips (Options.Quorum = Q > 1). A replica's own trip is a vote:
@@ -213,16 +213,16 @@ func (c *Cluster) getAll(ctx context.Context, keys []string) ([]any, error) {
 	return out, nil
 }
 
-var modeNames = map[config.RedisMode]string{
-	config.RedisSingle: "single", config.RedisSentinel: "sentinel", config.RedisCluster: "cluster",
+var modeNames = map[statecfg.RedisMode]string{
+	statecfg.RedisSingle: "single", statecfg.RedisSentinel: "sentinel", statecfg.RedisCluster: "cluster",
 }
 
 // newClient is go-redis's client for t: one server, Sentinel (a failover
 // client that follows the primary) or Cluster (which follows slot moves),
 // with every operation bounded by timeout and no retries of its own (the
 // cluster's callers decide).
-func newClient(t config.RedisTarget, timeout time.Duration) (redis.UniversalClient, error) {
-	if t.Mode == config.RedisSingle {
+func newClient(t statecfg.RedisTarget, timeout time.Duration) (redis.UniversalClient, error) {
+	if t.Mode == statecfg.RedisSingle {
 		ro, err := redis.ParseURL(t.URL)
 		if err != nil {
 			return nil, errors.New("cluster: invalid redis URL " + t.Redacted)
@@ -245,7 +245,7 @@ func newClient(t config.RedisTarget, timeout time.Duration) (redis.UniversalClie
 		SentinelUsername:         t.SentinelUsername,
 		SentinelPassword:         t.SentinelPassword,
 		MasterName:               t.MasterName,
-		IsClusterMode:            t.Mode == config.RedisCluster,
+		IsClusterMode:            t.Mode == statecfg.RedisCluster,
 		Protocol:                 2,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},

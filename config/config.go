@@ -19,8 +19,12 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/healproxy/healproxy/config/corscfg"
+	"github.com/healproxy/healproxy/config/routecfg"
+	"github.com/healproxy/healproxy/config/statecfg"
+	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
 // Built-in defaults. Every default of the configuration lives here; they
@@ -118,8 +122,8 @@ type Config struct {
 	StatePath string
 
 	// Shared, when not nil, shares provider-upstream health with other
-	// replicas through Redis (state.go).
-	Shared *SharedState
+	// replicas through Redis (config/statecfg).
+	Shared *statecfg.SharedState
 	// Replica names this process among replicas: HEALPROXY_REPLICA, else
 	// state.replica; "" means DefaultReplicaID().
 	Replica string
@@ -129,9 +133,9 @@ type Config struct {
 	Models    []Model
 	Alerts    []Alert
 
-	// Tracing, when not nil, exports OpenTelemetry traces (tracing.go);
+	// Tracing, when not nil, exports OpenTelemetry traces (config/tracecfg);
 	// nil means tracing is off.
-	Tracing *Tracing
+	Tracing *tracecfg.Tracing
 }
 
 // Health holds the settings of the health state machine
@@ -249,7 +253,7 @@ type Provider struct {
 	AllowTrace bool
 	// CORS lets browsers on other origins read this provider's answers;
 	// nil (the default) drops the upstreams' CORS headers from every answer.
-	CORS *CORS
+	CORS *corscfg.CORS
 
 	// IdleTimeout bounds the silence between reads of an answer's body
 	// (Timeout bounds the wait for its headers); default
@@ -259,43 +263,12 @@ type Provider struct {
 	MaxDuration time.Duration
 
 	// Routing (routing.go): all off by default.
-	Balance          string            // BalanceRoundRobin ("", the default) or BalanceLeastLatency
-	Weights          []int             // round robin weights, one per upstream; nil: equal
-	OutlierDetection *OutlierDetection // nil: no ejection against peers
-	Hedge            *Hedge            // nil: no hedging
-	Coalesce         bool              // identical concurrent GET/HEAD share one exchange
-	Quota            *Quota            // nil: quota headers of good answers are not read
-}
-
-// CORS is a provider's cross-origin policy (block cors): the upstream's
-// Access-Control-* response headers pass through only for a request whose
-// Origin is listed.
-type CORS struct {
-	// AllowOrigins are origins ("scheme://host[:port]", compared
-	// case-insensitively) or "*" for any; at least one. Load normalises
-	// them to the form browsers send in Origin: scheme and host in lower
-	// case, no default port (80 for http, 443 for https), no trailing "/".
-	// "*" is never listed with other origins.
-	AllowOrigins []string
-}
-
-// Allows says whether a request with this Origin header value may read answers.
-// It is false for a nil CORS, for no Origin ("") and for "null" (sent by
-// sandboxed and file: pages, which any site can make); true for any other
-// origin when "*" is listed; else true only for a listed origin, compared
-// case-insensitively and otherwise exactly (an Origin with a path, a
-// trailing "/" or a default port is not one a browser sends, and does not
-// match). It does not allocate.
-func (c *CORS) Allows(origin string) bool {
-	if c == nil || origin == "" || strings.EqualFold(origin, "null") {
-		return false
-	}
-	for _, o := range c.AllowOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	return false
+	Balance          string                     // BalanceRoundRobin ("", the default) or BalanceLeastLatency
+	Weights          []int                      // round robin weights, one per upstream; nil: equal
+	OutlierDetection *routecfg.OutlierDetection // nil: no ejection against peers
+	Hedge            *routecfg.Hedge            // nil: no hedging
+	Coalesce         bool                       // identical concurrent GET/HEAD share one exchange
+	Quota            *routecfg.Quota            // nil: quota headers of good answers are not read
 }
 
 // Model is one model backend: a go-plugin subprocess, or OpenAI-compatible

@@ -3,6 +3,10 @@ package config
 import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/healproxy/healproxy/config/corscfg"
+	"github.com/healproxy/healproxy/config/routecfg"
+	"github.com/healproxy/healproxy/config/statecfg"
+	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
 // The file* types mirror the HCL schema one to one. gohcl rejects anything
@@ -20,11 +24,11 @@ type fileConfig struct {
 
 	Health    *fileHealth     `hcl:"health,block"`
 	Admin     *fileAdmin      `hcl:"admin,block"`
-	State     *fileState      `hcl:"state,block"`
+	State     *statecfg.File  `hcl:"state,block"`
 	Providers []*fileProvider `hcl:"provider,block"`
 	Models    []*fileModel    `hcl:"model,block"`
 	Alerts    []*fileAlert    `hcl:"alert,block"`
-	Tracing   *fileTracing    `hcl:"tracing,block"`
+	Tracing   *tracecfg.File  `hcl:"tracing,block"`
 }
 
 type fileHealth struct {
@@ -82,20 +86,20 @@ type fileProvider struct {
 	Cache                  *fileCache       `hcl:"cache,block"`
 	AllDown                *fileAllDown     `hcl:"all_down,block"`
 	AllowTrace             *bool            `hcl:"allow_trace,optional"`
-	CORS                   *fileCORS        `hcl:"cors,block"`
+	CORS                   *corscfg.File    `hcl:"cors,block"`
 	IdleTimeout            *string          `hcl:"idle_timeout,optional"`
 	IdleTimeoutRange       hcl.Range        `hcl:"idle_timeout,attr_value_range"`
 	MaxDuration            *string          `hcl:"max_duration,optional"`
 	MaxDurationRange       hcl.Range        `hcl:"max_duration,attr_value_range"`
 
 	// Routing (routingfile.go).
-	Balance          *string        `hcl:"balance,optional"`
-	BalanceRange     hcl.Range      `hcl:"balance,attr_value_range"`
-	Weights          hcl.Expression `hcl:"weights,optional"`
-	Coalesce         *bool          `hcl:"coalesce,optional"`
-	OutlierDetection *fileOutlier   `hcl:"outlier_detection,block"`
-	Hedge            *fileHedge     `hcl:"hedge,block"`
-	Quota            *fileQuota     `hcl:"quota,block"`
+	Balance          *string               `hcl:"balance,optional"`
+	BalanceRange     hcl.Range             `hcl:"balance,attr_value_range"`
+	Weights          hcl.Expression        `hcl:"weights,optional"`
+	Coalesce         *bool                 `hcl:"coalesce,optional"`
+	OutlierDetection *routecfg.OutlierFile `hcl:"outlier_detection,block"`
+	Hedge            *routecfg.HedgeFile   `hcl:"hedge,block"`
+	Quota            *routecfg.QuotaFile   `hcl:"quota,block"`
 
 	DefRange hcl.Range `hcl:",def_range"`
 }
@@ -143,12 +147,6 @@ type fileAllDown struct {
 	LastResortRange hcl.Range      `hcl:"last_resort,attr_value_range"`
 	Wait            *string        `hcl:"wait,optional"`
 	WaitRange       hcl.Range      `hcl:"wait,attr_value_range"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
-type fileCORS struct {
-	AllowOrigins hcl.Expression `hcl:"allow_origins,optional"` // required; checked by us to report it once
 
 	DefRange hcl.Range `hcl:",def_range"`
 }

@@ -96,7 +96,7 @@ func (b *builder) endpointModel(fm *fileModel, m *Model, plugin bool) bool {
 		}
 		m.UpstreamModel = *fm.UpstreamModel
 	}
-	m.Headers = b.headerMap(fm.Headers)
+	m.Headers = b.HeaderMap(fm.Headers)
 	if d, _ := b.DurationIn(fm.IdleTimeout, fm.IdleTimeoutRange, "idle_timeout", true, 0, 0); d != nil {
 		m.IdleTimeout = *d
 	}

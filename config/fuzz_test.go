@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/config/corscfg"
 )
 
 // FuzzParse checks the invariants of Parse on any input: no panic, no
@@ -158,7 +160,7 @@ func checkResilience(t *testing.T, p Provider) {
 			t.Errorf("got allow_origins %q; want some origins, or \"*\" alone", c.AllowOrigins)
 		}
 		for i, o := range c.AllowOrigins {
-			if n, problem := normalizeOrigin(o); problem != "" || n != o || slices.Index(c.AllowOrigins, o) != i || !c.Allows(o) {
+			if n, problem := corscfg.NormalizeOrigin(o); problem != "" || n != o || slices.Index(c.AllowOrigins, o) != i || !c.Allows(o) {
 				t.Errorf("got allow_origins %q; want distinct, normalised origins that Allows accepts", c.AllowOrigins)
 			}
 		}

@@ -53,7 +53,7 @@ func (c *Config) Normalize() {
 			c.Alerts[i].On = slices.Clone(AlertEvents)
 		}
 	}
-	c.Tracing.normalize() // tracing.go
+	c.Tracing.Normalize()
 }
 
 // healthDefaults holds the defaults of the health settings that cannot be

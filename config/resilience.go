@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/healproxy/healproxy/internal/hclx"
 )
@@ -217,7 +218,7 @@ func (b *builder) retry(fr *fileRetry, upstreams int) Retry {
 // problem.
 func checkMethod(m string) string {
 	switch {
-	case !validHeaderName(m):
+	case !httpguts.ValidHeaderFieldName(m):
 		return fmt.Sprintf(`%s is not an HTTP method name such as "GET".`, hclx.Quote(m))
 	case strings.ToUpper(m) != m:
 		return fmt.Sprintf("%s must be upper case (HTTP methods are case-sensitive). Did you mean %s?", hclx.Quote(m), hclx.Quote(strings.ToUpper(m)))

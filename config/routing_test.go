@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/healproxy/healproxy/config/routecfg"
 )
 
 func TestRoutingFull(t *testing.T) {
@@ -60,20 +62,20 @@ provider "c" {
 	if !reflect.DeepEqual(a.Weights, []int{3, 1, 1}) || !a.Coalesce || a.Balance != "" {
 		t.Errorf("a: weights %v coalesce %v balance %q", a.Weights, a.Coalesce, a.Balance)
 	}
-	wantOD := OutlierDetection{Interval: 5 * time.Second, MinRequests: 10, FailurePercentage: 50, SuccessRateStdev: 1.9, LatencyFactor: 0, MaxEjectionPercent: 34}
+	wantOD := routecfg.OutlierDetection{Interval: 5 * time.Second, MinRequests: 10, FailurePercentage: 50, SuccessRateStdev: 1.9, LatencyFactor: 0, MaxEjectionPercent: 34}
 	if a.OutlierDetection == nil || *a.OutlierDetection != wantOD {
 		t.Errorf("a: outlier_detection %+v; want %+v", a.OutlierDetection, wantOD)
 	}
-	if h := a.Hedge; h == nil || h.After != 0 || h.AfterPercentile != 0.995 || h.MaxExtra != DefaultHedgeMaxExtra || h.Window != DefaultHedgeWindow {
+	if h := a.Hedge; h == nil || h.After != 0 || h.AfterPercentile != 0.995 || h.MaxExtra != routecfg.DefaultHedgeMaxExtra || h.Window != routecfg.DefaultHedgeWindow {
 		t.Errorf("a: hedge %+v", a.Hedge)
 	}
-	if q := a.Quota; q == nil || *q != (Quota{Reserve: DefaultQuotaReserve, WeightLimit: 1200}) {
+	if q := a.Quota; q == nil || *q != (routecfg.Quota{Reserve: routecfg.DefaultQuotaReserve, WeightLimit: 1200}) {
 		t.Errorf("a: quota %+v", a.Quota)
 	}
 	if b.Balance != BalanceLeastLatency || b.Weights != nil || b.Coalesce {
 		t.Errorf("b: balance %q weights %v coalesce %v", b.Balance, b.Weights, b.Coalesce)
 	}
-	if h := b.Hedge; h == nil || *h != (Hedge{After: 200 * time.Millisecond, MaxExtra: 0.05, Window: time.Minute}) {
+	if h := b.Hedge; h == nil || *h != (routecfg.Hedge{After: 200 * time.Millisecond, MaxExtra: 0.05, Window: time.Minute}) {
 		t.Errorf("b: hedge %+v", b.Hedge)
 	}
 	if q := b.Quota; q == nil || q.Reserve != 0 {
@@ -81,9 +83,6 @@ provider "c" {
 	}
 	if c.OutlierDetection != nil || c.Hedge != nil || c.Quota != nil || c.Coalesce || c.Balance != "" || c.Weights != nil {
 		t.Errorf("c: routing is off by default; got %+v", c)
-	}
-	if _, ok := percentileName("p095"); ok {
-		t.Error(`"p095" read as a percentile`)
 	}
 }
 
@@ -149,10 +148,11 @@ func TestRoutingRejections(t *testing.T) {
 		},
 		{
 			name: "hedge",
-			src:  prov("  hedge {\n    after = \"p100\"\n    max_extra = 0\n  }\n"),
+			src:  prov("  hedge {\n    after = \"p100\"\n    max_extra = 0\n    window = \"2m\"\n  }\n"),
 			want: []string{
 				`x.hcl:4:13: Invalid after; "p100" is neither a percentile of recent latencies such as "p95" nor a duration > 0 such as "200ms".`,
 				`x.hcl:5:17: Invalid max_extra;`,
+				`x.hcl:6:14: Invalid window; "2m" is longer than the maximum, 1m0s.`,
 			},
 		},
 		{

@@ -1,11 +1,9 @@
 package config
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/config/routecfg"
 	"github.com/healproxy/healproxy/internal/hclx"
 )
 
@@ -122,73 +120,15 @@ func (b *builder) routing(fp *fileProvider, p *Provider) {
 		p.Coalesce = *fp.Coalesce
 	}
 	if fo := fp.OutlierDetection; fo != nil {
-		p.OutlierDetection = b.outlier(fo)
+		p.OutlierDetection = routecfg.BuildOutlier(b.Builder, fo)
 	}
 	if fh := fp.Hedge; fh != nil {
-		p.Hedge = b.hedge(fh)
+		p.Hedge = routecfg.BuildHedge(b.Builder, fh)
 	}
 	if fq := fp.Quota; fq != nil {
-		p.Quota = b.quota(fq)
+		p.Quota = routecfg.BuildQuota(b.Builder, fq)
 	}
 }
 
 // MaxWeight bounds one upstream's round robin weight.
 const MaxWeight = 1000
-
-func (b *builder) outlier(fo *fileOutlier) *OutlierDetection {
-	o := &OutlierDetection{
-		FailurePercentage:  DefaultOutlierFailurePercentage,
-		SuccessRateStdev:   DefaultOutlierSuccessRateStdev,
-		LatencyFactor:      DefaultOutlierLatencyFactor,
-		MaxEjectionPercent: DefaultOutlierMaxEjectionPercent,
-	}
-	if d, _ := b.DurationIn(fo.Interval, fo.IntervalRange, "interval", true, MinOutlierInterval, 0); d != nil {
-		o.Interval = *d
-	}
-	b.IntTo(&o.MinRequests, fo.MinRequests, "min_requests", 1, hclx.MaxInt)
-	b.IntTo(&o.MaxEjectionPercent, fo.MaxEjectionPercent, "max_ejection_percent", 0, 100)
-	b.FloatTo(&o.FailurePercentage, fo.FailurePercentage, "failure_percentage", "a percentage from 0 (off) to 100", func(f float64) bool { return f >= 0 && f <= 100 })
-	b.FloatTo(&o.SuccessRateStdev, fo.SuccessRateStdev, "success_rate_stdev", "a number of standard deviations, 0 (off) or more", func(f float64) bool { return f >= 0 })
-	b.FloatTo(&o.LatencyFactor, fo.LatencyFactor, "latency_factor", "0 (off) or a factor above 1, such as 3", func(f float64) bool { return f == 0 || f > 1 })
-	if o.FailurePercentage == 0 && o.SuccessRateStdev == 0 && o.LatencyFactor == 0 {
-		b.Errorf(fo.DefRange, "No outlier rule", "failure_percentage, success_rate_stdev and latency_factor are all 0: nothing would be ejected; leave one on, or remove the block.")
-	}
-	return o
-}
-
-func (b *builder) hedge(fh *fileHedge) *Hedge {
-	h := &Hedge{}
-	if fh.After != nil && b.Decoded(fh.AfterRange) {
-		if pct, ok := percentileName(*fh.After); ok {
-			h.AfterPercentile = pct
-		} else if d, err := time.ParseDuration(*fh.After); err == nil && d > 0 {
-			h.After = d
-		} else {
-			b.Errorf(fh.AfterRange, "Invalid after", "%s is neither a percentile of recent latencies such as \"p95\" nor a duration > 0 such as \"200ms\".", hclx.Quote(*fh.After))
-		}
-	}
-	b.FloatTo(&h.MaxExtra, fh.MaxExtra, "max_extra", "a share of requests above 0 and at most 1, such as 0.1", func(f float64) bool { return f > 0 && f <= 1 })
-	if d, _ := b.DurationIn(fh.Window, fh.WindowRange, "window", true, time.Second, 0); d != nil {
-		h.Window = *d
-	}
-	return h
-}
-
-// percentileName reads "p95" or "p99.9" as 0.95 or 0.999.
-func percentileName(s string) (float64, bool) {
-	if len(s) < 2 || s[0] != 'p' {
-		return 0, false
-	}
-	var f float64
-	if _, err := fmt.Sscanf(s[1:], "%g", &f); err != nil || f <= 0 || f >= 100 || fmt.Sprint(f) != s[1:] {
-		return 0, false
-	}
-	return f / 100, true
-}
-
-func (b *builder) quota(fq *fileQuota) *Quota {
-	q := &Quota{Reserve: DefaultQuotaReserve}
-	b.FloatTo(&q.Reserve, fq.Reserve, "reserve", "a share of the quota from 0 to below 1, such as 0.05", func(f float64) bool { return f >= 0 && f < 1 })
-	b.IntTo(&q.WeightLimit, fq.WeightLimit, "weight_limit", 1, hclx.MaxInt)
-	return q
-}

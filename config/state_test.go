@@ -3,9 +3,10 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/healproxy/healproxy/config/statecfg"
 )
 
 func TestStateRedis(t *testing.T) {
@@ -13,19 +14,19 @@ func TestStateRedis(t *testing.T) {
 		name        string
 		src         string
 		env         map[string]string
-		wantShared  *SharedState
+		wantShared  *statecfg.SharedState
 		wantReplica string
 		wantPath    bool
 	}{
 		{
 			name:       "redis with the default prefix",
 			src:        "state {\n  redis = \"redis://127.0.0.1:6379/0\"\n}\n",
-			wantShared: &SharedState{RedisURL: "redis://127.0.0.1:6379/0", Redacted: "redis://127.0.0.1:6379/0", KeyPrefix: "healproxy:", Quorum: 1},
+			wantShared: &statecfg.SharedState{RedisURL: "redis://127.0.0.1:6379/0", Redacted: "redis://127.0.0.1:6379/0", KeyPrefix: "healproxy:", Quorum: 1},
 		},
 		{
 			name: "path, redis, prefix and replica",
 			src:  "state {\n  path = \"s\"\n  redis = \"rediss://u:pw@cache.example:6380/2\"\n  key_prefix = \"hp-test:\"\n  replica = \"a\"\n}\n",
-			wantShared: &SharedState{RedisURL: "rediss://u:pw@cache.example:6380/2",
+			wantShared: &statecfg.SharedState{RedisURL: "rediss://u:pw@cache.example:6380/2",
 				Redacted: "rediss://u:xxxxx@cache.example:6380/2", KeyPrefix: "hp-test:", Quorum: 1},
 			wantReplica: "a",
 			wantPath:    true,
@@ -34,7 +35,7 @@ func TestStateRedis(t *testing.T) {
 			name:        "HEALPROXY_REPLICA wins over the file",
 			src:         "state {\n  redis = \"redis://h\"\n  replica = \"a\"\n}\n",
 			env:         map[string]string{"HEALPROXY_REPLICA": "b"},
-			wantShared:  &SharedState{RedisURL: "redis://h", Redacted: "redis://h", KeyPrefix: "healproxy:", Quorum: 1},
+			wantShared:  &statecfg.SharedState{RedisURL: "redis://h", Redacted: "redis://h", KeyPrefix: "healproxy:", Quorum: 1},
 			wantReplica: "b",
 		},
 		{
@@ -50,13 +51,13 @@ func TestStateRedis(t *testing.T) {
 		{
 			name: "quorum and a Sentinel URL",
 			src:  "state {\n  redis = \"redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=spw\"\n  quorum = 2\n}\n",
-			wantShared: &SharedState{RedisURL: "redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=spw",
+			wantShared: &statecfg.SharedState{RedisURL: "redis-sentinel://app:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=spw",
 				Redacted: "redis-sentinel://app:xxxxx@10.0.0.1:26379,10.0.0.2:26379/mymaster/3?sentinel_password=xxxxx", KeyPrefix: "healproxy:", Quorum: 2},
 		},
 		{
 			name: "a Redis Cluster over TLS",
 			src:  "state {\n  redis = \"rediss-cluster://:pw@a:7000,b:7001\"\n}\n",
-			wantShared: &SharedState{RedisURL: "rediss-cluster://:pw@a:7000,b:7001",
+			wantShared: &statecfg.SharedState{RedisURL: "rediss-cluster://:pw@a:7000,b:7001",
 				Redacted: "rediss-cluster://:xxxxx@a:7000,b:7001", KeyPrefix: "healproxy:", Quorum: 1},
 		},
 		{
@@ -127,7 +128,7 @@ func TestSharedStateStringRedacts(t *testing.T) {
 	if s := cfg.Shared.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "redis-sentinel://u:xxxxx@h:26379/m?sentinel_password=xxxxx") {
 		t.Errorf("got %q; want the URL with its passwords redacted", s)
 	}
-	target, err := ParseRedisURL(cfg.Shared.RedisURL)
+	target, err := statecfg.ParseRedisURL(cfg.Shared.RedisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,45 +139,5 @@ func TestSharedStateStringRedacts(t *testing.T) {
 				t.Errorf("%T printed or encoded shows the password: %s", v, s)
 			}
 		}
-	}
-}
-
-func TestParseRedisURL(t *testing.T) {
-	tests := []struct {
-		in   string
-		want RedisTarget
-	}{
-		{"redis://u:pw@h:6379/2", RedisTarget{Mode: RedisSingle, Addrs: []string{"h:6379"}, DB: 2, Username: "u", Password: "pw",
-			Redacted: "redis://u:xxxxx@h:6379/2"}},
-		{"rediss://h", RedisTarget{Mode: RedisSingle, Addrs: []string{"h"}, TLS: true, Redacted: "rediss://h"}},
-		{"redis-sentinel://u:pw@[::1]:26379,10.0.0.2:26380/main/1?sentinel_username=s&sentinel_password=spw",
-			RedisTarget{Mode: RedisSentinel, Addrs: []string{"[::1]:26379", "10.0.0.2:26380"}, MasterName: "main", DB: 1,
-				Username: "u", Password: "pw", SentinelUsername: "s", SentinelPassword: "spw",
-				Redacted: "redis-sentinel://u:xxxxx@[::1]:26379,10.0.0.2:26380/main/1?sentinel_password=xxxxx&sentinel_username=s"}},
-		{"rediss-sentinel://h:26379/m", RedisTarget{Mode: RedisSentinel, Addrs: []string{"h:26379"}, MasterName: "m", TLS: true,
-			Redacted: "rediss-sentinel://h:26379/m"}},
-		{"redis-cluster://a:7000,b:7001,c:7002", RedisTarget{Mode: RedisCluster, Addrs: []string{"a:7000", "b:7001", "c:7002"},
-			Redacted: "redis-cluster://a:7000,b:7001,c:7002"}},
-	}
-	for _, tt := range tests {
-		got, err := ParseRedisURL(tt.in)
-		if err != nil {
-			t.Errorf("ParseRedisURL(%q): %v", tt.in, err)
-			continue
-		}
-		tt.want.URL = tt.in
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("ParseRedisURL(%q)\ngot  %+v\nwant %+v", tt.in, got, tt.want)
-		}
-		if s := fmt.Sprint(got); strings.Contains(s, "pw") {
-			t.Errorf("printing the target shows a password: %s", s)
-		}
-	}
-}
-
-func TestDefaultReplicaID(t *testing.T) {
-	id := DefaultReplicaID()
-	if problem := replicaProblem(id); problem != "" {
-		t.Errorf("DefaultReplicaID() = %q: %s", id, problem)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/healproxy/healproxy/config/tracecfg"
 )
 
 func TestTracing(t *testing.T) {
@@ -12,33 +14,33 @@ func TestTracing(t *testing.T) {
 		name string
 		src  string
 		env  map[string]string
-		want *Tracing // nil: tracing off
+		want *tracecfg.Tracing // nil: tracing off
 	}{
 		{name: "no block, no variable: off"},
 		{
 			name: "endpoint only: the defaults",
 			src:  "tracing {\n  endpoint = \"http://127.0.0.1:4318\"\n}\n",
-			want: &Tracing{Endpoint: "http://127.0.0.1:4318", Redacted: "http://127.0.0.1:4318",
+			want: &tracecfg.Tracing{Endpoint: "http://127.0.0.1:4318", Redacted: "http://127.0.0.1:4318",
 				Protocol: "http/protobuf", SampleRatio: 1, ServiceName: "healproxy"},
 		},
 		{
 			name: "every setting",
 			src: "tracing {\n  endpoint = \"https://otel.example:4317\"\n  protocol = \"grpc\"\n  sample_ratio = 0.25\n" +
 				"  service_name = \"edge\"\n  headers = { authorization = \"Bearer s3cret-token\", empty = \"\" }\n}\n",
-			want: &Tracing{Endpoint: "https://otel.example:4317", Redacted: "https://otel.example:4317",
+			want: &tracecfg.Tracing{Endpoint: "https://otel.example:4317", Redacted: "https://otel.example:4317",
 				Protocol: "grpc", SampleRatio: 0.25, ServiceName: "edge", Headers: map[string]string{"authorization": "Bearer s3cret-token"}},
 		},
 		{
 			name: "sample_ratio 0 is kept",
 			src:  "tracing {\n  endpoint = \"http://c:4318\"\n  sample_ratio = 0\n}\n",
-			want: &Tracing{Endpoint: "http://c:4318", Redacted: "http://c:4318", Protocol: "http/protobuf", ServiceName: "healproxy"},
+			want: &tracecfg.Tracing{Endpoint: "http://c:4318", Redacted: "http://c:4318", Protocol: "http/protobuf", ServiceName: "healproxy"},
 		},
 		{
 			name: "the OTEL_* variables alone turn it on",
 			env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://u:pw@collector:4318?k=v", "OTEL_SERVICE_NAME": "hp",
 				"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5",
 				"OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x-tenant=t1"},
-			want: &Tracing{Endpoint: "http://u:pw@collector:4318?k=v", Redacted: "http://collector:4318", Protocol: "http/protobuf",
+			want: &tracecfg.Tracing{Endpoint: "http://u:pw@collector:4318?k=v", Redacted: "http://collector:4318", Protocol: "http/protobuf",
 				SampleRatio: 0.5, ServiceName: "hp", Headers: map[string]string{"api-key": "a b", "x-tenant": "t1"}},
 		},
 		{
@@ -46,14 +48,14 @@ func TestTracing(t *testing.T) {
 			src:  "tracing {\n  endpoint = \"http://file:4318\"\n  protocol = \"grpc\"\n  sample_ratio = 0.1\n  headers = { a = \"from-file\" }\n}\n",
 			env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://general:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:4318/v1/traces",
 				"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_TRACES_SAMPLER": "always_on", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "b=from-env"},
-			want: &Tracing{Endpoint: "http://traces:4318/v1/traces", Redacted: "http://traces:4318/v1/traces", Protocol: "http/protobuf",
+			want: &tracecfg.Tracing{Endpoint: "http://traces:4318/v1/traces", Redacted: "http://traces:4318/v1/traces", Protocol: "http/protobuf",
 				SampleRatio: 1, ServiceName: "healproxy", Headers: map[string]string{"b": "from-env"}},
 		},
 		{
 			name: "always_off samples only what the caller sampled",
 			src:  "tracing {\n  endpoint = \"http://c:4318\"\n}\n",
 			env:  map[string]string{"OTEL_TRACES_SAMPLER": "always_off"},
-			want: &Tracing{Endpoint: "http://c:4318", Redacted: "http://c:4318", Protocol: "http/protobuf", ServiceName: "healproxy"},
+			want: &tracecfg.Tracing{Endpoint: "http://c:4318", Redacted: "http://c:4318", Protocol: "http/protobuf", ServiceName: "healproxy"},
 		},
 		{
 			name: "OTEL_SDK_DISABLED turns a configured block off",
@@ -168,9 +170,9 @@ func TestTracingNormalize(t *testing.T) {
 	if c.Tracing != nil {
 		t.Fatalf("got %v; want nil", c.Tracing)
 	}
-	c.Tracing = &Tracing{Endpoint: "http://u:p@c:4318?q=1"}
+	c.Tracing = &tracecfg.Tracing{Endpoint: "http://u:p@c:4318?q=1"}
 	c.Normalize()
-	if got := *c.Tracing; got.Protocol != TracingProtocolHTTP || got.ServiceName != "healproxy" || got.Redacted != "http://c:4318" || got.SampleRatio != 0 {
+	if got := *c.Tracing; got.Protocol != tracecfg.ProtocolHTTP || got.ServiceName != "healproxy" || got.Redacted != "http://c:4318" || got.SampleRatio != 0 {
 		t.Errorf("got %#v; want the defaults, SampleRatio 0 kept", got)
 	}
 }

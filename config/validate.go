@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/healproxy/healproxy/config/corscfg"
+	"github.com/healproxy/healproxy/config/statecfg"
+	"github.com/healproxy/healproxy/config/tracecfg"
 	"github.com/healproxy/healproxy/internal/hclx"
 )
 
@@ -58,10 +61,10 @@ func (b *builder) build(fc *fileConfig, cfg *Config) {
 	if fc.Admin != nil && fc.Admin.Token != nil {
 		cfg.AdminToken = *fc.Admin.Token
 	}
-	b.state(fc.State, cfg) // state.go
+	st := statecfg.Build(b.Builder, fc.State, cfg.Dir)
+	cfg.StatePath, cfg.Replica, cfg.Shared = st.Path, st.Replica, st.Shared
 
-	// tracing.go
-	b.tracing(fc.Tracing, cfg)
+	cfg.Tracing = tracecfg.Build(b.Builder, fc.Tracing)
 
 	seen := map[string]hcl.Range{}
 	for _, fp := range fc.Providers {
@@ -173,7 +176,7 @@ func (b *builder) provider(fp *fileProvider, global Health, origin cooldownOrigi
 		p.AllowTrace = *fp.AllowTrace
 	}
 	if fp.CORS != nil {
-		p.CORS = b.cors(fp.CORS, fp.ID)
+		p.CORS = corscfg.Build(b.Builder, fp.CORS, fp.ID)
 	}
 	b.providerBodyTimeouts(fp, &p) // endpoints.go
 	b.routing(fp, &p)              // routingfile.go
@@ -226,7 +229,7 @@ func (b *builder) upstreams(fp *fileProvider) []*url.URL {
 // parseUpstream parses an upstream base URL. problem is "" when it is
 // acceptable and never contains the URL.
 func parseUpstream(s string) (u *url.URL, problem string) {
-	u, problem = parseHTTPURL(s)
+	u, problem = hclx.HTTPURL(s)
 	if problem == "" && u.User != nil {
 		return nil, "credentials in the URL are not supported; send them with headers = { … }"
 	}
@@ -245,66 +248,7 @@ func upstreamKey(u *url.URL) string {
 }
 
 func (b *builder) headers(fp *fileProvider) map[string]string {
-	return b.headerMap(fp.Headers)
-}
-
-// headerMap evaluates a map of headers to inject; their values are secrets.
-func (b *builder) headerMap(expr hcl.Expression) map[string]string {
-	items, d := hclx.StringMap(expr, b.Ectx, "headers")
-	b.Add(d)
-	if items == nil {
-		return nil
-	}
-	out := make(map[string]string, len(items))
-	seen := map[string]bool{}
-	for _, it := range items {
-		// Values are secrets: they are never echoed.
-		switch {
-		case !validHeaderName(it.Key):
-			b.Errorf(it.Range, "Invalid header name",
-				"%s is not a valid HTTP header name.", hclx.Quote(it.Key))
-		case seen[strings.ToLower(it.Key)]:
-			b.Errorf(it.Range, "Duplicate header",
-				"Header %s is set more than once (names are case-insensitive).", hclx.Quote(it.Key))
-		case !validHeaderValue(it.Value):
-			b.Errorf(it.Range, "Invalid header value",
-				"The value of header %s contains a control character such as a newline.", hclx.Quote(it.Key))
-		case it.Value == "":
-			// Typically env() of an unset variable: send no header at all.
-		default:
-			out[it.Key] = it.Value
-		}
-		seen[strings.ToLower(it.Key)] = true
-	}
-	return out
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters (other than tab), which
-// would split or corrupt the request.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	return b.HeaderMap(fp.Headers)
 }
 
 func (b *builder) model(fm *fileModel, global Health, origin cooldownOrigin, dir string, keys []string) Model {

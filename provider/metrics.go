@@ -25,6 +25,9 @@ type Metrics struct {
 	// notUpstream counts provider requests that failed for a cause that
 	// is not the upstream's (clienterrors.go): never counted in health.
 	notUpstream *prometheus.CounterVec
+	outlier     *outlierMetrics // outlier.go
+	quota       *quotaMetrics   // rate-limit steering (quota.go)
+	hedging     *hedgingMetrics // hedge.go
 }
 
 // NewMetrics makes the provider metrics and registers them on reg.
@@ -58,6 +61,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider", "cause"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.healthChecks, m.retryBudgetExhausted, m.allDown, m.notUpstream)
+	m.outlier = newOutlierMetrics(reg)
+	m.quota = newQuotaMetrics(reg)
+	m.hedging = newHedgingMetrics(reg)
 	return m
 }
 
@@ -71,6 +77,11 @@ func (m *Metrics) Forget(provider, upstream string) {
 	m.requests.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
 	m.healthChecks.DeletePartialMatch(l)
+	m.outlier.forget(l)
+	m.quota.forget(l)
+	if upstream == "" {
+		m.hedging.forget(provider)
+	}
 }
 
 // upstreamMetrics are one upstream's resolved metrics.

@@ -15,6 +15,8 @@ import (
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/balance"
+	"github.com/healproxy/healproxy/internal/coalesce"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -47,13 +49,19 @@ type Provider struct {
 	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
-	lastResort   *Upstream // nil: none; not among Upstreams
-	checker      *checker  // nil: no active health checks
+	lastResort   *Upstream         // nil: none; not among Upstreams
+	checker      *checker          // nil: no active health checks
+	hedge        *hedger           // nil: no hedging (hedge.go)
+	coalesce     *coalesce.Handler // nil: no coalescing (coalesce.go)
 
 	// secrets are the values this provider must never show: its upstreams'
 	// query strings and values, its injected header values; scrubbed from
 	// every error message (Provider.classify) and URL header it answers.
 	secrets *redact.Scrubber
+
+	outlier    *outlierDetector // nil: no outlier detection (outlier.go)
+	balancer   *balancer        // nil: plain round robin (balance.go)
+	quotaClock func() time.Time // nil: no quota block (quota.go)
 }
 
 // Hooks tell the server what happens to a provider's upstreams.
@@ -76,6 +84,9 @@ type Upstream struct {
 	drain   atomic.Pointer[DrainInfo] // an operator's drain, see operator.go
 	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
 	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
+	outlier *outlierRecorder          // this interval's results for outlier detection; nil: off (outlier.go)
+	ewma    *balance.EWMA             // latency estimate; nil unless least_latency (balance.go)
+	quota   *upstreamQuota            // announced quota; nil unless a quota block (quota.go)
 }
 
 // New builds a provider. An upstream found in keep (by its full
@@ -126,6 +137,8 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 		up.metrics = m.forUpstream(p.ID, up.Display)
 		p.Upstreams = append(p.Upstreams, up)
 	}
+	p.initBalance(pc, keep)
+	p.initQuota(pc)
 	if lr := pc.AllDown.LastResort; lr != nil {
 		up := newUpstream(p, lr)
 		up.Health = breaker.New("provider/"+pc.ID+"/last-resort", breaker.SettingsOf(pc.Health), breaker.Options{})
@@ -144,6 +157,13 @@ func New(pc config.Provider, base http.RoundTripper, hooks Hooks, m *Metrics, er
 	p.secrets = redact.New(secrets...)
 	if pc.HealthCheck != nil {
 		p.checker = newChecker(p, *pc.HealthCheck, base, m, errLog)
+	}
+	p.outlier = newOutlierDetector(p, pc.OutlierDetection, m, errLog)
+	if pc.Hedge != nil {
+		p.hedge = newHedger(pc.ID, *pc.Hedge, m)
+	}
+	if pc.Coalesce {
+		p.coalesce = newCoalescer(p, m)
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -429,6 +449,15 @@ var _ httputil.BufferPool = (*syncBufferPool)(nil)
 // ServeHTTP proxies a request for /providers/{id}/{rest} to an upstream
 // of p (the router has found p by its id).
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.coalesce != nil { // identical requests share an exchange (coalesce.go)
+		p.coalesce.ServeHTTP(w, r)
+		return
+	}
+	p.serve(w, r)
+}
+
+// serve is ServeHTTP for one request's own exchange.
+func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	id := p.ID
 	if _, ok := restPath(r, id); !ok {
 		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id,

@@ -62,7 +62,8 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	maxAttempts := 1
 	var body []byte
-	if rp.Attempts() > 1 && rp.Method(req.Method) {
+	hedge := false // hedge.go
+	if (rp.Attempts() > 1 || p.hedge != nil) && rp.Method(req.Method) {
 		b, ok, err := retry.ReplayableBody(req)
 		if err != nil { // the client's body broke while it was read: never sent
 			if req.Context().Err() != nil {
@@ -72,6 +73,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 		if ok {
 			body, maxAttempts = b, rp.Attempts()
+			hedge = p.hedge != nil && p.hedge.admit(req)
 		}
 	}
 	retryable := maxAttempts > 1
@@ -108,7 +110,18 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			req.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		retryLater := retryable && attempts+1 < maxAttempts && (more || maxAttempts > len(p.Upstreams))
-		resp, err, refused := t.attempt(u, req, cb, retryLater, attempts+1)
+		var resp *http.Response
+		var err error
+		var refused bool
+		if hedge {
+			var h int
+			resp, h, err, refused = t.hedged(i, req, cb, body, retryLater, attempts+1, start, tried)
+			if h >= 0 {
+				tried |= 1 << h
+			}
+		} else {
+			resp, err, refused = t.attempt(u, req, cb, retryLater, attempts+1)
+		}
 		if refused {
 			continue
 		}
@@ -263,7 +276,10 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBo
 // tried ones; -1 when none is left. more says whether another candidate
 // would remain after this one. For a retryable request a degraded upstream
 // is given one pick in degradedShare while healthy ones exist, so that it
-// can prove itself (its failure is then hidden by a retry).
+// can prove itself (its failure is then hidden by a retry). A healthy
+// upstream whose quota runs low ranks as degraded (quota.go). Among the
+// upstreams of the best rank the first in round-robin order from start
+// is chosen, or the provider's balancer chooses (balance.go).
 func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) {
 	n := len(p.Upstreams)
 	if n == 1 {
@@ -273,6 +289,8 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		return 0, false
 	}
 	best, bestRank, candidates := -1, 3, 0
+	steer, bal := p.quotaClock != nil, p.balancer != nil
+	var set uint64 // the upstreams of the best rank, for a balancer
 	for k := range n {
 		i := int((start + uint32(k)) % uint32(n))
 		if tried&(1<<i) != 0 {
@@ -297,10 +315,19 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 			}
 			rank = 2
 		}
+		if steer && rank == 0 && p.steered(u) {
+			rank = 1 // its quota runs low: after healthy peers (quota.go)
+		}
 		candidates++
 		if rank < bestRank {
-			best, bestRank = i, rank
+			best, bestRank, set = i, rank, 0
 		}
+		if bal && rank == bestRank {
+			set |= 1 << i
+		}
+	}
+	if bal && set&(set-1) != 0 { // least_latency or weights, among two or more
+		best = p.balancer.choose(set)
 	}
 	return best, candidates > 1
 }
@@ -319,7 +346,10 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		p.tracer.Inject(actx, req.Header) // the upstream continues this trace
 		defer func() { span.EndAttempt(attemptResult(resp, err, refused, u)) }()
 	}
-	callErr := u.Health.Call(func() (time.Duration, error) {
+	callErr := u.Health.Call(u.observed(func() (time.Duration, error) { // observed: outlier detection (outlier.go)
+		if u.ewma != nil {
+			u.ewma.Begin() // least_latency: in flight until observeLatency
+		}
 		start := time.Now()
 		r, at, ctx, rtErr := t.send(u, req, cb)
 		if rtErr == nil && !failureStatus(r.StatusCode) {
@@ -329,6 +359,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			}
 		}
 		latency := time.Since(start)
+		if u.ewma != nil {
+			t.observeLatency(u, req, cb, rtErr, latency)
+		}
 		cancel := at.end // nil-safe: the lean client has no context to end
 		if rtErr != nil {
 			cancel()
@@ -361,6 +394,9 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			return latency, &breaker.Failure{Kind: kind, Latency: latency, Message: msg}
 		}
 		u.metrics.observeCode(r.StatusCode, latency)
+		if u.quota != nil && r.StatusCode != http.StatusTooManyRequests {
+			p.observeQuota(u, r.Header)
+		}
 		keep := func() { // the answer goes to the client
 			if r.StatusCode == http.StatusSwitchingProtocols {
 				cancel() // the upgraded connection is the caller's now; ReverseProxy needs its body as is
@@ -407,7 +443,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 			keep() // the failure answer passes through
 		}
 		return latency, f
-	})
+	}))
 	switch callErr {
 	case breaker.ErrCooldown, breaker.ErrTrialsBusy, breaker.ErrHeld, breaker.ErrPaused:
 		return nil, nil, true
@@ -631,11 +667,13 @@ func (p *Provider) writeBudget() time.Duration {
 	return n*p.timeout + n*p.retry.MaxBackoff() + p.allDownWait + time.Minute
 }
 
-// StartChecks starts the provider's active health checks, if it has any.
+// StartChecks starts the provider's active health checks and its outlier
+// detection, if it has them.
 func (p *Provider) StartChecks() {
 	if p.checker != nil {
 		p.checker.start()
 	}
+	p.outlier.start()
 }
 
 // StopChecks stops them and waits.
@@ -643,6 +681,7 @@ func (p *Provider) StopChecks() {
 	if p.checker != nil {
 		p.checker.stop()
 	}
+	p.outlier.stop()
 }
 
 // hasAllDownFallback: with every upstream out, something may still answer

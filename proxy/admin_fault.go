@@ -58,6 +58,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 				cleared++
 				s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-clear", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 				s.log.Warn("fault cleared", "provider", id, "upstream", u.Display, "kind", old.Kind, "by", who)
+				s.noteFault(p, u, "fault-clear", old, who)
 			}
 		}
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "cleared": cleared})
@@ -77,6 +78,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-" + f.Kind, Target: target, Reason: f.Reason, TTL: req.TTL, Result: "done"})
 		s.log.Warn("fault injected", "provider", id, "upstream", u.Display, "kind", f.Kind, "status", f.Status,
 			"delay", f.Delay, "percent", f.Percent, "ttl", req.TTL, "reason", f.Reason, "by", who)
+		s.noteFault(p, u, "fault", &f, who)
 	}
 	docs := make([]*api.Fault, 0, len(targets))
 	for _, u := range targets {
@@ -94,4 +96,7 @@ func (s *Server) faultExpired(id string, u *provider.Upstream, f *provider.Fault
 	}
 	s.audit.add(api.AuditEntry{Time: time.Now(), Who: "ttl", Action: "fault-expired", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 	s.log.Warn("fault expired", "provider", id, "upstream", u.Display, "kind", f.Kind)
+	if p := s.state.Load().providers[id]; p != nil {
+		s.noteFault(p, u, "fault-expired", f, "ttl")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/statecfg"
 )
 
 // Health shared between replicas (state { redis = … }): the wiring of
@@ -29,7 +30,7 @@ const startupPull = time.Second
 func (s *Server) startCluster(cfg *config.Config, st *state) {
 	s.replica = cfg.Replica
 	if s.replica == "" {
-		s.replica = config.DefaultReplicaID()
+		s.replica = statecfg.DefaultReplicaID()
 	}
 	if cfg.Shared == nil {
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/internal/redistest"
 )
@@ -31,7 +32,7 @@ func clusterConfig(t testing.TB, upstream, redisURL, replica string) *config.Con
 		Retry:  config.Retry{Attempts: 1},
 	}}}
 	if redisURL != "" {
-		cfg.Shared = &config.SharedState{RedisURL: redisURL, Redacted: redisURL, KeyPrefix: "hp-proxy-test:"}
+		cfg.Shared = &statecfg.SharedState{RedisURL: redisURL, Redacted: redisURL, KeyPrefix: "hp-proxy-test:"}
 	}
 	return cfg
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/corscfg"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
@@ -20,9 +20,9 @@ func TestCORSHeadersOnlyForAllowedOrigins(t *testing.T) {
 		"Access-Control-Expose-Headers", "X-Price"))
 	closed := proxytest.Provider(t, "closed", up.URL)
 	open := proxytest.Provider(t, "open", up.URL)
-	open.CORS = &config.CORS{AllowOrigins: []string{"https://app.example"}}
+	open.CORS = &corscfg.CORS{AllowOrigins: []string{"https://app.example"}}
 	any := proxytest.Provider(t, "any", up.URL)
-	any.CORS = &config.CORS{AllowOrigins: []string{"*"}}
+	any.CORS = &corscfg.CORS{AllowOrigins: []string{"*"}}
 	_, ts := startProviders(t, closed, open, any)
 
 	tests := []struct {

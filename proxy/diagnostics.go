@@ -106,10 +106,29 @@ func providerEntry(p *provider.Provider) api.Provider {
 	for i, u := range p.Upstreams {
 		snaps[i] = u.Health.Snapshot()
 		d.Upstreams = append(d.Upstreams, api.Upstream{URL: u.Display, Entry: entryOf(snaps[i]), Operator: u.Operator(),
-			Fault: u.FaultDocument(), Explain: explainOf(snaps[i])})
+			Fault: u.FaultDocument(), Explain: explainOf(snaps[i]), Quota: quotaOf(u), Balance: balanceOf(u)})
 	}
 	d.Entry, d.Reason, d.NextTrialAt = aggregate(d.Upstreams, snaps)
 	return d
+}
+
+// quotaOf is the quota u announced last, nil before any or without a
+// quota block.
+func quotaOf(u *provider.Upstream) *api.Quota {
+	q, ok := u.Quota()
+	if !ok {
+		return nil
+	}
+	return &api.Quota{Remaining: q.Remaining, Limit: q.Limit, Reset: q.Reset, Header: q.Header, Seen: q.Seen, Steering: q.Steering}
+}
+
+// balanceOf is u's weight under least_latency, nil under other balancing.
+func balanceOf(u *provider.Upstream) *api.Balance {
+	ewma, inFlight, ok := u.Latency()
+	if !ok {
+		return nil
+	}
+	return &api.Balance{EWMAMs: float64(ewma) / float64(time.Millisecond), InFlight: inFlight}
 }
 
 // aggregate sums up the entries of a pool of equivalent backends (a
@@ -222,7 +241,17 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("scope") == "cluster" {
 		return s.serveClusterHealth(w, r)
 	}
-	api.WriteJSON(w, http.StatusOK, s.healthDocument())
+	// ?status=&q=&sort=&offset=&limit=: one page of the entries
+	// (api.HealthQuery); without them, the whole document.
+	q, paged, err := api.ParseHealthQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	doc := s.healthDocument()
+	if paged {
+		q.Apply(&doc)
+	}
+	api.WriteJSON(w, http.StatusOK, doc)
 	return nil
 }
 

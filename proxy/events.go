@@ -198,6 +198,9 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 		}
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: sum})
 	}
+	if kind != "" && key != "" {
+		doc.Marks = s.timeline.of(kind, key, time.Now())
+	}
 	api.WriteJSON(w, http.StatusOK, doc)
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/statecfg"
 	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/internal/proxytest"
 	"github.com/healproxy/healproxy/plugins"
@@ -743,7 +744,7 @@ func TestReloadWarnsOfRestartOnlySettings(t *testing.T) {
 	s, _ := startServer(t, cfg)
 	next := *cfg
 	next.Listen = "127.0.0.1:1"
-	next.Shared = &config.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
+	next.Shared = &statecfg.SharedState{RedisURL: "redis://127.0.0.1:1/0", Redacted: "redis://127.0.0.1:1/0", KeyPrefix: "hp:"}
 	res := s.Reload(proxytest.Normalized(&next))
 	got := strings.Join(res.Warnings, "\n")
 	for _, want := range []string{"listen changed", "state.redis, key_prefix, quorum or replica changed"} {

@@ -71,6 +71,7 @@ type Server struct {
 	h1        *h1.Pools // the lean client for plain-HTTP GET and HEAD; nil with Options.Transport
 	metrics   *metrics
 	events    *hub
+	timeline  timeline // each entry's recent marks (timeline.go)
 	audit     auditLog
 	alerts    atomic.Pointer[alert.Notifier]
 	reloadMu  sync.Mutex   // one reload at a time
@@ -287,6 +288,7 @@ func (s *Server) changed(c Change) {
 		level = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "health status changed", attrs...)
+	s.noteChange(c, snap.Reason)
 	s.publishChange(c)
 	if t := alert.TypeOf(c.From.String(), c.To.String()); t != "" && s.restoring.Load() {
 		// Restored from the state file: reported before the restart.

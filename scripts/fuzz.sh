@@ -3,7 +3,8 @@
 # (go test -fuzz takes one target in one package per run).
 #
 #   FUZZTIME=10s scripts/fuzz.sh          # the default: 10s each
-#   FUZZTIME=5m scripts/fuzz.sh FuzzParse # one target, longer
+#   FUZZTIME=5m scripts/fuzz.sh FuzzParse # targets of that name, longer
+#   scripts/fuzz.sh ./config/FuzzParse    # one package's target
 #
 # A failing input is written to the package's testdata/fuzz/<Target>/;
 # commit it with the fix: plain `go test` then replays it for good.
@@ -23,6 +24,9 @@ targets=(
 	"./proxy/ FuzzRestoreEntry"
 	"./internal/h1/ FuzzLeanClient"
 	"./internal/sse/ FuzzReader"
+	"./internal/quota/ FuzzParse"
+	"./internal/coalesce/ FuzzBroadcast"
+	"./plugins/sentiment/ FuzzAnalyze"
 )
 parallel=()
 if [[ -n "${FUZZPARALLEL:-}" ]]; then
@@ -32,7 +36,7 @@ fi
 status=0
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
-	if [[ $# -gt 0 && ! " $* " =~ " $name " ]]; then
+	if [[ $# -gt 0 && ! " $* " =~ " $name " && ! " $* " =~ " $pkg$name " ]]; then
 		continue
 	fi
 	echo "== $name ($pkg, $fuzztime)"

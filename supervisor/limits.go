@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/bytesize"
 )
 
 // This file recycles a model's process past one of its resource limits
@@ -57,7 +58,7 @@ func (m *Model) overLimit(in *instance, mc *config.Model) string {
 		if err != nil {
 			m.log.Debug("cannot read a model plugin's memory", "model", m.Key, "pid", in.p.Pid(), "error", err)
 		} else if rss > mc.MaxMemory {
-			return fmt.Sprintf("max_memory: resident memory %s (limit %s)", config.FormatSize(rss), config.FormatSize(mc.MaxMemory))
+			return fmt.Sprintf("max_memory: resident memory %s (limit %s)", bytesize.Format(rss), bytesize.Format(mc.MaxMemory))
 		}
 	}
 	if mc.LatencyRecycle > 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/bytesize"
 	"github.com/healproxy/healproxy/internal/proctest"
 	"github.com/healproxy/healproxy/plugins"
 )
@@ -426,7 +427,7 @@ func TestMaxMemoryRecycle(t *testing.T) {
 	mc.MaxMemory = base + 64<<20
 	m.SetConfig(mc)
 	if _, ok := m.checkLimits(); ok {
-		t.Fatalf("a plugin at %s was recycled under max_memory %s", config.FormatSize(base), config.FormatSize(mc.MaxMemory))
+		t.Fatalf("a plugin at %s was recycled under max_memory %s", bytesize.Format(base), bytesize.Format(mc.MaxMemory))
 	}
 	// The plugin itself stays small: only counting its child passes the
 	// limit.
@@ -440,7 +441,7 @@ func TestMaxMemoryRecycle(t *testing.T) {
 	own, _ := rss(old.Pid())
 	if after-base < 128<<20 || after-own < 128<<20 {
 		t.Errorf("tree RSS %s before the hog, %s after, the plugin's own %s; want the hog's 128MiB counted",
-			config.FormatSize(base), config.FormatSize(after), config.FormatSize(own))
+			bytesize.Format(base), bytesize.Format(after), bytesize.Format(own))
 	}
 	kids, _ := descendants(old.Pid())
 	scanned, _ := descendantsByScan(old.Pid())
@@ -455,7 +456,7 @@ func TestMaxMemoryRecycle(t *testing.T) {
 	}
 	r := rec.list()[0]
 	if r.Status != StatusSuccess || r.Mode != ModeWarm || r.Why != WhyRecycle || r.OldPid != old.Pid() ||
-		!strings.HasPrefix(r.Reason, "max_memory: resident memory ") || !strings.Contains(r.Reason, "(limit "+config.FormatSize(mc.MaxMemory)+")") {
+		!strings.HasPrefix(r.Reason, "max_memory: resident memory ") || !strings.Contains(r.Reason, "(limit "+bytesize.Format(mc.MaxMemory)+")") {
 		t.Errorf("recycle: %+v; want a warm recycle naming max_memory and its limit", r)
 	}
 	wantGone(t, old)

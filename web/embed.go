@@ -24,10 +24,6 @@ const (
 	// fileCSP is every other answer's (the files, a 404): nothing to
 	// load, no framing.
 	fileCSP = "default-src 'none'; frame-ancestors 'none'"
-	// workerCSP is the fetch worker's (worker.js): a worker runs under
-	// its own script's policy, and this one reads the diagnostics
-	// documents from the proxy, nothing else.
-	workerCSP = "default-src 'none'; connect-src 'self'; frame-ancestors 'none'"
 )
 
 // Handler serves the UI: index.html at "/", the other files under
@@ -50,9 +46,6 @@ func Handler() http.Handler {
 		// Embedded files have no modification time: make browsers
 		// revalidate, so that a new binary's assets are picked up.
 		w.Header().Set("Cache-Control", "no-cache")
-		if r.URL.Path == "/assets/worker.js" {
-			w.Header().Set("Content-Security-Policy", workerCSP)
-		}
 		assets.ServeHTTP(w, r)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -65,6 +65,7 @@ type fleet struct {
 	url       string
 	histories atomic.Int32 // GET /api/diagnostics/history answered
 	unscoped  atomic.Int32 // of which without ?kind=&key= (a whole fleet's)
+	wholes    atomic.Int32 // GET /api/diagnostics/health without a limit (a whole fleet's)
 }
 
 func startFleet(t *testing.T, src string) *fleet {
@@ -86,6 +87,9 @@ func startFleet(t *testing.T, src string) *fleet {
 			if q := r.URL.Query(); q.Get("kind") == "" || q.Get("key") == "" {
 				f.unscoped.Add(1)
 			}
+		}
+		if r.URL.Path == "/api/diagnostics/health" && r.URL.Query().Get("limit") == "" && strings.Contains(r.UserAgent(), "Chrome") {
+			f.wholes.Add(1) // by the browser, not the test itself
 		}
 		srv.ServeHTTP(w, r)
 	}))
@@ -365,6 +369,9 @@ func TestBrowserUIFleetFindThings(t *testing.T) {
 	}
 	p.Click(`[data-pager="provider"] button[data-page="next"]`)
 	p.WaitJS("page 2 is shown", `location.search.includes('page=2')`, 5*time.Second)
+	// the server answers page 2: wait for its rows
+	p.WaitJS("page 2's rows", `document.querySelector('[data-group="provider"] article[data-kind]').dataset.key === 'p049' &&
+		document.querySelectorAll('[data-group="provider"] article[data-kind]').length === 50`, 5*time.Second)
 	if rows := p.rows("provider"); len(rows) != 50 || rows[0] != "p049" {
 		t.Errorf("page 2 rows start %v (%d rows); want p049, 50 rows", rows[:min(3, len(rows))], len(rows))
 	}
@@ -445,13 +452,18 @@ func TestBrowserUIFleetFindThings(t *testing.T) {
 	p.search("")
 	p.Do(chromedp.SetValue(`#sort`, "error"), chromedp.Evaluate[chromedp.Void](`document.querySelector('#sort').dispatchEvent(new Event('change'))`))
 	p.WaitJS("sorted by last error", `location.search.includes('sort=error')`, 5*time.Second)
-	rows = p.rows("provider")
 	lastErr := map[string]string{}
+	var failed []string
 	for _, e := range f.health(t).Providers.Entries {
 		if e.LastError != nil {
 			lastErr[e.ProviderID] = *e.LastError
+			failed = append(failed, e.ProviderID)
 		}
 	}
+	js, _ := json.Marshal(failed)
+	p.WaitJS("the server's order by last error", `[...document.querySelectorAll('[data-group="provider"] article[data-kind]')].slice(0, 3)
+		.every(r => `+string(js)+`.includes(r.dataset.key))`, 5*time.Second)
+	rows = p.rows("provider")
 	for i, id := range rows[:3] {
 		if lastErr[id] == "" {
 			t.Errorf("row %d is %s, which has no error; want the three that failed first: %v", i, id, rows[:5])
@@ -553,8 +565,11 @@ model "m1" {
 	alpha := `article[data-key="alpha"]`
 	p.Click(alpha + ` details.explain > summary`)
 	p.WaitJS("the timeline is open", `document.querySelector('`+alpha+` .timeline svg.tl-band rect.tl-seg[data-status="healthy"]')`, 5*time.Second)
-	if got := p.Text(alpha + ` .tl-events`); !strings.Contains(got, "No trips") {
-		t.Errorf("a quiet hour lists %q", got)
+	// alpha's first call, before the page was opened: the server's
+	// record of the entry tells it
+	p.WaitJS("the change before the page opened is a marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="change"]')`, 5*time.Second)
+	if got := p.Text(alpha + ` .tl-events`); !strings.Contains(got, "unknown → healthy") || strings.Contains(got, "No trips") {
+		t.Errorf("the hour before any trip lists %q; want alpha's first call only", got)
 	}
 
 	// a trip (live), its cooldown, then a recovery
@@ -572,11 +587,16 @@ model "m1" {
 	p.WaitJS("a recovery marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="recovery"]')`, 10*time.Second)
 
 	// an operator action and a fault injection, with their reasons
+	reads := f.histories.Load()
 	f.admin(t, "/api/admin/providers/alpha/drain", `{"reason":"maintenance window 42","ttl":"15m"}`)
 	p.WaitJS("an operator marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="operator"]')`, 10*time.Second)
+	// the drain's status event made the page read alpha's marks again:
+	// let that read end, so that only the fault's own event can tell it
+	eventually(t, 5*time.Second, "the page reads alpha's marks after the drain", func() bool { return f.histories.Load() > reads })
+	p.WaitJS("alpha's marks are read", `document.querySelector('`+alpha+` .tl-events').textContent.includes('→ unavailable (')`, 5*time.Second)
 	f.admin(t, "/api/admin/fault?provider=alpha", `{"kind":"error","status":503,"ttl":"5m","reason":"game day 7"}`)
-	p.Click("#refresh-health") // a fault is no status change: no event tells it
-	p.WaitJS("a fault marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="fault"]')`, 10*time.Second)
+	// a fault is no status change: its own event tells it, without a refresh
+	p.WaitJS("a fault marker", `document.querySelector('`+alpha+` .tl-marker[data-markers~="fault"]')`, 5*time.Second)
 	events := p.Text(alpha + ` .tl-events`)
 	for _, want := range []string{"trip", "recovery", "operator action", "maintenance window 42", "fault injection", "game day 7"} {
 		if !strings.Contains(events, want) {
@@ -652,7 +672,8 @@ func TestBrowserUIFleetText(t *testing.T) {
 // TestBrowserUIFleetLargeHistory: beyond 200 entries the page reads no
 // one's history until an entry is opened, and then asks for that entry's
 // only (?kind=&key=, which the server honours), never a whole fleet's
-// (each answer would be megabytes with a large fleet).
+// (each answer would be megabytes with a large fleet); and it reads the
+// health document a page at a time, never whole.
 func TestBrowserUIFleetLargeHistory(t *testing.T) {
 	browsertest.ChromiumPath(t)
 	up := newUpstream(t)
@@ -679,6 +700,9 @@ func TestBrowserUIFleetLargeHistory(t *testing.T) {
 	}
 	if n := f.unscoped.Load(); n != 0 {
 		t.Errorf("the page read a whole fleet's history %d times; want only one entry's at a time", n)
+	}
+	if n := f.wholes.Load(); n != 0 {
+		t.Errorf("the page read the whole health document %d times; want one page at a time", n)
 	}
 	p.badText("a large fleet")
 	p.NoProblems()

@@ -27,6 +27,8 @@ func TestBrowserUIFleetScreenshot(t *testing.T) {
 	p.WaitJS("p010's timeline shows its trip and the fault", `document.querySelector('article[data-key="p010"] .tl-marker[data-markers~="trip"]') &&
 		document.querySelector('article[data-key="p010"] .tl-events').textContent.includes('game day') &&
 		document.querySelector('article[data-key="p010"] .tl-chart svg.sparkline')`, 15*time.Second)
+	// and the server's marks of it, which tell its changes before the page opened
+	p.WaitJS("p010's marks are read", `document.querySelector('article[data-key="p010"] .tl-events').textContent.includes('→ degraded')`, 15*time.Second)
 	p.Do(chromedp.Focus(chromedp.CSS(`#filter`)))
 	png := p.Screenshot()
 	if err := os.WriteFile("../docs/ui.png", png, 0o644); err != nil {

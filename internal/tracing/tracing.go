@@ -1,5 +1,5 @@
 // Package tracing is healproxy's OpenTelemetry tracing: the exporter set
-// up from the tracing block (config.Tracing), W3C traceparent
+// up from the tracing block (tracecfg.Tracing), W3C traceparent
 // propagation, and the spans and events the proxy records.
 //
 // A client request to a provider or a model is one server span
@@ -41,7 +41,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/config/tracecfg"
 	"github.com/healproxy/healproxy/internal/redact"
 )
 
@@ -105,7 +105,7 @@ type Options struct {
 //
 // Nothing is sent or dialled before the first batch: a collector that is
 // down at start delays nothing and is retried by the exporter.
-func New(ctx context.Context, cfg *config.Tracing, opts Options) (*Tracer, error) {
+func New(ctx context.Context, cfg *tracecfg.Tracing, opts Options) (*Tracer, error) {
 	if cfg == nil {
 		return nil, nil
 	}
@@ -151,22 +151,22 @@ func Sampler(ratio float64) sdktrace.Sampler {
 	return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))
 }
 
-func newExporter(ctx context.Context, cfg *config.Tracing) (*otlptrace.Exporter, error) {
+func newExporter(ctx context.Context, cfg *tracecfg.Tracing) (*otlptrace.Exporter, error) {
 	switch cfg.Protocol {
-	case config.TracingProtocolGRPC:
+	case tracecfg.ProtocolGRPC:
 		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpointURL(cfg.Endpoint)}
 		if len(cfg.Headers) > 0 {
 			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
 		}
 		return otlptracegrpc.New(ctx, opts...)
-	case config.TracingProtocolHTTP, "":
+	case tracecfg.ProtocolHTTP, "":
 		opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(HTTPEndpoint(cfg.Endpoint))}
 		if len(cfg.Headers) > 0 {
 			opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
 		}
 		return otlptracehttp.New(ctx, opts...)
 	default:
-		return nil, fmt.Errorf("unknown protocol %q: want %q or %q", cfg.Protocol, config.TracingProtocolHTTP, config.TracingProtocolGRPC)
+		return nil, fmt.Errorf("unknown protocol %q: want %q or %q", cfg.Protocol, tracecfg.ProtocolHTTP, tracecfg.ProtocolGRPC)
 	}
 }
 
@@ -184,7 +184,7 @@ func HTTPEndpoint(endpoint string) string {
 
 // secretsOf lists what an export error might quote that must not be
 // logged: the endpoint's user info and query, and the header values.
-func secretsOf(cfg *config.Tracing) []string {
+func secretsOf(cfg *tracecfg.Tracing) []string {
 	var s []string
 	if u, err := url.Parse(cfg.Endpoint); err == nil {
 		s = redact.ForURL(u, false)

@@ -52,17 +52,23 @@
   // Up to this many entries the page reads every entry's history (a
   // sparkline on every row); beyond, only that of the entries opened.
   const SMALL_FLEET = 200;
-  const VIEW_DELAY = 100; // ms: events within it re-sort the list once
+  const VIEW_DELAY = 100; // ms: a small fleet's page is read again this long after an event
+  const RELOAD_DELAY = 500; // ms: a large fleet's, at most this often during a burst of events
+  const SEARCH_DELAY = 150; // ms: the search box asks the server once typing pauses this long
+  const TRAILS = 2000; // entries whose status changes the page remembers
+  const ROW_CHUNK = 12; // new rows built in one task
   const HOUR = 3600 * 1000;
   const TRAIL = 200; // status changes kept per entry for its timeline
 
   const state = {
-    entries: { provider: new Map(), model: new Map() }, // key -> entry
-    order: { provider: [], model: [] }, // configuration order
+    entries: { provider: new Map(), model: new Map() }, // key -> entry, of the page's rows only
+    order: { provider: [], model: [] }, // the page's keys, in the server's order
+    summary: { provider: {}, model: {} }, // the whole fleet's counts by status (the cards)
+    matched: { provider: 0, model: 0 }, // entries that match the view
     rows: new Map(), // kind + '\u0000' + key -> row element, rows on the page only
     liveAt: new Map(), // kind + '\u0000' + key -> performance.now() of last live update
-    hay: new Map(), // kind + '\u0000' + key -> what the search box matches
     trail: new Map(), // kind + '\u0000' + key -> status changes seen, oldest first
+    marks: new Map(), // kind + '\u0000' + key -> the server's marks of an opened entry (history ?kind=&key=)
     open: new Set(), // kind + '\u0000' + key of the entries whose details are open
     history: new Map(), // kind + '\u0000' + key + '\u0000' + upstream -> points
     intervalSeconds: 10,
@@ -70,7 +76,7 @@
     skeleton: null,
     lastUpdated: null,
     loaded: false,
-    dirty: false,
+    scrollTo: null, // a kind whose first row to scroll to after the next page
     total: 0,
     since: Date.now(), // the page watches from here on
     view: { q: '', status: 'all', sort: 'problems', page: { provider: 1, model: 1 } },
@@ -302,72 +308,64 @@
 
   // ---- health document ---------------------------------------------------
   //
-  // The worker (worker.js) fetches and parses the health document and sends
-  // only the entries that changed, in small parts; live events patch one
-  // entry. Either way only rows on the visible page are touched, and the
-  // list (filter, sort, page) is worked out again at most once per
-  // VIEW_DELAY, whatever the rate of events.
+  // The server filters, sorts and pages the health document
+  // (?status=&q=&sort=&offset=&limit=, README "API"): the page reads one
+  // page of each kind and the whole fleet's counts, whatever the fleet's
+  // size, and holds only those entries. A live event patches its row and
+  // the counts at once, then the page is read again, at most once per
+  // RELOAD_DELAY whatever the rate of events, for the rows that moved in
+  // or out of it.
 
-  let worker = null;
-  let askSeq = 0;
-  const waiting = new Map(); // id -> {resolve, reject, started}
+  const SORT_PARAM = { problems: 'problems', name: 'name', error: 'last_error' };
+  const KIND_PART = { provider: 'providers', model: 'models' };
 
-  function startWorker() {
-    if (typeof Worker !== 'function') return;
-    try {
-      worker = new Worker('/assets/worker.js');
-    } catch {
-      worker = null;
-      return;
-    }
-    worker.addEventListener('message', (msg) => {
-      const m = msg.data || {};
-      const w = waiting.get(m.id);
-      if (!w) return;
-      if (m.type === 'health-part') {
-        if (!state.loaded) performance.mark('healproxy:first-part');
-        applyEntries(m.kind, m.entries || [], w.started);
-        return;
-      }
-      waiting.delete(m.id);
-      if (m.type === 'error') w.reject(new Error(m.message || 'the worker failed'));
-      else w.resolve(m);
-    });
+  function healthURL(offset) {
+    const v = state.view;
+    const p = new URLSearchParams();
+    p.set('status', v.status);
+    if (v.q) p.set('q', v.q);
+    p.set('sort', SORT_PARAM[v.sort] || 'problems');
+    p.set('offset', String(offset));
+    p.set('limit', String(PAGE_SIZE));
+    return '/api/diagnostics/health?' + p.toString();
   }
 
-  function ask(msg) {
-    const id = ++askSeq;
-    return new Promise((resolve, reject) => {
-      waiting.set(id, { resolve, reject, started: performance.now() });
-      worker.postMessage({ ...msg, id });
-    });
+  const viewSig = () => JSON.stringify(state.view);
+
+  // fetchPage reads the view's page of each kind: one request, or two
+  // when the kinds are on different pages.
+  async function fetchPage() {
+    const v = state.view;
+    const offset = (kind) => (v.page[kind] - 1) * PAGE_SIZE;
+    const doc = await getJSON(healthURL(offset('provider')));
+    const models = offset('model') === offset('provider') ? doc : await getJSON(healthURL(offset('model')));
+    return { provider: doc, model: models };
   }
 
-  // fetchHealth reads the health document on this thread: the fallback
-  // for a browser without workers.
-  async function fetchHealth() {
-    const started = performance.now();
-    const doc = await getJSON('/api/diagnostics/health');
-    const keys = {};
-    for (const kind of KINDS) {
-      const part = kind === 'provider' ? doc.providers : doc.models;
-      const list = (part && Array.isArray(part.entries) ? part.entries : []).filter((e) => e && typeof keyOf(kind, e) === 'string');
-      applyEntries(kind, list, started);
-      keys[kind] = list.map((e) => keyOf(kind, e));
-    }
-    const removed = [];
-    for (const kind of KINDS) {
-      const now = new Set(keys[kind]);
-      for (const key of state.entries[kind].keys()) if (!now.has(key)) removed.push([kind, key]);
-    }
-    return { timestamp: doc.timestamp, keys, removed };
+  // partOf is a kind's part of an answer: its entries, summary and matches.
+  function partOf(kind, doc) {
+    const part = doc && doc[KIND_PART[kind]];
+    const entries = (part && Array.isArray(part.entries) ? part.entries : [])
+      .filter((e) => e && typeof e === 'object' && typeof keyOf(kind, e) === 'string');
+    const pg = doc && doc.page && doc.page[KIND_PART[kind]];
+    return { entries, summary: summaryOf(part && part.summary, entries), matched: pg && typeof pg.matched === 'number' ? pg.matched : entries.length };
+  }
+
+  const COUNTS = ['total', 'healthy', 'degraded', 'unavailable', 'unknown', 'in_cooldown'];
+
+  function summaryOf(s, entries) {
+    const c = {};
+    for (const k of COUNTS) c[k] = s && typeof s[k] === 'number' && s[k] >= 0 ? s[k] : 0;
+    if (!s) c.total = entries.length;
+    return c;
   }
 
   let healthJob = null;
   let healthAgain = false;
 
-  // loadHealth reads the health document; calls while one is under way
-  // make one more read after it, never two at once.
+  // loadHealth reads the view's page; calls while one is under way make
+  // one more read after it, never two at once. An answer for a view the
+  // user has left since is dropped.
   function loadHealth() {
     if (healthJob) {
       healthAgain = true;
@@ -377,14 +375,59 @@
       try {
         do {
           healthAgain = false;
-          const m = worker ? await ask({ type: 'health' }) : await fetchHealth();
-          applyEnd(m);
+          const sig = viewSig();
+          const started = performance.now();
+          const r = await fetchPage();
+          if (viewSig() !== sig) {
+            healthAgain = true;
+            continue;
+          }
+          // a page beyond the end (a shared link, a fleet that shrank): the last one
+          let clamped = false;
+          for (const kind of KINDS) {
+            const pages = Math.max(1, Math.ceil(partOf(kind, r[kind]).matched / PAGE_SIZE));
+            if (state.view.page[kind] > pages) {
+              state.view.page[kind] = pages;
+              clamped = true;
+            }
+          }
+          if (clamped) {
+            writeURL();
+            healthAgain = true;
+            continue;
+          }
+          applyPage(r, started);
         } while (healthAgain);
       } finally {
         healthJob = null;
       }
     })();
     return healthJob;
+  }
+
+  // applyPage shows the answer: its entries replace those of the last page.
+  function applyPage(r, started) {
+    for (const kind of KINDS) {
+      const part = partOf(kind, r[kind]);
+      const keys = part.entries.map((e) => keyOf(kind, e));
+      const keep = new Set(keys);
+      for (const key of state.entries[kind].keys()) {
+        if (!keep.has(key)) {
+          state.entries[kind].delete(key);
+          state.liveAt.delete(rowId(kind, key));
+        }
+      }
+      applyEntries(kind, part.entries, started);
+      state.order[kind] = [...keep];
+      state.summary[kind] = part.summary;
+      state.matched[kind] = part.matched;
+    }
+    state.lastUpdated = typeof r.provider.timestamp === 'string' ? r.provider.timestamp : new Date().toISOString();
+    const first = !state.loaded;
+    state.loaded = true;
+    updateView();
+    if (first) performance.mark('healproxy:first-view');
+    if (state.total <= SMALL_FLEET || state.open.size) scheduleHistory();
   }
 
   // applyEntries takes entries of the health document; a live event newer
@@ -399,45 +442,33 @@
       if (live !== undefined && live > started && old) continue;
       if (old && old.status !== e.status) remember(id, { t: Date.now(), from: old.status, to: e.status, seen: 'refresh' });
       map.set(key, e);
-      state.hay.delete(id);
-      const row = state.rows.get(id);
-      if (row) renderRow(kind, e);
+      if (state.rows.has(id)) renderRow(kind, e);
     }
-    state.dirty = true;
-  }
-
-  function applyEnd(m) {
-    if (m.keys) {
-      for (const kind of KINDS) state.order[kind] = m.keys[kind] || [];
-    }
-    for (const [kind, key] of m.removed || []) {
-      const id = rowId(kind, key);
-      state.entries[kind].delete(key);
-      state.hay.delete(id);
-      state.liveAt.delete(id);
-      state.trail.delete(id);
-      state.open.delete(id);
-    }
-    state.lastUpdated = m.timestamp || new Date().toISOString();
-    const first = !state.loaded;
-    state.loaded = true;
-    updateView();
-    if (first) performance.mark('healproxy:first-view');
-    if (state.total <= SMALL_FLEET) scheduleHistory();
-    else if (state.open.size) scheduleHistory();
   }
 
   // remember keeps a status change of an entry for its timeline: the
-  // last hour, at most TRAIL changes.
+  // last hour, at most TRAIL changes, of at most TRAILS entries.
   function remember(id, change) {
     let trail = state.trail.get(id);
     if (!trail) {
       trail = [];
       state.trail.set(id, trail);
+      if (state.trail.size > TRAILS) state.trail.delete(state.trail.keys().next().value);
     }
     trail.push(change);
     const hourAgo = Date.now() - HOUR;
     while (trail.length > TRAIL || (trail.length && trail[0].t < hourAgo)) trail.shift();
+  }
+
+  const known = (st) => (STATUS[st] ? st : 'unknown');
+
+  // recount moves an entry of the page from one status's count to
+  // another's, so that the cards agree with its row at once.
+  function recount(kind, old, e) {
+    const c = state.summary[kind];
+    c[known(old.status)] = Math.max(0, c[known(old.status)] - 1);
+    c[known(e.status)]++;
+    if (!!old.in_cooldown !== !!e.in_cooldown) c.in_cooldown = Math.max(0, c.in_cooldown + (e.in_cooldown ? 1 : -1));
   }
 
   function applyEvent(ev) {
@@ -453,19 +484,30 @@
       t: isNaN(t) ? Date.now() : t, from: old ? old.status : ev.from, to: ev.entry.status,
       upstream: ev.upstream || '', ufrom: ev.from, uto: ev.to, reason: reasonOf(ev.entry, ev.upstream), seen: 'live',
     });
-    map.set(ev.key, ev.entry);
-    state.hay.delete(id);
-    state.liveAt.set(id, performance.now());
-    if (!old) {
-      state.order[ev.kind].push(ev.key);
-      loadHealth().catch(() => {}); // a reload added it: learn its place
-    }
     state.lastUpdated = ev.time || new Date().toISOString();
-    const row = state.rows.get(id);
-    if (row) renderRow(ev.kind, ev.entry); // only this row
-    renderCounts(); // the cards agree with the rows at once
-    laterView();
-    if (row && state.total <= SMALL_FLEET) scheduleHistory();
+    if (old) {
+      // on the page: its row and the counts now
+      recount(ev.kind, old, ev.entry);
+      map.set(ev.key, ev.entry);
+      state.liveAt.set(id, performance.now());
+      renderRow(ev.kind, ev.entry);
+      renderCounts();
+    }
+    if (state.open.has(id)) scheduleHistory(); // its marks
+    else if (old && state.total <= SMALL_FLEET) scheduleHistory();
+    scheduleReload(); // rows may move in or out, and the counts of the rest
+  }
+
+  // applyFault takes a "fault" event: a fault injected, cleared or expired.
+  function applyFault(ev) {
+    if (!ev || ev.kind !== 'provider' || typeof ev.key !== 'string' || !ev.entry || typeof ev.entry !== 'object') return;
+    const id = rowId('provider', ev.key);
+    if (state.entries.provider.has(ev.key)) {
+      state.entries.provider.set(ev.key, ev.entry);
+      state.liveAt.set(id, performance.now());
+      renderRow('provider', ev.entry);
+    }
+    if (state.open.has(id)) scheduleHistory();
   }
 
   // reasonOf is the reason an entry (or its upstream) gives for its status.
@@ -483,27 +525,30 @@
     const key = keyOf(kind, e);
     const id = rowId(kind, key);
     const old = state.entries[kind].get(key);
-    if (old && old.status !== e.status) remember(id, { t: Date.now(), from: old.status, to: e.status, seen: 'action' });
-    state.entries[kind].set(key, e);
-    state.hay.delete(id);
-    state.liveAt.set(id, performance.now());
-    if (!old) state.order[kind].push(key);
-    const row = state.rows.get(id);
-    if (row) renderRow(kind, e);
-    renderCounts();
-    laterView();
+    if (old) {
+      if (old.status !== e.status) remember(id, { t: Date.now(), from: old.status, to: e.status, seen: 'action' });
+      recount(kind, old, e);
+      state.entries[kind].set(key, e);
+      state.liveAt.set(id, performance.now());
+      renderRow(kind, e);
+      renderCounts();
+    }
+    scheduleReload();
   }
 
-  // laterView re-sorts the list after a change: at once in a small fleet,
-  // so that a row is in its place when it shows its new status; at most
-  // every VIEW_DELAY in a large one, whatever the rate of events.
-  function laterView() {
-    if (state.total <= SMALL_FLEET && state.loaded) updateView();
-    else scheduleView();
+  // scheduleReload reads the page again after a change: soon in a small
+  // fleet, so that a row is in its place when it shows its new status; at
+  // most every RELOAD_DELAY in a large one.
+  let reloadTimer = null;
+  function scheduleReload() {
+    if (reloadTimer) return;
+    reloadTimer = setTimeout(() => {
+      reloadTimer = null;
+      loadHealth().catch(() => {});
+    }, state.total <= SMALL_FLEET ? VIEW_DELAY : RELOAD_DELAY);
   }
 
-  // renderCounts updates the cards and the filters' counts: a count over
-  // every entry, without the list's filter and sort.
+  // renderCounts updates the cards and the filters' counts.
   function renderCounts() {
     if (!state.skeleton) return;
     const c = { provider: counts('provider'), model: counts('model') };
@@ -511,74 +556,9 @@
     renderFilters(c);
   }
 
-  // ---- the list: filter, sort, pages ---------------------------------------
-
-  let viewTimer = null;
-  function scheduleView() {
-    state.dirty = true;
-    if (viewTimer) return;
-    viewTimer = setTimeout(updateView, VIEW_DELAY);
-  }
-
-  // haystack is what the search box matches: id, name, upstream URLs.
-  function haystack(kind, key, e) {
-    const id = rowId(kind, key);
-    let s = state.hay.get(id);
-    if (s === undefined) {
-      const parts = [key, typeof e.name === 'string' ? e.name : ''];
-      if (Array.isArray(e.upstreams)) for (const u of e.upstreams) if (u && typeof u.url === 'string') parts.push(u.url);
-      s = parts.join('\n').toLowerCase();
-      state.hay.set(id, s);
-    }
-    return s;
-  }
-
-  function matchesStatus(filter, e) {
-    const st = STATUS[e.status] ? e.status : 'unknown';
-    if (filter === 'all') return true;
-    if (filter === 'problems') return st === 'unavailable' || st === 'degraded';
-    return st === filter;
-  }
-
-  // visibleKeys is a kind's keys that pass the filter, in the chosen order.
-  function visibleKeys(kind) {
-    const v = state.view;
-    const q = v.q.toLowerCase(); // matched as typed, anywhere in the id, name or an upstream URL
-    const map = state.entries[kind];
-    const rows = [];
-    let i = 0;
-    for (const key of state.order[kind]) {
-      const e = map.get(key);
-      i++;
-      if (!e || !matchesStatus(v.status, e)) continue;
-      if (q && !haystack(kind, key, e).includes(q)) continue;
-      rows.push({ key, e, i });
-    }
-    if (v.sort === 'name') {
-      for (const r of rows) r.name = (typeof r.e.name === 'string' && r.e.name ? r.e.name : r.key).toLowerCase();
-      rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.i - b.i));
-    } else if (v.sort === 'error') {
-      for (const r of rows) {
-        const t = typeof r.e.last_error === 'string' ? Date.parse(r.e.last_error) : NaN;
-        r.t = isNaN(t) ? -Infinity : t;
-      }
-      rows.sort((a, b) => (b.t - a.t) || (a.i - b.i));
-    } else {
-      // problems first, each rank in configuration order: three buckets,
-      // no comparison sort (this runs after every burst of events)
-      const buckets = [[], [], []];
-      for (const r of rows) buckets[rankOf(r.e)].push(r.key);
-      return buckets[0].concat(buckets[1], buckets[2]);
-    }
-    return rows.map((r) => r.key);
-  }
-
-  const rankOf = (e) => (e.status === 'unavailable' ? 0 : e.status === 'degraded' ? 1 : 2);
+  // ---- the list ------------------------------------------------------------
 
   function updateView() {
-    clearTimeout(viewTimer);
-    viewTimer = null;
-    state.dirty = false;
     const root = $('#health-diagnostics-result');
     if (!state.skeleton) {
       state.skeleton = buildSkeleton();
@@ -589,18 +569,31 @@
     state.total = c.provider.total + c.model.total;
     renderSummary(c);
     renderFilters(c);
+    state.built = 0;
+    state.moreRows = false;
     for (const kind of KINDS) {
-      const keys = visibleKeys(kind);
-      const pages = Math.max(1, Math.ceil(keys.length / PAGE_SIZE));
+      const matched = state.matched[kind];
+      const pages = Math.max(1, Math.ceil(matched / PAGE_SIZE));
       const page = Math.min(Math.max(1, state.view.page[kind]), pages);
-      const first = (page - 1) * PAGE_SIZE;
-      renderGroup(kind, keys.slice(first, first + PAGE_SIZE), keys.length, page, pages);
+      renderGroup(kind, state.order[kind], matched, page, pages);
+    }
+    if (state.scrollTo) {
+      const first = $('.rows article', state.skeleton.groups[state.scrollTo]);
+      if (first) first.scrollIntoView({ block: 'nearest' });
+      state.scrollTo = null;
     }
     renderUpdated();
     renderOpenTimelines();
+    if (state.moreRows) {
+      // the rest of the new rows in the next tasks
+      clearTimeout(moreTimer);
+      moreTimer = setTimeout(updateView, 0);
+      return;
+    }
     document.body.dataset.ready = 'true';
   }
 
+  let moreTimer = null;
   function renderGroup(kind, keys, matched, page, pages) {
     const group = state.skeleton.groups[kind];
     const container = $('.rows', group);
@@ -611,6 +604,13 @@
       want.add(id);
       let row = state.rows.get(id);
       if (!row) {
+        // after the first view, a few new rows a task: a page of new rows
+        // at once would be a long task during a burst of events
+        if (document.body.dataset.ready === 'true' && state.built >= ROW_CHUNK) {
+          state.moreRows = true;
+          continue;
+        }
+        state.built++;
         renderRow(kind, state.entries[kind].get(key));
         row = state.rows.get(id);
         if (!row) continue;
@@ -626,7 +626,7 @@
         state.rows.delete(id);
       }
     }
-    const total = state.entries[kind].size;
+    const total = state.summary[kind].total;
     const noun = kind === 'provider' ? 'provider' : 'model';
     const empty = $('.empty', group);
     if (total === 0) empty.textContent = kind === 'provider' ? 'No providers configured.' : 'No models configured.';
@@ -682,15 +682,9 @@
     return { summary, groups };
   }
 
-  function counts(kind) {
-    const c = { total: 0, healthy: 0, degraded: 0, unavailable: 0, unknown: 0, in_cooldown: 0 };
-    for (const e of state.entries[kind].values()) {
-      c.total++;
-      c[STATUS[e.status] ? e.status : 'unknown']++;
-      if (e.in_cooldown) c.in_cooldown++;
-    }
-    return c;
-  }
+  // counts are the whole fleet's, by status: the server's summary,
+  // patched by the events of the rows on the page.
+  const counts = (kind) => ({ ...state.summary[kind] });
 
   // renderSummary builds the cards once, then changes their numbers only:
   // a keyboard user's focus on a card's filter button stays.
@@ -753,12 +747,12 @@
   // kinds together) and which filter is on.
   function renderFilters(cs) {
     const n = (st) => cs.provider[st] + cs.model[st];
-    const values = {
+    const values = cs ? {
       all: cs.provider.total + cs.model.total, problems: n('unavailable') + n('degraded'),
       unavailable: n('unavailable'), degraded: n('degraded'), healthy: n('healthy'), unknown: n('unknown'),
-    };
+    } : {};
     for (const b of document.querySelectorAll('#status-filters button[data-filter]')) {
-      setText($('.filter-n', b), String(values[b.dataset.filter] ?? 0));
+      if (cs) setText($('.filter-n', b), String(values[b.dataset.filter] ?? 0));
     }
     for (const b of document.querySelectorAll('button[data-filter]')) {
       b.setAttribute('aria-pressed', b.dataset.filter === state.view.status ? 'true' : 'false');
@@ -801,13 +795,18 @@
     history.replaceState(null, '', location.pathname + (qs ? '?' + qs : '') + location.hash);
   }
 
-  // setView changes the view; a new filter or order starts at page 1.
+  // setView changes the view and asks the server for its page; a new
+  // filter or order starts at page 1; typing asks once it pauses.
+  let searchTimer = null;
   function setView(change) {
     const v = state.view;
     Object.assign(v, change);
     if (!('page' in change)) v.page = { provider: 1, model: 1 };
     writeURL();
-    if (state.loaded) updateView();
+    renderFilters(state.loaded ? { provider: counts('provider'), model: counts('model') } : null);
+    clearTimeout(searchTimer);
+    if ('q' in change) searchTimer = setTimeout(() => loadHealth().catch(() => {}), SEARCH_DELAY);
+    else loadHealth().catch(() => {});
   }
 
   function bindToolbar() {
@@ -833,10 +832,8 @@
         const kind = pg.dataset.kindPage;
         const page = { ...state.view.page };
         page[kind] += pg.dataset.page === 'next' ? 1 : -1;
+        state.scrollTo = kind;
         setView({ page });
-        const group = state.skeleton.groups[kind];
-        const first = $('.rows article', group);
-        if (first) first.scrollIntoView({ block: 'nearest' });
       }
     });
     // "/" focuses the search box, as on many sites
@@ -894,7 +891,7 @@
         const e = state.entries[kind].get(key);
         if (e) renderTimeline($('.timeline', details), kind, key, e);
         renderSparksIn(details);
-        if (state.total > SMALL_FLEET && !state.history.has(histId(kind, key, ''))) scheduleHistory();
+        scheduleHistory(); // its marks, and its chart in a large fleet
       } else {
         state.open.delete(id);
       }
@@ -1073,7 +1070,9 @@
           'errors ', String(u.error_count ?? 0), ' · successes ', String(u.success_count ?? 0),
           u.last_error ? [' · last error ', timeEl(u.last_error)] : null,
           u.in_cooldown && u.cooldown_until && op !== 'force_open' ? [' · ', h('span', { 'aria-hidden': 'true', text: '⏳ ' }), 'cooldown ', timeEl(u.cooldown_until, 'until')] : null),
+        routingFacts(u),
         op ? operatorState(u.operator) : null,
+        u.reason && (u.status === 'unavailable' || u.status === 'degraded') && op !== 'force_open' ? h('span', { class: 'upstream-reason', text: u.reason }) : null,
         u.last_error_message && u.status !== 'healthy' && op !== 'force_open' ? h('span', { class: 'upstream-error', text: u.last_error_message }) : null,
         controls ? controlButtons(e.provider_id, u, labelId) : null);
     }));
@@ -1082,6 +1081,23 @@
         .find((b) => b.dataset.control === focusedControl.control && b.dataset.upstream === focusedControl.upstream);
       if (again) again.focus({ preventScroll: true });
     }
+  }
+
+  // routingFacts shows what routing knows of an upstream: the quota it
+  // announced (quota block) and its latency under least_latency.
+  function routingFacts(u) {
+    const parts = [];
+    const q = u.quota;
+    if (q && typeof q === 'object' && typeof q.remaining === 'number') {
+      parts.push('quota ' + q.remaining + (typeof q.limit === 'number' && q.limit > 0 ? ' of ' + q.limit : '') + ' left');
+      if (q.steering) parts.push(q.reset ? ['peers preferred, reset ', timeEl(q.reset, 'until')] : 'peers preferred');
+    }
+    const b = u.balance;
+    if (b && typeof b === 'object' && typeof b.ewma_ms === 'number' && isFinite(b.ewma_ms)) {
+      parts.push('latency ~' + (b.ewma_ms < 10 ? b.ewma_ms.toFixed(1) : Math.round(b.ewma_ms)) + ' ms, ' + num(b.in_flight) + ' in flight');
+    }
+    if (parts.length === 0) return null;
+    return h('span', { class: 'upstream-routing' }, ...parts.flatMap((p, i) => (i ? [' · ', p] : [p])));
   }
 
   function renderExplain(kind, body, e) {
@@ -1195,13 +1211,36 @@
     return until - cd * 1000;
   }
 
+  const FAULT_MARKS = { fault: 'fault injected', 'fault-clear': 'fault cleared', 'fault-expired': 'fault expired' };
+
+  // changesOf is an entry's status changes, oldest first: the server's
+  // marks of it once read (each entry keeps its own there, whatever the
+  // rest of the fleet does) and the live ones seen since; until then the
+  // ones this page saw.
+  function changesOf(kind, key) {
+    const id = rowId(kind, key);
+    const local = state.trail.get(id) || [];
+    const m = state.marks.get(id);
+    if (!m) return local;
+    const out = [];
+    for (const x of m.list) {
+      const t = x && x.type === 'status' ? Date.parse(x.time) : NaN;
+      if (isNaN(t)) continue;
+      out.push({ t, from: str(x.from), to: str(x.to), upstream: str(x.upstream), ufrom: str(x.upstream_from), uto: str(x.upstream_to), reason: str(x.reason) });
+    }
+    const after = Math.max(m.at, out.length ? out[out.length - 1].t : -Infinity);
+    for (const c of local) if (c.t > after) out.push(c);
+    return out;
+  }
+
   function timelineMarkers(kind, key, e, now) {
     const out = [];
     const from = now - HOUR;
     const add = (t, type, text) => {
       if (typeof t === 'number' && isFinite(t) && t >= from && t <= now + 5000) out.push({ t: Math.min(t, now), type, text });
     };
-    for (const c of state.trail.get(rowId(kind, key)) || []) {
+    const marks = state.marks.get(rowId(kind, key));
+    for (const c of changesOf(kind, key)) {
       const to = c.uto || c.to;
       const was = c.ufrom || c.from;
       let type = 'change';
@@ -1220,7 +1259,15 @@
           (str(op.by) ? ' by ' + op.by : '') + (str(op.reason) ? ': ' + op.reason : ''));
       }
       const f = u.fault;
-      if (f && typeof f === 'object' && str(f.at)) add(Date.parse(f.at), 'fault', faultText(f) + who);
+      // the server's marks tell every fault of the hour; else the one in force
+      if (!marks && f && typeof f === 'object' && str(f.at)) add(Date.parse(f.at), 'fault', faultText(f) + who);
+    }
+    for (const x of marks ? marks.list : []) {
+      if (!x || typeof x !== 'object' || !FAULT_MARKS[x.type]) continue;
+      const who = str(x.upstream) ? ' (' + x.upstream + ')' : '';
+      const text = x.type === 'fault' && x.fault && typeof x.fault === 'object' ? faultText(x.fault)
+        : FAULT_MARKS[x.type] + (str(x.reason) ? ': ' + x.reason : '');
+      add(Date.parse(x.time), 'fault', text + who + (x.type === 'fault-clear' && str(x.by) ? ' by ' + x.by : ''));
     }
     if (kind === 'model' && str(e.last_reinit)) {
       add(Date.parse(e.last_reinit), 'reinit', 'reinit' + (typeof e.restarts === 'number' ? ', restart ' + e.restarts : '') +
@@ -1232,8 +1279,7 @@
 
   function timelineSegments(kind, key, e, now) {
     const from = now - HOUR;
-    const trail = (state.trail.get(rowId(kind, key)) || []).filter((c) => c.t >= from && c.t <= now + 5000);
-    const known = (st) => (STATUS[st] ? st : 'unknown');
+    const trail = changesOf(kind, key).filter((c) => c.t >= from && c.t <= now + 5000);
     const cur = known(e.status);
     const first = trail.length ? known(trail[0].from) : cur;
     let start = Math.max(from, Math.min(state.since, trail.length ? trail[0].t : now));
@@ -1322,9 +1368,7 @@
     $('.tl-span', box).textContent = span(Math.round(state.intervalSeconds * state.buckets));
     const hasHist = state.history.has(histId(kind, key, ''));
     const nohist = $('.tl-nohist', box);
-    nohist.textContent = hasHist ? '' : state.historyUnfiltered && state.total > SMALL_FLEET
-      ? 'The request history is not shown: this proxy sends every entry\'s history at once, too much for a fleet this large.'
-      : 'Loading the request history…';
+    nohist.textContent = hasHist ? '' : 'Loading the request history…';
     nohist.hidden = hasHist;
   }
 
@@ -1357,41 +1401,31 @@
   // ---- history and sparklines ---------------------------------------------
 
   // loadHistory reads the request history: every entry's in a small
-  // fleet (a sparkline on every row), only the opened entries' beyond.
+  // fleet (a sparkline on every row), and each opened entry's on its own
+  // (?kind=&key=), which brings its marks (status changes and faults)
+  // for its timeline; beyond a small fleet only the opened entries'.
   async function loadHistory() {
     if (!state.loaded) return;
     const all = state.total <= SMALL_FLEET;
-    // A server that answers every entry's history to a question about one
-    // would send megabytes each time: asked once, then no more.
-    if (!all && state.historyUnfiltered) return;
-    const wanted = all ? [null] : [...state.open].map((id) => [id.split('\u0000')]);
+    const asks = (all ? [null] : []).concat([...state.open].map((id) => id.split('\u0000')));
     const next = new Map();
-    for (const keys of wanted) {
-      const doc = worker ? await ask({ type: 'history', keys }) : await fetchHistory(keys);
+    const marks = new Map();
+    for (const one of asks) {
+      const doc = await getJSON('/api/diagnostics/history' +
+        (one ? '?kind=' + encodeURIComponent(one[0]) + '&key=' + encodeURIComponent(one[1]) : ''));
       if (doc.interval_seconds > 0) state.intervalSeconds = doc.interval_seconds;
       if (doc.buckets > 0) state.buckets = doc.buckets;
-      for (const e of doc.entries || []) {
-        if (e && Array.isArray(e.points)) next.set(histId(e.kind, e.key, e.upstream), e.points);
+      for (const e of Array.isArray(doc.entries) ? doc.entries : []) {
+        if (e && Array.isArray(e.points) && (!one || (e.kind === one[0] && e.key === one[1]))) {
+          next.set(histId(e.kind, e.key, e.upstream), e.points);
+        }
       }
-      if (doc.unfiltered && !all) {
-        state.historyUnfiltered = true;
-        break;
-      }
+      if (one && Array.isArray(doc.marks)) marks.set(rowId(one[0], one[1]), { at: Date.now(), list: doc.marks });
     }
     state.history = next;
+    state.marks = marks;
     $('#history-span').textContent = span(Math.round(state.intervalSeconds * state.buckets)).replace(/^(\d+) min$/, '$1 minutes');
     renderAllSparks();
-  }
-
-  async function fetchHistory(keys) {
-    const doc = await getJSON('/api/diagnostics/history');
-    if (keys) {
-      const want = new Set(keys.map(([kind, key]) => rowId(kind, key)));
-      const all = (doc.entries || []).length;
-      doc.entries = (doc.entries || []).filter((e) => e && want.has(rowId(e.kind, e.key)));
-      doc.unfiltered = doc.entries.length < all;
-    }
-    return doc;
   }
 
   let historyTimer = null;
@@ -1531,6 +1565,13 @@
         return;
       }
       applyEvent(ev);
+    });
+    es.addEventListener('fault', (msg) => {
+      try {
+        applyFault(JSON.parse(msg.data));
+      } catch {
+        // not JSON: nothing to show
+      }
     });
     es.addEventListener('resync', () => {
       refreshQuietly();
@@ -1814,7 +1855,6 @@
 
   function start() {
     performance.mark('healproxy:start');
-    startWorker();
     readURL();
     bindToolbar();
     bindTimelineTips();

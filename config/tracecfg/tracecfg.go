@@ -1,4 +1,7 @@
-package config
+// Package tracecfg builds the tracing block of a healproxy file and the
+// standard OTEL_* variables into the settings internal/tracing exports
+// traces with. Package config calls Build and Normalize.
+package tracecfg
 
 import (
 	"fmt"
@@ -7,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/healproxy/healproxy/internal/hclx"
 )
@@ -28,15 +32,15 @@ import (
 
 // Tracing protocols: OTLP over HTTP with protobuf bodies, or over gRPC.
 const (
-	TracingProtocolHTTP = "http/protobuf"
-	TracingProtocolGRPC = "grpc"
+	ProtocolHTTP = "http/protobuf"
+	ProtocolGRPC = "grpc"
 )
 
 // Defaults of the tracing block.
 const (
-	DefaultTracingProtocol    = TracingProtocolHTTP
-	DefaultTracingServiceName = "healproxy"
-	DefaultTracingSampleRatio = 1.0
+	DefaultProtocol    = ProtocolHTTP
+	DefaultServiceName = "healproxy"
+	DefaultSampleRatio = 1.0
 )
 
 // Tracing is where and how traces are exported. Config.Tracing is nil
@@ -50,18 +54,18 @@ type Tracing struct {
 	Endpoint string
 	// Redacted is Endpoint as scheme://host[:port]/path, for logs.
 	Redacted string
-	// Protocol is TracingProtocolHTTP or TracingProtocolGRPC. Default
-	// DefaultTracingProtocol.
+	// Protocol is ProtocolHTTP or ProtocolGRPC. Default
+	// DefaultProtocol.
 	Protocol string
 	// SampleRatio is the share of new traces recorded, from 0 to 1. A
 	// request whose caller sent a W3C traceparent follows the caller's
 	// sampling decision instead (parent-based sampling). 0 (only from
 	// code, or the file saying so) records only requests whose caller
 	// sampled them; a file that leaves it out gets
-	// DefaultTracingSampleRatio.
+	// DefaultSampleRatio.
 	SampleRatio float64
 	// ServiceName is the service.name resource attribute. Default
-	// DefaultTracingServiceName.
+	// DefaultServiceName.
 	ServiceName string
 	// Headers are sent with every export (typically a collector's
 	// token). Their values are secrets: never logged or shown.
@@ -90,7 +94,8 @@ const (
 	envOTelServiceName    = "OTEL_SERVICE_NAME"
 )
 
-type fileTracing struct {
+// File is the tracing block as decoded (gohcl).
+type File struct {
 	Endpoint         *string        `hcl:"endpoint,optional"`
 	EndpointRange    hcl.Range      `hcl:"endpoint,attr_value_range"`
 	Protocol         *string        `hcl:"protocol,optional"`
@@ -103,10 +108,11 @@ type fileTracing struct {
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
-// tracing decodes the tracing block and the OTEL_* variables (env > file)
-// into cfg.Tracing, which stays nil when tracing is off.
-func (b *builder) tracing(ft *fileTracing, cfg *Config) {
-	t := Tracing{SampleRatio: DefaultTracingSampleRatio}
+// Build decodes the tracing block (nil when the file has none) and the
+// OTEL_* variables (env > file) into settings, nil when tracing is off.
+// Problems go to b.
+func Build(b *hclx.Builder, ft *File) *Tracing {
+	t := Tracing{SampleRatio: DefaultSampleRatio}
 	endpointSet := false // an endpoint attribute or variable, even empty
 	var endpointRange *hcl.Range
 
@@ -116,9 +122,9 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 		}
 		if ft.Protocol != nil && b.Decoded(ft.ProtocolRange) {
 			t.Protocol = *ft.Protocol
-			if !validTracingProtocol(t.Protocol) {
+			if !validProtocol(t.Protocol) {
 				b.Errorf(ft.ProtocolRange, "Invalid protocol",
-					"%s: want %q or %q.", hclx.Quote(t.Protocol), TracingProtocolHTTP, TracingProtocolGRPC)
+					"%s: want %q or %q.", hclx.Quote(t.Protocol), ProtocolHTTP, ProtocolGRPC)
 			}
 		}
 		r, d := hclx.Float(ft.SampleRatio, b.Ectx, "sample_ratio", "a number from 0 to 1 such as 0.1",
@@ -130,27 +136,27 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 		if ft.ServiceName != nil && b.Decoded(ft.ServiceNameRange) {
 			t.ServiceName = *ft.ServiceName
 			if strings.TrimSpace(t.ServiceName) == "" {
-				b.Errorf(ft.ServiceNameRange, "Empty service_name", "service_name names healproxy in traces; set one or leave it out (default %q).", DefaultTracingServiceName)
+				b.Errorf(ft.ServiceNameRange, "Empty service_name", "service_name names healproxy in traces; set one or leave it out (default %q).", DefaultServiceName)
 			}
 		}
-		t.Headers = b.headerMap(ft.Headers)
+		t.Headers = b.HeaderMap(ft.Headers)
 	}
 
-	b.tracingEnv(&t, &endpointSet, &endpointRange)
-	if b.tracingDisabled() {
-		return
+	tracingEnv(b, &t, &endpointSet, &endpointRange)
+	if tracingDisabled(b) {
+		return nil
 	}
 	if !endpointSet {
 		if ft != nil && !b.DecodeDiags.HasErrors() {
 			b.Errorf(ft.DefRange, "tracing without endpoint",
 				"Set endpoint to the OTLP collector's URL (or %s), or drop the block.", envOTelEndpoint)
 		}
-		return
+		return nil
 	}
 	if t.Endpoint == "" {
-		return // typically env("…") of an unset variable: no tracing, as an empty redis shares nothing
+		return nil // typically env("…") of an unset variable: no tracing, as an empty redis shares nothing
 	}
-	redacted, problem := parseTracingEndpoint(t.Endpoint)
+	redacted, problem := parseEndpoint(t.Endpoint)
 	if problem != "" {
 		if endpointRange != nil {
 			b.Errorf(*endpointRange, "Invalid tracing endpoint", "%s.", problem)
@@ -158,39 +164,39 @@ func (b *builder) tracing(ft *fileTracing, cfg *Config) {
 			b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid OTLP endpoint",
 				Detail: fmt.Sprintf("%s or %s: %s.", envOTelTracesEndpoint, envOTelEndpoint, problem)})
 		}
-		return
+		return nil
 	}
 	t.Redacted = redacted
-	cfg.Tracing = &t
+	return &t
 }
 
 // tracingEnv applies the OTEL_* variables over the file's settings. A
 // signal-specific variable (…_TRACES_…) wins over the general one.
-func (b *builder) tracingEnv(t *Tracing, endpointSet *bool, endpointRange **hcl.Range) {
-	if v, ok := b.firstEnv(envOTelTracesEndpoint, envOTelEndpoint); ok {
+func tracingEnv(b *hclx.Builder, t *Tracing, endpointSet *bool, endpointRange **hcl.Range) {
+	if v, ok := firstEnv(b, envOTelTracesEndpoint, envOTelEndpoint); ok {
 		t.Endpoint, *endpointSet, *endpointRange = strings.TrimSpace(v), true, nil
 	}
-	if v, ok := b.firstEnv(envOTelTracesProtocol, envOTelProtocol); ok {
-		if validTracingProtocol(v) {
+	if v, ok := firstEnv(b, envOTelTracesProtocol, envOTelProtocol); ok {
+		if validProtocol(v) {
 			t.Protocol = v
 		} else {
-			b.envError("Invalid OTLP protocol", "%s or %s=%s: want %q or %q.",
-				envOTelTracesProtocol, envOTelProtocol, hclx.Quote(v), TracingProtocolHTTP, TracingProtocolGRPC)
+			envError(b, "Invalid OTLP protocol", "%s or %s=%s: want %q or %q.",
+				envOTelTracesProtocol, envOTelProtocol, hclx.Quote(v), ProtocolHTTP, ProtocolGRPC)
 		}
 	}
-	if v, ok := b.firstEnv(envOTelServiceName); ok {
+	if v, ok := firstEnv(b, envOTelServiceName); ok {
 		t.ServiceName = v
 	}
-	if v, ok := b.firstEnv(envOTelTracesHeaders, envOTelHeaders); ok {
+	if v, ok := firstEnv(b, envOTelTracesHeaders, envOTelHeaders); ok {
 		h, problem := parseOTelHeaders(v)
 		if problem != "" {
-			b.envError("Invalid OTLP headers", "%s or %s: %s.", envOTelTracesHeaders, envOTelHeaders, problem)
+			envError(b, "Invalid OTLP headers", "%s or %s: %s.", envOTelTracesHeaders, envOTelHeaders, problem)
 		} else {
 			t.Headers = h
 		}
 	}
-	sampler, hasSampler := b.firstEnv(envOTelSampler)
-	arg, hasArg := b.firstEnv(envOTelSamplerArg)
+	sampler, hasSampler := firstEnv(b, envOTelSampler)
+	arg, hasArg := firstEnv(b, envOTelSamplerArg)
 	switch sampler = strings.TrimSpace(sampler); {
 	case !hasSampler:
 	case sampler == "always_on" || sampler == "parentbased_always_on":
@@ -202,13 +208,13 @@ func (b *builder) tracingEnv(t *Tracing, endpointSet *bool, endpointRange **hcl.
 			t.SampleRatio = 1 // the specification's default argument
 		}
 	default:
-		b.envError("Invalid OTEL_TRACES_SAMPLER", "%s=%s: healproxy knows always_on, always_off, traceidratio and their parentbased_ forms (it always follows a caller's sampling decision).",
+		envError(b, "Invalid OTEL_TRACES_SAMPLER", "%s=%s: healproxy knows always_on, always_off, traceidratio and their parentbased_ forms (it always follows a caller's sampling decision).",
 			envOTelSampler, hclx.Quote(sampler))
 	}
 	if hasArg && (!hasSampler || strings.HasSuffix(sampler, "traceidratio")) {
 		f, err := strconv.ParseFloat(strings.TrimSpace(arg), 64)
 		if err != nil || f < 0 || f > 1 {
-			b.envError("Invalid OTEL_TRACES_SAMPLER_ARG", "%s=%s: want a number from 0 to 1 such as 0.1.", envOTelSamplerArg, hclx.Quote(arg))
+			envError(b, "Invalid OTEL_TRACES_SAMPLER_ARG", "%s=%s: want a number from 0 to 1 such as 0.1.", envOTelSamplerArg, hclx.Quote(arg))
 		} else {
 			t.SampleRatio = f
 		}
@@ -216,7 +222,7 @@ func (b *builder) tracingEnv(t *Tracing, endpointSet *bool, endpointRange **hcl.
 }
 
 // tracingDisabled reports whether the environment turns tracing off.
-func (b *builder) tracingDisabled() bool {
+func tracingDisabled(b *hclx.Builder) bool {
 	if v, ok := b.Getenv(envOTelDisabled); ok && strings.EqualFold(strings.TrimSpace(v), "true") {
 		return true
 	}
@@ -226,14 +232,14 @@ func (b *builder) tracingDisabled() bool {
 			return true
 		case "", "otlp":
 		default:
-			b.envError("Invalid OTEL_TRACES_EXPORTER", "%s=%s: healproxy exports traces with otlp only (or none).", envOTelTracesExporter, hclx.Quote(v))
+			envError(b, "Invalid OTEL_TRACES_EXPORTER", "%s=%s: healproxy exports traces with otlp only (or none).", envOTelTracesExporter, hclx.Quote(v))
 		}
 	}
 	return false
 }
 
 // firstEnv returns the first of names that is set.
-func (b *builder) firstEnv(names ...string) (string, bool) {
+func firstEnv(b *hclx.Builder, names ...string) (string, bool) {
 	for _, n := range names {
 		if v, ok := b.Getenv(n); ok {
 			return v, true
@@ -243,7 +249,7 @@ func (b *builder) firstEnv(names ...string) (string, bool) {
 }
 
 // envError reports a bad environment variable (it has no position).
-func (b *builder) envError(summary, format string, args ...any) {
+func envError(b *hclx.Builder, summary, format string, args ...any) {
 	b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...)})
 }
 
@@ -258,11 +264,11 @@ func parseOTelHeaders(s string) (map[string]string, string) {
 		}
 		k, v, ok := strings.Cut(part, "=")
 		k = strings.TrimSpace(k)
-		if !ok || !validHeaderName(k) {
+		if !ok || !httpguts.ValidHeaderFieldName(k) {
 			return nil, fmt.Sprintf("item %d is not name=value with a valid header name", i)
 		}
 		val, err := url.PathUnescape(strings.TrimSpace(v))
-		if err != nil || !validHeaderValue(val) {
+		if err != nil || !httpguts.ValidHeaderFieldValue(val) {
 			return nil, fmt.Sprintf("the value of %s is not a valid percent-encoded header value", hclx.Quote(k))
 		}
 		if val != "" {
@@ -272,13 +278,13 @@ func parseOTelHeaders(s string) (map[string]string, string) {
 	return out, ""
 }
 
-func validTracingProtocol(p string) bool {
-	return p == TracingProtocolHTTP || p == TracingProtocolGRPC
+func validProtocol(p string) bool {
+	return p == ProtocolHTTP || p == ProtocolGRPC
 }
 
-// parseTracingEndpoint checks a collector URL. problem is "" when it is
+// parseEndpoint checks a collector URL. problem is "" when it is
 // acceptable and never contains the URL, which may hold a secret.
-func parseTracingEndpoint(s string) (redacted, problem string) {
+func parseEndpoint(s string) (redacted, problem string) {
 	const want = "want http://host:port or https://host:port, optionally with a path (such as http://127.0.0.1:4318)"
 	u, err := url.Parse(s)
 	switch {
@@ -301,15 +307,20 @@ func parseTracingEndpoint(s string) (redacted, problem string) {
 	return c.String(), ""
 }
 
-// normalize fills t's defaults; a nil t (tracing off) stays nil.
-func (t *Tracing) normalize() {
+// Normalize fills t's zero settings with their defaults; a nil t (tracing
+// off) stays nil.
+func (t *Tracing) Normalize() {
 	if t == nil {
 		return
 	}
-	fill(&t.Protocol, DefaultTracingProtocol)
-	fill(&t.ServiceName, DefaultTracingServiceName)
+	if t.Protocol == "" {
+		t.Protocol = DefaultProtocol
+	}
+	if t.ServiceName == "" {
+		t.ServiceName = DefaultServiceName
+	}
 	if t.Redacted == "" {
-		if r, problem := parseTracingEndpoint(t.Endpoint); problem == "" {
+		if r, problem := parseEndpoint(t.Endpoint); problem == "" {
 			t.Redacted = r
 		}
 	}

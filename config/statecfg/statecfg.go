@@ -1,9 +1,13 @@
-package config
+// Package statecfg builds the state block of a healproxy file: where
+// health state lives beyond this process (a file, Redis shared with other
+// replicas, the replica's name). Package config calls Build.
+package statecfg
 
 import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -69,7 +73,8 @@ func (s SharedState) String() string {
 	return fmt.Sprintf("redis %s prefix %q quorum %d", s.Redacted, s.KeyPrefix, s.Quorum)
 }
 
-type fileState struct {
+// File is the state block as decoded (gohcl).
+type File struct {
 	Path           *string        `hcl:"path,optional"`
 	PathRange      hcl.Range      `hcl:"path,attr_value_range"`
 	Redis          *string        `hcl:"redis,optional"`
@@ -83,32 +88,41 @@ type fileState struct {
 	DefRange hcl.Range `hcl:",def_range"`
 }
 
-// state decodes the state block and HEALPROXY_REPLICA (env > file).
+// Settings are what the state block sets.
+type Settings struct {
+	Path    string       // the state file, absolute or relative to the current folder; "": none
+	Replica string       // "": DefaultReplicaID()
+	Shared  *SharedState // nil: health is not shared
+}
+
+// Build decodes the state block (nil when the file has none) and
+// HEALPROXY_REPLICA (env > file); a relative path is resolved against dir.
 // An empty redis (typically env("…") of an unset variable) shares nothing,
-// like an empty header value sends no header.
-func (b *builder) state(fs *fileState, cfg *Config) {
+// like an empty header value sends no header. Problems go to b.
+func Build(b *hclx.Builder, fs *File, dir string) Settings {
+	var st Settings
 	if v, ok := b.Getenv(ReplicaEnv); ok && v != "" {
 		if problem := replicaProblem(v); problem != "" {
 			b.Diags = append(b.Diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid " + ReplicaEnv,
 				Detail: fmt.Sprintf("%s=%s: %s.", ReplicaEnv, hclx.Quote(v), problem)})
 		}
-		cfg.Replica = v
+		st.Replica = v
 	}
 	if fs == nil {
-		return
+		return st
 	}
 	if fs.Path == nil && fs.Redis == nil && !b.DecodeDiags.HasErrors() { // a misspelt attribute is reported already
 		b.Errorf(fs.DefRange, "Empty state block",
 			`Set path (health state survives restarts), redis (health shared with other replicas) or both.`)
 	}
 	if fs.Path != nil && *fs.Path != "" && b.Decoded(fs.PathRange) {
-		cfg.StatePath = resolvePath(cfg.Dir, *fs.Path)
+		st.Path = resolvePath(dir, *fs.Path)
 	}
-	if fs.Replica != nil && b.Decoded(fs.ReplicaRange) && cfg.Replica == "" {
+	if fs.Replica != nil && b.Decoded(fs.ReplicaRange) && st.Replica == "" {
 		if problem := replicaProblem(*fs.Replica); problem != "" {
 			b.Errorf(fs.ReplicaRange, "Invalid replica", "%s: %s.", hclx.Quote(*fs.Replica), problem)
 		}
-		cfg.Replica = *fs.Replica
+		st.Replica = *fs.Replica
 	}
 	prefix := DefaultKeyPrefix
 	if fs.KeyPrefix != nil && b.Decoded(fs.KeyPrefixRange) {
@@ -131,14 +145,15 @@ func (b *builder) state(fs *fileState, cfg *Config) {
 			b.Errorf(fs.Quorum.Range(), "quorum without redis",
 				"quorum counts replicas that share health through Redis; set redis too, or drop it.")
 		}
-		return
+		return st
 	}
 	target, err := ParseRedisURL(*fs.Redis)
 	if err != nil {
-		b.Errorf(fs.RedisRange, "Invalid redis URL", "%s.", strings.TrimPrefix(err.Error(), "config: invalid redis URL: "))
-		return
+		b.Errorf(fs.RedisRange, "Invalid redis URL", "%s.", strings.TrimPrefix(err.Error(), "invalid redis URL: "))
+		return st
 	}
-	cfg.Shared = &SharedState{RedisURL: *fs.Redis, Redacted: target.Redacted, KeyPrefix: prefix, Quorum: quorum}
+	st.Shared = &SharedState{RedisURL: *fs.Redis, Redacted: target.Redacted, KeyPrefix: prefix, Quorum: quorum}
+	return st
 }
 
 // Quorum bounds.
@@ -219,7 +234,7 @@ const redisWant = "want redis://[user:password@]host[:port][/db], rediss://… (
 // password.
 func ParseRedisURL(s string) (RedisTarget, error) {
 	fail := func(format string, args ...any) (RedisTarget, error) {
-		return RedisTarget{}, fmt.Errorf("config: invalid redis URL: "+format, args...)
+		return RedisTarget{}, fmt.Errorf("invalid redis URL: "+format, args...)
 	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	kind, known := redisSchemes[scheme]
@@ -376,4 +391,12 @@ func DefaultReplicaID() string {
 		host = host[:MaxReplicaLen-1-len(pid)]
 	}
 	return host + "-" + pid
+}
+
+// resolvePath resolves a relative file path against the config's folder.
+func resolvePath(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }

@@ -1,22 +1,23 @@
-package config
+// Package corscfg builds a provider's cors block: which origins' pages
+// may read the provider's answers. An origin is checked and normalised
+// here, once, so that CORS.Allows compares it with a request's Origin
+// without parsing or allocating.
+package corscfg
 
 import (
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/healproxy/healproxy/internal/hclx"
 )
-
-// This file builds a provider's cors block. An origin is checked and
-// normalised here, once, so that CORS.Allows can compare it with a
-// request's Origin without parsing or allocating.
 
 // originExample is shown in the messages about an origin.
 const originExample = `"https://app.example"`
 
-// cors builds the cross-origin policy of provider id from its cors block.
-func (b *builder) cors(fc *fileCORS, id string) *CORS {
+// Build builds the cross-origin policy of provider id from its cors block.
+func Build(b *hclx.Builder, fc *File, id string) *CORS {
 	items, present, d := hclx.StringList(fc.AllowOrigins, b.Ectx, "allow_origins")
 	b.Add(d)
 	c := &CORS{}
@@ -42,7 +43,7 @@ func (b *builder) cors(fc *fileCORS, id string) *CORS {
 		if it.Value != "*" {
 			others++
 		}
-		origin, problem := normalizeOrigin(it.Value)
+		origin, problem := NormalizeOrigin(it.Value)
 		if problem != "" {
 			b.Errorf(it.Range, "Invalid origin", "allow_origins[%d]: %s", it.Index, problem)
 			continue
@@ -67,14 +68,14 @@ func (b *builder) cors(fc *fileCORS, id string) *CORS {
 	return c
 }
 
-// normalizeOrigin checks a configured origin and returns it as a browser
+// NormalizeOrigin checks a configured origin and returns it as a browser
 // sends it in an Origin header: "scheme://host[:port]" with the scheme and
 // host in lower case, without the default port (80 for http, 443 for
 // https) and without a trailing "/" (tolerated in the file), or "*". A
 // problem ends with a period; like an upstream URL, the value is not
 // echoed (user info or a query could hold a secret), but a suggestion
 // built from its scheme, host and port may be.
-func normalizeOrigin(s string) (origin, problem string) {
+func NormalizeOrigin(s string) (origin, problem string) {
 	switch {
 	case s == "*":
 		return "*", ""
@@ -87,7 +88,7 @@ func normalizeOrigin(s string) (origin, problem string) {
 	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
 		return "", `want an origin such as ` + originExample + ` (an http:// or https:// scheme and a host), or "*" for any.`
 	}
-	u, problem := parseHTTPURL(s)
+	u, problem := hclx.HTTPURL(s)
 	if problem != "" {
 		return "", problem + "."
 	}
@@ -176,4 +177,42 @@ func numericLabel(l string) bool {
 		return strings.Trim(l[2:], "0123456789abcdef") == ""
 	}
 	return strings.Trim(l, "0123456789") == ""
+}
+
+// CORS is a provider's cross-origin policy (block cors): the upstream's
+// Access-Control-* response headers pass through only for a request whose
+// Origin is listed.
+type CORS struct {
+	// AllowOrigins are origins ("scheme://host[:port]", compared
+	// case-insensitively) or "*" for any; at least one. Load normalises
+	// them to the form browsers send in Origin: scheme and host in lower
+	// case, no default port (80 for http, 443 for https), no trailing "/".
+	// "*" is never listed with other origins.
+	AllowOrigins []string
+}
+
+// Allows says whether a request with this Origin header value may read answers.
+// It is false for a nil CORS, for no Origin ("") and for "null" (sent by
+// sandboxed and file: pages, which any site can make); true for any other
+// origin when "*" is listed; else true only for a listed origin, compared
+// case-insensitively and otherwise exactly (an Origin with a path, a
+// trailing "/" or a default port is not one a browser sends, and does not
+// match). It does not allocate.
+func (c *CORS) Allows(origin string) bool {
+	if c == nil || origin == "" || strings.EqualFold(origin, "null") {
+		return false
+	}
+	for _, o := range c.AllowOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// File is the cors block as decoded (gohcl).
+type File struct {
+	AllowOrigins hcl.Expression `hcl:"allow_origins,optional"` // required; checked by us to report it once
+
+	DefRange hcl.Range `hcl:",def_range"`
 }

@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/provider"
+)
+
+// The timeline record: each entry's own last status changes and fault
+// injections, for the UI's timeline of one entry (GET
+// /api/diagnostics/history?kind=&key=, "marks"). The event stream cannot
+// give them: a page opened later never saw them, and a subscriber that
+// falls behind a fleet's burst of events is dropped. Each entry keeps its
+// own, so 10,000 others talking cannot push an entry's marks out.
+
+const (
+	// timelineMarks is how many marks an entry keeps, its newest.
+	timelineMarks = 64
+	// timelineAge is how long a mark is kept: the UI's timeline is an hour.
+	timelineAge = time.Hour
+	// timelinePrune: every this many marks, entries whose newest mark is
+	// older than timelineAge are forgotten (entries a reload removed).
+	timelinePrune = 4096
+)
+
+// timeline is the record; its zero value is ready.
+type timeline struct {
+	mu      sync.Mutex
+	entries map[string]*marks // kind + "\x00" + key
+	added   int
+}
+
+// marks is one entry's record: a ring of its newest marks, and the
+// entry's status after the newest status change.
+type marks struct {
+	ring   [timelineMarks]api.Mark
+	next   int // where the next mark goes
+	n      int // marks held
+	status string
+}
+
+func timelineKey(kind, key string) string { return kind + "\x00" + key }
+
+// add records m for an entry. A status change's From is the To of the
+// entry's change before, or from for its first.
+func (tl *timeline) add(kind, key string, m api.Mark, from string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.entries == nil {
+		tl.entries = map[string]*marks{}
+	}
+	k := timelineKey(kind, key)
+	e := tl.entries[k]
+	if e == nil {
+		e = &marks{}
+		tl.entries[k] = e
+	}
+	if m.Type == "status" {
+		if e.status == "" {
+			e.status = from
+		}
+		m.From = e.status
+		e.status = m.To
+	}
+	e.ring[e.next] = m
+	e.next = (e.next + 1) % timelineMarks
+	e.n = min(e.n+1, timelineMarks)
+	tl.added++
+	if tl.added%timelinePrune == 0 {
+		old := m.Time.Add(-timelineAge)
+		for k, e := range tl.entries {
+			if e.ring[(e.next+timelineMarks-1)%timelineMarks].Time.Before(old) {
+				delete(tl.entries, k)
+			}
+		}
+	}
+}
+
+// of is an entry's marks of the last timelineAge before now, oldest first.
+func (tl *timeline) of(kind, key string, now time.Time) []api.Mark {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	out := []api.Mark{}
+	e := tl.entries[timelineKey(kind, key)]
+	if e == nil {
+		return out
+	}
+	old := now.Add(-timelineAge)
+	for i := range e.n {
+		m := e.ring[(e.next-e.n+i+timelineMarks)%timelineMarks]
+		if !m.Time.Before(old) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// noteChange records a status change c in its entry's timeline; reason is
+// the changed entry's reason after it. Called by changed.
+func (s *Server) noteChange(c Change, reason string) {
+	m := api.Mark{Time: time.Now().UTC(), Type: "status", Upstream: c.Upstream, Reason: reason}
+	var now, before func() breaker.Status
+	switch {
+	case c.Upstream == "": // a plugin model: the entry is the upstream
+		m.To = c.To.String()
+		before = func() breaker.Status { return c.From }
+	case c.Kind == KindProvider:
+		m.UpstreamFrom, m.UpstreamTo = c.From.String(), c.To.String()
+		st := s.state.Load()
+		if st == nil { // New restoring the state file: no state to read yet
+			return
+		}
+		p := st.providers[c.Key]
+		if p == nil {
+			return
+		}
+		now = func() breaker.Status {
+			return summed(len(p.Upstreams), func(i int) breaker.Status { return p.Upstreams[i].Health.Status() })
+		}
+		before = func() breaker.Status {
+			return summed(len(p.Upstreams), func(i int) breaker.Status {
+				if u := p.Upstreams[i]; u.Display != c.Upstream {
+					return u.Health.Status()
+				}
+				return c.From
+			})
+		}
+	default: // an endpoint model
+		m.UpstreamFrom, m.UpstreamTo = c.From.String(), c.To.String()
+		if s.llm == nil {
+			return
+		}
+		em := s.llm.Model(c.Key)
+		if em == nil {
+			return
+		}
+		now = em.Status
+		before = func() breaker.Status {
+			eps := em.Endpoints()
+			return summed(len(eps), func(i int) breaker.Status {
+				if eps[i].URL != c.Upstream {
+					return eps[i].Health.Status()
+				}
+				return c.From
+			})
+		}
+	}
+	if now != nil {
+		m.To = now().String()
+	}
+	// read here, not under the record's lock: it reads other entries'
+	s.timeline.add(c.Kind, c.Key, m, before().String())
+}
+
+// summed sums n statuses as docs/behaviour.md sums a provider's upstreams
+// (see aggregate): those never called are left out unless all are;
+// healthy when every other is, unavailable when all are, else degraded.
+func summed(n int, status func(i int) breaker.Status) breaker.Status {
+	var called, healthy, unavailable int
+	for i := range n {
+		switch status(i) {
+		case breaker.Unknown:
+			continue
+		case breaker.Healthy:
+			healthy++
+		case breaker.Unavailable:
+			unavailable++
+		}
+		called++
+	}
+	switch {
+	case called == 0:
+		return breaker.Unknown
+	case healthy == called:
+		return breaker.Healthy
+	case unavailable == called:
+		return breaker.Unavailable
+	}
+	return breaker.Degraded
+}
+
+// noteFault records a fault action on upstream u of provider p (typ
+// "fault", "fault-clear" or "fault-expired"; f the fault) in p's timeline
+// and sends it to the event stream as a "fault" event with p's entry
+// after it: a fault changes no status, so no status event tells it.
+func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ string, f *provider.Fault, by string) {
+	m := api.Mark{Time: time.Now().UTC(), Type: typ, Upstream: u.Display, By: by, Reason: f.Kind}
+	if f.Reason != "" {
+		m.Reason += ": " + f.Reason
+	}
+	if typ == "fault" {
+		m.Fault = u.FaultDocument()
+	}
+	s.timeline.add(KindProvider, p.ID, m, "")
+	if !s.events.active() {
+		return
+	}
+	data, err := json.Marshal(api.FaultEvent{Kind: KindProvider, Key: p.ID, Mark: m, Entry: providerEntry(p)})
+	if err != nil {
+		return
+	}
+	s.publishEvent("fault", data)
+}
