@@ -16,6 +16,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
@@ -459,7 +460,7 @@ func TestProbeSeesInjectedFault(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	_, p, c, _ := checkServer(t, proxytest.Provider(t, "p", up.URL), pingCheck())
 	u := p.Upstreams[0]
-	u.fault.Store(&Fault{Kind: FaultError, Status: http.StatusServiceUnavailable, Percent: 100, Until: time.Now().Add(time.Minute)})
+	u.fault.Store(&fault.Fault{Kind: fault.KindError, Status: http.StatusServiceUnavailable, Percent: 100, Until: time.Now().Add(time.Minute)})
 	hits := up.Hits.Load()
 	if ok, f := c.probe(context.Background(), u); ok || f == nil {
 		t.Fatalf("probe under an injected 503 = %v, %+v; want a failure", ok, f)

@@ -17,6 +17,7 @@ import (
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/balance"
 	"github.com/healproxy/healproxy/internal/coalesce"
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -81,12 +82,12 @@ type Upstream struct {
 	Display string
 	Health  *breaker.Entry
 	metrics *upstreamMetrics
-	drain   atomic.Pointer[DrainInfo] // an operator's drain, see operator.go
-	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
-	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
-	outlier *outlierRecorder          // this interval's results for outlier detection; nil: off (outlier.go)
-	ewma    *balance.EWMA             // latency estimate; nil unless least_latency (balance.go)
-	quota   *upstreamQuota            // announced quota; nil unless a quota block (quota.go)
+	drain   atomic.Pointer[DrainInfo]   // an operator's drain, see operator.go
+	fault   atomic.Pointer[fault.Fault] // an injected fault, see fault.go
+	fast    *h1.Pool                    // the lean client's pool for its host; nil: http.Transport only
+	outlier *outlierRecorder            // this interval's results for outlier detection; nil: off (outlier.go)
+	ewma    *balance.EWMA               // latency estimate; nil unless least_latency (balance.go)
+	quota   *upstreamQuota              // announced quota; nil unless a quota block (quota.go)
 }
 
 // New builds a provider. An upstream found in keep (by its full

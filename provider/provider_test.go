@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
@@ -95,7 +96,7 @@ func TestInjectedFaultKeptOnReload(t *testing.T) {
 	pc := proxytest.NormalizedProvider(proxytest.Provider(t, "p", a.URL))
 	m := NewMetrics(prometheus.NewRegistry())
 	old := New(pc, http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), nil).Upstreams[0]
-	_, f, err := ParseFault(strings.NewReader(`{"kind": "abort"}`))
+	_, f, err := fault.Parse(strings.NewReader(`{"kind": "abort"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
