@@ -16,6 +16,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/clientbody"
 )
 
 // Active health checks (block health_check): every upstream of a provider
@@ -197,7 +198,7 @@ func (c *checker) probe(ctx context.Context, u *Upstream) (ok bool, f *breaker.F
 	resp, err := u.send(c.rt, req) // an injected fault (fault.go) fails the checks too
 	latency := time.Since(start)
 	if err != nil {
-		if localResource(err) {
+		if clientbody.LocalResource(err) {
 			return false, nil // the proxy's own shortage: the check says nothing of u
 		}
 		kind, msg := c.p.classify(err, ctx)

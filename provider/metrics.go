@@ -23,7 +23,7 @@ type Metrics struct {
 	retryBudgetExhausted *prometheus.CounterVec
 	allDown              *prometheus.CounterVec
 	// notUpstream counts provider requests that failed for a cause that
-	// is not the upstream's (clienterrors.go): never counted in health.
+	// is not the upstream's (internal/clientbody): never counted in health.
 	notUpstream *prometheus.CounterVec
 	outlier     *outlierMetrics // outlier.go
 	quota       *quotaMetrics   // rate-limit steering (quota.go)

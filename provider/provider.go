@@ -16,6 +16,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/balance"
+	"github.com/healproxy/healproxy/internal/clientbody"
 	"github.com/healproxy/healproxy/internal/coalesce"
 	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/h1"
@@ -494,7 +495,7 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, limit) // chunked: counted as it streams
 		}
 	}
-	r = withClientBody(w, r) // tells the client's faults from the upstream's (clienterrors.go)
+	r = clientbody.Wrap(w, r) // tells the client's faults from the upstream's (internal/clientbody)
 	// A client that stops reading must not hold this goroutine (and the
 	// upstream connection) forever: the answer has as long as every
 	// attempt may take, plus a margin for a slow link, and each write
