@@ -20,6 +20,7 @@ import (
 	"github.com/healproxy/healproxy/internal/coalesce"
 	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/healthcheck"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
 	"github.com/healproxy/healproxy/internal/stalecache"
@@ -51,10 +52,10 @@ type Provider struct {
 	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
-	lastResort   *Upstream         // nil: none; not among Upstreams
-	checker      *checker          // nil: no active health checks
-	hedge        *hedger           // nil: no hedging (hedge.go)
-	coalesce     *coalesce.Handler // nil: no coalescing (coalesce.go)
+	lastResort   *Upstream            // nil: none; not among Upstreams
+	checker      *healthcheck.Checker // nil: no active health checks
+	hedge        *hedger              // nil: no hedging (hedge.go)
+	coalesce     *coalesce.Handler    // nil: no coalescing (coalesce.go)
 
 	// secrets are the values this provider must never show: its upstreams'
 	// query strings and values, its injected header values; scrubbed from

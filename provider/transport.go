@@ -668,7 +668,7 @@ func (p *Provider) writeBudget() time.Duration {
 // detection, if it has them.
 func (p *Provider) StartChecks() {
 	if p.checker != nil {
-		p.checker.start()
+		p.checker.Start()
 	}
 	p.outlier.start()
 }
@@ -676,7 +676,7 @@ func (p *Provider) StartChecks() {
 // StopChecks stops them and waits.
 func (p *Provider) StopChecks() {
 	if p.checker != nil {
-		p.checker.stop()
+		p.checker.Stop()
 	}
 	p.outlier.stop()
 }
