@@ -16,7 +16,7 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	// healthChecks counts active health checks (healthcheck.go); they are
+	// healthChecks counts active health checks (internal/healthcheck); they are
 	// never counted in requests.
 	healthChecks *prometheus.CounterVec
 
