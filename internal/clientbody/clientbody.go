@@ -88,6 +88,8 @@ const (
 	cutUpstream // the attempt ended while the upstream held things up
 )
 
+// Read reads the client's body, noting whether it waits for the client,
+// reached the end or failed.
 func (b *Body) Read(p []byte) (int, error) {
 	b.waiting.Store(true)
 	n, err := b.rc.Read(p)
@@ -101,6 +103,7 @@ func (b *Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the client's body.
 func (b *Body) Close() error { return b.rc.Close() }
 
 // aLongTimeAgo is a deadline that has passed: it unblocks a pending read.
@@ -126,7 +129,8 @@ func (b *Body) cutPending() {
 // Watch cuts a pending read once ctx, an attempt's, ends while the
 // client, whose request context is client, is still there (a client that
 // left ends its reads itself); stop it before the attempt's answer is
-// passed on.
+// passed on. A nil b (no body) has nothing to watch; all of Body's
+// methods but Read and Close accept a nil b.
 func (b *Body) Watch(ctx, client context.Context) (stop func() bool) {
 	if b == nil || b.eof.Load() {
 		return alwaysTrue
