@@ -7,6 +7,7 @@ import (
 
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/balance"
+	"github.com/healproxy/healproxy/internal/clientbody"
 )
 
 // balancer chooses among the upstreams of the best health rank (pick)
@@ -57,12 +58,12 @@ func (b *balancer) choose(set uint64) int {
 // (refused, reset, timed out) the provider's timeout, so that an upstream
 // that fails fast does not look fast; nothing when the failure was not
 // the upstream's (the client's body or leaving, the proxy's resources).
-func (t *providerTransport) observeLatency(u *Upstream, req *http.Request, cb *clientBody, rtErr error, latency time.Duration) {
+func (t *providerTransport) observeLatency(u *Upstream, req *http.Request, cb *clientbody.Body, rtErr error, latency time.Duration) {
 	var mbe *http.MaxBytesError
 	switch {
 	case rtErr == nil:
 		u.ewma.Observe(latency, t.p.balancer.now())
-	case req.Context().Err() != nil || cb.fault() != nil || errors.As(rtErr, &mbe) || localResource(rtErr):
+	case req.Context().Err() != nil || cb.Fault() != nil || errors.As(rtErr, &mbe) || clientbody.LocalResource(rtErr):
 		u.ewma.End()
 	default:
 		u.ewma.Observe(max(latency, t.p.timeout), t.p.balancer.now())

@@ -7,6 +7,19 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/clientbody"
+)
+
+// Causes of a failed provider request that the upstream did not cause:
+// the labels of healproxy_provider_errors_not_upstream_total
+// (internal/clientbody tells them).
+const (
+	CauseBodyMalformed = clientbody.CauseMalformed
+	CauseBodyAborted   = clientbody.CauseAborted
+	CauseBodySlow      = clientbody.CauseSlow
+	CauseBodyTooLarge  = clientbody.CauseTooLarge
+	CauseResources     = clientbody.CauseResources
+	CauseClientGone    = clientbody.CauseClientGone
 )
 
 // proxyError is the provider's ReverseProxy ErrorHandler: the one place
@@ -14,22 +27,22 @@ import (
 func (p *Provider) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *cooldownError
 	var ue *upstreamError
-	var le *localError
+	var le *clientbody.Error
 	switch {
 	case errors.As(err, &ce):
 		writeCooldown(w, p, ce.remaining)
-	case err == errBodyTooLarge:
+	case err == clientbody.ErrTooLarge:
 		p.m.notUpstream.WithLabelValues(p.ID, CauseBodyTooLarge).Inc()
 		writeBodyTooLarge(w, p)
-	case errors.As(err, &le) && (le == errBodySlow || r.Context().Err() == nil):
-		p.m.notUpstream.WithLabelValues(p.ID, le.cause).Inc()
-		switch le.status {
+	case errors.As(err, &le) && (le == clientbody.ErrSlow || r.Context().Err() == nil):
+		p.m.notUpstream.WithLabelValues(p.ID, le.Cause).Inc()
+		switch le.Status {
 		case http.StatusServiceUnavailable:
 			api.SetRetryAfter(w, time.Second)
 		case http.StatusBadRequest, http.StatusRequestTimeout:
 			w.Header().Set("Connection", "close") // the rest of the body cannot be read
 		}
-		api.WriteJSON(w, le.status, api.ErrorBody{Status: "error", ProviderID: p.ID, Error: le.msg})
+		api.WriteJSON(w, le.Status, api.ErrorBody{Status: "error", ProviderID: p.ID, Error: le.Msg})
 	case errors.Is(err, errClientGone) || r.Context().Err() != nil:
 		p.m.notUpstream.WithLabelValues(p.ID, CauseClientGone).Inc()
 		w.WriteHeader(api.StatusClientClosedRequest)

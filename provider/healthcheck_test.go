@@ -2,20 +2,18 @@ package provider
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/fault"
+	"github.com/healproxy/healproxy/internal/healthcheck"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
@@ -27,7 +25,7 @@ type checkProvider struct {
 	m   *Metrics
 }
 
-func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*checkProvider, *Provider, *checker, *proxytest.LogBuffer) {
+func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*checkProvider, *Provider, *healthcheck.Checker, *proxytest.LogBuffer) {
 	t.Helper()
 	log, logs := proxytest.CaptureLogs()
 	pc.HealthCheck = nil
@@ -37,7 +35,7 @@ func checkServer(t *testing.T, pc config.Provider, hc config.HealthCheck) (*chec
 	t.Cleanup(tr.CloseIdleConnections)
 	p := New(proxytest.NormalizedProvider(pc), tr, Hooks{}, cp.m, log, nil)
 	c := newChecker(p, hc, tr, cp.m, log)
-	t.Cleanup(c.stop)
+	t.Cleanup(c.Stop)
 	return cp, p, c, logs
 }
 
@@ -56,11 +54,11 @@ func TestProbeResults(t *testing.T) {
 	pc := proxytest.Provider(t, "p", up.URL+"/api/v3?key=qsecret", dead+"/base?key=qsecret")
 	pc.Headers = map[string]string{"Authorization": "Bearer hsecret", "X-Empty": ""}
 	_, p, c, _ := checkServer(t, pc, pingCheck())
-	live, down := p.Upstreams[0], p.Upstreams[1]
+	const live, down = 0, 1 // the checker's targets: p's upstreams, in order
 	ctx := context.Background()
 
 	t.Run("pass", func(t *testing.T) {
-		ok, f := c.probe(ctx, live)
+		ok, f := c.Probe(ctx, live)
 		if !ok || f != nil {
 			t.Fatalf("probe = %v, %+v; want a pass", ok, f)
 		}
@@ -74,15 +72,15 @@ func TestProbeResults(t *testing.T) {
 		if _, ok := r.Header["X-Empty"]; ok {
 			t.Error("an empty configured header was sent")
 		}
-		if got := r.Header.Get("User-Agent"); got != checkUserAgent {
-			t.Errorf("User-Agent = %q; want %q", got, checkUserAgent)
+		if got := r.Header.Get("User-Agent"); got != healthcheck.UserAgent {
+			t.Errorf("User-Agent = %q; want %q", got, healthcheck.UserAgent)
 		}
 	})
 
 	t.Run("unexpected status", func(t *testing.T) {
 		for _, code := range []int{503, 404, 204} {
 			up.Code.Store(int32(code))
-			ok, f := c.probe(ctx, live)
+			ok, f := c.Probe(ctx, live)
 			if ok || f == nil || f.Kind != breaker.KindStatus || f.StatusCode != code {
 				t.Fatalf("status %d: probe = %v, %+v; want a status failure", code, ok, f)
 			}
@@ -94,16 +92,18 @@ func TestProbeResults(t *testing.T) {
 	t.Run("expected statuses", func(t *testing.T) {
 		hc := pingCheck()
 		hc.ExpectStatus = []int{200, 204}
-		c2 := newChecker(p, hc, c.rt, nil, nil)
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		c2 := newChecker(p, hc, tr, nil, nil)
 		up.Code.Store(204)
 		defer up.Code.Store(0)
-		if ok, f := c2.probe(ctx, live); !ok {
+		if ok, f := c2.Probe(ctx, live); !ok {
 			t.Fatalf("204 with expect_status [200, 204]: probe failed: %+v", f)
 		}
 	})
 
 	t.Run("connect refused", func(t *testing.T) {
-		ok, f := c.probe(ctx, down)
+		ok, f := c.Probe(ctx, down)
 		if ok || f == nil || f.Kind != breaker.KindConnect {
 			t.Fatalf("probe = %v, %+v; want a connect failure", ok, f)
 		}
@@ -116,9 +116,9 @@ func TestProbeResults(t *testing.T) {
 		pc := proxytest.Provider(t, "slow", slow.URL+"?key=qsecret")
 		hc := pingCheck()
 		hc.Timeout = 100 * time.Millisecond
-		_, sp, sc, _ := checkServer(t, pc, hc)
+		_, _, sc, _ := checkServer(t, pc, hc)
 		start := time.Now()
-		ok, f := sc.probe(ctx, sp.Upstreams[0])
+		ok, f := sc.Probe(ctx, 0)
 		if ok || f == nil || f.Kind != breaker.KindTimeout {
 			t.Fatalf("probe = %v, %+v; want a timeout", ok, f)
 		}
@@ -153,8 +153,8 @@ func TestProbePathJoin(t *testing.T) {
 		pc := proxytest.Provider(t, "j", up.URL+tc.base)
 		hc := pingCheck()
 		hc.Path = tc.path
-		_, p, c, _ := checkServer(t, pc, hc)
-		if ok, f := c.probe(context.Background(), p.Upstreams[0]); !ok {
+		_, _, c, _ := checkServer(t, pc, hc)
+		if ok, f := c.Probe(context.Background(), 0); !ok {
 			t.Fatalf("base %q path %q: probe failed: %+v", tc.base, tc.path, f)
 		}
 		if got := up.Last(t).RequestURI; got != tc.want {
@@ -174,13 +174,13 @@ func TestHealthCheckEndsCooldown(t *testing.T) {
 	}
 
 	up.Code.Store(503)
-	c.tick(context.Background(), u)
+	c.Check(context.Background(), 0)
 	if snap := u.Health.Snapshot(); !snap.InCooldown || snap.Status != breaker.Unavailable {
 		t.Fatalf("after a failing probe: %v, in_cooldown %v; want still in cooldown", snap.Status, snap.InCooldown)
 	}
 
 	up.Code.Store(0)
-	c.tick(context.Background(), u)
+	c.Check(context.Background(), 0)
 	snap := u.Health.Snapshot()
 	if snap.InCooldown || snap.Status != breaker.Degraded || !snap.HalfOpen {
 		t.Fatalf("after a passing probe: %v, in_cooldown %v, half_open %v; want degraded, half-open, not in cooldown",
@@ -213,12 +213,12 @@ func TestHealthCheckFailuresWhileClosed(t *testing.T) {
 
 	up.Code.Store(500)
 	for i := int64(1); i <= 2; i++ {
-		c.tick(ctx, u)
+		c.Check(ctx, 0)
 		if snap := u.Health.Snapshot(); snap.ErrorCount != i || snap.InCooldown {
 			t.Fatalf("after %d failing probes: error_count %d, in_cooldown %v; want %d, not in cooldown", i, snap.ErrorCount, snap.InCooldown, i)
 		}
 	}
-	c.tick(ctx, u)
+	c.Check(ctx, 0)
 	snap := u.Health.Snapshot()
 	if !snap.InCooldown || snap.Status != breaker.Unavailable {
 		t.Fatalf("after 3 failing probes (threshold 3): %v, in_cooldown %v; want tripped", snap.Status, snap.InCooldown)
@@ -255,7 +255,7 @@ func TestHealthCheckPassWhileDegraded(t *testing.T) {
 	if snap := u.Health.Snapshot(); snap.Status != breaker.Degraded || snap.ErrorCount != 2 {
 		t.Fatalf("setup: %v with error_count %d; want degraded with 2", snap.Status, snap.ErrorCount)
 	}
-	c.tick(context.Background(), u)
+	c.Check(context.Background(), 0)
 	snap := u.Health.Snapshot()
 	if snap.ErrorCount != 1 || snap.Status != breaker.Healthy {
 		t.Errorf("after a passing probe: %v with error_count %d; want healthy with 1", snap.Status, snap.ErrorCount)
@@ -282,12 +282,12 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 	rt := &http.Transport{}
 	t.Cleanup(rt.CloseIdleConnections)
 	c := newChecker(p, hc, rt, s.m, proxytest.DiscardLogger())
-	t.Cleanup(c.stop)
+	t.Cleanup(c.Stop)
 	runtime.GC()
 	base := runtime.NumGoroutine()
 
-	c.start()
-	c.start() // a second start does nothing
+	c.Start()
+	c.Start() // a second start does nothing
 	// Wait on the recorded results, not on upstream hits: a probe that has
 	// reached the upstream but not returned yet is cut short by stop and
 	// never recorded.
@@ -298,14 +298,14 @@ func TestHealthCheckLoopStartStop(t *testing.T) {
 		return recorded(a.URL) >= 3 && recorded(b.URL) >= 3
 	})
 	stopped := make(chan struct{})
-	go func() { c.stop(); close(stopped) }()
+	go func() { c.Stop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
 		t.Fatal("stop did not return within 2s")
 	}
-	c.stop()  // idempotent
-	c.start() // no restart after stop
+	c.Stop()  // idempotent
+	c.Start() // no restart after stop
 	rt.CloseIdleConnections()
 	waitGoroutines(t, base)
 
@@ -338,130 +338,15 @@ func waitGoroutines(t *testing.T, base int) {
 	}
 }
 
-func TestHealthCheckStopWithoutStart(t *testing.T) {
-	up := proxytest.NewUpstream(t)
-	_, _, c, _ := checkServer(t, proxytest.Provider(t, "ns", up.URL), pingCheck())
-	c.stop()
-	c.stop()
-	c.start()
-	time.Sleep(10 * time.Millisecond)
-	if up.Hits.Load() != 0 {
-		t.Errorf("a checker stopped before start probed %d times", up.Hits.Load())
-	}
-}
-
-// TestHealthCheckSchedule checks the loop's timing on a fake clock: each
-// upstream's first probe within the first interval, the next ones an
-// interval ±10% apart, and a slow upstream not delaying the others.
-func TestHealthCheckSchedule(t *testing.T) {
-	const interval = 30 * time.Second
-	pc := proxytest.Provider(t, "sch", "http://a.test", "http://b.test", "http://slow.test")
-	// The breaker's coarse clock starts a goroutine on first use, which
-	// must not happen inside the bubble.
-	breaker.New("warm-up", breaker.Settings{Cooldown: time.Minute}, breaker.Options{}).Fail(&breaker.Failure{Kind: breaker.KindError})
-	m := NewMetrics(prometheus.NewRegistry())
-	p := New(proxytest.NormalizedProvider(pc), http.DefaultTransport, Hooks{}, m, proxytest.DiscardLogger(), nil)
-
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		seen := map[string][]time.Duration{}
-		start := time.Now()
-		rt := proxytest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-			mu.Lock()
-			seen[r.URL.Host] = append(seen[r.URL.Host], time.Since(start))
-			mu.Unlock()
-			if r.URL.Host == "slow.test" {
-				<-r.Context().Done() // times out
-				return nil, r.Context().Err()
-			}
-			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("ok"))}, nil
-		})
-		hc := config.HealthCheck{Path: "/ping", Interval: interval, Timeout: 2 * time.Second, ExpectStatus: []int{200}}
-		c := newChecker(p, hc, rt, m, proxytest.DiscardLogger())
-		c.start()
-		time.Sleep(10*interval + time.Second)
-		c.stop()
-
-		mu.Lock()
-		defer mu.Unlock()
-		for _, host := range []string{"a.test", "b.test", "slow.test"} {
-			times := seen[host]
-			if len(times) < 9 || len(times) > 12 {
-				t.Errorf("%s: %d probes in 10 intervals; want 9..12", host, len(times))
-				continue
-			}
-			if times[0] >= interval {
-				t.Errorf("%s: first probe at %v; want within the first interval", host, times[0])
-			}
-			for i := 1; i < len(times); i++ {
-				gap := times[i] - times[i-1]
-				if gap < interval*9/10 || gap > interval*11/10 {
-					t.Errorf("%s: probes %d and %d are %v apart; want %v ±10%%", host, i-1, i, gap, interval)
-				}
-			}
-		}
-		var pass, fail float64
-		for _, u := range p.Upstreams {
-			pass += counterValue(t, m.healthChecks.WithLabelValues("sch", u.Display, "pass"))
-			fail += counterValue(t, m.healthChecks.WithLabelValues("sch", u.Display, "fail"))
-		}
-		if want := float64(len(seen["a.test"]) + len(seen["b.test"])); pass != want {
-			t.Errorf("pass checks = %v; want %v", pass, want)
-		}
-		// A probe in flight when the checker stops counts for nothing.
-		if n := float64(len(seen["slow.test"])); fail != n && fail != n-1 {
-			t.Errorf("fail checks = %v; want %v (or one less, cut short by stop)", fail, n)
-		}
-	})
-}
-
-func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
-}
-
-func TestHealthCheckJitter(t *testing.T) {
-	const d = 30 * time.Second
-	lo, hi := d*9/10, d*11/10
-	for _, r := range []float64{0, 0.25, 0.5, 0.75, 0.999999999} {
-		if j := jitter(d, r); j < lo || j > hi {
-			t.Errorf("jitter(%v, %v) = %v; want within [%v, %v]", d, r, j, lo, hi)
-		}
-	}
-	if j := jitter(d, 0); j != lo {
-		t.Errorf("jitter(%v, 0) = %v; want %v", d, j, lo)
-	}
-	if j := jitter(d, 0.5); j != d {
-		t.Errorf("jitter(%v, 0.5) = %v; want %v", d, j, d)
-	}
-	var sawLow, sawHigh bool
-	rnd := newChecker(&Provider{ID: "x"}, config.HealthCheck{}, nil, nil, nil).rand // the default source
-	for range 10000 {
-		j := jitter(d, rnd())
-		if j < lo || j >= hi {
-			t.Fatalf("jitter = %v; want within [%v, %v)", j, lo, hi)
-		}
-		sawLow = sawLow || j < d*95/100
-		sawHigh = sawHigh || j > d*105/100
-	}
-	if !sawLow || !sawHigh {
-		t.Errorf("10000 jitters never left ±5%%: low %v high %v", sawLow, sawHigh)
-	}
-}
-
 // An injected fault (chaos rehearsal) fails active health checks too, or
 // passing checks would end the cooldown it caused.
 func TestProbeSeesInjectedFault(t *testing.T) {
 	up := proxytest.NewUpstream(t)
 	_, p, c, _ := checkServer(t, proxytest.Provider(t, "p", up.URL), pingCheck())
 	u := p.Upstreams[0]
-	u.fault.Store(&Fault{Kind: FaultError, Status: http.StatusServiceUnavailable, Percent: 100, Until: time.Now().Add(time.Minute)})
+	u.fault.Store(&fault.Fault{Kind: fault.KindError, Status: http.StatusServiceUnavailable, Percent: 100, Until: time.Now().Add(time.Minute)})
 	hits := up.Hits.Load()
-	if ok, f := c.probe(context.Background(), u); ok || f == nil {
+	if ok, f := c.Probe(context.Background(), 0); ok || f == nil {
 		t.Fatalf("probe under an injected 503 = %v, %+v; want a failure", ok, f)
 	}
 	if up.Hits.Load() != hits {

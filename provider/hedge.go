@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/healproxy/healproxy/config/routecfg"
+	"github.com/healproxy/healproxy/internal/clientbody"
 	"github.com/healproxy/healproxy/internal/hedge"
 	"github.com/healproxy/healproxy/internal/retry"
 )
@@ -88,7 +89,7 @@ func (h *hedger) observe(d time.Duration) {
 // gets a context of its own under the request's; the taken answer's ends
 // when its body is closed, the other's at once. An attempt still running
 // when hedged returns delivers to nobody: its answer is closed.
-func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, body []byte, retryLater bool, n int, start uint32, tried uint64) (resp *http.Response, h int, err error, refused bool) {
+func (t *providerTransport) hedged(i int, req *http.Request, cb *clientbody.Body, body []byte, retryLater bool, n int, start uint32, tried uint64) (resp *http.Response, h int, err error, refused bool) {
 	p := t.p
 	hg := p.hedge
 	u := p.Upstreams[i]
@@ -191,7 +192,7 @@ func (t *providerTransport) hedged(i int, req *http.Request, cb *clientBody, bod
 // is 0 for the first, 1 for the hedge), with a context of its own, a
 // body reader of its own, and, when tracing writes the trace headers, a
 // header of its own. The result goes to run.
-func (t *providerTransport) launch(run *hedgeRun, which int, u *Upstream, req *http.Request, cb *clientBody, body []byte, retryLater bool, n int) context.CancelFunc {
+func (t *providerTransport) launch(run *hedgeRun, which int, u *Upstream, req *http.Request, cb *clientbody.Body, body []byte, retryLater bool, n int) context.CancelFunc {
 	ctx, cancel := context.WithCancel(req.Context())
 	r := req.WithContext(ctx)
 	if body != nil {

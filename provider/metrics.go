@@ -16,14 +16,14 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
-	// healthChecks counts active health checks (healthcheck.go); they are
+	// healthChecks counts active health checks (internal/healthcheck); they are
 	// never counted in requests.
 	healthChecks *prometheus.CounterVec
 
 	retryBudgetExhausted *prometheus.CounterVec
 	allDown              *prometheus.CounterVec
 	// notUpstream counts provider requests that failed for a cause that
-	// is not the upstream's (clienterrors.go): never counted in health.
+	// is not the upstream's (internal/clientbody): never counted in health.
 	notUpstream *prometheus.CounterVec
 	outlier     *outlierMetrics // outlier.go
 	quota       *quotaMetrics   // rate-limit steering (quota.go)

@@ -10,14 +10,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
 	"github.com/healproxy/healproxy/internal/balance"
+	"github.com/healproxy/healproxy/internal/clientbody"
 	"github.com/healproxy/healproxy/internal/coalesce"
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/h1"
+	"github.com/healproxy/healproxy/internal/healthcheck"
+	"github.com/healproxy/healproxy/internal/provpath"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/internal/retry"
 	"github.com/healproxy/healproxy/internal/stalecache"
@@ -49,10 +52,10 @@ type Provider struct {
 	cache        *stalecache.Cache
 	allDownOrder []string
 	allDownWait  time.Duration
-	lastResort   *Upstream         // nil: none; not among Upstreams
-	checker      *checker          // nil: no active health checks
-	hedge        *hedger           // nil: no hedging (hedge.go)
-	coalesce     *coalesce.Handler // nil: no coalescing (coalesce.go)
+	lastResort   *Upstream            // nil: none; not among Upstreams
+	checker      *healthcheck.Checker // nil: no active health checks
+	hedge        *hedger              // nil: no hedging (hedge.go)
+	coalesce     *coalesce.Handler    // nil: no coalescing (coalesce.go)
 
 	// secrets are the values this provider must never show: its upstreams'
 	// query strings and values, its injected header values; scrubbed from
@@ -81,12 +84,12 @@ type Upstream struct {
 	Display string
 	Health  *breaker.Entry
 	metrics *upstreamMetrics
-	drain   atomic.Pointer[DrainInfo] // an operator's drain, see operator.go
-	fault   atomic.Pointer[Fault]     // an injected fault, see fault.go
-	fast    *h1.Pool                  // the lean client's pool for its host; nil: http.Transport only
-	outlier *outlierRecorder          // this interval's results for outlier detection; nil: off (outlier.go)
-	ewma    *balance.EWMA             // latency estimate; nil unless least_latency (balance.go)
-	quota   *upstreamQuota            // announced quota; nil unless a quota block (quota.go)
+	drain   atomic.Pointer[DrainInfo]   // an operator's drain, see operator.go
+	fault   atomic.Pointer[fault.Fault] // an injected fault, see fault.go
+	fast    *h1.Pool                    // the lean client's pool for its host; nil: http.Transport only
+	outlier *outlierRecorder            // this interval's results for outlier detection; nil: off (outlier.go)
+	ewma    *balance.EWMA               // latency estimate; nil unless least_latency (balance.go)
+	quota   *upstreamQuota              // announced quota; nil unless a quota block (quota.go)
 }
 
 // New builds a provider. An upstream found in keep (by its full
@@ -191,9 +194,9 @@ func providerSettings(pc config.Provider) breaker.Settings {
 
 // rewrite prepares the outgoing request. The upstream itself (scheme, host,
 // base path) is chosen per attempt by providerTransport; here the URL keeps
-// only the part after /providers/{id}, already checked by restPath.
+// only the part after /providers/{id}, already checked by provpath.Rest.
 func (p *Provider) rewrite(pr *httputil.ProxyRequest) {
-	rest, _ := restPath(pr.In, p.ID)
+	rest, _ := provpath.Rest(pr.In, p.ID)
 	out := pr.Out.URL
 	out.Scheme, out.Host, out.User = "", "", nil
 	out.RawPath = rest
@@ -236,11 +239,11 @@ func (p *Provider) modifyResponse(resp *http.Response) error {
 		switch k {
 		case "Location", "Content-Location":
 			for i, v := range vs {
-				vs[i] = p.secrets.Scrub(p.clientURL(v, resp.Request))
+				vs[i] = p.secrets.Scrub(provpath.ClientURL(v, resp.Request, p.ID, p.upstreamBases))
 			}
 		case "Link":
 			for i, v := range vs {
-				vs[i] = p.secrets.Scrub(p.clientLinks(v, resp.Request))
+				vs[i] = p.secrets.Scrub(provpath.ClientLinks(v, resp.Request, p.ID, p.upstreamBases))
 			}
 		case "Refresh":
 			for i, v := range vs {
@@ -254,139 +257,17 @@ func (p *Provider) modifyResponse(resp *http.Response) error {
 	return nil
 }
 
-// clientLinks rewrites every URI reference of a Link header value
-// ("<uri>; rel=next, <uri>; rel=prev") with clientURL.
-func (p *Provider) clientLinks(v string, req *http.Request) string {
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(v, '<')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(v[i:], '>')
-		if j < 0 {
-			break
-		}
-		b.WriteString(v[:i+1])
-		b.WriteString(p.clientURL(v[i+1:i+j], req))
-		b.WriteByte('>')
-		v = v[i+j+1:]
-	}
-	b.WriteString(v)
-	return b.String()
-}
-
-// clientURL rewrites one URL an upstream sent, relative to the request it
-// answers: on an upstream's host (any scheme or port) the upstream's own
-// query parameters are dropped, and a URL into an upstream's base path
-// becomes this provider's path. Other URLs are kept (the caller scrubs
-// secrets from every one).
-func (p *Provider) clientURL(v string, req *http.Request) string {
-	loc, err := url.Parse(v)
-	if err != nil {
-		return v
-	}
-	if req != nil && req.URL != nil {
-		loc = req.URL.ResolveReference(loc)
-	}
-	host := loc.Hostname()
-	for i := 0; i <= len(p.Upstreams); i++ { // every upstream, then the last resort
-		u := p.lastResort
-		if i < len(p.Upstreams) {
-			u = p.Upstreams[i]
-		}
-		if u == nil || !strings.EqualFold(host, u.target.Hostname()) {
-			continue
-		}
-		q := loc.Query()
-		secret := false
-		for k := range u.target.Query() {
-			secret = secret || q.Has(k)
-			q.Del(k)
-		}
-		base := u.basePath
-		rest, ok := strings.CutPrefix(loc.EscapedPath(), base)
-		if !strings.EqualFold(loc.Host, u.target.Host) || loc.Scheme != u.target.Scheme ||
-			!ok || (rest != "" && rest[0] != '/') {
-			if !secret {
-				continue // the upstream's host, but not this upstream: another may map it
-			}
-			loc.RawQuery = q.Encode()
-			return loc.String()
-		}
-		out := &url.URL{Path: "/providers/" + p.ID}
-		out.RawPath = out.Path + rest
-		out.Path, _ = url.PathUnescape(out.RawPath)
-		if out.RawPath == out.Path {
-			out.RawPath = ""
-		}
-		out.RawQuery = q.Encode()
-		out.Fragment = loc.Fragment
-		return out.String()
-	}
-	return v
-}
-
-// restPath is the escaped path after /providers/{id}, starting with "/",
-// and false when it could leave the upstream's base path, or be read so
-// by some server behind it (docs/behaviour.md, "Provider paths"):
-//   - a segment of dots only ("." and ".." and "..."), also percent-encoded,
-//     with a path parameter (";x", which Tomcat and Spring cut off) or
-//     trailing blanks;
-//   - an encoded slash or backslash, a backslash, or a NUL;
-//   - a double-encoded dot, slash, backslash or NUL ("%252e"), which a
-//     server that decodes twice reads as one;
-//   - an encoded control character, or bytes that are not UTF-8 once
-//     decoded (overlong forms such as "%c0%ae" among them).
-func restPath(r *http.Request, id string) (string, bool) {
-	esc := r.URL.EscapedPath()
-	prefix := "/providers/" + id
-	if !strings.HasPrefix(esc, prefix) {
-		return "", false
-	}
-	rest := esc[len(prefix):]
-	if rest == "" {
-		return "/", true
-	}
-	if rest[0] != '/' {
-		return "", false
-	}
-	if strings.ContainsAny(rest, "\\\x00") {
-		return "", false
-	}
-	if !strings.Contains(rest, "%") && !strings.Contains(rest, ".") {
-		return rest, true // the common case: nothing to decode, no dots
-	}
-	lower := strings.ToLower(rest)
-	for _, bad := range [...]string{"%2f", "%5c", "%00", "%252e", "%252f", "%255c", "%2500"} {
-		if strings.Contains(lower, bad) {
-			return "", false
+// upstreamBases yields p's upstreams, then its last resort, as
+// provpath.Upstreams.
+func (p *Provider) upstreamBases(yield func(*url.URL, string) bool) {
+	for _, u := range p.Upstreams {
+		if !yield(u.target, u.basePath) {
+			return
 		}
 	}
-	for seg := range strings.SplitSeq(rest[1:], "/") {
-		if !strings.Contains(seg, "%") && !strings.Contains(seg, ".") {
-			continue
-		}
-		s, err := url.PathUnescape(seg)
-		if err != nil || !utf8.ValidString(s) || hasControl(s) {
-			return "", false
-		}
-		s, _, _ = strings.Cut(s, ";")
-		if s = strings.TrimRight(s, " \t"); s != "" && strings.Trim(s, ".") == "" {
-			return "", false
-		}
+	if u := p.lastResort; u != nil {
+		yield(u.target, u.basePath)
 	}
-	return rest, true
-}
-
-// hasControl: s holds an ASCII control character.
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < ' ' || s[i] == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // targetURL is the upstream URL for an escaped rest path: the upstream's
@@ -459,7 +340,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve is ServeHTTP for one request's own exchange.
 func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	id := p.ID
-	if _, ok := restPath(r, id); !ok {
+	if _, ok := provpath.Rest(r, id); !ok {
 		api.WriteJSON(w, http.StatusBadRequest, api.ErrorBody{Status: "error", ProviderID: id,
 			Error: "path must not hold dot segments, encoded slashes or backslashes"})
 		return
@@ -493,7 +374,7 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, limit) // chunked: counted as it streams
 		}
 	}
-	r = withClientBody(w, r) // tells the client's faults from the upstream's (clienterrors.go)
+	r = clientbody.Wrap(w, r) // tells the client's faults from the upstream's (internal/clientbody)
 	// A client that stops reading must not hold this goroutine (and the
 	// upstream connection) forever: the answer has as long as every
 	// attempt may take, plus a margin for a slow link, and each write

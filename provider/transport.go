@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/clientbody"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/idle"
 	"github.com/healproxy/healproxy/internal/retry"
@@ -48,17 +49,13 @@ func (e *cooldownError) Error() string { return "every upstream is unavailable" 
 // errClientGone: the client cancelled; nobody reads the answer.
 var errClientGone = errors.New("client went away")
 
-// errBodyTooLarge: the client's body ran over max_request_body while it
-// was sent; the client's fault, not the upstream's.
-var errBodyTooLarge = errors.New("request body too large")
-
 func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.p
 	rp := p.retry
 	rp.Budget().Request()
-	var cb *clientBody // the client's body, if any (clienterrors.go)
+	var cb *clientbody.Body // the client's body, if any (internal/clientbody)
 	if req.Body != nil && req.Body != http.NoBody {
-		cb = clientBodyOf(req)
+		cb = clientbody.Of(req)
 	}
 	maxAttempts := 1
 	var body []byte
@@ -69,7 +66,7 @@ func (t *providerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			if req.Context().Err() != nil {
 				return nil, errClientGone
 			}
-			return nil, clientBodyError(err)
+			return nil, clientbody.ReadError(err)
 		}
 		if ok {
 			body, maxAttempts = b, rp.Attempts()
@@ -168,10 +165,10 @@ type allDownSends struct{ lastResort, wait bool }
 // notUpstream: an attempt's error that ends the request at once, not
 // being the upstream's to retry or fail over from.
 func notUpstream(err error) bool {
-	if err == errClientGone || err == errBodyTooLarge {
+	if err == errClientGone || err == clientbody.ErrTooLarge {
 		return true
 	}
-	_, ok := err.(*localError)
+	_, ok := err.(*clientbody.Error)
 	return ok
 }
 
@@ -182,7 +179,7 @@ func notUpstream(err error) bool {
 // upstream's own failure answer, its error, or 503 with Retry-After.
 // sends says which steps may send the request once more (see RoundTrip):
 // a request whose body was streamed to an upstream has none left to send.
-func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientBody, sends allDownSends, lastResp *http.Response, lastErr error) (*http.Response, error) {
+func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientbody.Body, sends allDownSends, lastResp *http.Response, lastErr error) (*http.Response, error) {
 	p := t.p
 	if req.Context().Err() != nil {
 		if lastResp != nil {
@@ -338,7 +335,7 @@ const degradedShare = 16
 // not admit it (nothing was sent). With retryLater, a failure status is
 // not passed to the client but turned into an error, so the caller tries
 // the next upstream.
-func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBody, retryLater bool, n int) (resp *http.Response, err error, refused bool) {
+func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientbody.Body, retryLater bool, n int) (resp *http.Response, err error, refused bool) {
 	p := t.p
 	if p.tracer.Enabled() { // one span per attempt; nothing at all when tracing is off
 		actx, span := p.tracer.StartAttempt(req.Context(), tracing.Attempt{Provider: p.ID, Upstream: u.Display, Number: n,
@@ -366,10 +363,10 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 		if rtErr != nil {
 			cancel()
 			// Not the upstream's doing: the client's body or its leaving,
-			// or the proxy's own resources (clienterrors.go). A body cut
+			// or the proxy's own resources (internal/clientbody). A body cut
 			// for slowness comes first: cutting its read cancels the
 			// request's context too.
-			if cerr := cb.fault(); cerr != nil && (cb.cutSlow() || req.Context().Err() == nil) {
+			if cerr := cb.Fault(); cerr != nil && (cb.CutSlow() || req.Context().Err() == nil) {
 				err = cerr
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
@@ -380,12 +377,12 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 				return latency, breaker.Excluded()
 			}
 			if mbe := (*http.MaxBytesError)(nil); errors.As(rtErr, &mbe) {
-				err = errBodyTooLarge
+				err = clientbody.ErrTooLarge
 				u.metrics.observe("canceled", latency)
 				return latency, breaker.Excluded()
 			}
-			if localResource(rtErr) {
-				err = errResources
+			if clientbody.LocalResource(rtErr) {
+				err = clientbody.ErrResources
 				return latency, breaker.Excluded()
 			}
 			kind, msg := p.classify(rtErr, ctx)
@@ -463,7 +460,7 @@ func (t *providerTransport) attempt(u *Upstream, req *http.Request, cb *clientBo
 // (idle_timeout, max_duration: boundBody) take over. Until then a failure
 // answer passed to the client as it is stays within the timeout, body
 // included.
-func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody) (r *http.Response, at *attemptTimer, ctx context.Context, err error) {
+func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientbody.Body) (r *http.Response, at *attemptTimer, ctx context.Context, err error) {
 	p := t.p
 	if u.fast != nil && u.fault.Load() == nil && h1.Eligible(req) {
 		r, err = u.fast.RoundTrip(req, u.h1Target(req.URL), p.timeout)
@@ -480,7 +477,7 @@ func (t *providerTransport) send(u *Upstream, req *http.Request, cb *clientBody)
 	at.timer = time.AfterFunc(p.timeout, at.fire)
 	out := req.WithContext(ctx) // a shallow copy: ReverseProxy's own clone stays intact for a retry
 	out.URL = u.targetURL(req.URL)
-	stopWatch := cb.watch(ctx, req.Context()) // a slow client must not hold the attempt past its timeout
+	stopWatch := cb.Watch(ctx, req.Context()) // a slow client must not hold the attempt past its timeout
 	r, err = u.send(t.base, out)              // u.send: fault injection, see fault.go
 	stopWatch()
 	if err == nil && r.StatusCode == http.StatusSwitchingProtocols {
@@ -671,7 +668,7 @@ func (p *Provider) writeBudget() time.Duration {
 // detection, if it has them.
 func (p *Provider) StartChecks() {
 	if p.checker != nil {
-		p.checker.start()
+		p.checker.Start()
 	}
 	p.outlier.start()
 }
@@ -679,7 +676,7 @@ func (p *Provider) StartChecks() {
 // StopChecks stops them and waits.
 func (p *Provider) StopChecks() {
 	if p.checker != nil {
-		p.checker.stop()
+		p.checker.Stop()
 	}
 	p.outlier.stop()
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/provider"
 )
@@ -64,7 +65,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "provider_id": id, "cleared": cleared})
 		return nil
 	}
-	req, proto, err := provider.ParseFault(r.Body)
+	req, proto, err := fault.Parse(r.Body)
 	if err != nil {
 		return &api.Error{Status: http.StatusBadRequest, ProviderID: id, Msg: err.Error()}
 	}
@@ -90,7 +91,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 
 // faultExpired clears f from u when its TTL ends, unless it was cleared
 // or replaced before.
-func (s *Server) faultExpired(id string, u *provider.Upstream, f *provider.Fault) {
+func (s *Server) faultExpired(id string, u *provider.Upstream, f *fault.Fault) {
 	if !u.ExpireFault(f) {
 		return
 	}

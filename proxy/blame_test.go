@@ -20,7 +20,7 @@ import (
 )
 
 // A failure counts against an upstream only when the upstream caused it
-// (clienterrors.go). These tests repeat each client misbehaviour past the
+// (internal/clientbody). These tests repeat each client misbehaviour past the
 // error threshold and check that every client still gets answers, the
 // upstream's health is untouched, and the cause is counted in its own
 // metric.

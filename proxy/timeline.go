@@ -7,6 +7,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/fault"
 	"github.com/healproxy/healproxy/provider"
 )
 
@@ -187,7 +188,7 @@ func summed(n int, status func(i int) breaker.Status) breaker.Status {
 // "fault", "fault-clear" or "fault-expired"; f the fault) in p's timeline
 // and sends it to the event stream as a "fault" event with p's entry
 // after it: a fault changes no status, so no status event tells it.
-func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ string, f *provider.Fault, by string) {
+func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ string, f *fault.Fault, by string) {
 	m := api.Mark{Time: time.Now().UTC(), Type: typ, Upstream: u.Display, By: by, Reason: f.Kind}
 	if f.Reason != "" {
 		m.Reason += ": " + f.Reason
