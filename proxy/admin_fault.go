@@ -57,7 +57,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 		for _, u := range targets {
 			if old := u.ClearFault(now); old != nil {
 				cleared++
-				s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-clear", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
+				s.audit.Add(api.AuditEntry{Time: now, Who: who, Action: "fault-clear", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 				s.log.Warn("fault cleared", "provider", id, "upstream", u.Display, "kind", old.Kind, "by", who)
 				s.noteFault(p, u, "fault-clear", old, who)
 			}
@@ -76,7 +76,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request) error {
 		u.InjectFault(&f)
 		time.AfterFunc(ttl, func() { s.faultExpired(id, u, &f) })
 		target := "provider " + id + " upstream " + u.Display
-		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: "fault-" + f.Kind, Target: target, Reason: f.Reason, TTL: req.TTL, Result: "done"})
+		s.audit.Add(api.AuditEntry{Time: now, Who: who, Action: "fault-" + f.Kind, Target: target, Reason: f.Reason, TTL: req.TTL, Result: "done"})
 		s.log.Warn("fault injected", "provider", id, "upstream", u.Display, "kind", f.Kind, "status", f.Status,
 			"delay", f.Delay, "percent", f.Percent, "ttl", req.TTL, "reason", f.Reason, "by", who)
 		s.noteFault(p, u, "fault", &f, who)
@@ -95,7 +95,7 @@ func (s *Server) faultExpired(id string, u *provider.Upstream, f *fault.Fault) {
 	if !u.ExpireFault(f) {
 		return
 	}
-	s.audit.add(api.AuditEntry{Time: time.Now(), Who: "ttl", Action: "fault-expired", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
+	s.audit.Add(api.AuditEntry{Time: time.Now(), Who: "ttl", Action: "fault-expired", Target: "provider " + id + " upstream " + u.Display, Result: "done"})
 	s.log.Warn("fault expired", "provider", id, "upstream", u.Display, "kind", f.Kind)
 	if p := s.state.Load().providers[id]; p != nil {
 		s.noteFault(p, u, "fault-expired", f, "ttl")

@@ -58,7 +58,7 @@ func (s *Server) newGateway(cfg *config.Config) *llm.Gateway {
 // publishModelEvent sends an event of the given type to the event stream
 // (GET /api/diagnostics/events), with v as its JSON data.
 func (s *Server) publishModelEvent(event string, v any) {
-	if !s.events.active() {
+	if !s.events.Active() {
 		return
 	}
 	data, err := json.Marshal(struct {

@@ -3,79 +3,14 @@ package proxy
 import (
 	"encoding/json"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
 )
 
-// hub fans status-change events out to Server-Sent Events subscribers.
-// Publishing never blocks: a subscriber whose buffer is full is dropped
-// (its stream ends with a "resync" event and the browser reconnects and
-// re-reads the health document), so a slow client cannot slow the proxy.
-type hub struct {
-	mu     sync.Mutex
-	subs   map[chan []byte]struct{}
-	closed bool
-}
-
-const subscriberBuffer = 64
-
-func newHub() *hub { return &hub{subs: map[chan []byte]struct{}{}} }
-
-func (h *hub) subscribe() (chan []byte, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, false
-	}
-	ch := make(chan []byte, subscriberBuffer)
-	h.subs[ch] = struct{}{}
-	return ch, true
-}
-
-func (h *hub) unsubscribe(ch chan []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if _, ok := h.subs[ch]; ok {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
-func (h *hub) active() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs) > 0
-}
-
-func (h *hub) publish(msg []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- msg:
-		default: // too slow: drop it; it will resync
-			delete(h.subs, ch)
-			close(ch)
-		}
-	}
-}
-
-// close ends every stream; later subscribers are refused.
-func (h *hub) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for ch := range h.subs {
-		delete(h.subs, ch)
-		close(ch)
-	}
-}
-
 func (s *Server) publishChange(c Change) {
-	if !s.events.active() {
+	if !s.events.Active() {
 		return
 	}
 	ev := api.StatusEvent{Kind: c.Kind, Key: c.Key, Upstream: c.Upstream, From: c.From.String(), To: c.To.String(),
@@ -103,7 +38,7 @@ func (s *Server) publishChange(c Change) {
 // publishEvent sends one event of the given type, with data (JSON) as its
 // data line, to every subscriber of the event stream.
 func (s *Server) publishEvent(event string, data []byte) {
-	s.events.publish(append(append([]byte("event: "+event+"\ndata: "), data...), "\n\n"...))
+	s.events.Publish(append(append([]byte("event: "+event+"\ndata: "), data...), "\n\n"...))
 }
 
 // sseHeartbeat keeps idle streams alive through intermediaries.
@@ -118,11 +53,11 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return &api.Error{Status: http.StatusInternalServerError, Msg: "streaming unsupported"}
 	}
-	ch, ok := s.events.subscribe()
+	ch, ok := s.events.Subscribe()
 	if !ok {
 		return &api.Error{Status: http.StatusServiceUnavailable, Msg: "shutting down"}
 	}
-	defer s.events.unsubscribe(ch)
+	defer s.events.Unsubscribe(ch)
 	// The server's write timeout does not apply to an event stream.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	h := w.Header()
@@ -199,7 +134,7 @@ func (s *Server) serveHistory(w http.ResponseWriter, r *http.Request) error {
 		doc.Entries = append(doc.Entries, api.HistoryEntry{Kind: KindModel, Key: m.Key, Points: sum})
 	}
 	if kind != "" && key != "" {
-		doc.Marks = s.timeline.of(kind, key, time.Now())
+		doc.Marks = s.timeline.Of(kind, key, time.Now())
 	}
 	api.WriteJSON(w, http.StatusOK, doc)
 	return nil

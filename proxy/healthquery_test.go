@@ -220,37 +220,6 @@ func TestTimelineMarks(t *testing.T) {
 	}
 }
 
-// TestTimelineBounded: an entry keeps its own newest marks of the last
-// hour, whatever the rest of the fleet does.
-func TestTimelineBounded(t *testing.T) {
-	var tl timeline
-	now := time.Now()
-	tl.add(KindProvider, "quiet", api.Mark{Time: now, Type: "status", To: "unavailable"}, "healthy")
-	for i := range 3 * timelinePrune {
-		tl.add(KindProvider, "p"+string(rune('a'+i%26))+strings.Repeat("x", i%500), api.Mark{Time: now, Type: "status", To: "healthy"}, "")
-	}
-	got := tl.of(KindProvider, "quiet", now)
-	if len(got) != 1 || got[0].From != "healthy" || got[0].To != "unavailable" {
-		t.Fatalf("quiet's marks after the fleet talked: %+v; want its one change, healthy → unavailable", got)
-	}
-	for i := range 100 {
-		tl.add(KindModel, "busy", api.Mark{Time: now.Add(time.Duration(i) * time.Second), Type: "status", To: []string{"healthy", "degraded"}[i%2]}, "")
-	}
-	got = tl.of(KindModel, "busy", now.Add(time.Hour))
-	if len(got) != timelineMarks || got[0].Time != now.Add(36*time.Second) || got[len(got)-1].Time != now.Add(99*time.Second) {
-		t.Fatalf("busy keeps %d marks from %v to %v; want its newest %d, oldest first", len(got), got[0].Time, got[len(got)-1].Time, timelineMarks)
-	}
-	if got[1].From != got[0].To {
-		t.Errorf("a mark's From is not the status the one before left: %+v then %+v", got[0], got[1])
-	}
-	if got := tl.of(KindModel, "busy", now.Add(2*time.Hour)); len(got) != 0 {
-		t.Errorf("marks older than an hour are still listed: %d", len(got))
-	}
-	if got := tl.of(KindProvider, "busy", now); len(got) != 0 {
-		t.Errorf("a provider named as a model has the model's marks: %d", len(got))
-	}
-}
-
 // BenchmarkScaleHealthPage is one GET /api/diagnostics/health of the
 // UI's first page (problems first, 50 entries) with n providers.
 func BenchmarkScaleHealthPage(b *testing.B) {

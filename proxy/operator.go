@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/healproxy/healproxy/api"
+	"github.com/healproxy/healproxy/internal/feed"
 	"github.com/healproxy/healproxy/internal/redact"
 	"github.com/healproxy/healproxy/provider"
 )
@@ -29,38 +29,6 @@ type controlRequest struct {
 	Upstream string `json:"upstream"` // display URL; empty: every upstream of the provider
 	Reason   string `json:"reason"`
 	TTL      string `json:"ttl"` // Go duration; empty: until resumed
-}
-
-// auditLog keeps the last maxAudit records in memory (and in the state
-// store when there is one).
-type auditLog struct {
-	mu      sync.Mutex
-	records []api.AuditEntry
-	persist func([]byte) // may be nil
-}
-
-const maxAudit = 1000
-
-func (a *auditLog) add(r api.AuditEntry) {
-	a.mu.Lock()
-	a.records = append(a.records, r)
-	if len(a.records) > maxAudit {
-		a.records = append(a.records[:0:0], a.records[len(a.records)-maxAudit:]...)
-	}
-	persist := a.persist
-	a.mu.Unlock()
-	if persist != nil {
-		if b, err := json.Marshal(r); err == nil {
-			persist(b)
-		}
-	}
-}
-
-func (a *auditLog) last(n int) []api.AuditEntry {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n = min(n, len(a.records))
-	return append([]api.AuditEntry{}, a.records[len(a.records)-n:]...) // [] not null when empty
 }
 
 // who names the admin caller for the audit log: the token (never its value)
@@ -154,7 +122,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) error {
 		default:
 			return &api.Error{Status: http.StatusNotFound, Msg: "unknown action " + strconv.Quote(action) + ": want drain, force-open or resume"}
 		}
-		s.audit.add(api.AuditEntry{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
+		s.audit.Add(api.AuditEntry{Time: now, Who: who, Action: action, Target: "provider " + id + " upstream " + u.Display,
 			Reason: req.Reason, TTL: req.TTL, Result: "done"})
 		s.log.Warn("operator control", "action", action, "provider", id, "upstream", u.Display,
 			"reason", req.Reason, "ttl", req.TTL, "by", who)
@@ -173,8 +141,8 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) error {
 		if err != nil || n < 1 {
 			return &api.Error{Status: http.StatusBadRequest, Msg: "limit must be a positive whole number"}
 		}
-		limit = min(n, maxAudit)
+		limit = min(n, feed.MaxAudit)
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.last(limit)})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "records": s.audit.Last(limit)})
 	return nil
 }

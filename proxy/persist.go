@@ -8,6 +8,7 @@ import (
 
 	"github.com/healproxy/healproxy/api"
 	"github.com/healproxy/healproxy/breaker"
+	"github.com/healproxy/healproxy/internal/feed"
 	"github.com/healproxy/healproxy/provider"
 	"github.com/healproxy/healproxy/store"
 )
@@ -50,18 +51,20 @@ func (s *Server) openStore(path string) {
 		return
 	}
 	s.store = st
-	s.audit.persist = func(b []byte) {
+	s.audit.Persist = func(b []byte) {
 		if err := st.AppendAudit(b); err != nil {
 			s.log.Warn("cannot store an audit record", "error", err)
 		}
 	}
-	if recs, err := st.Audit(maxAudit); err == nil {
+	if recs, err := st.Audit(feed.MaxAudit); err == nil {
+		var rs []api.AuditEntry
 		for _, b := range recs {
 			var r api.AuditEntry
 			if json.Unmarshal(b, &r) == nil {
-				s.audit.records = append(s.audit.records, r)
+				rs = append(rs, r)
 			}
 		}
+		s.audit.Restore(rs)
 	}
 }
 

@@ -221,11 +221,11 @@ func (s *Server) ReloadConfig(who string) (api.ReloadResult, hcl.Diagnostics) {
 	}
 	if cfg == nil || diags.HasErrors() {
 		s.log.Error("config reload refused; the running config stays", "by", who, "diagnostics", config.FormatDiagnostics(diags))
-		s.audit.add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
+		s.audit.Add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config", Result: "refused: invalid config"})
 		return api.ReloadResult{}, diags
 	}
 	res := s.Reload(cfg)
-	s.audit.add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config " + cfg.Path, Result: "applied"})
+	s.audit.Add(api.AuditEntry{Time: time.Now(), Who: who, Action: "reload", Target: "config " + cfg.Path, Result: "applied"})
 	return res, diags
 }
 

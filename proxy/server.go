@@ -23,6 +23,7 @@ import (
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/cluster"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/feed"
 	"github.com/healproxy/healproxy/internal/h1"
 	"github.com/healproxy/healproxy/internal/tracing"
 	"github.com/healproxy/healproxy/llm"
@@ -70,9 +71,9 @@ type Server struct {
 	transport http.RoundTripper
 	h1        *h1.Pools // the lean client for plain-HTTP GET and HEAD; nil with Options.Transport
 	metrics   *metrics
-	events    *hub
-	timeline  timeline // each entry's recent marks (timeline.go)
-	audit     auditLog
+	events    *feed.Hub
+	timeline  feed.Marks // each entry's recent marks (timeline.go)
+	audit     feed.Audit
 	alerts    atomic.Pointer[alert.Notifier]
 	reloadMu  sync.Mutex   // one reload at a time
 	retiring  sync.Map     // *Model → struct{}: removed by a reload, stopping once idle
@@ -116,7 +117,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		log:       opts.Logger,
 		transport: opts.Transport,
 		opts:      opts,
-		events:    newHub(),
+		events:    feed.NewHub(),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -199,7 +200,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.Se
 // BeginShutdown ends the long-lived event streams, so that an
 // http.Server's Shutdown need not wait for them; register it with
 // http.Server.RegisterOnShutdown.
-func (s *Server) BeginShutdown() { s.events.close() }
+func (s *Server) BeginShutdown() { s.events.Close() }
 
 // Close stops background work and every plugin process. ctx bounds it.
 func (s *Server) Close(ctx context.Context) error {
@@ -208,7 +209,7 @@ func (s *Server) Close(ctx context.Context) error {
 	default:
 		close(s.stop)
 	}
-	s.events.close()
+	s.events.Close()
 	st := s.state.Load()
 	for _, p := range st.providerList {
 		p.StopChecks()

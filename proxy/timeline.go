@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/healproxy/healproxy/api"
@@ -17,88 +16,6 @@ import (
 // give them: a page opened later never saw them, and a subscriber that
 // falls behind a fleet's burst of events is dropped. Each entry keeps its
 // own, so 10,000 others talking cannot push an entry's marks out.
-
-const (
-	// timelineMarks is how many marks an entry keeps, its newest.
-	timelineMarks = 64
-	// timelineAge is how long a mark is kept: the UI's timeline is an hour.
-	timelineAge = time.Hour
-	// timelinePrune: every this many marks, entries whose newest mark is
-	// older than timelineAge are forgotten (entries a reload removed).
-	timelinePrune = 4096
-)
-
-// timeline is the record; its zero value is ready.
-type timeline struct {
-	mu      sync.Mutex
-	entries map[string]*marks // kind + "\x00" + key
-	added   int
-}
-
-// marks is one entry's record: a ring of its newest marks, and the
-// entry's status after the newest status change.
-type marks struct {
-	ring   [timelineMarks]api.Mark
-	next   int // where the next mark goes
-	n      int // marks held
-	status string
-}
-
-func timelineKey(kind, key string) string { return kind + "\x00" + key }
-
-// add records m for an entry. A status change's From is the To of the
-// entry's change before, or from for its first.
-func (tl *timeline) add(kind, key string, m api.Mark, from string) {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	if tl.entries == nil {
-		tl.entries = map[string]*marks{}
-	}
-	k := timelineKey(kind, key)
-	e := tl.entries[k]
-	if e == nil {
-		e = &marks{}
-		tl.entries[k] = e
-	}
-	if m.Type == "status" {
-		if e.status == "" {
-			e.status = from
-		}
-		m.From = e.status
-		e.status = m.To
-	}
-	e.ring[e.next] = m
-	e.next = (e.next + 1) % timelineMarks
-	e.n = min(e.n+1, timelineMarks)
-	tl.added++
-	if tl.added%timelinePrune == 0 {
-		old := m.Time.Add(-timelineAge)
-		for k, e := range tl.entries {
-			if e.ring[(e.next+timelineMarks-1)%timelineMarks].Time.Before(old) {
-				delete(tl.entries, k)
-			}
-		}
-	}
-}
-
-// of is an entry's marks of the last timelineAge before now, oldest first.
-func (tl *timeline) of(kind, key string, now time.Time) []api.Mark {
-	tl.mu.Lock()
-	defer tl.mu.Unlock()
-	out := []api.Mark{}
-	e := tl.entries[timelineKey(kind, key)]
-	if e == nil {
-		return out
-	}
-	old := now.Add(-timelineAge)
-	for i := range e.n {
-		m := e.ring[(e.next-e.n+i+timelineMarks)%timelineMarks]
-		if !m.Time.Before(old) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // noteChange records a status change c in its entry's timeline; reason is
 // the changed entry's reason after it. Called by changed.
@@ -154,7 +71,7 @@ func (s *Server) noteChange(c Change, reason string) {
 		m.To = now().String()
 	}
 	// read here, not under the record's lock: it reads other entries'
-	s.timeline.add(c.Kind, c.Key, m, before().String())
+	s.timeline.Add(c.Kind, c.Key, m, before().String())
 }
 
 // summed sums n statuses as docs/behaviour.md sums a provider's upstreams
@@ -196,8 +113,8 @@ func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ strin
 	if typ == "fault" {
 		m.Fault = u.FaultDocument()
 	}
-	s.timeline.add(KindProvider, p.ID, m, "")
-	if !s.events.active() {
+	s.timeline.Add(KindProvider, p.ID, m, "")
+	if !s.events.Active() {
 		return
 	}
 	data, err := json.Marshal(api.FaultEvent{Kind: KindProvider, Key: p.ID, Mark: m, Entry: providerEntry(p)})

@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/feed"
 	"github.com/healproxy/healproxy/internal/proxytest"
 )
 
@@ -157,14 +158,14 @@ func TestBrowserUIOperatorDrainResume(t *testing.T) {
 	}
 	b.click("#operator-submit") // by pointer too
 	time.Sleep(300 * time.Millisecond)
-	if n := len(px.srv.audit.last(maxAudit)); n != 0 {
+	if n := len(px.srv.audit.Last(feed.MaxAudit)); n != 0 {
 		t.Fatalf("%d audit records after refused submissions; want none sent", n)
 	}
 	b.do(chromedp.KeyEvent(kb.Escape))
 	b.waitJS("the form closes on Escape", `!document.querySelector('#operator-dialog').open`, 5*time.Second)
 	b.waitJS("the focus is back on the Drain button",
 		`document.activeElement === document.querySelector(`+jsString(controlSel("drain", "alpha", urlA))+`)`, 5*time.Second)
-	if n := len(px.srv.audit.last(maxAudit)); n != 0 {
+	if n := len(px.srv.audit.Last(feed.MaxAudit)); n != 0 {
 		t.Fatalf("%d audit records after a cancel; want none", n)
 	}
 
@@ -204,7 +205,7 @@ func TestBrowserUIOperatorDrainResume(t *testing.T) {
 	if got := uiEval[string](b, rowJS("provider", "alpha")+`.dataset.operator`); got != "drain" {
 		t.Errorf("provider row data-operator = %q; want drain", got)
 	}
-	recs := px.srv.audit.last(maxAudit)
+	recs := px.srv.audit.Last(feed.MaxAudit)
 	if len(recs) != 1 || recs[0].Action != "drain" || recs[0].Reason != reason || recs[0].TTL != "4h" ||
 		!strings.HasSuffix(recs[0].Target, urlA) {
 		t.Fatalf("audit after the drain: %+v; want one drain of %s for 4h with the reason", recs, urlA)
@@ -351,7 +352,7 @@ func TestBrowserUIOperatorForceOpen(t *testing.T) {
 	if up.Hits.Load() != hits {
 		t.Error("a request reached the forced-open upstream")
 	}
-	if recs := px.srv.audit.last(maxAudit); len(recs) != 1 || recs[0].Action != "force-open" || recs[0].TTL != "" {
+	if recs := px.srv.audit.Last(feed.MaxAudit); len(recs) != 1 || recs[0].Action != "force-open" || recs[0].TTL != "" {
 		t.Errorf("audit after the forced open: %+v; want one force-open until resumed", recs)
 	}
 
@@ -409,7 +410,7 @@ func TestBrowserUIOperatorAdminToken(t *testing.T) {
 	if got := uiEval[string](b, `sessionStorage.getItem('healproxy.admin-token') || ''`); got != token {
 		t.Errorf("session token = %q; want the accepted one", got)
 	}
-	recs := px.srv.audit.last(maxAudit)
+	recs := px.srv.audit.Last(feed.MaxAudit)
 	if len(recs) != 1 || !strings.HasPrefix(recs[0].Who, "token from ") || recs[0].TTL != "1h" {
 		t.Fatalf("audit after the drain: %+v; want one drain by token for 1h", recs)
 	}
