@@ -233,3 +233,23 @@ func TestPickNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundRobinSpreadsAnOutUpstreamsTurns: with one upstream of three
+// out, round robin shares its turns between both peers, not only the one
+// after it in the list (which would carry two thirds of the load).
+func TestRoundRobinSpreadsAnOutUpstreamsTurns(t *testing.T) {
+	ups := []*proxytest.Upstream{proxytest.NewUpstream(t), proxytest.NewUpstream(t), proxytest.NewUpstream(t)}
+	pc := proxytest.Provider(t, "p", ups[0].URL, ups[1].URL, ups[2].URL)
+	pc.Retry.Attempts = 1
+	p, url, _ := serveProvider(t, pc, nil)
+	p.Upstreams[1].Health.ForceOpen(time.Time{}, "test: out")
+	getN(t, url+"/x", 100)
+	if got := ups[1].Hits.Load(); got != 0 {
+		t.Fatalf("the upstream forced open got %d requests", got)
+	}
+	for _, i := range []int{0, 2} {
+		if got := ups[i].Hits.Load(); got < 49 || got > 51 {
+			t.Errorf("upstream %d got %d of 100; want its half, 50±1", i, got)
+		}
+	}
+}

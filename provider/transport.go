@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
@@ -319,12 +320,20 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		if rank < bestRank {
 			best, bestRank, set = i, rank, 0
 		}
-		if bal && rank == bestRank {
+		if rank == bestRank {
 			set |= 1 << i
 		}
 	}
-	if bal && set&(set-1) != 0 { // least_latency or weights, among two or more
-		best = p.balancer.choose(set)
+	if set&(set-1) != 0 { // two or more of the best rank
+		if bal { // least_latency or weights
+			return p.balancer.choose(set), true
+		}
+		// Round robin over them alone: an upstream left out gives its
+		// turns to all of its peers, not to the one after it.
+		for k := start % uint32(bits.OnesCount64(set)); k > 0; k-- {
+			set &= set - 1
+		}
+		best = bits.TrailingZeros64(set)
 	}
 	return best, candidates > 1
 }
