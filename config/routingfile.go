@@ -11,35 +11,6 @@ import (
 // trip rule of a health block, and a provider's balance, weights,
 // coalesce and the blocks outlier_detection, hedge and quota.
 
-type fileOutlier struct {
-	Interval           *string        `hcl:"interval,optional"`
-	IntervalRange      hcl.Range      `hcl:"interval,attr_value_range"`
-	MinRequests        hcl.Expression `hcl:"min_requests,optional"`
-	FailurePercentage  hcl.Expression `hcl:"failure_percentage,optional"`
-	SuccessRateStdev   hcl.Expression `hcl:"success_rate_stdev,optional"`
-	LatencyFactor      hcl.Expression `hcl:"latency_factor,optional"`
-	MaxEjectionPercent hcl.Expression `hcl:"max_ejection_percent,optional"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
-type fileHedge struct {
-	After       *string        `hcl:"after,optional"`
-	AfterRange  hcl.Range      `hcl:"after,attr_value_range"`
-	MaxExtra    hcl.Expression `hcl:"max_extra,optional"`
-	Window      *string        `hcl:"window,optional"`
-	WindowRange hcl.Range      `hcl:"window,attr_value_range"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
-type fileQuota struct {
-	Reserve     hcl.Expression `hcl:"reserve,optional"`
-	WeightLimit hcl.Expression `hcl:"weight_limit,optional"`
-
-	DefRange hcl.Range `hcl:",def_range"`
-}
-
 // tripRule applies the trip settings of the health block fh over h, which
 // holds the inherited ones.
 func (b *builder) tripRule(fh *fileHealth, h *Health) {

@@ -351,14 +351,6 @@ func resolveCommand(dir, prog string) string {
 	return prog
 }
 
-// resolvePath resolves a relative file path against the config's folder.
-func resolvePath(dir, p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(dir, p)
-}
-
 func (b *builder) checkListen(addr string, rng hcl.Range) {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
