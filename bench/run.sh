@@ -50,7 +50,7 @@
 #   ROUTE_ROUNDS       routing: interleaved rounds, medians reported (default 2)
 #   ROUTE_WARMUP       routing: load before measuring each scenario (default 3s)
 #   ROUTE_SCENARIOS    routing: comma-separated subset (default all: healthy,
-#                      round_robin,least_latency,hedge_p95,hedge_50ms,outlier)
+#                      round_robin,least_latency,hedge_p90,hedge_p95,hedge_50ms,outlier)
 #   GO           go binary (default: go on PATH)
 # Takes about (2 + peers) x ROUNDS x len(CONNS) x DURATION + warm-ups for proxies
 # (~8 min with the defaults), ~2 min for models, ~2 min for scale, ~3 min for routing.

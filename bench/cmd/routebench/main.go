@@ -14,6 +14,7 @@
 //	healthy        fast1 and fast2 alone: the healthy upstreams' latency
 //	round_robin    all three, the default balancing
 //	least_latency  balance = "least_latency"
+//	hedge_p90      hedge { after = "p90" }
 //	hedge_p95      hedge { after = "p95" }
 //	hedge_50ms     hedge { after = "50ms" }
 //	outlier        outlier_detection with latency_factor = 3, every 2s
@@ -74,6 +75,7 @@ var scenarios = []scenario{
 	{Name: "healthy", Healthy: true},
 	{Name: "round_robin"},
 	{Name: "least_latency", Settings: `balance = "least_latency"`},
+	{Name: "hedge_p90", Settings: "hedge {\n    after     = \"p90\"\n    max_extra = 0.1\n  }"},
 	{Name: "hedge_p95", Settings: "hedge {\n    after     = \"p95\"\n    max_extra = 0.1\n  }"},
 	{Name: "hedge_50ms", Settings: "hedge {\n    after     = \"50ms\"\n    max_extra = 0.1\n  }"},
 	{Name: "outlier", Settings: "outlier_detection {\n    interval             = \"2s\"\n    min_requests         = 20\n" +

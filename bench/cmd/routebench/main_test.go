@@ -193,7 +193,7 @@ func TestConfigFor(t *testing.T) {
 	if strings.Contains(h, "slow") || !strings.Contains(h, `"http://127.0.0.1:2/fast2"]`) {
 		t.Errorf("healthy config should list fast1 and fast2 only:\n%s", h)
 	}
-	o := configFor(scenarios[5], ups)
+	o := configFor(scenarios[len(scenarios)-1], ups)
 	if !strings.Contains(o, `"http://127.0.0.1:3/slow"]`) || !strings.Contains(o, "outlier_detection {") {
 		t.Errorf("outlier config:\n%s", o)
 	}
