@@ -413,3 +413,20 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+func TestSum(t *testing.T) {
+	const U, H, D, X = Unknown, Healthy, Degraded, Unavailable
+	for _, tc := range []struct {
+		in      []Status
+		want    Status
+		healthy int
+	}{
+		{nil, U, 0}, {[]Status{U, U}, U, 0}, {[]Status{U, H}, H, 1}, {[]Status{H, X}, D, 1},
+		{[]Status{X, U, X}, X, 0}, {[]Status{D, H}, D, 1}, {[]Status{D, D}, D, 0},
+	} {
+		got, healthy := Sum(len(tc.in), func(i int) Status { return tc.in[i] })
+		if got != tc.want || healthy != tc.healthy {
+			t.Errorf("Sum(%v) = %v, %d; want %v, %d", tc.in, got, healthy, tc.want, tc.healthy)
+		}
+	}
+}

@@ -232,27 +232,8 @@ func (m *Model) Endpoints() []*Endpoint { return m.endpoints }
 // all are; healthy when every other is, unavailable when all are,
 // degraded otherwise.
 func (m *Model) Status() breaker.Status {
-	var called, healthy, unavailable int
-	for _, ep := range m.endpoints {
-		switch ep.Health.Status() {
-		case breaker.Unknown:
-			continue
-		case breaker.Healthy:
-			healthy++
-		case breaker.Unavailable:
-			unavailable++
-		}
-		called++
-	}
-	switch {
-	case called == 0:
-		return breaker.Unknown
-	case healthy == called:
-		return breaker.Healthy
-	case unavailable == called:
-		return breaker.Unavailable
-	}
-	return breaker.Degraded
+	s, _ := breaker.Sum(len(m.endpoints), func(i int) breaker.Status { return m.endpoints[i].Health.Status() })
+	return s
 }
 
 // SelfHeal clears every endpoint's cooldown and counters (breaker's

@@ -138,7 +138,7 @@ func balanceOf(u *provider.Upstream) *api.Balance {
 // otherwise), counts, times, a reason naming the worst one, and when the
 // first admits requests again while none does.
 func aggregate(docs []api.Upstream, snaps []breaker.Snapshot) (e api.Entry, reason string, nextTrialAt *string) {
-	var called, healthy, unavailable, cooling int
+	var cooling int
 	worst, worstStatus := -1, breaker.Unknown
 	var lastSuccess, lastError, cooldownUntil, nextTrial time.Time
 	var lastErrMsg string
@@ -163,27 +163,8 @@ func aggregate(docs []api.Upstream, snaps []breaker.Snapshot) (e api.Entry, reas
 				cooldownUntil = snap.CooldownUntil
 			}
 		}
-		switch snap.Status {
-		case breaker.Unknown:
-			continue
-		case breaker.Healthy:
-			healthy++
-		case breaker.Unavailable:
-			unavailable++
-		}
-		called++
 	}
-	var status breaker.Status
-	switch {
-	case called == 0:
-		status = breaker.Unknown
-	case healthy == called:
-		status = breaker.Healthy
-	case unavailable == called:
-		status = breaker.Unavailable
-	default:
-		status = breaker.Degraded
-	}
+	status, healthy := breaker.Sum(len(snaps), func(i int) breaker.Status { return snaps[i].Status })
 	e.Status = status.String()
 	e.LastSuccess, e.LastError, e.LastErrorMessage = api.Stamp(lastSuccess), api.Stamp(lastError), api.StrOrNil(lastErrMsg)
 	reason = fmt.Sprintf("%d of %d upstreams healthy", healthy, len(snaps))

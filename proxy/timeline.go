@@ -37,10 +37,10 @@ func (s *Server) noteChange(c Change, reason string) {
 			return
 		}
 		now = func() breaker.Status {
-			return summed(len(p.Upstreams), func(i int) breaker.Status { return p.Upstreams[i].Health.Status() })
+			return sumStatus(len(p.Upstreams), func(i int) breaker.Status { return p.Upstreams[i].Health.Status() })
 		}
 		before = func() breaker.Status {
-			return summed(len(p.Upstreams), func(i int) breaker.Status {
+			return sumStatus(len(p.Upstreams), func(i int) breaker.Status {
 				if u := p.Upstreams[i]; u.Display != c.Upstream {
 					return u.Health.Status()
 				}
@@ -59,7 +59,7 @@ func (s *Server) noteChange(c Change, reason string) {
 		now = em.Status
 		before = func() breaker.Status {
 			eps := em.Endpoints()
-			return summed(len(eps), func(i int) breaker.Status {
+			return sumStatus(len(eps), func(i int) breaker.Status {
 				if eps[i].URL != c.Upstream {
 					return eps[i].Health.Status()
 				}
@@ -72,33 +72,6 @@ func (s *Server) noteChange(c Change, reason string) {
 	}
 	// read here, not under the record's lock: it reads other entries'
 	s.timeline.Add(c.Kind, c.Key, m, before().String())
-}
-
-// summed sums n statuses as docs/behaviour.md sums a provider's upstreams
-// (see aggregate): those never called are left out unless all are;
-// healthy when every other is, unavailable when all are, else degraded.
-func summed(n int, status func(i int) breaker.Status) breaker.Status {
-	var called, healthy, unavailable int
-	for i := range n {
-		switch status(i) {
-		case breaker.Unknown:
-			continue
-		case breaker.Healthy:
-			healthy++
-		case breaker.Unavailable:
-			unavailable++
-		}
-		called++
-	}
-	switch {
-	case called == 0:
-		return breaker.Unknown
-	case healthy == called:
-		return breaker.Healthy
-	case unavailable == called:
-		return breaker.Unavailable
-	}
-	return breaker.Degraded
 }
 
 // noteFault records a fault action on upstream u of provider p (typ
@@ -122,4 +95,10 @@ func (s *Server) noteFault(p *provider.Provider, u *provider.Upstream, typ strin
 		return
 	}
 	s.publishEvent("fault", data)
+}
+
+// sumStatus is breaker.Sum without the count.
+func sumStatus(n int, status func(i int) breaker.Status) breaker.Status {
+	s, _ := breaker.Sum(n, status)
+	return s
 }
