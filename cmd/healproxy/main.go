@@ -113,7 +113,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "proxy.hcl", "config file")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); err != nil || strayArgs(fs, stderr) {
 		return 2
 	}
 	cfg, diags := config.Load(*path, loadOptions())
@@ -128,6 +128,16 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// strayArgs reports arguments left after fs's flags: "healproxy validate
+// x.hcl" would otherwise check ./proxy.hcl and say ok.
+func strayArgs(fs *flag.FlagSet, stderr io.Writer) bool {
+	if fs.NArg() == 0 {
+		return false
+	}
+	fmt.Fprintf(stderr, "healproxy %s: unexpected argument %q; give the config file with -config FILE\n", fs.Name(), fs.Arg(0))
+	return true
+}
+
 // shutdownGrace bounds the wait for in-flight requests on SIGINT/SIGTERM.
 const shutdownGrace = 8 * time.Second
 
@@ -137,7 +147,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	path := fs.String("config", "proxy.hcl", "config file")
 	listen := fs.String("listen", "", "address to listen on (overrides the config's listen)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); err != nil || strayArgs(fs, stderr) {
 		return 2
 	}
 	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})

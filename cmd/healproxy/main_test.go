@@ -31,6 +31,8 @@ func TestCommands(t *testing.T) {
 		{name: "run refuses a bad config", args: []string{"run", "-config", bad, "-listen", "127.0.0.1:0"}, wantCode: 1, wantErr: []string{"bad.hcl:3:3"}},
 		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantErr: []string{"unknown command"}},
 		{name: "bad flag", args: []string{"validate", "-nope"}, wantCode: 2},
+		{name: "validate refuses a file given without -config", args: []string{"validate", bad}, wantCode: 2, wantErr: []string{"unexpected argument", "-config FILE"}},
+		{name: "run refuses a stray argument", args: []string{"run", "-listen", "127.0.0.1:0", bad}, wantCode: 2, wantErr: []string{"unexpected argument"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
