@@ -276,8 +276,9 @@ func (t *providerTransport) allDown(req *http.Request, body []byte, cb *clientbo
 // is given one pick in degradedShare while healthy ones exist, so that it
 // can prove itself (its failure is then hidden by a retry). A healthy
 // upstream whose quota runs low ranks as degraded (quota.go). Among the
-// upstreams of the best rank the first in round-robin order from start
-// is chosen, or the provider's balancer chooses (balance.go).
+// upstreams of the best rank the provider's balancer chooses (balance.go),
+// or round robin does: the (start mod their number)-th of them, so that an
+// upstream left out gives its turns to all of its peers alike.
 func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) {
 	n := len(p.Upstreams)
 	if n == 1 {
@@ -288,9 +289,8 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 	}
 	best, bestRank, candidates := -1, 3, 0
 	steer, bal := p.quotaClock != nil, p.balancer != nil
-	var set uint64 // the upstreams of the best rank, for a balancer
-	for k := range n {
-		i := int((start + uint32(k)) % uint32(n))
+	var set uint64 // the upstreams of the best rank
+	for i := range n {
 		if tried&(1<<i) != 0 {
 			continue
 		}
@@ -328,8 +328,6 @@ func (p *Provider) pick(start uint32, tried uint64, retryable bool) (int, bool) 
 		if bal { // least_latency or weights
 			return p.balancer.choose(set), true
 		}
-		// Round robin over them alone: an upstream left out gives its
-		// turns to all of its peers, not to the one after it.
 		for k := start % uint32(bits.OnesCount64(set)); k > 0; k-- {
 			set &= set - 1
 		}
