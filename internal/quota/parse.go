@@ -305,9 +305,17 @@ func number(s string) (int64, bool) {
 	return n, true
 }
 
-// resetTime reads a reset: seconds until it, or (with unix) a Unix time
-// in seconds or milliseconds, told apart by size as retry.RateLimitPause
-// does. A reset already past is now; zero when unreadable.
+// ResetAt reads a rate limit's reset: seconds until it, or (with unix) a
+// Unix time in seconds (over 10⁹) or milliseconds (over 10¹²), told apart
+// by size, as X-RateLimit-Reset is sent. A reset already past is now; ok
+// is false when v is unreadable. retry.RateLimitPause reads a 429's
+// X-RateLimit-Reset with it too.
+func ResetAt(v string, now time.Time, unix bool) (t time.Time, ok bool) {
+	t = resetTime(v, now, unix)
+	return t, !t.IsZero()
+}
+
+// resetTime is ResetAt's time, zero when unreadable.
 func resetTime(v string, now time.Time, unix bool) time.Time {
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/healproxy/healproxy/breaker"
 	"github.com/healproxy/healproxy/config"
+	"github.com/healproxy/healproxy/internal/quota"
 )
 
 // Policy is a provider's retry settings, resolved once.
@@ -218,16 +219,8 @@ func RateLimitPause(h http.Header, now time.Time) (time.Duration, string, bool) 
 		}
 	}
 	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
-			switch {
-			case f > 1e15: // nonsense; ignore
-				return 0, "", false
-			case f > 1e12: // a Unix time in milliseconds
-				return max(0, time.UnixMilli(int64(f)).Sub(now)), "X-RateLimit-Reset: " + v, true
-			case f > 1e9: // a Unix time, in seconds
-				return max(0, time.Unix(0, int64(f*1e9)).Sub(now)), "X-RateLimit-Reset: " + v, true
-			}
-			return time.Duration(f * float64(time.Second)), "X-RateLimit-Reset: " + v, true
+		if t, ok := quota.ResetAt(v, now, true); ok {
+			return t.Sub(now), "X-RateLimit-Reset: " + v, true
 		}
 	}
 	return 0, "", false
