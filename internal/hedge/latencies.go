@@ -10,22 +10,14 @@ package hedge
 
 import (
 	"math"
-	"math/bits"
 	"sync/atomic"
 	"time"
+
+	"github.com/healproxy/healproxy/internal/lathist"
 )
 
 // Slots of the window: each holds one tenth of it.
 const numSlots = 10
-
-// Buckets are log-linear over microseconds: exact below 8µs, then eight
-// per power of two (at most 12.5 % wide), up to 2^40µs (12 days).
-const (
-	subBits    = 3
-	subCount   = 1 << subBits
-	maxExp     = 40
-	numBuckets = (maxExp-subBits+1)*subCount + subCount
-)
 
 // Latencies estimates a percentile of the latencies observed over a
 // sliding window. The zero value is not usable; use NewLatencies. It is
@@ -48,7 +40,7 @@ type Latencies struct {
 type latencySlot struct {
 	id      atomic.Int64 // the slot's number (time / slot length) it counts for
 	n       atomic.Int64
-	buckets [numBuckets]atomic.Uint32
+	buckets [lathist.Buckets]atomic.Uint32
 }
 
 // NewLatencies estimates the q-quantile (0 < q < 1; 0.95 for p95) of the
@@ -72,7 +64,7 @@ func (l *Latencies) MinSamples() int { return int(l.minSamples) }
 // Observe records one latency observed at now.
 func (l *Latencies) Observe(d time.Duration, now time.Time) {
 	s := l.slot(now.UnixNano() / l.slotNanos)
-	s.buckets[bucket(d)].Add(1)
+	s.buckets[lathist.Bucket(d)].Add(1)
 	s.n.Add(1)
 	l.seen.Add(1)
 }
@@ -101,7 +93,7 @@ func (l *Latencies) Quantile(now time.Time) (d time.Duration, ok bool) {
 			return time.Duration(c), c > 0
 		}
 	}
-	var counts [numBuckets]uint32
+	var counts [lathist.Buckets]uint32
 	var n int64
 	for i := range l.slots {
 		s := &l.slots[i]
@@ -119,7 +111,7 @@ func (l *Latencies) Quantile(now time.Time) (d time.Duration, ok bool) {
 		for b, c := range counts {
 			sum += uint64(c)
 			if sum >= rank {
-				est = int64(upperBound(b))
+				est = int64(lathist.Upper(b))
 				break
 			}
 		}
@@ -128,30 +120,4 @@ func (l *Latencies) Quantile(now time.Time) (d time.Duration, ok bool) {
 	l.cachedSeen.Store(seen)
 	l.cachedSlot.Store(cur)
 	return time.Duration(est), est > 0
-}
-
-// bucket is the bucket of latency d.
-func bucket(d time.Duration) int {
-	us := uint64(max(d/time.Microsecond, 0))
-	if us < subCount {
-		return int(us)
-	}
-	e := bits.Len64(us) - 1 // us is in [2^e, 2^(e+1))
-	if e > maxExp {
-		return numBuckets - 1
-	}
-	m := (us >> (e - subBits)) & (subCount - 1)
-	return (e-subBits+1)*subCount + int(m)
-}
-
-// upperBound is the end of bucket b's range (exclusive).
-func upperBound(b int) time.Duration {
-	if b < subCount {
-		return time.Duration(b+1) * time.Microsecond
-	}
-	e := b/subCount + subBits - 1
-	m := uint64(b % subCount)
-	width := uint64(1) << (e - subBits)
-	lower := (subCount + m) * width
-	return time.Duration(lower+width) * time.Microsecond
 }

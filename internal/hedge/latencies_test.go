@@ -5,27 +5,6 @@ import (
 	"time"
 )
 
-func TestBuckets(t *testing.T) {
-	for _, d := range []time.Duration{0, time.Microsecond, 7 * time.Microsecond, 8 * time.Microsecond, 15 * time.Microsecond,
-		100 * time.Microsecond, 999 * time.Microsecond, time.Millisecond, 37 * time.Millisecond, time.Second, time.Hour} {
-		b := bucket(d)
-		up := upperBound(b)
-		lo := time.Duration(0)
-		if b > 0 {
-			lo = upperBound(b - 1)
-		}
-		if d.Truncate(time.Microsecond) < lo || d >= up || float64(up-lo) > 0.125*float64(max(lo, 8*time.Microsecond))+float64(time.Microsecond) {
-			t.Errorf("%v: bucket %d is [%v, %v); want d inside, at most 12.5%% wide", d, b, lo, up)
-		}
-	}
-	if b := bucket(time.Duration(1 << 62)); b != numBuckets-1 {
-		t.Errorf("a huge latency is in bucket %d; want the last, %d", b, numBuckets-1)
-	}
-	if b := bucket(-time.Second); b != 0 {
-		t.Errorf("a negative latency is in bucket %d; want 0", b)
-	}
-}
-
 // TestQuantile: no answer before MinSamples; then the percentile of the
 // window, within a bucket's width; observations older than the window
 // are forgotten.

@@ -10,23 +10,18 @@ package outlier
 import (
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
 
 	"github.com/healproxy/healproxy/config/routecfg"
+	"github.com/healproxy/healproxy/internal/lathist"
 )
 
-// Latency histogram: 8 buckets per power of two of microseconds, from
-// 1µs to 2^40µs (12 days); a bucket's value is within 1/8 of the
-// latencies it holds.
+// Latencies go to an internal/lathist histogram; a bucket's middle is
+// within 1/8 of the latencies it holds.
 const (
-	subBits     = 3
-	subBuckets  = 1 << subBits
-	latBuckets  = 41 * subBuckets
-	maxLatUs    = 1<<41 - 1
 	percentile  = 0.90
 	minPeerRate = 3 // upstreams with MinRequests the success-rate rule needs
 	minPeersLat = 2 // other upstreams with MinRequests the latency rule needs
@@ -38,7 +33,7 @@ const (
 type Recorder struct {
 	requests atomic.Int64
 	failures atomic.Int64
-	lat      [latBuckets]atomic.Int64
+	lat      [lathist.Buckets]atomic.Int64
 }
 
 // Observe counts one request: whether it failed and how long it took.
@@ -47,7 +42,7 @@ func (r *Recorder) Observe(failed bool, latency time.Duration) {
 	if failed {
 		r.failures.Add(1)
 	}
-	r.lat[latBucket(latency)].Add(1)
+	r.lat[lathist.Bucket(latency)].Add(1)
 }
 
 // Stats are one upstream's counts over an interval.
@@ -60,7 +55,7 @@ type Stats struct {
 // A request observed while Take runs counts in one interval or the other,
 // possibly its latency in the other one.
 func (r *Recorder) Take() Stats {
-	var counts [latBuckets]int64
+	var counts [lathist.Buckets]int64
 	var total int64
 	for i := range r.lat {
 		if n := r.lat[i].Load(); n != 0 {
@@ -76,36 +71,12 @@ func (r *Recorder) Take() Stats {
 		var seen int64
 		for i, n := range counts {
 			if seen += n; seen >= rank {
-				st.P90 = bucketValue(i)
+				st.P90 = lathist.Mid(i)
 				break
 			}
 		}
 	}
 	return st
-}
-
-// latBucket is the histogram bucket of a latency.
-func latBucket(d time.Duration) int {
-	us := d.Microseconds()
-	if us < subBuckets {
-		return int(max(us, 0))
-	}
-	us = min(us, maxLatUs)
-	e := bits.Len64(uint64(us)) - 1 // 2^e <= us < 2^(e+1), e >= subBits
-	sub := int(us>>(e-subBits)) & (subBuckets - 1)
-	return (e-subBits+1)*subBuckets + sub
-}
-
-// bucketValue is the middle of bucket i's latencies.
-func bucketValue(i int) time.Duration {
-	if i < subBuckets {
-		return time.Duration(i) * time.Microsecond
-	}
-	e := i/subBuckets + subBits - 1
-	sub := int64(i % subBuckets)
-	lo := (subBuckets + sub) << (e - subBits)
-	width := int64(1) << (e - subBits)
-	return time.Duration(lo+width/2) * time.Microsecond
 }
 
 // Upstream is one upstream as Detect judges it.

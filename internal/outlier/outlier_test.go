@@ -52,22 +52,6 @@ func TestRecorderP90(t *testing.T) {
 	}
 }
 
-func TestLatencyBuckets(t *testing.T) {
-	for _, d := range []time.Duration{0, time.Microsecond, 7 * time.Microsecond, 9 * time.Microsecond, 100 * time.Microsecond,
-		12 * time.Millisecond, 310 * time.Millisecond, 3 * time.Second, time.Hour} {
-		got := bucketValue(latBucket(d))
-		if diff := got - d; diff < -d/8 || diff > d/8 {
-			t.Errorf("latency %v: bucket value %v; want within 1/8", d, got)
-		}
-	}
-	if i := latBucket(1000 * time.Hour * 1000); i >= latBuckets {
-		t.Fatalf("got bucket %d for a huge latency; want < %d", i, latBuckets)
-	}
-	if i := latBucket(-time.Second); i != 0 {
-		t.Fatalf("got bucket %d for a negative latency; want 0", i)
-	}
-}
-
 func TestDetect(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
