@@ -70,6 +70,8 @@ func TestQuorumOneTripStaysLocal(t *testing.T) {
 		t.Errorf("c: got reason %q; want replica b named", r)
 	}
 	waitUntil(t, 5*time.Second, "a to learn that the fleet confirmed", func() bool { return len(a.c.UnconfirmedTrips()) == 0 })
+	// b counts its confirmation after writing the trip that c applies
+	waitUntil(t, 5*time.Second, "b to count the confirmed trip", func() bool { return b.c.Status().Confirmed == 1 })
 	if st := b.c.Status(); st.Confirmed != 1 || len(st.UnconfirmedTrips) != 0 {
 		t.Errorf("b: got confirmed %d, unconfirmed %v; want 1 and none", st.Confirmed, st.UnconfirmedTrips)
 	}
