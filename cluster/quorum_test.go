@@ -71,7 +71,7 @@ func TestQuorumOneTripStaysLocal(t *testing.T) {
 	}
 	waitUntil(t, 5*time.Second, "a to learn that the fleet confirmed", func() bool { return len(a.c.UnconfirmedTrips()) == 0 })
 	// b counts its confirmation after writing the trip that c applies
-	waitUntil(t, 5*time.Second, "b to count the confirmed trip", func() bool { return b.c.Status().Confirmed == 1 })
+	waitUntil(t, 5*time.Second, "b to count the confirmed trip", func() bool { st := b.c.Status(); return st.Confirmed == 1 && len(st.UnconfirmedTrips) == 0 })
 	if st := b.c.Status(); st.Confirmed != 1 || len(st.UnconfirmedTrips) != 0 {
 		t.Errorf("b: got confirmed %d, unconfirmed %v; want 1 and none", st.Confirmed, st.UnconfirmedTrips)
 	}
