@@ -483,7 +483,10 @@ func TestBrowserUIRowsAndLiveStatus(t *testing.T) {
 		t.Errorf("overall = %q; want unavailable", got)
 	}
 
-	// The row explains itself: reason, next trial, failures table.
+	// The row explains itself: reason, next trial, failures table. The
+	// page's next read moves beta first (problems first); a row being
+	// moved cannot be clicked, so the click waits for the order.
+	b.waitJS("beta is listed first", `document.querySelector('#health-diagnostics-result [data-group="provider"] article[data-kind]').dataset.key === 'beta'`, 5*time.Second)
 	b.click(`article[data-kind="provider"][data-key="beta"] details.explain > summary`)
 	b.waitJS("beta's details are open", rowJS("provider", "beta")+`.querySelector('details').open`, 2*time.Second)
 	expl := uiEval[string](b, rowJS("provider", "beta")+`.querySelector('.explain-body').textContent`)
